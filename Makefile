@@ -1,0 +1,29 @@
+# esnet_ros: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ENV := . scripts/env.sh &&
+CAMERA ?=
+DEMO_SECONDS ?= 30
+PYTEST_ARGS ?=
+
+.PHONY: help setup test demo bench soak clean
+help:
+	@echo "make demo   - set up, then run the synthetic camera + segmentation node, write demo_output/"
+	@echo "make test   - set up, then run the whole test suite"
+	@echo "make setup  - .venv + ROS 2 Kilted wheels + torch + colcon build (idempotent)"
+	@echo "make bench  - benchmark model and node (JSON in bench.json)"
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@$(ENV) python scripts/run_tests.py $(PYTEST_ARGS)
+
+demo: setup
+	@$(ENV) esnet demo --seconds $(DEMO_SECONDS) $(if $(CAMERA),--camera $(CAMERA),)
+
+bench: setup
+	@$(ENV) esnet bench --json bench.json
+
+clean:
+	rm -rf .colcon demo_output
