@@ -17,7 +17,7 @@ setup:
 	@bash scripts/setup.sh
 
 test: setup
-	@$(ENV) python scripts/run_tests.py $(PYTEST_ARGS)
+	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 demo: setup
 	@$(ENV) esnet demo --seconds $(DEMO_SECONDS) $(if $(CAMERA),--camera $(CAMERA),)
