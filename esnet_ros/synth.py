@@ -5,6 +5,7 @@
     DIR/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     DIR/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
     DIR/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png
+    DIR/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png  (16-bit, id*1000+k)
 
 so the Cityscapes tools and :mod:`esnet_ros.datasets` read it unchanged.
 
@@ -81,6 +82,8 @@ def _train_id_lut() -> np.ndarray:
 
 
 _TRAIN_ID_LUT = _train_id_lut()
+_HAS_INSTANCES = np.zeros(256, bool)
+_HAS_INSTANCES[[i for i, lab in id2label.items() if 0 <= i < 256 and lab.hasInstances]] = True
 
 
 def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
@@ -114,12 +117,31 @@ class _Camera:
 
 
 class _Canvas:
-    """An RGB float image and its labelIds, drawn together."""
+    """An RGB float image, its labelIds and its Cityscapes instanceIds, drawn together.
+
+    ``instance`` holds ``labelId * 1000 + k`` for the k-th object drawn (instance classes only);
+    :meth:`instance_ids` fills in the plain labelId everywhere else, as Cityscapes does.
+    """
 
     def __init__(self, height: int, width: int) -> None:
         self.image = np.zeros((height, width, 3), np.float32)
         self.label = np.zeros((height, width), np.uint8)
+        self.instance = np.zeros((height, width), np.uint16)
+        self.object_index = 0  # the object being drawn (set by the scene loop)
         self.min_px = max(1.0, width / 256.0)  # thinnest line drawn, in pixels
+
+    def _instance_value(self, label: int) -> int:
+        return int(label) * 1000 + self.object_index if _HAS_INSTANCES[label] and self.object_index else 0
+
+    def paint(self, mask: np.ndarray, label: int) -> None:
+        """Label the pixels of a boolean mask."""
+        self.label[mask] = label
+        self.instance[mask] = self._instance_value(label)
+
+    def instance_ids(self) -> np.ndarray:
+        """``(H,W)`` uint16 Cityscapes instanceIds."""
+        own = (self.instance // 1000 == self.label) & (self.instance > 0)
+        return np.where(own, self.instance, self.label.astype(np.uint16))
 
     @staticmethod
     def _color(color) -> tuple[float, float, float]:
@@ -130,6 +152,7 @@ class _Canvas:
         cv2.fillPoly(self.image, pts, self._color(color), cv2.LINE_AA, _SHIFT)
         if label is not None:
             cv2.fillPoly(self.label, pts, int(label), cv2.LINE_8, _SHIFT)
+            cv2.fillPoly(self.instance, pts, self._instance_value(label), cv2.LINE_8, _SHIFT)
 
     def line(self, p0, p1, width_px: float, color, label: int | None) -> None:
         """A thick segment as a polygon (exact sub-pixel width, at least ``min_px``)."""
@@ -144,6 +167,7 @@ class _Canvas:
         cv2.ellipse(self.image, c, a, angle, 0, 360, self._color(color), -1, cv2.LINE_AA, _SHIFT)
         if label is not None:
             cv2.ellipse(self.label, c, a, angle, 0, 360, int(label), -1, cv2.LINE_8, _SHIFT)
+            cv2.ellipse(self.instance, c, a, angle, 0, 360, self._instance_value(label), -1, cv2.LINE_8, _SHIFT)
 
 
 def _noise(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
@@ -574,7 +598,7 @@ def _draw_bicycle(canvas, fig: _Figure, rng, color) -> None:
     cv2.fillPoly(inner, [_fix(frame)], 1, cv2.LINE_8, 4)
     inside = inner.astype(bool)
     canvas.image[inside] = back[inside] * 0.55 + 20  # spokes and frame interior show the background
-    canvas.label[inside] = BICYCLE
+    canvas.paint(inside, BICYCLE)
     for a, b in ((rear, bracket), (bracket, head), (head, seat), (seat, bracket), (seat, rear), (head, front), (head, bar)):
         canvas.line(a, b, lw, color, BICYCLE)
     canvas.line(fig(-0.25, 0.9), fig(-0.05, 0.9), fig.px(0.07), (30, 30, 30), BICYCLE)  # saddle
@@ -819,6 +843,28 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _SPLIT_CODE[split], int(index)])
 
 
+def _render(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, _Canvas]:
+    cam = _Camera(
+        f=width * rng.uniform(0.55, 0.8),
+        cx=width * rng.uniform(0.42, 0.58),
+        horizon=height * rng.uniform(0.36, 0.5),
+        height=rng.uniform(1.2, 1.7),
+    )
+    street = _make_street(rng)
+    canvas = _Canvas(height, width)
+    _draw_sky(rng, canvas, cam)
+    _draw_ground(rng, canvas, cam, street)
+    _draw_facades(rng, canvas, cam, street)
+    objects = sorted(_place_objects(rng, cam, street), key=lambda o: -o[0])
+    for index, (_, draw) in enumerate(objects, start=1):
+        canvas.object_index = index
+        draw(canvas)
+    canvas.object_index = 0
+    if rng.random() < 0.3:
+        _ego_hood(rng, canvas)
+    return _finish(rng, canvas), canvas
+
+
 def render_scene(rng: np.random.Generator, width: int, height: int, *, label_ids: bool = False,
                  color_order: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
     """Draw one street scene.
@@ -840,23 +886,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int, *, label_ids
         raise ValueError(f"width x height = {width}x{height} is too small; use at least 16x16")
     if color_order not in ("rgb", "bgr"):
         raise ValueError(f"color_order={color_order!r} must be one of: rgb, bgr")
-    width, height = int(width), int(height)
-    cam = _Camera(
-        f=width * rng.uniform(0.55, 0.8),
-        cx=width * rng.uniform(0.42, 0.58),
-        horizon=height * rng.uniform(0.36, 0.5),
-        height=rng.uniform(1.2, 1.7),
-    )
-    street = _make_street(rng)
-    canvas = _Canvas(height, width)
-    _draw_sky(rng, canvas, cam)
-    _draw_ground(rng, canvas, cam, street)
-    _draw_facades(rng, canvas, cam, street)
-    for _, draw in sorted(_place_objects(rng, cam, street), key=lambda o: -o[0]):
-        draw(canvas)
-    if rng.random() < 0.3:
-        _ego_hood(rng, canvas)
-    image = _finish(rng, canvas)
+    image, canvas = _render(rng, int(width), int(height))
     if color_order == "bgr":
         image = np.ascontiguousarray(image[..., ::-1])
     labels = canvas.label if label_ids else label_ids_to_train_ids(canvas.label)
@@ -879,12 +909,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def scene_paths(root: pathlib.Path, split: str, city: str, index: int) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
-    """(image, labelIds, labelTrainIds) paths of scene ``index`` in the Cityscapes layout."""
+def scene_paths(root: pathlib.Path, split: str, city: str, index: int) -> dict[str, pathlib.Path]:
+    """Paths of scene ``index`` in the Cityscapes layout: image, labelIds, labelTrainIds, instanceIds."""
     stem = f"{city}_{index:06d}_000019"
     gt = root / "gtFine" / split / city
-    return (root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-            gt / f"{stem}_gtFine_labelIds.png", gt / f"{stem}_gtFine_labelTrainIds.png")
+    return {"image": root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+            **{kind: gt / f"{stem}_gtFine_{kind}.png" for kind in ("labelIds", "labelTrainIds", "instanceIds")}}
 
 
 def write_dataset(out, *, train: int, val: int, seed: int, size: tuple[int, int] = (2048, 1024),
@@ -903,13 +933,13 @@ def write_dataset(out, *, train: int, val: int, seed: int, size: tuple[int, int]
             iterator = tqdm(iterator, desc=f"synth {split}", unit="scene")
         for i in iterator:
             city = cities[i % len(cities)]
-            image, label_ids = render_scene(scene_rng(seed, split, i), width, height, label_ids=True)
-            img_path, ids_path, train_path = scene_paths(root, split, city, i)
-            img_path.parent.mkdir(parents=True, exist_ok=True)
-            ids_path.parent.mkdir(parents=True, exist_ok=True)
-            for path, array in ((img_path, image[..., ::-1]), (ids_path, label_ids),
-                                (train_path, label_ids_to_train_ids(label_ids))):
-                if not cv2.imwrite(str(path), array):
+            image, canvas = _render(scene_rng(seed, split, i), width, height)
+            paths = scene_paths(root, split, city, i)
+            arrays = {"image": image[..., ::-1], "labelIds": canvas.label,
+                      "labelTrainIds": label_ids_to_train_ids(canvas.label), "instanceIds": canvas.instance_ids()}
+            for kind, path in paths.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not cv2.imwrite(str(path), arrays[kind]):
                     raise FileNotFoundError(f"could not write {path}; check that --out {out} is writable")
         counts[split] = n
     return counts
