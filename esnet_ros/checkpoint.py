@@ -228,6 +228,11 @@ def load_checkpoint(
             f"use ESNet weights (see shared/reference/esnet_reference_state_dict_keys.tsv for the layout)"
         )
     num_classes = int(state[out_key].shape[1])
+    if labels is not None and labels.num_classes != num_classes:
+        raise ValueError(
+            f"{path} predicts {num_classes} classes but the class list has {labels.num_classes} "
+            f"(labels {labels.name!r}): use a labels file with exactly {num_classes} classes"
+        )
     if meta is None:
         meta = _authors_meta(num_classes, labels)
     elif labels is not None:

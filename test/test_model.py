@@ -1,0 +1,77 @@
+"""ESNet architecture: parameter counts, shapes, size errors, and the authors' reference logits."""
+
+import pytest
+import torch
+
+from esnet_ros.model import ESNet, FCU, PFCU, Downsampler, Upsampler, check_input_size, esnet
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "classes, head, expected",
+    [(19, False, 1_659_071), (19, True, 1_661_522), (20, False, 1_659_136), (20, True, 1_661_716)],
+)
+def test_parameter_counts_match_the_authors_model(classes, head, expected):
+    assert count(ESNet(classes, encoder_head=head)) == expected
+
+
+def test_builder_is_keyword_only():
+    assert count(esnet(num_classes=19)) == 1_659_071
+    with pytest.raises(TypeError):
+        esnet(19)  # noqa
+
+
+def test_block_shapes():
+    x = torch.randn(2, 16, 8, 12)
+    assert Downsampler(16, 64)(x).shape == (2, 64, 4, 6)
+    assert FCU(16, 3, 0.03)(x).shape == x.shape
+    assert FCU(16, 5)(x).shape == x.shape
+    assert PFCU(16)(x).shape == x.shape
+    assert Upsampler(16, 8)(x).shape == (2, 8, 16, 24)
+
+
+def test_pfcu_shares_one_bn_across_its_branches():
+    block = PFCU(128)
+    bns = [m for m in block.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 2  # bn1 after the stem, bn2 shared by the three dilated branches
+    dilations = [(h.dilation, w.dilation) for h, w in block.branches()]
+    assert dilations == [((2, 1), (1, 2)), ((5, 1), (1, 5)), ((9, 1), (1, 9))]
+
+
+def test_forward_shapes_and_encoder_head():
+    model = ESNet(5, encoder_head=True).eval()
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        assert model(x).shape == (1, 5, 32, 48)
+        assert model(x, encoder_only=True).shape == (1, 5, 4, 6)
+    with pytest.raises(ValueError, match="encoder_head=True"):
+        ESNet(5)(x, encoder_only=True)
+
+
+def test_size_not_divisible_by_8_names_the_nearest_valid_sizes():
+    model = ESNet(3)
+    with pytest.raises(ValueError, match=r"width=1020 must be a positive multiple of 8.*try 1016 or 1024"):
+        model(torch.zeros(1, 3, 512, 1020))
+    with pytest.raises(ValueError, match=r"height=30 .*try 24 or 32"):
+        check_input_size(64, 30)
+    with pytest.raises(ValueError, match=r"\(N,3,H,W\)"):
+        model(torch.zeros(1, 4, 32, 32))
+
+
+def test_num_classes_must_fit_uint8_labels():
+    with pytest.raises(ValueError, match="1..255"):
+        ESNet(300)
+
+
+def test_reference_logits_reproduced(reference_checkpoint):
+    fixture = torch.load(reference_checkpoint, weights_only=True)
+    model = ESNet(19, encoder_head=True)
+    model.load_state_dict(fixture["state_dict"], strict=True)  # authors' key names, no mapping
+    model.eval()
+    with torch.no_grad():
+        logits = model(fixture["input"])
+    assert logits.shape == fixture["logits"].shape == (1, 19, 64, 128)
+    assert (logits - fixture["logits"]).abs().max().item() <= 1e-5

@@ -1,0 +1,175 @@
+"""The inference engine on hand-checked examples: labels, confidence, palette, overlay, sizes, errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from esnet_ros.checkpoint import make_metadata
+from esnet_ros.labels import LabelSet
+from esnet_ros.segmenter import Segmenter
+
+LABELS = LabelSet("toy", ("left", "right", "never"), ((200, 0, 0), (0, 100, 0), (0, 0, 50)))
+
+
+class RedOracle(nn.Module):
+    """A fixed 'network': class 0 where red is high, class 1 where it is low (logits 4 / 0)."""
+
+    num_classes = 3
+
+    def forward(self, x):  # (N,3,H,W) normalized RGB in 0..1
+        r = x[:, :1]
+        return torch.cat([4 * r, 4 * (1 - r), torch.zeros_like(r)], dim=1)
+
+
+def make(size=(16, 8), device="cpu", **kw):
+    return Segmenter((RedOracle(), make_metadata(LABELS, input_size=size)), device=device, **kw)
+
+
+def half_red(h=8, w=16):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2, 0] = 255  # left half red (RGB)
+    img[:, :, 1] = 10
+    return img
+
+
+CONF = round(255 * math.exp(4) / (math.exp(4) + 2))  # max softmax of logits (4, 0, 0) -> 246
+
+
+def test_labels_confidence_color_and_overlay_by_hand():
+    seg = make()
+    img = half_red()
+    out = seg(img, "rgb", outputs=("labels", "confidence", "color", "overlay"), alpha=0.5)
+    expected = np.zeros((8, 16), np.uint8)
+    expected[:, 8:] = 1
+    np.testing.assert_array_equal(out.labels, expected)
+    assert out.labels.dtype == np.uint8 and out.confidence.dtype == np.uint8
+    assert CONF == 246
+    np.testing.assert_array_equal(out.confidence, np.full((8, 16), CONF, np.uint8))
+    assert tuple(out.color[0, 0]) == (200, 0, 0) and tuple(out.color[0, 15]) == (0, 100, 0)
+    # overlay = round(0.5 * input + 0.5 * color), in the input's order (RGB here)
+    assert tuple(out.overlay[0, 0]) == (228, 5, 0)  # (255+200)/2=227.5, (10+0)/2=5
+    assert tuple(out.overlay[0, 15]) == (0, 55, 0)
+    assert set(out.timings_ms) == {"preprocess", "inference", "postprocess"}
+
+
+def test_bgr_input_gives_the_same_labels_and_a_bgr_overlay():
+    seg = make()
+    rgb = half_red()
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    a = seg(rgb, "rgb", outputs=("labels", "overlay"), alpha=1.0)
+    b = seg(bgr, "bgr", outputs=("labels", "overlay"), alpha=1.0)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert tuple(a.overlay[0, 0]) == (200, 0, 0)  # alpha 1: the mask only
+    assert tuple(b.overlay[0, 0]) == (0, 0, 200)  # same mask, in BGR order
+
+
+def test_only_requested_outputs_are_returned():
+    out = make()(half_red(), outputs=("color",))
+    assert out.labels is None and out.confidence is None and out.overlay is None
+    assert out.color.shape == (8, 16, 3)
+
+
+def test_output_resolution_modes():
+    seg = make(size=(16, 8))
+    img = half_red(12, 20)  # any size: resized to the 16x8 network input
+    full = seg(img, outputs=("labels", "overlay"), resolution="input")
+    net = seg(img, outputs=("labels", "overlay"), resolution="network")
+    assert full.labels.shape == (12, 20) and full.overlay.shape == (12, 20, 3)
+    assert net.labels.shape == (8, 16) and net.overlay.shape == (8, 16, 3)
+    assert full.labels[:, :8].max() == 0 and full.labels[:, 12:].min() == 1
+    assert net.labels[:, :6].max() == 0 and net.labels[:, 10:].min() == 1
+
+
+def test_non_contiguous_views_are_accepted():
+    img = half_red(8, 32)[:, ::2]  # a strided view, like a padded camera row
+    out = make()(img, outputs=("labels",))
+    assert out.labels.shape == (8, 16) and out.labels[0, 0] == 0 and out.labels[0, -1] == 1
+
+
+def test_matches_the_model_on_the_reference_checkpoint(reference_checkpoint):
+    from esnet_ros.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(reference_checkpoint)
+    seg = Segmenter(reference_checkpoint, device="cpu", input_size=(128, 64))
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    out = seg(img, "rgb", outputs=("labels", "confidence"))
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        logits = model(x)[0]
+    expected = logits.argmax(0).numpy().astype(np.uint8)
+    agree = (out.labels == expected).mean()
+    assert agree > 0.999, agree  # folding/fusion may flip exact ties only
+    conf = (logits.softmax(0).amax(0) * 255).round().numpy()
+    assert np.abs(out.confidence.astype(int) - conf).max() <= 1
+
+
+def test_default_input_size_comes_from_the_checkpoint():
+    assert make(size=(24, 16)).input_size == (24, 16)
+    assert make(size=(24, 16), input_size=(32, 8)).input_size == (32, 8)
+
+
+@pytest.mark.parametrize(
+    "image, exc, message",
+    [
+        (np.zeros((8, 8, 3), np.float32), TypeError, "dtype float32; convert it to uint8"),
+        ([[0, 0, 0]], TypeError, "must be a numpy.ndarray"),
+        (np.zeros((8, 8), np.uint8), ValueError, r"shape \(8, 8\); expected \(H,W,3\)"),
+        (np.zeros((8, 8, 4), np.uint8), ValueError, "3 color channels"),
+        (np.zeros((0, 8, 3), np.uint8), ValueError, "is empty"),
+    ],
+)
+def test_bad_images(image, exc, message):
+    with pytest.raises(exc, match=message):
+        make()(image)
+
+
+def test_bad_arguments():
+    seg = make()
+    with pytest.raises(ValueError, match="outputs='mask' must be one of: labels, confidence, color, overlay"):
+        seg(half_red(), outputs=("mask",))
+    with pytest.raises(ValueError, match="color_order='yuv'"):
+        seg(half_red(), color_order="yuv")
+    with pytest.raises(ValueError, match="resolution='full'"):
+        seg(half_red(), resolution="full")
+    with pytest.raises(ValueError, match="alpha=1.5 must be within 0..1"):
+        seg(half_red(), outputs=("overlay",), alpha=1.5)
+    with pytest.raises(ValueError, match="network input width=1020 .*try 1016 or 1024"):
+        make(input_size=(1020, 512))
+    with pytest.raises(ValueError, match="precision=fp16 needs a CUDA device"):
+        make(precision="fp16")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        make(device="tpu")
+
+
+def test_cuda_requested_without_cuda_names_the_fix():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="no usable CUDA.*device:=cpu or device:=auto"):
+        make(device="cuda")
+
+
+def test_auto_device_falls_back_to_cpu(caplog):
+    caplog.set_level("INFO", logger="esnet_ros.backends")
+    seg = Segmenter((RedOracle(), make_metadata(LABELS, input_size=(16, 8))), device="auto")
+    if not torch.cuda.is_available():
+        assert seg.device.type == "cpu" and seg.precision == "fp32"
+        assert "running on the CPU" in caplog.text
+
+
+@pytest.mark.cuda
+def test_cuda_path_equals_cpu_path(reference_checkpoint):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (70, 130, 3), dtype=np.uint8)
+    cpu = Segmenter(reference_checkpoint, device="cpu", input_size=(128, 64))
+    gpu = Segmenter(reference_checkpoint, device="cuda", precision="fp32", input_size=(128, 64))
+    outs = ("labels", "confidence", "color", "overlay")
+    a = cpu(img, "bgr", outputs=outs)
+    b = gpu(img, "bgr", outputs=outs)
+    assert (a.labels == b.labels).mean() > 0.999
+    assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
+    half = Segmenter(reference_checkpoint, device="cuda", precision="fp16", input_size=(128, 64))
+    assert (half(img, "bgr").labels == a.labels).mean() > 0.98
