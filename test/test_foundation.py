@@ -140,3 +140,24 @@ def test_makefile_test_target_runs_setup_then_pytest():
     text = (REPO / "Makefile").read_text()
     assert "test: setup" in text and "pytest" in text
     assert (REPO / ".ci" / "run").read_text().strip().endswith("make test")
+
+
+def test_pip_wheel_carries_the_core_the_cli_and_the_demo_weights(tmp_path):
+    import zipfile
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("esnet_ros-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+        requires = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    for module in CORE_MODULES:
+        assert module.replace(".", "/") + ".py" in names
+    assert "esnet = esnet_ros.cli:main" in entry_points
+    assert "Requires-Dist: torch<3,>=2.1" in requires  # a range: CUDA/Jetson builds are kept
+    if (REPO / "esnet_ros/weights/esnet_demo_synth.safetensors").exists():
+        assert "esnet_ros/weights/esnet_demo_synth.safetensors" in names
