@@ -1,0 +1,358 @@
+"""sensor_msgs Image / CompressedImage <-> NumPy, with cv_bridge's encoding names and semantics.
+
+ROS 2's ``cv_bridge`` is not on PyPI, so this is our own implementation of the part we need:
+
+- :func:`image_to_numpy` turns any Image with a cv_bridge encoding into an ``(H,W)`` or
+  ``(H,W,C)`` array that is a **view** of the message's buffer (no copy, no Python loop): row
+  padding (``step`` > width x pixel size) is skipped by strides, and ``is_bigendian`` selects
+  the byte order of multi-byte encodings (``mono16``, ``16UC1``, ``32FC1``, ...).
+- :func:`to_color_input` / :func:`compressed_to_color_input` give what the segmenter takes: an
+  ``(H,W,3) uint8`` view plus the channel order, for the five camera encodings (``rgb8``,
+  ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``; the generic ``8UC1/3/4`` are read as
+  ``mono8/bgr8/bgra8`` as cv_bridge does).
+- :func:`numpy_to_image` / :class:`ImagePublisherBuffer` build outgoing Images with one copy
+  into a reused buffer.
+
+Every refusal raises :class:`ImageConversionError` (a ``ValueError``) whose ``cause`` is a short
+stable key (counted per cause in the node's diagnostics) and whose message names the fix.
+This module imports no rclpy: messages are read by attribute, and ``sensor_msgs`` is imported
+only when an outgoing message is built.
+"""
+
+from __future__ import annotations
+
+import array
+import re
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "ImageConversionError",
+    "CAUSES",
+    "COLOR_ENCODINGS",
+    "ColorInput",
+    "encoding_info",
+    "image_to_numpy",
+    "to_color_input",
+    "compressed_to_color_input",
+    "numpy_to_image",
+    "ImagePublisherBuffer",
+]
+
+#: every rejection cause this module can raise (stable keys: they name diagnostics counters)
+CAUSES = (
+    "unknown_encoding",
+    "unsupported_encoding",
+    "zero_size",
+    "too_large",
+    "bad_step",
+    "data_size",
+    "compressed_empty",
+    "compressed_format",
+    "compressed_truncated",
+    "compressed_corrupt",
+    "png_16bit",
+    "png_alpha",
+)
+
+#: the encodings the segmentation node accepts, with (color order, encoding of the overlay)
+COLOR_ENCODINGS = {
+    "rgb8": ("rgb", "rgb8"),
+    "bgr8": ("bgr", "bgr8"),
+    "rgba8": ("rgb", "rgb8"),
+    "bgra8": ("bgr", "bgr8"),
+    "mono8": ("rgb", "rgb8"),  # gray has no order: the overlay is rgb8 like /esnet/color
+    "8UC1": ("rgb", "rgb8"),  # cv_bridge: generic 8-bit, 1 channel == mono8
+    "8UC3": ("bgr", "bgr8"),  # cv_bridge: generic 3 channels are taken as OpenCV's BGR
+    "8UC4": ("bgr", "bgr8"),
+}
+
+SUPPORTED_HELP = "publish rgb8, bgr8, rgba8, bgra8 or mono8"
+
+
+class ImageConversionError(ValueError):
+    """A message that cannot be converted; ``cause`` is one of :data:`CAUSES`."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+# -- encodings (names as in sensor_msgs/image_encodings.hpp) --------------------------------------
+
+_NAMED = {
+    "mono8": (1, "u1"), "mono16": (1, "u2"),
+    "rgb8": (3, "u1"), "bgr8": (3, "u1"), "rgba8": (4, "u1"), "bgra8": (4, "u1"),
+    "rgb16": (3, "u2"), "bgr16": (3, "u2"), "rgba16": (4, "u2"), "bgra16": (4, "u2"),
+    "yuv422": (2, "u1"), "uyvy": (2, "u1"), "yuv422_yuy2": (2, "u1"), "yuyv": (2, "u1"),
+    "nv21": (1, "u1"), "nv24": (1, "u1"),
+}
+_GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-9]\d*)$")
+_GENERIC_DTYPES = {"8U": "u1", "8S": "i1", "16U": "u2", "16S": "i2", "32S": "i4", "32F": "f4", "64F": "f8"}
+_BAYER = re.compile(r"^bayer_(rggb|bggr|gbrg|grbg)(8|16)$")
+
+
+def encoding_info(encoding: str) -> tuple[int, np.dtype]:
+    """``(channels, dtype)`` of a cv_bridge encoding name (byte order: little endian)."""
+    if encoding in _NAMED:
+        channels, code = _NAMED[encoding]
+        return channels, np.dtype(code)
+    m = _GENERIC.match(encoding)
+    if m:
+        return int(m.group(2)), np.dtype(_GENERIC_DTYPES[m.group(1)])
+    m = _BAYER.match(encoding)
+    if m:
+        return 1, np.dtype("u1" if m.group(2) == "8" else "u2")
+    shown = repr(encoding[:64]) + ("..." if len(encoding) > 64 else "")
+    what = "an empty encoding" if encoding == "" else f"unknown encoding {shown}"
+    raise ImageConversionError(
+        "unknown_encoding",
+        f"{what}: not a sensor_msgs/image_encodings name; {SUPPORTED_HELP}",
+    )
+
+
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(
+            "zero_size", f"image has zero size ({width}x{height}); the camera must send at least 1x1 pixels"
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageConversionError(
+            "too_large",
+            f"image {width}x{height} has {width * height} pixels, more than max_input_pixels={max_pixels}; "
+            f"lower the camera resolution or raise max_input_pixels",
+        )
+
+
+def image_to_numpy(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
+    """A sensor_msgs/Image as an ``(H,W)`` (1 channel) or ``(H,W,C)`` array viewing ``msg.data``.
+
+    Raises :class:`ImageConversionError` for an unknown encoding, a zero or too large size, a
+    ``step`` smaller than a row, or ``data`` whose length is not ``step * height``.
+    """
+    encoding = str(msg.encoding)
+    channels, dtype = encoding_info(encoding)
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    _check_size(width, height, max_pixels)
+    row = width * channels * dtype.itemsize
+    if step < row:
+        raise ImageConversionError(
+            "bad_step",
+            f"step={step} is smaller than one row of {width} px x {channels} ch x {dtype.itemsize} B = {row} B "
+            f"for {encoding}; the publisher must set step >= width * bytes per pixel",
+        )
+    data = msg.data
+    size = len(data)
+    if size != step * height:
+        which = "shorter" if size < step * height else "longer"
+        raise ImageConversionError(
+            "data_size",
+            f"data has {size} B, {which} than step*height = {step}*{height} = {step * height} B; "
+            f"the message is truncated or its step/height are wrong",
+        )
+    if dtype.itemsize > 1:
+        dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if dtype.itemsize > 1 and step % dtype.itemsize:
+        # rows not aligned to the element size: the only case that needs a copy
+        rows = np.ascontiguousarray(buf.reshape(height, step)[:, :row])
+        image = rows.view(dtype).reshape(height, width, channels)
+    else:
+        image = np.lib.stride_tricks.as_strided(
+            buf.view(dtype),
+            shape=(height, width, channels),
+            strides=(step, channels * dtype.itemsize, dtype.itemsize),
+            writeable=buf.flags.writeable,
+        )
+    return image[:, :, 0] if channels == 1 else image
+
+
+class ColorInput(NamedTuple):
+    """What the segmenter takes, and how to publish the overlay."""
+
+    image: np.ndarray  # (H,W,3) uint8, a view where possible
+    color_order: str  # "rgb" or "bgr"
+    overlay_encoding: str  # "rgb8" or "bgr8"
+
+
+def _gray_to_3(gray: np.ndarray) -> np.ndarray:
+    """(H,W) uint8 -> (H,W,3) zero-copy view repeating the gray value in all channels."""
+    return np.lib.stride_tricks.as_strided(
+        gray, shape=gray.shape + (3,), strides=gray.strides + (0,), writeable=gray.flags.writeable
+    )
+
+
+def to_color_input(msg: Any, *, max_pixels: int | None = None) -> ColorInput:
+    """A camera Image as an ``(H,W,3) uint8`` view for the segmenter (see :data:`COLOR_ENCODINGS`)."""
+    encoding = str(msg.encoding)
+    if encoding not in COLOR_ENCODINGS:
+        encoding_info(encoding)  # raises "unknown_encoding" for names that are no encoding at all
+        raise ImageConversionError(
+            "unsupported_encoding",
+            f"encoding {encoding!r} is not supported by the segmentation node; {SUPPORTED_HELP} "
+            f"(debayer / convert first, e.g. with image_proc)",
+        )
+    image = image_to_numpy(msg, max_pixels=max_pixels)
+    order, overlay = COLOR_ENCODINGS[encoding]
+    if image.ndim == 2:
+        image = _gray_to_3(image)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    return ColorInput(image, order, overlay)
+
+
+# -- compressed ------------------------------------------------------------------------------------
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"IEND\xaeB`\x82"
+_JPEG_SOI = b"\xff\xd8\xff"
+# SOF markers carry the frame size (C4 DHT, C8 JPG and CC DAC are not frames)
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # color type -> channels
+_FORMAT_ORDER = re.compile(r"^\s*(\w+)\s*;")
+
+
+def _png_header(data: bytes) -> tuple[int, int]:
+    """Check a PNG's structure and return ``(width, height)``; refuse 16-bit and alpha."""
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise ImageConversionError("compressed_truncated", f"PNG of {len(data)} B ends before its IHDR header; the message is truncated")
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    depth, color_type = data[24], data[25]
+    if color_type not in _PNG_CHANNELS:
+        raise ImageConversionError("compressed_corrupt", f"PNG has an invalid color type {color_type}; the data is corrupt")
+    if depth == 16:
+        raise ImageConversionError(
+            "png_16bit", "PNG has 16 bits per channel; the node takes 8-bit images: compress from rgb8/bgr8/mono8"
+        )
+    idat = data.find(b"IDAT")
+    has_trns = data.find(b"tRNS", 0, idat if idat > 0 else len(data)) > 0  # palette transparency
+    if color_type in (4, 6) or has_trns:
+        raise ImageConversionError(
+            "png_alpha", "PNG has an alpha channel; publish 8-bit PNG without alpha (compress from rgb8/bgr8/mono8)"
+        )
+    if not data.rstrip(b"\x00").endswith(_PNG_IEND):
+        raise ImageConversionError("compressed_truncated", f"PNG of {len(data)} B has no IEND chunk at its end; the message is truncated")
+    return width, height
+
+
+def _jpeg_header(data: bytes) -> tuple[int, int]:
+    """Walk the JPEG markers up to the frame header and return ``(width, height)``."""
+    end = len(data)
+    pos = 2
+    for _ in range(1024):  # marker segments before SOF: a handful in practice
+        while pos < end and data[pos] == 0xFF and pos + 1 < end and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes
+        if pos + 4 > end:
+            break
+        if data[pos] != 0xFF:
+            raise ImageConversionError("compressed_corrupt", f"JPEG has no marker at byte {pos}; the data is corrupt")
+        marker = data[pos + 1]
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _JPEG_SOF:
+            if pos + 9 > end:
+                break
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+                raise ImageConversionError(
+                    "compressed_truncated", f"JPEG of {len(data)} B does not end with its EOI marker; the message is truncated"
+                )
+            return width, height
+        if marker == 0xDA or length < 2:
+            raise ImageConversionError("compressed_corrupt", "JPEG has no frame header (SOF) before its scan; the data is corrupt")
+        pos += 2 + length
+    raise ImageConversionError("compressed_truncated", f"JPEG of {len(data)} B ends before its frame header; the message is truncated")
+
+
+def compressed_to_color_input(msg: Any, *, max_pixels: int | None = None) -> ColorInput:
+    """A sensor_msgs/CompressedImage (JPEG or PNG, found by its magic bytes) decoded for the segmenter.
+
+    ``format`` is read the way image_transport writes it (``"rgb8; jpeg compressed bgr8"``): an
+    original ``rgb8``/``rgba8`` image gives an rgb8 overlay, anything else bgr8 (OpenCV's order).
+    The size in the header is checked against ``max_pixels`` before anything is decoded.
+    """
+    import cv2
+
+    data = msg.data
+    if len(data) == 0:
+        raise ImageConversionError("compressed_empty", "CompressedImage has no data; the camera sent an empty frame")
+    head = bytes(data[:8])
+    raw = data if isinstance(data, (bytes, bytearray)) else memoryview(data).cast("B")
+    if head.startswith(_PNG_MAGIC):
+        width, height = _png_header(bytes(raw))
+    elif head.startswith(_JPEG_SOI):
+        width, height = _jpeg_header(bytes(raw))
+    else:
+        fmt = str(msg.format)[:64]
+        raise ImageConversionError(
+            "compressed_format",
+            f"CompressedImage (format {fmt!r}) is neither JPEG nor PNG (first bytes {head.hex()}); "
+            f"use the compressed (jpeg/png) transport",
+        )
+    _check_size(width, height, max_pixels)
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[:2] != (height, width):
+        raise ImageConversionError(
+            "compressed_corrupt", f"CompressedImage ({len(data)} B, {width}x{height} in its header) could not be decoded; the data is corrupt"
+        )
+    m = _FORMAT_ORDER.match(str(msg.format))
+    original = m.group(1).lower() if m else ""
+    if original in ("rgb8", "rgba8"):
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+        return ColorInput(image, "rgb", "rgb8")
+    if original in ("mono8", "8uc1"):
+        return ColorInput(image, "rgb", "rgb8")
+    return ColorInput(image, "bgr", "bgr8")
+
+
+# -- outgoing images -------------------------------------------------------------------------------
+
+def numpy_to_image(image: np.ndarray, encoding: str, header: Any = None, msg: Any = None) -> Any:
+    """An ``(H,W)``/``(H,W,C)`` array as a sensor_msgs/Image (one copy of the pixels).
+
+    ``msg``: a message to fill instead of a new one (see :class:`ImagePublisherBuffer` to also
+    reuse the pixel buffer).
+    """
+    return ImagePublisherBuffer().fill(image, encoding, header, msg)
+
+
+class ImagePublisherBuffer:
+    """Builds outgoing Images into a reused ``array('B')`` buffer: one copy per frame, no allocation.
+
+    The message is created with ``check_fields=True`` so that assigning the buffer is O(1)
+    (without it, rclpy copies ``data`` on assignment). The buffer is overwritten by the next
+    :meth:`fill`: publish the message before filling again (rclpy serializes on ``publish``).
+    """
+
+    def __init__(self) -> None:
+        self._buffer: array.array | None = None
+        self._view: np.ndarray | None = None
+        self._msg: Any = None
+
+    def fill(self, image: np.ndarray, encoding: str, header: Any = None, msg: Any = None) -> Any:
+        from sensor_msgs.msg import Image
+
+        channels, dtype = encoding_info(encoding)
+        if image.dtype != dtype or image.ndim not in (2, 3) or (image.shape[2] if image.ndim == 3 else 1) != channels:
+            raise ValueError(f"array {image.shape} {image.dtype} does not match encoding {encoding} ({channels} ch of {dtype})")
+        height, width = image.shape[:2]
+        nbytes = image.size * dtype.itemsize
+        if self._buffer is None or len(self._buffer) != nbytes:
+            self._buffer = array.array("B", bytes(nbytes))
+            self._view = np.frombuffer(self._buffer, np.uint8)
+        np.copyto(self._view.view(dtype).reshape(image.shape), image)
+        if msg is None:
+            if self._msg is None:
+                self._msg = Image(check_fields=True)
+            msg = self._msg
+        if header is not None:
+            msg.header = header
+        msg.height = height
+        msg.width = width
+        msg.encoding = encoding
+        msg.is_bigendian = 0
+        msg.step = width * channels * dtype.itemsize
+        msg.data = self._buffer
+        return msg
