@@ -2,22 +2,54 @@
 
 A backend maps a ``(1,3,h,w)`` float tensor (already normalized, on the engine's device) to
 ``(1,C,h,w)`` logits on the same device.  Pre- and post-processing stay in the engine
-(:mod:`esnet_ros.segmenter`), so every backend shares them.
+(:mod:`esnet_ros.segmenter`), so every backend shares them.  The logits a backend returns may
+live in a buffer it reuses on the next call: consume them before calling it again.
+
+Backends (``backend=``):
+
+- ``torch``: PyTorch in inference mode with BatchNorm folded into the convs
+  (:mod:`esnet_ros.optimize`) and channels_last memory; on CUDA fp16 and a CUDA graph replayed
+  for the fixed input size.  Options: ``fold_bn``, ``channels_last``, ``compile`` (a
+  ``torch.compile`` mode, e.g. ``"max-autotune-no-cudagraphs"``), ``cuda_graph``.
+- ``onnxruntime``: ONNX Runtime with the execution provider chosen by ``device`` (CPU, or CUDA
+  with IO binding on the GPU).  Given a PyTorch model it exports (BN folded) into a cache
+  directory keyed by the weights' hash and the input size; an ``.onnx`` file is used as is.
+- ``tensorrt``: ONNX Runtime's TensorRT execution provider (CUDA only), engines cached on disk.
+- ``auto``: ``torch`` on CUDA; on the CPU ``onnxruntime`` when it is installed (the fastest fp32
+  CPU path measured, see docs/speed.md), else ``torch``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import pathlib
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
-__all__ = ["BACKENDS", "Backend", "TorchBackend", "create_backend", "resolve_device", "resolve_precision"]
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "Backend",
+    "TorchBackend",
+    "OnnxRuntimeBackend",
+    "create_backend",
+    "resolve_backend",
+    "resolve_device",
+    "resolve_precision",
+    "cache_dir",
+    "onnxruntime_providers",
+]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEVICE_HELP = "one of: auto, cpu, cuda, cuda:N"
+CACHE_ENV = "ESNET_ROS_CACHE"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -49,19 +81,79 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is fp16 on CUDA and fp32 on the CPU; fp16 on the CPU is refused."""
+    """``auto`` is fp16 on CUDA and fp32 on the CPU; fp16 on the CPU is refused.
+
+    ``int8`` means an int8-quantized ONNX model (see :mod:`esnet_ros.quantize`) on the CPU.
+    """
     p = str(precision).strip().lower()
     if p == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
-    if p not in ("fp32", "fp16"):
-        raise ValueError(f"precision={precision!r} must be one of: auto, fp32, fp16")
+    if p not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} must be one of: {', '.join(PRECISIONS)}")
     if p == "fp16" and device.type != "cuda":
         raise ValueError("precision=fp16 needs a CUDA device; use precision:=fp32 (or auto) on the CPU")
+    if p == "int8" and device.type != "cpu":
+        raise ValueError("precision=int8 runs on the CPU only; use precision:=fp16 on CUDA, or device:=cpu")
     return p
 
 
+def cache_dir(path: str | os.PathLike | None = None) -> pathlib.Path:
+    """Where exported ONNX models and TensorRT engines are kept: ``path``, ``$ESNET_ROS_CACHE``,
+    or ``~/.cache/esnet_ros``."""
+    base = path or os.environ.get(CACHE_ENV) or pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "esnet_ros"
+    out = pathlib.Path(base).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def onnxruntime_providers() -> tuple[str, ...]:
+    """ONNX Runtime's available execution providers (empty when onnxruntime is missing)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return ()
+    return tuple(ort.get_available_providers())
+
+
+def resolve_backend(name: str, device: torch.device, precision: str = "fp32") -> str:
+    """Check ``name`` against :data:`BACKENDS` and this machine; resolve ``auto``."""
+    key = str(name).strip().lower()
+    if key not in BACKENDS:
+        raise ValueError(f"backend={name!r} is not available; use one of: {', '.join(BACKENDS)}")
+    if key == "auto":
+        if device.type == "cpu" and onnxruntime_providers():
+            key = "onnxruntime"
+        else:
+            key = "torch" if precision != "int8" else "onnxruntime"
+    if key in ("onnxruntime", "tensorrt") and not onnxruntime_providers():
+        raise ValueError(
+            f"backend={key} needs ONNX Runtime: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA, "
+            f"TensorRT); or use backend:=torch"
+        )
+    if key == "tensorrt":
+        if device.type != "cuda":
+            raise ValueError("backend=tensorrt needs a CUDA device; use device:=cuda, or backend:=onnxruntime on the CPU")
+        if "TensorrtExecutionProvider" not in onnxruntime_providers():
+            raise ValueError(
+                "backend=tensorrt needs ONNX Runtime's TensorRT execution provider, which this install lacks "
+                f"(available: {', '.join(onnxruntime_providers())}); install onnxruntime-gpu and TensorRT "
+                "(pip install onnxruntime-gpu tensorrt, libnvinfer on LD_LIBRARY_PATH), "
+                "or use backend:=onnxruntime (CUDA EP) or backend:=torch"
+            )
+    if key == "onnxruntime" and device.type == "cuda" and "CUDAExecutionProvider" not in onnxruntime_providers():
+        raise ValueError(
+            "backend=onnxruntime on CUDA needs onnxruntime-gpu (this install has only "
+            f"{', '.join(onnxruntime_providers())}); pip uninstall onnxruntime && pip install onnxruntime-gpu, "
+            "or use backend:=torch, or device:=cpu"
+        )
+    if precision == "int8" and key != "onnxruntime":
+        raise ValueError("precision=int8 runs on backend:=onnxruntime (an int8 .onnx from esnet export --int8)")
+    return key
+
+
 class Backend:
-    """Interface: ``backend(x) -> logits``; ``name``, ``device``, ``precision`` describe it."""
+    """Interface: ``backend(x) -> logits``; ``name``, ``device``, ``precision`` describe it,
+    ``variant`` says what was applied (e.g. ``folded+channels_last+cuda_graph``)."""
 
     name = "base"
 
@@ -69,6 +161,7 @@ class Backend:
         self.device = device
         self.precision = precision
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.variant = ""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -76,34 +169,297 @@ class Backend:
     def release(self) -> None:
         """Free device memory held by the backend."""
 
+    def describe(self) -> str:
+        return f"{self.name}[{self.variant}]" if self.variant else self.name
+
+
+# -- PyTorch ------------------------------------------------------------------------------------
+
 
 class TorchBackend(Backend):
-    """Eager PyTorch in inference mode (fp16 weights on CUDA when asked)."""
+    """PyTorch in inference mode.
+
+    Args:
+        model: any ``nn.Module`` mapping ``(N,3,H,W) -> (N,C,H,W)``; an ESNet gets its BN folded.
+        fold_bn: fold BatchNorm into the convs (ESNet only; logits equal within 1e-4).
+        channels_last: NHWC memory (``None``: on for ESNet; oneDNN and cuDNN are faster with it).
+        compile: a ``torch.compile`` mode (``"default"``, ``"max-autotune-no-cudagraphs"``, ...) or
+            ``None``.  On the CPU it compiles with inductor's freezing (conv+ReLU/add fusion,
+            weight prepacking), which needs a C compiler and a minute of start-up.
+        cuda_graph: capture one CUDA graph for the fixed input size and replay it (``None``: on
+            for CUDA).  The returned logits then live in the graph's static output buffer.
+    """
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        precision: str,
+        *,
+        fold_bn: bool = True,
+        channels_last: bool | None = None,
+        compile: str | None = None,
+        cuda_graph: bool | None = None,
+    ) -> None:
         super().__init__(device, precision)
-        self.model = model.eval().to(device=device, dtype=self.dtype)
+        if precision == "int8":
+            raise ValueError("precision=int8 runs on backend:=onnxruntime; use precision:=fp32 with backend:=torch")
+        from esnet_ros.model import ESNet
+        from esnet_ros.optimize import fold_batchnorm
+
+        is_esnet = isinstance(model, ESNet)
+        steps = []
+        if fold_bn and is_esnet:
+            model = fold_batchnorm(model)
+            steps.append("folded")
+        self.channels_last = is_esnet if channels_last is None else bool(channels_last)
+        model = model.eval().requires_grad_(False).to(device=device, dtype=self.dtype)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            steps.append("channels_last")
+        self.model = model
+        self._run = model
+        if compile:
+            self._run = self._compile(model, compile)
+            steps.append(f"compile:{compile}")
+        self.use_cuda_graph = device.type == "cuda" if cuda_graph is None else bool(cuda_graph)
+        if self.use_cuda_graph and device.type != "cuda":
+            raise ValueError("cuda_graph=True needs a CUDA device; leave it unset on the CPU")
+        if self.use_cuda_graph:
+            steps.append("cuda_graph")
+        self._graph: Any = None
+        self._static_in: torch.Tensor | None = None
+        self._static_out: torch.Tensor | None = None
+        self.variant = "+".join(steps)
+
+    def _compile(self, model: torch.nn.Module, mode: str) -> Any:
+        if self.device.type == "cpu":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # constant weights: prepack + fuse conv with ReLU/add
+        return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device=self.device, dtype=self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.dtype))
+        if not self.use_cuda_graph:
+            return self._run(self._prepare(x))
+        if self._graph is None or self._static_in is None or self._static_in.shape != x.shape:
+            self._capture(x)
+        self._static_in.copy_(x)
+        self._graph.replay()
+        return self._static_out
+
+    def _capture(self, x: torch.Tensor) -> None:
+        """Warm up on a side stream, then capture one forward pass for ``x``'s shape."""
+        self._graph = None
+        static_in = torch.empty_like(self._prepare(x))
+        static_in.copy_(x)
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._run(static_in)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self._run(static_in)
+        self._graph, self._static_in, self._static_out = graph, static_in, static_out
+        log.info("captured a CUDA graph for input %s", tuple(x.shape))
 
     def release(self) -> None:
+        self._graph = self._static_in = self._static_out = None
         self.model = self.model.cpu()
+        self._run = self.model
+
+
+# -- ONNX Runtime -------------------------------------------------------------------------------
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A short SHA-256 of ``model``'s parameters and buffers (names, shapes, values)."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        t = value.detach().cpu().contiguous()
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def cached_onnx(
+    model: torch.nn.Module,
+    meta: Mapping[str, Any],
+    input_size: tuple[int, int],
+    *,
+    fp16: bool = False,
+    directory: str | os.PathLike | None = None,
+) -> pathlib.Path:
+    """Export ``model`` (BN folded) to ``<cache>/onnx/esnet-<hash>-<W>x<H>[-fp16].onnx`` once."""
+    from esnet_ros.export import export_onnx
+
+    w, h = input_size
+    name = f"esnet-{weights_digest(model)}-{w}x{h}{'-fp16' if fp16 else ''}.onnx"
+    path = cache_dir(directory) / "onnx" / name
+    if not path.is_file():
+        log.info("exporting the model to %s (once; later starts reuse it)", path)
+        export_onnx(model, meta, path, input_size=input_size, fp16=fp16, verify=False)
+    return path
+
+
+class OnnxRuntimeBackend(Backend):
+    """An ONNX model in ONNX Runtime, on the CPU, CUDA or TensorRT execution provider.
+
+    Inputs and outputs go through IO binding into buffers allocated once (pinned to the GPU
+    on CUDA), so a call allocates nothing.  On the CPU the session uses ORT's full graph
+    optimizations (conv+ReLU/add fusion, NCHWc layouts).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        device: torch.device,
+        precision: str,
+        *,
+        provider: str = "auto",
+        threads: int | None = None,
+        trt_cache: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(device, precision)
+        import onnxruntime as ort
+
+        self.path = pathlib.Path(onnx_path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if device.type == "cpu":
+            opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+            opts.inter_op_num_threads = 1
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        index = device.index or 0
+        if provider == "tensorrt":
+            self.name = "tensorrt"
+            engines = cache_dir(trt_cache) / "trt"
+            engines.mkdir(parents=True, exist_ok=True)
+            trt_opts = {
+                "device_id": index,
+                "trt_fp16_enable": precision == "fp16",
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(engines),
+                "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": str(engines),
+            }
+            providers = [("TensorrtExecutionProvider", trt_opts), ("CUDAExecutionProvider", {"device_id": index})]
+        elif device.type == "cuda":
+            providers = [("CUDAExecutionProvider", {"device_id": index, "cudnn_conv_algo_search": "EXHAUSTIVE"})]
+        else:
+            providers = ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        self.providers = tuple(self.session.get_providers())
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        self.io_dtype = torch.float16 if inp.type == "tensor(float16)" else torch.float32
+        self._binding = self.session.io_binding()
+        self._in: torch.Tensor | None = None
+        self._out: torch.Tensor | None = None
+        self._num_classes = int(out.shape[1]) if isinstance(out.shape[1], int) else None
+        self.variant = f"{self.providers[0].replace('ExecutionProvider', '')}"
+        log.info("onnxruntime session for %s on %s", self.path.name, ", ".join(self.providers))
+
+    def _bind(self, x: torch.Tensor) -> None:
+        n, _, h, w = x.shape
+        c = self._num_classes or int(self.session.run(None, {self.input_name: x.cpu().numpy()})[0].shape[1])
+        self._num_classes = c
+        self._in = torch.empty((n, 3, h, w), dtype=self.io_dtype, device=self.device)
+        self._out = torch.empty((n, c, h, w), dtype=self.io_dtype, device=self.device)
+        kind, index = ("cuda", self.device.index or 0) if self.device.type == "cuda" else ("cpu", 0)
+        np_type = np.float16 if self.io_dtype == torch.float16 else np.float32
+        b = self._binding
+        b.clear_binding_inputs()
+        b.clear_binding_outputs()
+        b.bind_input(self.input_name, kind, index, np_type, tuple(self._in.shape), self._in.data_ptr())
+        b.bind_output(self.output_name, kind, index, np_type, tuple(self._out.shape), self._out.data_ptr())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._in is None or self._in.shape != x.shape:
+            self._bind(x)
+        self._in.copy_(x)
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # the copy must land before ORT reads
+        self.session.run_with_iobinding(self._binding)
+        return self._out
+
+    def release(self) -> None:
+        self._in = self._out = None
+        self._binding = None
+        self.session = None
+
+
+def _onnx_for(
+    model: torch.nn.Module | None,
+    meta: Mapping[str, Any],
+    precision: str,
+    input_size: tuple[int, int],
+    options: Mapping[str, Any],
+    cuda_fp16: bool,
+) -> pathlib.Path:
+    onnx_path = options.get("onnx_path") or meta.get("onnx_path")
+    if onnx_path:
+        return pathlib.Path(onnx_path)
+    if precision == "int8":
+        raise ValueError(
+            "precision=int8 needs an int8 ONNX model: make one with `esnet export --weights W --output m.onnx "
+            "--int8 --calibration-dir IMAGES` and pass it as weights"
+        )
+    from esnet_ros.model import ESNet
+
+    if not isinstance(model, ESNet):
+        raise ValueError(
+            f"backend=onnxruntime exports ESNet models on the fly, got a {type(model).__name__}; "
+            f"pass an .onnx file as weights or use backend:=torch"
+        )
+    return cached_onnx(model, meta, input_size, fp16=cuda_fp16, directory=options.get("cache_dir"))
 
 
 def create_backend(
     name: str,
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     meta: Mapping[str, Any],
     device: torch.device,
     precision: str,
     input_size: tuple[int, int],
+    *,
+    options: Mapping[str, Any] | None = None,
 ) -> Backend:
-    """Build the backend called ``name`` for ``model`` at a fixed ``input_size`` (W, H)."""
-    key = str(name).strip().lower()
+    """Build the backend called ``name`` for ``model`` at a fixed ``input_size`` (W, H).
+
+    ``options``: for ``torch`` the keyword arguments of :class:`TorchBackend`; for
+    ``onnxruntime``/``tensorrt`` ``onnx_path`` (use this file instead of exporting),
+    ``cache_dir`` and ``threads``.  ``meta["onnx_path"]`` (set when the weights are an .onnx
+    file) also selects the file.
+    """
+    options = dict(options or {})
+    key = resolve_backend(name, device, precision)
     if key == "torch":
-        return TorchBackend(model, device, precision)
-    raise ValueError(f"backend={name!r} is not available; use one of: {', '.join(BACKENDS)}")
+        if model is None:
+            raise ValueError("backend=torch needs PyTorch weights (.safetensors/.pt); for an .onnx file use backend:=onnxruntime")
+        return TorchBackend(model, device, precision, **options)
+    cuda_fp16 = key == "onnxruntime" and device.type == "cuda" and precision == "fp16"
+    path = _onnx_for(model, meta, precision, input_size, options, cuda_fp16)
+    return OnnxRuntimeBackend(
+        path,
+        device,
+        precision,
+        provider="tensorrt" if key == "tensorrt" else "auto",
+        threads=options.get("threads"),
+        trt_cache=options.get("cache_dir"),
+    )

@@ -1,0 +1,210 @@
+"""``esnet export``: ESNet to ONNX, BatchNorm folded, with the checkpoint's metadata inside.
+
+The model's metadata (class names, palette, normalization, input size, ...) travels in the
+ONNX ``metadata_props`` as JSON under the key ``esnet_ros`` (plus a few flat keys for tools
+that only show strings), so an ``.onnx`` file is as self-describing as our ``.safetensors``.
+Every export is checked with ``onnx.checker`` and, unless ``--no-verify``, ONNX Runtime's
+logits are compared with PyTorch's (tolerance 1e-4).
+
+Example::
+
+    esnet export --weights esnet.safetensors --output esnet_1024x512.onnx --width 1024 --height 512
+    esnet export --weights esnet.safetensors --output esnet.onnx --dynamic      # any H, W (multiples of 8)
+    esnet export --weights w.pt --output esnet_int8.onnx --int8 --calibration-dir synth/leftImg8bit/train
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import warnings
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from esnet_ros.model import check_input_size
+
+__all__ = ["export_onnx", "read_onnx_metadata", "verify_onnx", "add_arguments", "run", "META_KEY", "OPSET"]
+
+log = logging.getLogger(__name__)
+
+META_KEY = "esnet_ros"
+OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+PARITY_TOL = 1e-4
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    meta: Mapping[str, Any],
+    output: str | pathlib.Path,
+    *,
+    input_size: tuple[int, int] = (1024, 512),
+    dynamic: bool = False,
+    fold_bn: bool = True,
+    fp16: bool = False,
+    opset: int = OPSET,
+    verify: bool = True,
+) -> pathlib.Path:
+    """Write ``model`` as ONNX (input ``input`` (N,3,H,W) float, output ``logits`` (N,C,H,W)).
+
+    ``dynamic`` leaves N, H and W symbolic.  ``fp16`` exports half weights and I/O (for ONNX
+    Runtime's CUDA provider).  ``verify`` compares ONNX Runtime with PyTorch (max |diff| <= 1e-4
+    for fp32) and raises ``ValueError`` when they differ.  Returns the output path.
+    """
+    import onnx
+
+    from esnet_ros.model import ESNet
+    from esnet_ros.optimize import fold_batchnorm
+
+    w, h = int(input_size[0]), int(input_size[1])
+    check_input_size(w, h, what="export input")
+    output = pathlib.Path(output)
+    if output.suffix != ".onnx":
+        raise ValueError(f"--output {output} must end in .onnx; try {output.with_suffix('.onnx')}")
+    net = fold_batchnorm(model) if fold_bn and isinstance(model, ESNet) else model
+    net = net.eval().cpu()
+    if fp16:
+        net = net.half()
+    dummy = torch.rand(1, 3, h, w, dtype=torch.float16 if fp16 else torch.float32)
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    with warnings.catch_warnings(), torch.inference_mode():
+        # the TorchScript-based exporter: deprecated but exact for this plain conv net, fast, and
+        # without onnxscript's extra dependencies; the tracer warnings are about static shapes
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_axes=axes if dynamic else None,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    proto = onnx.load(str(tmp))
+    info = dict(meta)
+    info.update(
+        onnx_input_size=None if dynamic else [w, h],
+        onnx_dynamic=bool(dynamic),
+        onnx_bn_folded=bool(fold_bn),
+        onnx_precision="fp16" if fp16 else "fp32",
+    )
+    _set_metadata(proto, info)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(tmp))
+    tmp.replace(output)
+    if verify:
+        verify_onnx(output, model, input_size=(w, h))
+    return output
+
+
+def _set_metadata(proto: Any, meta: Mapping[str, Any]) -> None:
+    flat = {
+        META_KEY: json.dumps(dict(meta), default=str),
+        "num_classes": str(meta.get("num_classes", "")),
+        "class_names": ",".join(meta.get("class_names", [])),
+        "normalization": json.dumps(meta.get("normalization", {})),
+    }
+    del proto.metadata_props[:]
+    for key, value in flat.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "esnet_ros"
+    proto.doc_string = "ESNet semantic segmentation (Wang et al. 2019); input (N,3,H,W) normalized, output logits"
+
+
+def read_onnx_metadata(path: str | pathlib.Path) -> dict[str, Any]:
+    """The esnet_ros metadata stored in an ONNX file (``ValueError`` if it has none)."""
+    import onnx
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {path} does not exist; make one with `esnet export --weights W --output {path}`")
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_KEY not in props:
+        raise ValueError(
+            f"{path} has no esnet_ros metadata (class names, normalization); export it with `esnet export`, "
+            f"which stores them in metadata_props"
+        )
+    return json.loads(props[META_KEY])
+
+
+def verify_onnx(
+    path: str | pathlib.Path,
+    model: torch.nn.Module,
+    *,
+    input_size: tuple[int, int],
+    tol: float = PARITY_TOL,
+    seed: int = 0,
+) -> float:
+    """Max |ONNX Runtime - PyTorch| on a random input; ``ValueError`` if above ``tol``."""
+    import onnxruntime as ort
+
+    w, h = input_size
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = x.numpy().astype(np.float16) if sess.get_inputs()[0].type == "tensor(float16)" else x.numpy()
+    got = sess.run(None, {sess.get_inputs()[0].name: feed})[0].astype(np.float32)
+    with torch.inference_mode():
+        ref = model.eval().float().cpu()(x).numpy()
+    diff = float(np.abs(got - ref).max())
+    limit = tol if feed.dtype == np.float32 else max(tol, 5e-2)
+    if not diff <= limit:
+        raise ValueError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g} > {limit:g}; report this export bug")
+    log.info("verified %s: max |onnxruntime - torch| = %.2e", path, diff)
+    return diff
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="checkpoint (.safetensors or .pt)")
+    parser.add_argument("--output", required=True, help="ONNX file to write (.onnx)")
+    parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's)")
+    parser.add_argument("--height", type=int, default=None, help="network input height (default: the checkpoint's)")
+    parser.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
+    parser.add_argument("--labels", default=None, help="class/palette YAML for metadata-less custom checkpoints")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--no-fold", action="store_true", help="keep BatchNorm layers (default: folded)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
+    parser.add_argument("--int8", action="store_true", help="also quantize to int8 (static, calibrated); see esnet_ros/quantize.py")
+    parser.add_argument("--calibration-dir", default=None, help="images for int8 calibration (png/jpg, searched recursively)")
+    parser.add_argument("--calibration-images", type=int, default=32, help="how many calibration images (default 32)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from esnet_ros.checkpoint import load_checkpoint
+    from esnet_ros.labels import load_labels_yaml
+
+    labels = load_labels_yaml(args.labels) if args.labels else None
+    model, meta = load_checkpoint(args.weights, "cpu", labels=labels)
+    default_w, default_h = meta.get("input_size", (1024, 512))
+    size = (args.width or int(default_w), args.height or int(default_h))
+    output = pathlib.Path(args.output)
+    if args.int8:
+        if not args.calibration_dir:
+            raise ValueError("--int8 needs --calibration-dir DIR with images like the deployment's (e.g. esnet synth output)")
+        from esnet_ros.quantize import quantize_model
+
+        fp32_path = output.with_name(output.stem + "_fp32.onnx")
+        export_onnx(model, meta, fp32_path, input_size=size, dynamic=False, fold_bn=not args.no_fold,
+                    opset=args.opset, verify=not args.no_verify)
+        quantize_model(fp32_path, output, args.calibration_dir, num_images=args.calibration_images)
+        print(f"wrote {output} (int8) and {fp32_path} (fp32), input {size[0]}x{size[1]}")
+        return 0
+    export_onnx(model, meta, output, input_size=size, dynamic=args.dynamic, fold_bn=not args.no_fold,
+                opset=args.opset, verify=not args.no_verify)
+    shape = "dynamic (N,3,H,W)" if args.dynamic else f"(1,3,{size[1]},{size[0]})"
+    print(f"wrote {output}: input {shape}, {meta['num_classes']} classes, metadata in metadata_props['{META_KEY}']")
+    return 0
