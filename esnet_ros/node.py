@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
 import os
 import pathlib
@@ -196,8 +197,8 @@ def check_model_config(cfg: ModelConfig) -> tuple[Any, LabelSet | None]:
             )
     if cfg.backend not in BACKENDS:
         raise ValueError(f"backend={cfg.backend!r} must be one of: {', '.join(BACKENDS)}")
-    device = resolve_device(cfg.device)
-    resolve_precision(cfg.precision, device)
+    if cfg.device != "auto" or cfg.precision != "auto":  # auto always resolves (the Segmenter logs its choice)
+        resolve_precision(cfg.precision, resolve_device(cfg.device))
     labels = load_labels_yaml(cfg.labels_file) if cfg.labels_file else None
     path = cfg.weights_path()
     if not cfg.weights and not path.is_file():
@@ -904,6 +905,23 @@ class SegmentationNode(LifecycleNode):
         self._diag_pub.publish(array)
 
 
+class RosLogHandler(logging.Handler):
+    """Forwards the core's Python log records (``esnet_ros.*``) to the node's ROS logger."""
+
+    def __init__(self, node: LifecycleNode) -> None:
+        super().__init__(logging.INFO)
+        self._logger = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self._logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            self._logger.warning(text)
+        else:
+            self._logger.info(text)
+
+
 # -- entry point -------------------------------------------------------------------------------------
 
 
@@ -917,6 +935,10 @@ def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
     try:
         with rclpy.init(args=args):  # installs SIGINT and SIGTERM handlers that end spin()
             node = SegmentationNode()
+            core_log = logging.getLogger("esnet_ros")
+            core_log.setLevel(logging.INFO)
+            core_log.addHandler(RosLogHandler(node))
+            core_log.propagate = False
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             try:
