@@ -4,6 +4,7 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 CAMERA ?=
 DEMO_SECONDS ?= 30
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help setup test demo bench soak clean
@@ -20,7 +21,7 @@ test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	@$(ENV) esnet demo --seconds $(DEMO_SECONDS) $(if $(CAMERA),--camera $(CAMERA),)
+	@$(ENV) esnet demo --seconds $(DEMO_SECONDS) $(if $(CAMERA),--camera $(CAMERA),) $(DEMO_ARGS)
 
 bench: setup
 	@$(ENV) esnet bench --json bench.json
