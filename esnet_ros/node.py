@@ -299,6 +299,12 @@ def _reliability_name(policy: ReliabilityPolicy) -> str:
     )
 
 
+def _policy_name(kind: Any) -> str:
+    """``RELIABILITY`` from a QoSPolicyKind / rmw policy enum, whatever the rclpy version calls it."""
+    name = str(getattr(kind, "name", kind)).split(".")[-1].upper()
+    return name[len("RMW_QOS_POLICY_"):] if name.startswith("RMW_QOS_POLICY_") else name
+
+
 def _stamp_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
@@ -644,7 +650,7 @@ class SegmentationNode(LifecycleNode):
             self._create_subscription(wanted, reason)
 
     def _on_subscription_incompatible(self, event: Any) -> None:
-        policy = getattr(event.last_policy_kind, "name", str(event.last_policy_kind))
+        policy = _policy_name(event.last_policy_kind)
         key = ("input", policy)
         if self._values["input_qos.reliability"] == "auto" and policy == "RELIABILITY":
             self._check_input_qos()  # auto mode: simply follow the camera
@@ -661,7 +667,7 @@ class SegmentationNode(LifecycleNode):
         self.get_logger().warning(f"incompatible QoS on {topic} ({policy}): {fix}")
 
     def _on_publisher_incompatible(self, topic: str, event: Any) -> None:
-        policy = getattr(event.last_policy_kind, "name", str(event.last_policy_kind))
+        policy = _policy_name(event.last_policy_kind)
         key = (topic, policy)
         if key in self._warned_qos:
             return

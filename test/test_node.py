@@ -115,7 +115,7 @@ class Client:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
-        from rcl_interfaces.srv import GetParameters, SetParameters
+        from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
 
         self.node = rclpy.create_node(name, context=context)
         self.executor = SingleThreadedExecutor(context=context)
@@ -124,6 +124,8 @@ class Client:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._set = self.node.create_client(SetParameters, "/esnet_segmentation/set_parameters")
         self._get = self.node.create_client(GetParameters, "/esnet_segmentation/get_parameters")
+        self._set_atomic = self.node.create_client(SetParametersAtomically,
+                                                   "/esnet_segmentation/set_parameters_atomically")
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
@@ -177,15 +179,18 @@ class Client:
             return next((v for _, v in reversed(self.diagnostics) if int(v.get(key, -1)) >= minimum), None)
         return self.spin_until(check, timeout, f"diagnostics {key} >= {minimum}")
 
-    def set_parameters(self, **values: Any) -> list[Any]:
-        from rcl_interfaces.srv import SetParameters
+    def set_parameters(self, _atomic: bool = False, **values: Any) -> list[Any]:
+        """rcl_interfaces SetParameters (one result per parameter) or SetParametersAtomically (one result)."""
+        from rcl_interfaces.srv import SetParameters, SetParametersAtomically
         from rclpy.parameter import Parameter
 
-        assert self._set.wait_for_service(timeout_sec=10.0), "set_parameters service not available"
-        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        future = self._set.call_async(request)
+        client, srv = (self._set_atomic, SetParametersAtomically) if _atomic else (self._set, SetParameters)
+        assert client.wait_for_service(timeout_sec=10.0), f"{client.srv_name} not available"
+        request = srv.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        future = client.call_async(request)
         self.spin_until(future.done, 15.0, "the set_parameters response")
-        return future.result().results
+        result = future.result()
+        return [result.result] if _atomic else result.results
 
     def get_parameters(self, *names: str) -> list[Any]:
         from rcl_interfaces.srv import GetParameters
@@ -575,7 +580,7 @@ def test_runtime_parameter_changes(client, camera, outputs, node_process):
     got = camera.roundtrip(make_image(scene(40, 60), "rgb8"), outputs)
     assert got["stats"].network_width == NET_W
     # accepted: the network size changes (model rebuilt in the background) on a following frame
-    assert all(r.successful for r in client.set_parameters(input_width=64, input_height=32))
+    assert all(r.successful for r in client.set_parameters(_atomic=True, input_width=64, input_height=32))
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -604,5 +609,5 @@ def test_runtime_parameter_changes(client, camera, outputs, node_process):
         assert 2 <= processed <= 6, f"{processed} frames processed in ~2.7 s at max_rate_hz=2"
     finally:
         assert all(r.successful for r in client.set_parameters(
-            input_width=NET_W, input_height=NET_H, overlay_alpha=0.5, max_rate_hz=0.0))
+            _atomic=True, input_width=NET_W, input_height=NET_H, overlay_alpha=0.5, max_rate_hz=0.0))
     assert client.get_parameters("input_width", "input_height", "overlay_alpha") == [NET_W, NET_H, 0.5]
