@@ -769,10 +769,10 @@ def _place_objects(rng, cam: _Camera, st: _Street) -> list:
         walk_in, walk_out = (st.road_left, st.walk_left) if side < 0 else (st.road_right, st.walk_right)
         for _ in range(int(rng.integers(0, 7))):  # pedestrians
             x = rng.uniform(min(walk_in, walk_out) + 0.4, max(walk_in, walk_out) - 0.4)
-            objects.append(_person(rng, cam, x, rng.uniform(4, 35)))
+            objects.append(_person(rng, cam, x, rng.uniform(4, 28)))
         for _ in range(int(rng.integers(0, 3))):  # parked bicycles
             x = rng.uniform(min(walk_in, walk_out) + 0.5, max(walk_in, walk_out) - 0.5)
-            objects.append(_bicycle(rng, cam, x, rng.uniform(4, 25), with_rider=False))
+            objects.append(_bicycle(rng, cam, x, rng.uniform(4, 20), with_rider=False))
         pole_x = curb + side * 0.5
         z = rng.uniform(3, 12)
         spacing = rng.uniform(12, 25)
@@ -780,9 +780,9 @@ def _place_objects(rng, cam: _Camera, st: _Street) -> list:
             objects.append(_pole(rng, cam, pole_x, z, "lamp", -side))
             z += spacing
         for _ in range(int(rng.integers(0, 3))):  # sign posts
-            objects.append(_pole(rng, cam, pole_x + side * rng.uniform(0, 0.5), rng.uniform(5, 30), "sign", -side))
+            objects.append(_pole(rng, cam, pole_x + side * rng.uniform(0, 0.5), rng.uniform(5, 25), "sign", -side))
         if rng.random() < 0.5:
-            objects.append(_pole(rng, cam, pole_x, rng.uniform(8, 35), "light", -side))
+            objects.append(_pole(rng, cam, pole_x, rng.uniform(8, 28), "light", -side))
         tree_x = (st.walk_left + st.facade_left) / 2 if side < 0 else (st.walk_right + st.facade_right) / 2
         if abs(st.facade_left - st.walk_left if side < 0 else st.facade_right - st.walk_right) < 0.5:
             tree_x = curb + side * 1.2
@@ -798,7 +798,7 @@ def _place_objects(rng, cam: _Camera, st: _Street) -> list:
             objects.append(_hedge(rng, cam, facade, z0, z0 + rng.uniform(5, 30), -side))
     for _ in range(int(rng.integers(0, 4))):  # cyclists on the road
         x = rng.uniform(st.road_left + 0.8, st.road_right - 0.8)
-        objects.append(_bicycle(rng, cam, x, rng.uniform(5, 30), with_rider=True))
+        objects.append(_bicycle(rng, cam, x, rng.uniform(5, 22), with_rider=True))
     for _ in range(int(rng.integers(0, 3))):  # people crossing
         objects.append(_person(rng, cam, rng.uniform(st.road_left, st.road_right), rng.uniform(5, 25)))
     return [o for o in objects if o[0] > 2.5]
