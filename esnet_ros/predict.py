@@ -1,0 +1,105 @@
+"""``esnet predict``: write a prediction PNG for every image of a folder (or one image).
+
+    esnet predict --weights W --input DIR --output DIR [--format labelIds|trainIds|color|overlay]
+
+Formats (all at the input image's full resolution):
+
+- ``labelIds``: single-channel raw dataset ids (Cityscapes labelIds for Cityscapes models), the
+  files ``cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling`` consumes;
+- ``trainIds``: single-channel class indices as the network predicts them;
+- ``color``: the class palette (RGB colors, written as a normal color PNG);
+- ``overlay``: the palette blended over the image (``--alpha``).
+
+Output names keep the input's sub-folders; a Cityscapes ``<stem>_leftImg8bit.png`` becomes
+``<stem>_<format>.png`` (which the official evaluation matches by ``<city>_<seq>_<frame>*.png``).
+The predictions are those ``esnet evaluate`` scores (see :class:`esnet_ros.evaluate.Predictor`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+
+import cv2
+import numpy as np
+
+from esnet_ros.datasets import IMAGE_EXTENSIONS, read_image
+from esnet_ros.evaluate import Predictor, load_model
+
+__all__ = ["add_arguments", "run", "FORMATS", "find_images", "output_path", "render"]
+
+log = logging.getLogger(__name__)
+FORMATS = ("labelIds", "trainIds", "color", "overlay")
+
+
+def find_images(path: str | pathlib.Path) -> tuple[pathlib.Path, list[pathlib.Path]]:
+    """``(root, images)``: the image files under a folder (recursively), or one image file."""
+    path = pathlib.Path(path)
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise ValueError(f"--input {path} is not a .png/.jpg/.jpeg image")
+        return path.parent, [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"--input {path} does not exist; pass a folder of .png/.jpg images or one image")
+    images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not images:
+        raise ValueError(f"--input {path} holds no .png/.jpg/.jpeg images")
+    return path, images
+
+
+def output_path(image: pathlib.Path, root: pathlib.Path, out: pathlib.Path, fmt: str) -> pathlib.Path:
+    stem = image.stem
+    if stem.endswith("_leftImg8bit"):
+        stem = stem[: -len("_leftImg8bit")]
+    return out / image.parent.relative_to(root) / f"{stem}_{fmt}.png"
+
+
+def render(train_ids: np.ndarray, image_rgb: np.ndarray, labels, fmt: str, alpha: float = 0.5) -> np.ndarray:
+    """The array to write for ``fmt``: ``(H,W)`` uint8 ids, or ``(H,W,3)`` uint8 **BGR** for OpenCV."""
+    if fmt == "trainIds":
+        return train_ids
+    if fmt == "labelIds":
+        return labels.train_to_raw_lut()[train_ids]
+    color = labels.palette()[train_ids]
+    if fmt == "overlay":
+        color = np.round(image_rgb * (1.0 - alpha) + color * alpha).astype(np.uint8)
+    return np.ascontiguousarray(color[..., ::-1])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled demo model)")
+    parser.add_argument("--input", required=True, help="folder of images (searched recursively) or one image")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--format", default="labelIds", choices=FORMATS, help="what to write (default labelIds)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colors, 0..1")
+    parser.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
+    parser.add_argument("--input-size", default=None,
+                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def run(args: argparse.Namespace) -> int:
+    from esnet_ros.backends import resolve_device
+    from esnet_ros.train import parse_size
+
+    if args.format not in FORMATS:
+        raise ValueError(f"--format {args.format!r} must be one of: {', '.join(FORMATS)}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha {args.alpha} must be within 0..1")
+    root, images = find_images(args.input)
+    device = resolve_device(args.device)
+    model, meta, labels = load_model(args.weights, device, args.labels)
+    predictor = Predictor(model, meta, device, parse_size(args.input_size) if args.input_size else None)
+    out = pathlib.Path(args.output)
+    from tqdm import tqdm
+
+    for image_path in tqdm(images, desc="predict", unit="image"):
+        image = read_image(image_path)
+        array = render(predictor(image), image, labels, args.format, args.alpha)
+        path = output_path(image_path, root, out, args.format)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(path), array):
+            raise FileNotFoundError(f"could not write {path}; check that --output {out} is writable")
+    log.info("wrote %d %s PNGs to %s", len(images), args.format, out)
+    return 0
