@@ -14,9 +14,10 @@ import pytest
 
 pytestmark = [pytest.mark.launch, pytest.mark.ros]
 
-launch = pytest.importorskip("launch", reason="ROS 2 'launch' not installed (not on PyPI; needs a ROS 2 distro)")
+# launch_ros first: the repository's own launch/ folder makes a bare "import launch" succeed
+pytest.importorskip("launch_ros", reason="launch_ros not installed (not on PyPI; needs a ROS 2 distro)")
 launch_pytest = pytest.importorskip("launch_pytest", reason="launch_pytest not installed (needs a ROS 2 distro)")
-pytest.importorskip("launch_ros", reason="launch_ros not installed (needs a ROS 2 distro)")
+launch = pytest.importorskip("launch", reason="ROS 2 'launch' not installed (needs a ROS 2 distro)")
 
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
