@@ -58,14 +58,14 @@ def export_onnx(
     import onnx
 
     from esnet_ros.model import ESNet
-    from esnet_ros.optimize import fold_batchnorm
+    from esnet_ros.optimize import blocked_layout_downsamplers, fold_batchnorm
 
     w, h = int(input_size[0]), int(input_size[1])
     check_input_size(w, h, what="export input")
     output = pathlib.Path(output)
     if output.suffix != ".onnx":
         raise ValueError(f"--output {output} must end in .onnx; try {output.with_suffix('.onnx')}")
-    net = fold_batchnorm(model) if fold_bn and isinstance(model, ESNet) else model
+    net = blocked_layout_downsamplers(fold_batchnorm(model)) if fold_bn and isinstance(model, ESNet) else model
     net = net.eval().cpu()
     if fp16:
         net = net.half()

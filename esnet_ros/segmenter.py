@@ -1,8 +1,13 @@
 """The inference engine: one uint8 image in, the outputs you ask for out.
 
-All pre- and post-processing is written in torch ops and runs on the engine's device, so the
-CUDA path (resize, normalize, argmax, colorize and blend on the GPU, one copy back) is the very
-code the CPU tests exercise.
+On CUDA all pre- and post-processing is written in torch ops and runs on the GPU (resize,
+normalize, argmax, colorize and blend on the device, one packed copy back).  On the CPU the
+hot steps take cheaper routes with the same results: OpenCV's bilinear resize on float pixels
+(equal to ``F.interpolate(..., "bilinear", align_corners=False)``), normalization written
+straight into the backend's input buffer, a running-max argmax over the channel planes split
+across threads, and nearest upsampling through index maps built from torch's own ``nearest``
+rule.  Buffers are allocated once per image size and reused; only the returned arrays are new.
+:func:`argmax_channels` and :func:`nearest_index` are tested against the torch ops they replace.
 
 Example::
 
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pathlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -28,7 +35,15 @@ from esnet_ros.checkpoint import demo_weights_path, labels_from_meta, load_check
 from esnet_ros.labels import LabelSet
 from esnet_ros.model import check_input_size
 
-__all__ = ["Segmenter", "SegmentationResult", "OUTPUTS", "RESOLUTIONS", "validate_image"]
+__all__ = [
+    "Segmenter",
+    "SegmentationResult",
+    "OUTPUTS",
+    "RESOLUTIONS",
+    "validate_image",
+    "argmax_channels",
+    "nearest_index",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +102,10 @@ class Segmenter:
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
             checkpoint was trained at (1024x512 for the authors' weights).
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
+        backend_options: passed to :func:`esnet_ros.backends.create_backend` (e.g.
+            ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
+
+    ``weights`` may also be an ``.onnx`` file from ``esnet export`` (run by ``onnxruntime``).
     """
 
     def __init__(
@@ -98,6 +117,7 @@ class Segmenter:
         backend: str = "torch",
         input_size: tuple[int, int] | None = None,
         labels: LabelSet | None = None,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -106,12 +126,21 @@ class Segmenter:
             meta = dict(meta)
         else:
             path = pathlib.Path(weights) if weights not in (None, "") else demo_weights_path()
-            model, meta = load_checkpoint(path, "cpu", labels=labels)
+            if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
+                from esnet_ros.export import read_onnx_metadata
+
+                model, meta = None, read_onnx_metadata(path)
+                meta["onnx_path"] = str(path)
+                if str(backend).strip().lower() in ("torch", "auto"):
+                    backend = "onnxruntime"
+            else:
+                model, meta = load_checkpoint(path, "cpu", labels=labels)
+        num_classes = model.num_classes if model is not None else int(meta["num_classes"])
         if labels is not None:
-            if labels.num_classes != model.num_classes:
+            if labels.num_classes != num_classes:
                 raise ValueError(
-                    f"the labels list {labels.num_classes} classes but the model predicts {model.num_classes}; "
-                    f"use a labels file with {model.num_classes} classes"
+                    f"the labels list {labels.num_classes} classes but the model predicts {num_classes}; "
+                    f"use a labels file with {num_classes} classes"
                 )
             meta.update(labels.to_meta())
         self.meta = meta
@@ -119,7 +148,15 @@ class Segmenter:
         size = tuple(input_size) if input_size is not None else tuple(meta.get("input_size", (1024, 512)))
         check_input_size(int(size[0]), int(size[1]), what="network input")
         self.input_size = (int(size[0]), int(size[1]))
-        self.backend = create_backend(backend, model, meta, self.device, self.precision, self.input_size)
+        fixed = meta.get("onnx_input_size")
+        if model is None and fixed and tuple(fixed) != self.input_size:
+            raise ValueError(
+                f"{meta.get('onnx_path')} was exported for {fixed[0]}x{fixed[1]} but input_size is "
+                f"{self.input_size[0]}x{self.input_size[1]}; use input_size=({fixed[0]}, {fixed[1]}) or export with --dynamic"
+            )
+        self.backend = create_backend(
+            backend, model, meta, self.device, self.precision, self.input_size, options=backend_options
+        )
         norm = meta["normalization"]
         scale = float(norm["scale"])
         mean = torch.tensor(norm["mean"], dtype=torch.float32)
@@ -129,7 +166,12 @@ class Segmenter:
         self._bias = (-mean / std).view(1, 3, 1, 1).to(self.device)
         self.model_color_order = norm["color_order"]
         self._palette = torch.from_numpy(self.labels.palette()).to(self.device)
+        self._palette_np = np.ascontiguousarray(self.labels.palette())
+        self._gain_np = self._gain.flatten().cpu().numpy()
+        self._bias_np = self._bias.flatten().cpu().numpy()
+        self._bias_zero = not bool(np.any(self._bias_np))
         self._pinned: torch.Tensor | None = None
+        self._cpu = _CpuBuffers() if self.device.type == "cpu" else None
         log.info(
             "Segmenter: %s backend on %s (%s), network input %dx%d, %d classes (%s)",
             self.backend.name, self.device, self.precision, *self.input_size, self.labels.num_classes, self.labels.name,
@@ -143,6 +185,8 @@ class Segmenter:
         """Free device memory (the node calls this on deactivate)."""
         self.backend.release()
         self._pinned = None
+        if self._cpu is not None:
+            self._cpu = _CpuBuffers()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -169,6 +213,30 @@ class Segmenter:
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return x * self._gain + self._bias
 
+    def _preprocess_cpu(self, image: np.ndarray, color_order: str) -> torch.Tensor:
+        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, written into a reused buffer."""
+        import cv2
+
+        buf = self._cpu
+        w, h = self.input_size
+        x = self.backend.input_buffer((1, 3, h, w))
+        if x is None:
+            x = buf.tensor("input", (1, 3, h, w), torch.float32)
+        out_hwc = x[0].permute(1, 2, 0).numpy()  # a (h,w,3) view with the buffer's strides
+        if image.shape[:2] == (h, w):
+            pixels = image
+        else:
+            src = buf.array("pixels", image.shape, np.float32)
+            np.copyto(src, image, casting="unsafe")
+            pixels = buf.array("resized", (h, w, 3), np.float32)
+            cv2.resize(src, (w, h), dst=pixels, interpolation=cv2.INTER_LINEAR)
+        if color_order != self.model_color_order:
+            pixels = pixels[:, :, ::-1]
+        np.multiply(pixels, self._gain_np, out=out_hwc, casting="unsafe")
+        if not self._bias_zero:
+            np.add(out_hwc, self._bias_np, out=out_hwc)
+        return x
+
     # -- the call -----------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -189,16 +257,21 @@ class Segmenter:
             raise ValueError(f"alpha={alpha} must be within 0..1 (0: input only, 1: mask only)")
         cuda = self.device.type == "cuda"
         t0 = time.perf_counter()
-        src = self._upload(image)
-        x = self.preprocess(src, color_order)
         if cuda:
+            src = self._upload(image)
+            x = self.preprocess(src, color_order)
             torch.cuda.synchronize(self.device)
+        else:
+            x = self._preprocess_cpu(image, color_order)
         t1 = time.perf_counter()
         logits = self.backend(x)
         if cuda:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        result = self._postprocess(logits, src, wanted, resolution, float(alpha), color_order)
+        if cuda:
+            result = self._postprocess(logits, src, wanted, resolution, float(alpha), color_order)
+        else:
+            result = self._postprocess_cpu(logits, image, wanted, resolution, float(alpha), color_order)
         t3 = time.perf_counter()
         result.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return result
@@ -232,6 +305,154 @@ class Segmenter:
                 base = src if resolution == "input" else _resize_image(src, out_hw)
                 device_out["overlay"] = _blend(base, color, alpha, rgb_to_input=color_order == "bgr")
         return SegmentationResult(**_to_host(device_out, self.device))
+
+
+    def _postprocess_cpu(
+        self,
+        logits: torch.Tensor,
+        image: np.ndarray,
+        wanted: tuple[str, ...],
+        resolution: str,
+        alpha: float,
+        color_order: str,
+    ) -> SegmentationResult:
+        """CPU: the same outputs as :meth:`_postprocess` without torch's slow strided reductions."""
+        buf = self._cpu
+        lg = logits[0].float()
+        c, h, w = lg.shape
+        out_hw = tuple(image.shape[:2]) if resolution == "input" else (h, w)
+        want_conf = "confidence" in wanted
+        labels_net = buf.array("labels_net", (h, w), np.uint8)
+        conf_net = buf.array("conf_net", (h, w), np.uint8) if want_conf else None
+        if lg.is_contiguous():  # NCHW planes: running max over channels, rows split across threads
+            argmax_channels(lg.numpy(), labels_net, conf_net, buf)
+        else:  # e.g. channels_last logits: torch reduces over the contiguous channel dim well
+            labels_net[...] = lg.argmax(0).numpy()
+            if want_conf:
+                mx = lg.amax(0, keepdim=True)
+                conf = 1.0 / torch.exp(lg - mx).sum(0)
+                conf_net[...] = conf.mul(255.0).round_().to(torch.uint8).numpy()
+        out: dict[str, np.ndarray] = {}
+        labels = _resize_nearest_np(labels_net, out_hw, buf)
+        if "labels" in wanted:
+            out["labels"] = labels
+        if want_conf:
+            out["confidence"] = _resize_nearest_np(conf_net, out_hw, buf)
+        if "color" in wanted or "overlay" in wanted:
+            color = np.take(self._palette_np, labels, axis=0)
+            if "color" in wanted:
+                out["color"] = color
+            if "overlay" in wanted:
+                src = torch.from_numpy(image)
+                base = src if resolution == "input" else _resize_image(src, out_hw)
+                out["overlay"] = _blend(base, torch.from_numpy(color), alpha, rgb_to_input=color_order == "bgr").numpy()
+        return SegmentationResult(**out)
+
+
+class _CpuBuffers:
+    """Arrays reused from frame to frame (one set per shape), and a small thread pool."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+        self._tensors: dict[str, torch.Tensor] = {}
+        self.index_maps: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    def array(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        a = self._arrays.get(key)
+        if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+            a = self._arrays[key] = np.empty(shape, dtype)
+        return a
+
+    def tensor(self, key: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        t = self._tensors.get(key)
+        if t is None or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+            t = self._tensors[key] = torch.empty(shape, dtype=dtype)
+        return t
+
+    def threads(self) -> ThreadPoolExecutor | None:
+        n = min(torch.get_num_threads(), os.cpu_count() or 1, 8)
+        if n < 2:
+            return None
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(n, thread_name_prefix="esnet_post")
+        return self.pool
+
+
+def argmax_channels(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    confidence: np.ndarray | None = None,
+    buffers: _CpuBuffers | None = None,
+) -> None:
+    """``labels[...] = logits.argmax(0)`` (first maximum wins, as in torch), for ``(C,H,W)`` float32.
+
+    Optionally ``confidence[...] = round(255 * max softmax)``.  A running maximum over the C
+    planes, in row bands small enough to stay in cache, spread over a few threads (NumPy
+    releases the GIL): several times faster on the CPU than ``torch.argmax(dim=0)``.
+    """
+    c, h, w = logits.shape
+    buffers = buffers or _CpuBuffers()
+    best = buffers.array("argmax_best", (h, w), np.float32)
+    mask = buffers.array("argmax_mask", (h, w), np.bool_)
+    acc = tmp = None
+    if confidence is not None:
+        acc = buffers.array("argmax_acc", (h, w), np.float32)
+        tmp = buffers.array("argmax_tmp", (h, w), np.float32)
+    band = max(1, min(h, (64 * 1024) // max(w, 1)))  # ~64k pixels per band
+
+    def work(r0: int) -> None:
+        r1 = min(h, r0 + band)
+        b, m, lab = best[r0:r1], mask[r0:r1], labels[r0:r1]
+        np.copyto(b, logits[0, r0:r1])
+        lab.fill(0)
+        for k in range(1, c):
+            plane = logits[k, r0:r1]
+            np.greater(plane, b, out=m)
+            np.maximum(b, plane, out=b)
+            np.copyto(lab, k, where=m)
+        if confidence is not None:
+            a, t = acc[r0:r1], tmp[r0:r1]
+            a.fill(0.0)
+            for k in range(c):  # max softmax = 1 / sum exp(l - max)
+                np.subtract(logits[k, r0:r1], b, out=t)
+                np.exp(t, out=t)
+                np.add(a, t, out=a)
+            np.divide(255.0, a, out=a)
+            np.rint(a, out=a)
+            np.copyto(confidence[r0:r1], a, casting="unsafe")
+
+    starts = range(0, h, band)
+    pool = buffers.threads() if h * w >= 1 << 16 else None
+    if pool is None:
+        for r0 in starts:
+            work(r0)
+    else:
+        for _ in pool.map(work, starts):
+            pass
+
+
+def nearest_index(src: int, dst: int) -> np.ndarray:
+    """Source index of each of ``dst`` outputs under torch's ``nearest`` rule (``floor(i * src / dst)``
+    in float32, as ``F.interpolate(mode="nearest")`` computes it)."""
+    probe = torch.arange(src, dtype=torch.float32).view(1, 1, src)
+    return F.interpolate(probe, size=dst, mode="nearest").view(-1).to(torch.int64).numpy()
+
+
+def _resize_nearest_np(a: np.ndarray, hw: tuple[int, int], buffers: _CpuBuffers) -> np.ndarray:
+    """(h,w) uint8 -> a new (H,W) array by nearest neighbour, exactly like :func:`_resize_nearest`."""
+    h, w = a.shape
+    H, W = hw
+    if (h, w) == (H, W):
+        return a.copy()
+    key = (h, w, H, W)
+    maps = buffers.index_maps.get(key)
+    if maps is None:
+        maps = buffers.index_maps[key] = (nearest_index(h, H), nearest_index(w, W))
+    rows, cols = maps
+    cols_done = buffers.array("nearest_cols", (h, W), a.dtype)
+    np.take(a, cols, axis=1, out=cols_done)
+    return np.take(cols_done, rows, axis=0)
 
 
 def _resize_nearest(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
