@@ -1,0 +1,458 @@
+"""``esnet bench``: model-only latency of every backend and precision, and the node end to end.
+
+Model-only entries time one backend call on a ``(1,3,H,W)`` input after warm-up runs
+(synchronized on CUDA): median, p90, min and FPS.  The node entry starts the segmentation node
+as its own process, publishes 1280x720 bgr8 frames to it over real DDS (reliable QoS, one at a
+time) and times publish -> ``esnet/labels`` received; ``ratio`` = node median / model median of
+the same backend and size.
+
+Example (the numbers in docs/speed.md)::
+
+    esnet bench --device cpu --sizes 1024x512 --json bench_cpu.json
+
+JSON: ``{"machine": {...}, "settings": {...}, "results": [{"kind": "model"|"node", "backend",
+"variant", "precision", "size", "median_ms", "p90_ms", "min_ms", "fps", ...}]}``; node entries
+add ``model_median_ms``, ``ratio`` and ``frames``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from esnet_ros.backends import create_backend, onnxruntime_providers, resolve_device
+from esnet_ros.model import check_input_size
+
+__all__ = [
+    "Entry",
+    "machine_info",
+    "model_entries",
+    "time_model",
+    "time_node",
+    "parse_sizes",
+    "summarize",
+    "add_arguments",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+NODE_IMAGE_SIZE = (1280, 720)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One model-only configuration: how to build its backend, and the node's parameter for it."""
+
+    backend: str  # create_backend name
+    variant: str  # what was applied, e.g. "eager", "folded+channels_last"
+    precision: str
+    options: dict = dataclasses.field(default_factory=dict)
+    node_backend: str | None = None  # the node's `backend` value that runs exactly this entry
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"1024x512,512x256"`` -> ``[(1024, 512), (512, 256)]`` (multiples of 8)."""
+    sizes = []
+    for part in str(text).split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            w, h = (int(v) for v in part.split("x"))
+        except ValueError as exc:
+            raise ValueError(f"--sizes entry {part!r} must look like 1024x512 (WIDTHxHEIGHT)") from exc
+        check_input_size(w, h, what=f"--sizes {part}")
+        sizes.append((w, h))
+    if not sizes:
+        raise ValueError("--sizes is empty; e.g. --sizes 1024x512,512x256")
+    return sizes
+
+
+def summarize(times_ms: Iterable[float]) -> dict[str, float]:
+    """median, p90, min (ms) and fps of a list of timings."""
+    t = np.asarray(list(times_ms), dtype=np.float64)
+    if t.size == 0:
+        raise ValueError("no timings to summarize")
+    median = float(np.median(t))
+    return {
+        "median_ms": round(median, 3),
+        "p90_ms": round(float(np.percentile(t, 90)), 3),
+        "min_ms": round(float(t.min()), 3),
+        "fps": round(1000.0 / median, 2) if median > 0 else None,
+    }
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import onnxruntime as ort
+
+        ort_version = ort.__version__
+    except ImportError:
+        ort_version = None
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "device": str(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "onnxruntime": ort_version,
+        "onnxruntime_providers": list(onnxruntime_providers()),
+        "python": platform.python_version(),
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def model_entries(device: torch.device, *, compile: bool = False, int8_model: str | None = None) -> list[Entry]:
+    """Every backend/precision configuration this machine can run, plain eager first."""
+    providers = onnxruntime_providers()
+    entries = [Entry("torch", "eager", "fp32", {"fold_bn": False, "channels_last": False, "cuda_graph": False})]
+    if device.type == "cpu":
+        entries += [
+            Entry("torch", "folded", "fp32", {"channels_last": False}),
+            Entry("torch", "folded+channels_last", "fp32", {}, node_backend="torch"),
+        ]
+        if compile:
+            entries.append(Entry("torch", "folded+channels_last+compile", "fp32", {"compile": "default"}))
+        if providers:
+            entries.append(Entry("onnxruntime", "CPU", "fp32", {}, node_backend="onnxruntime"))
+        if providers and int8_model:
+            entries.append(Entry("onnxruntime", "CPU int8", "int8", {"onnx_path": int8_model}))
+        return entries
+    entries += [
+        Entry("torch", "folded+channels_last", "fp32", {"cuda_graph": False}),
+        Entry("torch", "folded+channels_last", "fp16", {"cuda_graph": False}),
+        Entry("torch", "folded+channels_last+cuda_graph", "fp16", {}, node_backend="torch"),
+    ]
+    if compile:
+        entries.append(Entry("torch", "folded+channels_last+compile+cuda_graph", "fp16", {"compile": "max-autotune-no-cudagraphs"}))
+    if "CUDAExecutionProvider" in providers:
+        entries.append(Entry("onnxruntime", "CUDA", "fp16", {}, node_backend="onnxruntime"))
+    if "TensorrtExecutionProvider" in providers:
+        entries.append(Entry("tensorrt", "TensorRT", "fp16", {}, node_backend="tensorrt"))
+    return entries
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device, runs: int, warmup: int) -> list[float]:
+    """Wall-clock ms of ``runs`` calls of ``fn`` after ``warmup`` untimed ones (synchronized)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def time_model(
+    entry: Entry,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    device: torch.device,
+    size: tuple[int, int],
+    *,
+    runs: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """Model-only timing of one entry at ``size`` (W, H)."""
+    w, h = size
+    t0 = time.perf_counter()
+    backend = create_backend(entry.backend, model, meta, device, entry.precision, size, options=entry.options)
+    setup_s = time.perf_counter() - t0
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    buf = backend.input_buffer(tuple(x.shape))
+    if buf is not None:  # what the engine does: preprocess straight into the backend's buffer
+        buf.copy_(x)
+        x = buf
+    with torch.inference_mode():
+        times = time_call(lambda: backend(x), device, runs, warmup)
+    backend.release()
+    return {
+        "kind": "model",
+        "backend": entry.backend,
+        "variant": entry.variant,
+        "precision": entry.precision,
+        "device": str(device),
+        "size": f"{w}x{h}",
+        **summarize(times),
+        "runs": runs,
+        "warmup": warmup,
+        "setup_s": round(setup_s, 2),
+        "node_backend": entry.node_backend,
+    }
+
+
+# -- node end to end --------------------------------------------------------------------------
+
+
+def _bench_image(width: int, height: int) -> np.ndarray:
+    """A deterministic street-like bgr8 frame (sky, buildings, road bands plus noise)."""
+    rng = np.random.default_rng(0)
+    img = np.empty((height, width, 3), np.uint8)
+    img[: height // 3] = (200, 160, 120)
+    img[height // 3 : 2 * height // 3] = (90, 90, 100)
+    img[2 * height // 3 :] = (80, 70, 70)
+    noise = rng.integers(0, 40, img.shape, dtype=np.uint8)
+    return np.ascontiguousarray(img + noise)
+
+
+def time_node(
+    weights: str,
+    backend: str,
+    device: str,
+    precision: str,
+    size: tuple[int, int],
+    *,
+    frames: int,
+    warmup: int,
+    timeout_s: float = 180.0,
+    image_size: tuple[int, int] = NODE_IMAGE_SIZE,
+) -> dict[str, Any]:
+    """Start the node as a process; publish ``frames`` bgr8 images one at a time; time publish -> labels."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    w, h = size
+    ns = f"/esnet_bench_{os.getpid()}"
+    cmd = [
+        sys.executable, "-m", "esnet_ros.node", "--ros-args",
+        "-r", f"__ns:={ns}",
+        "-p", f"weights:={weights}",
+        "-p", f"backend:={backend}",
+        "-p", f"device:={device}",
+        "-p", f"precision:={precision}",
+        "-p", f"input_width:={w}",
+        "-p", f"input_height:={h}",
+        "-p", "input_qos.reliability:=reliable",
+        "--log-level", "warn",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_lines: list[str] = []
+    threading.Thread(target=lambda: log_lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = None
+    executor = None
+    try:
+        node = rclpy.create_node("esnet_bench", namespace=ns, context=context)
+        qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+        pub = node.create_publisher(Image, "camera/image_raw", qos)
+        received: dict[tuple[int, int], float] = {}
+        shapes: list[tuple[int, int, str]] = []
+        got = threading.Event()
+
+        def on_labels(msg: Image) -> None:
+            received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+            shapes.append((msg.height, msg.width, msg.encoding))
+            got.set()
+
+        node.create_subscription(Image, "esnet/labels", on_labels, qos)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+
+        img = _bench_image(*image_size)
+        msg = Image()
+        msg.height, msg.width = img.shape[:2]
+        msg.encoding, msg.is_bigendian, msg.step = "bgr8", 0, img.shape[1] * 3
+        msg.data = img.tobytes()
+        msg.header.frame_id = "bench_camera"
+
+        deadline = time.monotonic() + timeout_s
+        while pub.get_subscription_count() == 0 or node.count_publishers("esnet/labels") == 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the node did not come up:\n" + "".join(log_lines[-30:]))
+            time.sleep(0.05)
+
+        def send_one(per_frame_timeout: float) -> float | None:
+            now = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = now // 1_000_000_000, now % 1_000_000_000
+            key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+            got.clear()
+            t0 = time.perf_counter()
+            pub.publish(msg)
+            end = time.monotonic() + per_frame_timeout
+            while key not in received:
+                if proc.poll() is not None:
+                    raise RuntimeError("the node exited:\n" + "".join(log_lines[-30:]))
+                if not got.wait(max(0.0, end - time.monotonic())) and time.monotonic() >= end:
+                    return None
+                got.clear()
+            return (received[key] - t0) * 1e3
+
+        # the first answer includes the node's lazy start-up (export, session, warm-up)
+        while send_one(2.0) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the node never answered:\n" + "".join(log_lines[-30:]))
+        for _ in range(warmup):
+            send_one(30.0)
+        times, lost = [], 0
+        for _ in range(frames):
+            t = send_one(30.0)
+            if t is None:
+                lost += 1
+            else:
+                times.append(t)
+        if not times:
+            raise RuntimeError("no labels came back from the node")
+        height, width, encoding = shapes[-1]
+        return {
+            "kind": "node",
+            "backend": backend,
+            "precision": precision,
+            "device": device,
+            "size": f"{w}x{h}",
+            "image": f"{image_size[0]}x{image_size[1]} bgr8",
+            **summarize(times),
+            "frames": len(times),
+            "lost": lost,
+            "labels_shape": [height, width],
+            "labels_encoding": encoding,
+        }
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
+        context.try_shutdown()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# -- CLI --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--sizes", default="1024x512,512x256", help="network input sizes WxH, comma-separated")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per model entry (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--backends", default=None,
+                        help="only these model entries, e.g. 'torch:eager,onnxruntime' (backend[:variant])")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
+    parser.add_argument("--int8-model", default=None, help="also time this int8 .onnx (from esnet export --int8)")
+    parser.add_argument("--no-node", action="store_true", help="skip the node end-to-end measurement")
+    parser.add_argument("--node-backend", default=None,
+                        help="the node's backend (default: the fastest model entry the node can run)")
+    parser.add_argument("--node-frames", type=int, default=30, help="timed frames through the node (default 30)")
+    parser.add_argument("--node-warmup", type=int, default=3, help="untimed frames through the node first")
+    parser.add_argument("--node-size", default=None, help="network size for the node (default: the first of --sizes)")
+    parser.add_argument("--json", default=None, help="write the results here")
+
+
+def _selected(entries: list[Entry], spec: str | None) -> list[Entry]:
+    if not spec:
+        return entries
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    out = [e for e in entries if any(
+        w == e.backend or w == f"{e.backend}:{e.variant}" or w == f"{e.backend}:{e.variant}:{e.precision}" for w in wanted)]
+    if not out:
+        names = ", ".join(f"{e.backend}:{e.variant}" for e in entries)
+        raise ValueError(f"--backends {spec!r} matches nothing here; choose from: {names}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from esnet_ros.checkpoint import demo_weights_path, load_checkpoint
+
+    device = resolve_device(args.device)
+    sizes = parse_sizes(args.sizes)
+    if args.runs < 1 or args.warmup < 0:
+        raise ValueError(f"--runs={args.runs} must be >= 1 and --warmup={args.warmup} >= 0")
+    weights = pathlib.Path(args.weights) if args.weights else demo_weights_path()
+    model, meta = load_checkpoint(weights, "cpu")
+    entries = _selected(model_entries(device, compile=args.compile, int8_model=args.int8_model), args.backends)
+    report: dict[str, Any] = {
+        "machine": machine_info(device),
+        "settings": {"weights": str(weights), "sizes": [f"{w}x{h}" for w, h in sizes], "runs": args.runs,
+                     "warmup": args.warmup, "command": "esnet " + " ".join(sys.argv[1:])},
+        "results": [],
+    }
+    results = report["results"]
+    for size in sizes:
+        eager = None
+        for entry in entries:
+            r = time_model(entry, model, meta, device, size, runs=args.runs, warmup=args.warmup)
+            if entry.variant == "eager" and entry.precision == "fp32":
+                eager = r["median_ms"]
+            if eager:
+                r["speedup_vs_eager"] = round(eager / r["median_ms"], 2)
+            results.append(r)
+            print(f"model {r['backend']:<12} {r['variant']:<32} {r['precision']:<5} {r['size']:>9}  "
+                  f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
+                  f"{r['fps']:8.2f} FPS" + (f"  x{r['speedup_vs_eager']}" if eager else ""), flush=True)
+    if not args.no_node:
+        node_size = parse_sizes(args.node_size)[0] if args.node_size else sizes[0]
+        size_key = f"{node_size[0]}x{node_size[1]}"
+        candidates = [r for r in results if r["kind"] == "model" and r["node_backend"] and r["size"] == size_key]
+        if args.node_backend:
+            candidates = [r for r in candidates if r["node_backend"] == args.node_backend]
+            if not candidates:
+                raise ValueError(f"--node-backend {args.node_backend} has no model entry at {size_key}; "
+                                 f"include it in --backends and --sizes")
+        if not candidates:
+            raise ValueError(f"no model entry the node can run at {size_key}; add one to --backends or use --no-node")
+        best = min(candidates, key=lambda r: r["median_ms"])
+        r = time_node(str(weights), best["node_backend"], str(device), best["precision"], node_size,
+                      frames=args.node_frames, warmup=args.node_warmup)
+        r["model_median_ms"] = best["median_ms"]
+        r["ratio"] = round(r["median_ms"] / best["median_ms"], 3)
+        results.append(r)
+        print(f"node  {r['backend']:<12} {'1280x720 bgr8 -> labels':<32} {r['precision']:<5} {r['size']:>9}  "
+              f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
+              f"model {r['model_median_ms']:.2f} ms  ratio {r['ratio']:.3f}", flush=True)
+    report["machine"]["loadavg_end"] = _loadavg()
+    if args.json:
+        path = pathlib.Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
