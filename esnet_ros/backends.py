@@ -21,6 +21,7 @@ Backends (``backend=``):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -218,6 +219,8 @@ class TorchBackend(Backend):
         if fold_bn and is_esnet:
             model = fold_batchnorm(model)
             steps.append("folded")
+        elif is_esnet:
+            model = copy.deepcopy(model)  # .to(device, dtype) below must not change the caller's model
         self.channels_last = is_esnet if channels_last is None else bool(channels_last)
         model = model.eval().requires_grad_(False).to(device=device, dtype=self.dtype)
         if self.channels_last:

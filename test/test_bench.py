@@ -1,0 +1,77 @@
+"""esnet bench: its JSON schema on a tiny size, the statistics, and one tiny run through the node."""
+
+import json
+
+import pytest
+
+from esnet_ros.bench import parse_sizes, summarize
+from esnet_ros.cli import main as esnet_main
+
+MACHINE_KEYS = {"cpu", "cores", "gpu", "torch", "onnxruntime"}
+ENTRY_KEYS = {"kind", "backend", "precision", "size", "median_ms", "p90_ms", "min_ms", "fps"}
+
+
+def test_summarize_and_sizes():
+    s = summarize([4.0, 1.0, 2.0, 3.0, 10.0])
+    assert s["median_ms"] == 3.0 and s["min_ms"] == 1.0 and s["fps"] == pytest.approx(333.33, abs=0.01)
+    assert s["p90_ms"] == pytest.approx(7.6)
+    assert parse_sizes("1024x512, 512x256") == [(1024, 512), (512, 256)]
+    with pytest.raises(ValueError, match="must look like 1024x512"):
+        parse_sizes("1024*512")
+    with pytest.raises(ValueError, match="height=250 must be a positive multiple of 8"):
+        parse_sizes("512x250")
+
+
+def check_schema(report):
+    assert MACHINE_KEYS <= set(report["machine"])
+    assert report["machine"]["cores"] >= 1
+    for r in report["results"]:
+        assert ENTRY_KEYS <= set(r), r
+        assert r["kind"] in ("model", "node")
+        assert r["min_ms"] <= r["median_ms"] <= r["p90_ms"] + 1e-9
+        assert r["fps"] == pytest.approx(1000.0 / r["median_ms"], rel=1e-2)
+
+
+def test_model_only_json_schema(reference_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
+                     "--runs", "3", "--warmup", "1", "--no-node", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    check_schema(report)
+    models = report["results"]
+    assert all(r["kind"] == "model" and r["size"] == "64x32" for r in models)
+    variants = {(r["backend"], r["variant"]) for r in models}
+    assert ("torch", "eager") in variants and ("torch", "folded+channels_last") in variants
+    assert ("onnxruntime", "CPU") in variants
+    assert all("speedup_vs_eager" in r for r in models)
+    assert "median" in capsys.readouterr().out
+
+
+def test_unknown_backend_selection_is_refused(reference_checkpoint, capsys):
+    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
+                     "--backends", "tvm", "--no-node"])
+    assert rc == 2
+    assert "--backends 'tvm' matches nothing here; choose from: torch:eager" in capsys.readouterr().err
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
+                     "--runs", "2", "--warmup", "1", "--backends", "torch:eager,onnxruntime",
+                     "--node-frames", "3", "--node-warmup", "1", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    check_schema(report)
+    node = [r for r in report["results"] if r["kind"] == "node"]
+    assert len(node) == 1
+    n = node[0]
+    assert n["backend"] == "onnxruntime" and n["size"] == "64x32" and n["frames"] == 3
+    assert n["labels_shape"] == [720, 1280] and n["labels_encoding"] == "mono8"
+    ort_model = next(r for r in report["results"] if r["backend"] == "onnxruntime" and r["kind"] == "model")
+    assert n["model_median_ms"] == ort_model["median_ms"]
+    assert n["ratio"] == pytest.approx(n["median_ms"] / n["model_median_ms"], rel=1e-2)
