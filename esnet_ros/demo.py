@@ -170,7 +170,7 @@ def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = 15.0, 
 
 
 def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera_topic: str = CAMERA_TOPIC,
-              extra_params: Iterable[str] = ()) -> list[str]:
+              transport: str = "raw", extra_params: Iterable[str] = ()) -> list[str]:
     """The segmentation node's command line (``extra_params``: more ``name:=value`` pairs)."""
     argv = _python_module("esnet_ros.node") + [
         "--ros-args",
@@ -179,6 +179,8 @@ def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera
     ]
     if camera_topic != CAMERA_TOPIC:
         argv += ["-p", f"image_topic:={camera_topic}"]
+    if transport != "raw":
+        argv += ["-p", f"input_transport:={transport}"]
     for param in extra_params:
         argv += ["-p", param]
     return argv
@@ -333,11 +335,10 @@ class Monitor:
             self.node.create_subscription(SegmentationStats, OUTPUT_TOPICS["stats"], self._on_stats, 50)
         if ground_truth:
             self.node.create_subscription(Image, GT_TOPIC, self._on_gt, QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+        self._input_sub = None
         if images:
             for kind in ("color", "overlay"):
                 self.node.create_subscription(Image, OUTPUT_TOPICS[kind], lambda m, k=kind: self._keep(k, m), reliable)
-            self._input_sub = None
-            self._input_type = Image
 
     # -- callbacks (cheap: keep references, score when a pair is complete) --------------------------
 
@@ -399,7 +400,9 @@ class Monitor:
         reliable = any(info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
                        for info in self.node.get_publishers_info_by_topic(self.camera_topic))
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
-        self._input_sub = self.node.create_subscription(self._input_type, self.camera_topic, lambda m: self._keep("input", m), qos)
+        from sensor_msgs.msg import Image
+
+        self._input_sub = self.node.create_subscription(Image, self.camera_topic, lambda m: self._keep("input", m), qos)
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -546,8 +549,13 @@ def side_by_side(input_bgr: np.ndarray | None, color_bgr: np.ndarray, overlay_bg
     return np.concatenate(parts, axis=0)
 
 
-def _color_bgr(msg) -> np.ndarray | None:
-    return image_to_numpy(msg)  # image_to_numpy already returns BGR for rgb8/bgr8
+def _visible_classes(color_bgr: np.ndarray, labels, min_share: float = 0.002) -> list[int]:
+    """Class ids whose palette color covers at least ``min_share`` of a (subsampled) color mask."""
+    pixels = color_bgr[::4, ::4].reshape(-1, 3)
+    palette = labels.palette()[: labels.num_classes, ::-1]
+    shares = [(np.all(pixels == palette[i], axis=-1).mean(), i) for i in range(labels.num_classes)]
+    return [i for share, i in shares if share >= min_share]
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,6 +567,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="measuring time after the first labels (default 30)")
     parser.add_argument("--camera", default=None, metavar="TOPIC",
                         help="segment this real camera topic (sensor_msgs/Image) instead of the synthetic camera; no mIoU")
+    parser.add_argument("--camera-transport", choices=("raw", "compressed"), default="raw",
+                        help="with --camera: raw (sensor_msgs/Image on TOPIC) or compressed (CompressedImage on TOPIC/compressed)")
     parser.add_argument("--output", default="demo_output", help="folder for PNGs, summary.json and logs (default demo_output)")
     parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's input_size)")
@@ -623,8 +633,9 @@ def run(args: argparse.Namespace) -> int:
             children.append(Child("synthetic camera", camera_argv(
                 width=camera_size[0], height=camera_size[1], rate_hz=args.rate_hz, pool_size=args.pool_size,
                 seed=args.seed), out / "logs" / "camera.log"))
-        children.append(Child("segmentation node", node_argv(weights=weights, input_size=size, camera_topic=camera_topic),
-                              out / "logs" / "node.log"))
+        transport = "raw" if synthetic else args.camera_transport
+        children.append(Child("segmentation node", node_argv(weights=weights, input_size=size, camera_topic=camera_topic,
+                                                             transport=transport), out / "logs" / "node.log"))
         node_child = children[-1]
         print(f"esnet demo: {'synthetic camera ' + 'x'.join(map(str, camera_size)) + f' at {args.rate_hz:g} Hz' if synthetic else 'camera ' + camera_topic}"
               f" -> segmentation node ({weights.name}, network input {size[0]}x{size[1]}); logs in {out / 'logs'}", flush=True)
@@ -665,7 +676,8 @@ def _run_demo(args, monitor: Monitor, children: list[Child], node_child: Child, 
             f"no labels on {OUTPUT_TOPICS['labels']} within {args.startup_timeout:g} s ({hint}); "
             f"last lines of the node's log:\n{_indent(node_child.tail(15))}")
     startup_s = time.monotonic() - start
-    monitor.subscribe_input()
+    if synthetic or args.camera_transport == "raw":
+        monitor.subscribe_input()  # (a compressed camera gets no camera panel in the side-by-side)
     # measure from here: forget the start-up frames
     monitor.label_times.clear()
     monitor.latencies_ms.clear()
@@ -705,7 +717,8 @@ def _run_demo(args, monitor: Monitor, children: list[Child], node_child: Child, 
     c1 = monitor.counters()
     # a picture needs the camera frame, the class colors and the overlay of one stamp: the monitor
     # may miss some of them under load, so wait (bounded) for a complete triple
-    monitor.wait_for(lambda: (t := monitor.latest_triple()) is not None and t[0] is not None, 5.0, children)
+    if monitor._input_sub is not None:
+        monitor.wait_for(lambda: (t := monitor.latest_triple()) is not None and t[0] is not None, 5.0, children)
     triple = monitor.latest_triple()
 
     # stop the camera first, so the node's counters can settle before it is stopped
@@ -721,12 +734,8 @@ def _run_demo(args, monitor: Monitor, children: list[Child], node_child: Child, 
     files: dict[str, Any] = {"overlays": [p.name for p in saved], "logs": [str(c.log_path.relative_to(out)) for c in children]}
     if triple is not None:
         inp, color, overlay = triple
-        class_ids = sorted({int(i) for s in monitor.stats[-5:] for i in getattr(s, "class_ids", [])}) if monitor.stats else []
-        if not class_ids:
-            c = image_to_numpy(color)
-            palette = labels.palette()[:, ::-1]
-            class_ids = [i for i in range(labels.num_classes) if np.any(np.all(c[::8, ::8] == palette[i], axis=-1))]
-        picture = side_by_side(image_to_numpy(inp) if inp is not None else None, _color_bgr(color), image_to_numpy(overlay),
+        class_ids = _visible_classes(image_to_numpy(color), labels)
+        picture = side_by_side(image_to_numpy(inp) if inp is not None else None, image_to_numpy(color), image_to_numpy(overlay),
                                labels, class_ids)
         files["side_by_side"] = _save_png(out / "side_by_side.png", picture).name
         if not saved:
@@ -794,5 +803,6 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"  node       received {c['received']}, processed {c['processed']}, dropped {c['dropped']}, rejected {c['rejected']}")
     if s["problems_in_logs"]:
         print(f"  WARNING    tracebacks or exceptions in the logs: {s['problems_in_logs']}")
-    print(f"  wrote      {', '.join(s['files'].get('overlays', []) + [s['files'].get('side_by_side', '')] + ['summary.json'])} "
+    written = s["files"].get("overlays", []) + [s["files"].get("side_by_side")] + ["summary.json"]
+    print(f"  wrote      {', '.join(name for name in written if name)} "
           f"to {s['_output']}/")
