@@ -127,7 +127,8 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "Changing it reloads in the background.", choices=("auto", "cpu", "cuda", "cuda:N"))),
     "precision": ("auto", _descriptor(
         "auto (fp16 on CUDA, fp32 on the CPU), fp32 or fp16 (CUDA only).", choices=("auto", "fp32", "fp16"))),
-    "backend": ("torch", _descriptor("Inference backend.", choices=BACKENDS)),
+    "backend": ("torch", _descriptor(
+        "Inference backend (esnet_ros.backends.BACKENDS); changing it reloads in the background.", choices=BACKENDS)),
     "input_width": (1024, _descriptor(
         "Network input width in pixels (the camera image is resized to it); a multiple of 8.",
         int_range=(OUTPUT_STRIDE, 8192))),
@@ -304,6 +305,11 @@ def _policy_name(kind: Any) -> str:
     """``RELIABILITY`` from a QoSPolicyKind / rmw policy enum, whatever the rclpy version calls it."""
     name = str(getattr(kind, "name", kind)).split(".")[-1].upper()
     return name[len("RMW_QOS_POLICY_"):] if name.startswith("RMW_QOS_POLICY_") else name
+
+
+def _segmenter_outputs(wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """Labels always (stats and every other output derive from them), plus the wanted images."""
+    return ("labels",) + tuple(o for o in wanted if o in IMAGE_OUTPUTS and o != "labels")
 
 
 def _stamp_ns(stamp: Any) -> int:
@@ -748,66 +754,75 @@ class SegmentationNode(LifecycleNode):
         t0 = time.perf_counter()
         seg = self._current_segmenter()
         wanted = self._wanted_outputs()
-        if seg is None or not wanted:
+        if seg is None or not wanted:  # the last subscriber left while the frame waited
             with self.counters.lock:
                 self.counters.dropped_no_subscriber += 1
             return
-        values = self._values
-        try:
-            if isinstance(msg, CompressedImage):
-                frame = compressed_to_color_input(msg, max_pixels=int(values["max_input_pixels"]))
-            else:
-                frame = to_color_input(msg, max_pixels=int(values["max_input_pixels"]))
-        except ImageConversionError as exc:
-            self._reject(exc.cause, str(exc))
+        frame = self._convert(msg)
+        if frame is None:
             return
-        self._check_header(msg.header)
+        values = self._values
         t1 = time.perf_counter()
         try:
-            result = seg(frame.image, color_order=frame.color_order,
-                         outputs=("labels",) + tuple(o for o in wanted if o in IMAGE_OUTPUTS and o != "labels"),
+            result = seg(frame.image, color_order=frame.color_order, outputs=_segmenter_outputs(wanted),
                          resolution=values["output_resolution"], alpha=float(values["overlay_alpha"]))
         except RuntimeError as exc:  # e.g. CUDA out of memory: count it, keep serving
             self._reject("inference_error", f"inference failed: {exc}")
             return
         t2 = time.perf_counter()
-        header = msg.header
         encodings = {"labels": "mono8", "color": "rgb8", "overlay": frame.overlay_encoding, "confidence": "mono8"}
         for name in IMAGE_OUTPUTS:
             if name in wanted:
-                array = getattr(result, name)
-                self._pubs[name].publish(self._buffers[name].fill(array, encodings[name], header))
+                self._pubs[name].publish(self._buffers[name].fill(getattr(result, name), encodings[name], msg.header))
         t3 = time.perf_counter()
+        index, dropped, rejected = self._count_processed(wanted, (t3 - t0) * 1e3, msg.header, result)
+        if "stats" in wanted:
+            times = {"decode_ms": (t1 - t0) * 1e3, "publish_ms": (t3 - t2) * 1e3}
+            self._publish_stats(msg.header, frame.image, seg, result, times, t0, (index, dropped, rejected))
+
+    def _convert(self, msg: Any) -> Any:
+        """The message as a ColorInput, or None when it was rejected (counted and logged by cause)."""
+        max_pixels = int(self._values["max_input_pixels"])
+        try:
+            if isinstance(msg, CompressedImage):
+                frame = compressed_to_color_input(msg, max_pixels=max_pixels)
+            else:
+                frame = to_color_input(msg, max_pixels=max_pixels)
+        except ImageConversionError as exc:
+            self._reject(exc.cause, str(exc))
+            return None
+        self._check_header(msg.header)
+        return frame
+
+    def _count_processed(self, wanted: tuple[str, ...], total_ms: float, header: Any, result: Any) -> tuple[int, int, int]:
+        age_ms = self._age_ms(header.stamp)
         with self.counters.lock:
             c = self.counters
             c.processed += 1
             c.frames_since_activation += 1
-            index = c.frames_since_activation
             for name in wanted:
                 c.computed[name] += 1
-            dropped, rejected = c.dropped, c.rejected_total
-        age_ms = self._age_ms(header.stamp)
-        total_ms = (t3 - t0) * 1e3
-        with self.counters.lock:
-            self.counters.timings.append((total_ms, age_ms, result.timings_ms["inference"]))
-        if "stats" in wanted:
-            stats = SegmentationStats(header=header)
-            stats.input_height, stats.input_width = frame.image.shape[:2]
-            stats.network_width, stats.network_height = seg.input_size
-            stats.device, stats.backend, stats.precision = str(seg.device), seg.backend.name, seg.precision
-            stats.decode_ms = (t1 - t0) * 1e3
-            stats.preprocess_ms = result.timings_ms["preprocess"]
-            stats.inference_ms = result.timings_ms["inference"]
-            stats.postprocess_ms = result.timings_ms["postprocess"]
-            stats.publish_ms = (t3 - t2) * 1e3
-            stats.total_ms = (time.perf_counter() - t0) * 1e3
-            stats.age_ms = self._age_ms(header.stamp)
-            stats.frame_index, stats.dropped_total, stats.rejected_total = index, dropped, rejected
-            n = seg.num_classes
-            counts = cv2.calcHist([result.labels], [0], None, [256], [0, 256]).ravel()[:n]  # 3x np.bincount
-            stats.class_ids = list(range(n))
-            stats.class_fraction = (counts / max(result.labels.size, 1)).astype(np.float32).tolist()
-            self._pubs["stats"].publish(stats)
+            c.timings.append((total_ms, age_ms, result.timings_ms["inference"]))
+            return c.frames_since_activation, c.dropped, c.rejected_total
+
+    def _publish_stats(self, header: Any, image: np.ndarray, seg: Segmenter, result: Any, times: dict[str, float],
+                       t0: float, counts: tuple[int, int, int]) -> None:
+        stats = SegmentationStats(header=header)
+        stats.input_height, stats.input_width = image.shape[:2]
+        stats.network_width, stats.network_height = seg.input_size
+        stats.device, stats.backend, stats.precision = str(seg.device), seg.backend.name, seg.precision
+        stats.decode_ms, stats.publish_ms = times["decode_ms"], times["publish_ms"]
+        stats.preprocess_ms = result.timings_ms["preprocess"]
+        stats.inference_ms = result.timings_ms["inference"]
+        stats.postprocess_ms = result.timings_ms["postprocess"]
+        stats.frame_index, stats.dropped_total, stats.rejected_total = counts
+        n = seg.num_classes
+        pixels = cv2.calcHist([result.labels], [0], None, [256], [0, 256]).ravel()[:n]  # 3x faster than bincount
+        stats.class_ids = list(range(n))
+        stats.class_fraction = (pixels / max(result.labels.size, 1)).astype(np.float32).tolist()
+        stats.total_ms = (time.perf_counter() - t0) * 1e3
+        stats.age_ms = self._age_ms(header.stamp)
+        self._pubs["stats"].publish(stats)
 
     def _check_header(self, header: Any) -> None:
         """Stamps zero/backwards/duplicated and very long frame_ids: processed, with a warning by cause."""
@@ -953,7 +968,13 @@ def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
                     node.get_logger().error(
                         "autostart: the node stays unconfigured; fix the parameters, then "
                         "`ros2 lifecycle set /esnet_segmentation configure`")
-                executor.spin()
+                try:
+                    executor.spin()
+                except RCLError:
+                    if node.context.ok():
+                        raise
+                    # SIGINT/SIGTERM shut the context down while the executor built its wait set
+                    # (an rclpy race that raises RCLError instead of ExternalShutdownException)
             finally:
                 node.stop()
                 executor.shutdown(timeout_sec=0.5)

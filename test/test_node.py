@@ -611,3 +611,19 @@ def test_runtime_parameter_changes(client, camera, outputs, node_process):
         assert all(r.successful for r in client.set_parameters(
             _atomic=True, input_width=NET_W, input_height=NET_H, overlay_alpha=0.5, max_rate_hz=0.0))
     assert client.get_parameters("input_width", "input_height", "overlay_alpha") == [NET_W, NET_H, 0.5]
+
+
+def test_config_yaml_documents_every_parameter_with_its_default():
+    import yaml
+
+    from esnet_ros.node import PARAMETERS
+
+    text = (REPO / "config" / "esnet.yaml").read_text()
+    values = yaml.safe_load(text)["/**"]["ros__parameters"]
+    assert set(values) == set(PARAMETERS)
+    for name, (default, descriptor) in PARAMETERS.items():
+        assert values[name] == default, name
+        assert len(descriptor.description) > 20, name
+    docs = (REPO / "docs" / "node.md").read_text()
+    missing = [name for name in PARAMETERS if f"`{name}`" not in docs]
+    assert not missing, f"docs/node.md does not document {missing}"
