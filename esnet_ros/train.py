@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--translate", type=int, default=2, help="max random translation in pixels (0: none)")
     data.add_argument("--cache", action="store_true",
                       help="keep the training set in memory at the input size (small datasets)")
+    data.add_argument("--max-train-images", type=int, default=0,
+                      help="use only the first N training images (0: all; for quick runs)")
     data.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per training process")
     opt = parser.add_argument_group("optimization (the paper's recipe by default)")
     opt.add_argument("--epochs", type=int, default=150, help="epochs of the full network")
@@ -207,7 +209,11 @@ def build_dataset(args, split: str, labels: LabelSet, train: bool) -> Segmentati
     else:
         transforms = eval_transforms(size, full_resolution_labels=not getattr(args, "val_at_input_size", False))
     cache = size if (train and getattr(args, "cache", False)) else None
-    return SegmentationDataset(args.data, split, labels, transforms, label_kind=args.label_kind, cache_size=cache)
+    dataset = SegmentationDataset(args.data, split, labels, transforms, label_kind=args.label_kind, cache_size=cache)
+    limit = getattr(args, "max_train_images", 0)
+    if train and limit:
+        dataset.samples = dataset.samples[:limit]
+    return dataset
 
 
 def class_weights(args, dataset: SegmentationDataset) -> torch.Tensor | None:
@@ -363,11 +369,13 @@ def load_resume(path: str | pathlib.Path, num_classes: int) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file at all (e.g. a .safetensors): re-raised with the fix
-        raise ValueError(f"--resume {path} is not a training checkpoint ({type(exc).__name__}); "
-                         f"pass the checkpoint.pth that esnet train writes (not .safetensors weights)") from exc
+        raise ValueError(f"--resume {path} is not an esnet train checkpoint (unreadable by torch.load: "
+                         f"{type(exc).__name__}); pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run, "
+                         f"not .safetensors weights") from exc
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         keys = list(state)[:4] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"--resume {path} is not an esnet train checkpoint (found {keys}); "
+        hint = " (.safetensors files hold inference weights only)" if path.suffix == ".safetensors" else ""
+        raise ValueError(f"--resume {path} is not an esnet train checkpoint (found {keys}){hint}; "
                          f"pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run")
     if state.get("arch") != ARCH or int(state.get("arch_version", -1)) != ARCH_VERSION:
         raise ValueError(
@@ -382,16 +390,30 @@ def load_resume(path: str | pathlib.Path, num_classes: int) -> dict[str, Any]:
     return state
 
 
-def _command_line() -> str:
+def _command_line(args) -> str:
+    """The command that started this run: from ``sys.argv`` under the esnet CLI, else rebuilt from ``args``."""
     argv = list(sys.argv)
-    if "train" in argv:
+    launcher = pathlib.Path(argv[0]).name if argv else ""
+    if "train" in argv and launcher in ("esnet", "cli.py", "__main__.py", "train.py"):
         return shlex.join(["esnet", *argv[argv.index("train"):]])
-    return shlex.join(["esnet", "train", *argv[1:]])
+    defaults = vars(get_args_parser().parse_args(["--data", "x", "--output-dir", "x"]))
+    words = ["esnet", "train"]
+    for key, value in vars(args).items():
+        if key.startswith("_") or key not in defaults or (value == defaults[key] and key not in ("data", "output_dir")):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        elif value is not False and value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int) -> dict:
     return {
-        "command": getattr(args, "command_line", None) or _command_line(),
+        "command": _command_line(args),
         "trainer": "esnet_ros.train",
         "optimizer": {"name": "Adam", "lr": args.lr, "betas": list(args.betas), "eps": args.eps,
                       "weight_decay": args.weight_decay},
@@ -631,6 +653,7 @@ def _meta_metrics(metrics: dict | None, *, split: str, epoch: int, elapsed: floa
         "miou": round(metrics["miou"], 5),
         "category_miou": round(metrics["category_miou"], 5) if not math.isnan(metrics["category_miou"]) else None,
         "pixel_accuracy": round(metrics["pixel_accuracy"], 5),
+        "pixels": int(metrics["pixels"]),
         "per_class_iou": {k: (round(v, 5) if not math.isnan(v) else None) for k, v in metrics["per_class_iou"].items()},
         "train_time_s": round(elapsed, 1),
         "evaluated_at": "full label resolution",
