@@ -6,13 +6,11 @@ process of their own (CUDA refusal, SIGINT/SIGTERM) run it in a namespace of its
 
 from __future__ import annotations
 
-import array
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import cv2
 import numpy as np
@@ -462,3 +460,40 @@ def test_subscriber_coming_and_going_does_not_stall(client, node_process, camera
     delta = {k: int(after[k]) - int(before[k]) for k in ("received", "processed", "dropped", "rejected")}
     assert delta["received"] >= 13 and delta["received"] == delta["processed"] + delta["dropped"] + delta["rejected"]
     assert got["labels"].header.frame_id == "good"
+
+
+def test_lifecycle_deactivate_releases_and_activate_serves_again(client, node_process, camera, outputs):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    change = client.node.create_client(ChangeState, "/esnet_segmentation/change_state")
+    get = client.node.create_client(GetState, "/esnet_segmentation/get_state")
+    assert change.wait_for_service(timeout_sec=10) and get.wait_for_service(timeout_sec=10)
+
+    def transition(tid):
+        future = change.call_async(ChangeState.Request(transition=Transition(id=tid)))
+        client.spin_until(future.done, 20, "change_state")
+        return future.result().success
+
+    def state():
+        future = get.call_async(GetState.Request())
+        client.spin_until(future.done, 10, "get_state")
+        return future.result().current_state.label
+
+    assert state() == "active"
+    try:
+        assert transition(Transition.TRANSITION_DEACTIVATE)
+        assert state() == "inactive"
+        client.wait_counter("received", 0)  # diagnostics keep coming while inactive
+        client.spin_until(lambda: client.diagnostics[-1][1]["state"] == "inactive", 5, "state inactive in diagnostics")
+        msg = make_image(GOOD, "bgr8", frame_id="while_inactive")
+        for _ in range(3):
+            camera.send(msg)
+            client.spin_for(0.3)
+        assert not any(m.header.frame_id == "while_inactive" for m in outputs["labels"].messages)
+    finally:
+        assert transition(Transition.TRANSITION_ACTIVATE)
+    assert state() == "active"
+    assert_serves(node_process, camera, outputs)
+    client.node.destroy_client(change)
+    client.node.destroy_client(get)
