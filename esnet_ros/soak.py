@@ -148,7 +148,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         node_proc, camera_proc = psutil.Process(node.pid), psutil.Process(camera.pid)
         print(f"esnet soak: {args.minutes:g} min, camera {cam_w}x{cam_h} at {args.rate_hz:g} Hz -> node "
               f"(network input {size[0]}x{size[1]}, pid {node.pid}); logs in {log_dir}", flush=True)
-        monitor = Monitor(context, ground_truth=False, images=False, stats=True, name="esnet_soak_monitor")
+        monitor = Monitor(context, ground_truth=False, stats=True, name="esnet_soak_monitor")
         start = time.monotonic()
         if not monitor.wait_for(lambda: len(monitor.label_times) > 0, args.startup_timeout, (camera, node)):
             raise DemoError(f"no labels within {args.startup_timeout:g} s; last lines of the node's log:\n"
