@@ -51,6 +51,7 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEVICE_HELP = "one of: auto, cpu, cuda, cuda:N"
 CACHE_ENV = "ESNET_ROS_CACHE"
+EXPORT_REVISION = 2  # bump when export_onnx's graph rewrites change: cached exports are then redone
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -318,11 +319,11 @@ def cached_onnx(
     fp16: bool = False,
     directory: str | os.PathLike | None = None,
 ) -> pathlib.Path:
-    """Export ``model`` (BN folded) to ``<cache>/onnx/esnet-<hash>-<W>x<H>[-fp16].onnx`` once."""
+    """Export ``model`` (BN folded) to ``<cache>/onnx/esnet-<hash>-<W>x<H>[-fp16]-r<revision>.onnx`` once."""
     from esnet_ros.export import export_onnx
 
     w, h = input_size
-    name = f"esnet-{weights_digest(model)}-{w}x{h}{'-fp16' if fp16 else ''}.onnx"
+    name = f"esnet-{weights_digest(model)}-{w}x{h}{'-fp16' if fp16 else ''}-r{EXPORT_REVISION}.onnx"
     path = cache_dir(directory) / "onnx" / name
     if not path.is_file():
         log.info("exporting the model to %s (once; later starts reuse it)", path)

@@ -214,7 +214,13 @@ class Segmenter:
         return x * self._gain + self._bias
 
     def _preprocess_cpu(self, image: np.ndarray, color_order: str) -> torch.Tensor:
-        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, written into a reused buffer."""
+        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, written into a reused buffer.
+
+        One pass converts and normalizes (in the model's channel order) at input resolution,
+        OpenCV resizes (bilinear commutes with the per-channel affine: its weights sum to 1), and
+        ``cv2.split`` writes the planes straight into the backend's NCHW input buffer (or the
+        resize writes the NHWC buffer of a channels_last backend directly).
+        """
         import cv2
 
         buf = self._cpu
@@ -222,19 +228,39 @@ class Segmenter:
         x = self.backend.input_buffer((1, 3, h, w))
         if x is None:
             x = buf.tensor("input", (1, 3, h, w), torch.float32)
-        out_hwc = x[0].permute(1, 2, 0).numpy()  # a (h,w,3) view with the buffer's strides
-        if image.shape[:2] == (h, w):
-            pixels = image
+        flip = color_order != self.model_color_order
+        gain, bias = (self._gain_np[::-1], self._bias_np[::-1]) if flip else (self._gain_np, self._bias_np)
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        norm = buf.array("normalized", image.shape, np.float32)
+        # per-channel broadcasting over a last axis of 3 is slow in NumPy: scalars, or OpenCV
+        if np.all(gain == gain[0]):
+            np.multiply(image, gain[0], out=norm, casting="unsafe")
         else:
-            src = buf.array("pixels", image.shape, np.float32)
-            np.copyto(src, image, casting="unsafe")
-            pixels = buf.array("resized", (h, w, 3), np.float32)
-            cv2.resize(src, (w, h), dst=pixels, interpolation=cv2.INTER_LINEAR)
-        if color_order != self.model_color_order:
-            pixels = pixels[:, :, ::-1]
-        np.multiply(pixels, self._gain_np, out=out_hwc, casting="unsafe")
+            np.copyto(norm, image, casting="unsafe")
+            cv2.multiply(norm, (*(float(g) for g in gain), 0.0), dst=norm)
         if not self._bias_zero:
-            np.add(out_hwc, self._bias_np, out=out_hwc)
+            if np.all(bias == bias[0]):
+                np.add(norm, bias[0], out=norm)
+            else:
+                cv2.add(norm, (*(float(b) for b in bias), 0.0), dst=norm)
+        if image.shape[:2] != (h, w):
+            resized = buf.array("resized", (h, w, 3), np.float32)
+            got = cv2.resize(norm, (w, h), dst=resized, interpolation=cv2.INTER_LINEAR)
+            if not np.shares_memory(got, resized):
+                resized[...] = got
+            norm = resized
+        if nhwc:  # (h,w,3) view of the channels_last buffer
+            out_hwc = x[0].permute(1, 2, 0).numpy()
+            if flip:
+                out_hwc[...] = norm[:, :, ::-1]
+            else:
+                out_hwc[...] = norm
+            return x
+        planes = x[0].numpy()
+        targets = [planes[2], planes[1], planes[0]] if flip else [planes[0], planes[1], planes[2]]
+        for target, got in zip(targets, cv2.split(norm, targets)):
+            if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
+                target[...] = got
         return x
 
     # -- the call -----------------------------------------------------------------------------
@@ -389,28 +415,33 @@ def argmax_channels(
 
     Optionally ``confidence[...] = round(255 * max softmax)``.  A running maximum over the C
     planes, in row bands small enough to stay in cache, spread over a few threads (NumPy
-    releases the GIL): several times faster on the CPU than ``torch.argmax(dim=0)``.
+    releases the GIL): several times faster on the CPU than ``torch.argmax(dim=0)``.  At most
+    256 classes (labels are uint8).
     """
     c, h, w = logits.shape
     buffers = buffers or _CpuBuffers()
     best = buffers.array("argmax_best", (h, w), np.float32)
     mask = buffers.array("argmax_mask", (h, w), np.bool_)
+    step = buffers.array("argmax_step", (h, w), np.uint8)
     acc = tmp = None
     if confidence is not None:
         acc = buffers.array("argmax_acc", (h, w), np.float32)
         tmp = buffers.array("argmax_tmp", (h, w), np.float32)
-    band = max(1, min(h, (64 * 1024) // max(w, 1)))  # ~64k pixels per band
+    band = max(1, min(h, (16 * 1024) // max(w, 1)))  # ~16k pixels per band: all C planes stay in L2
 
     def work(r0: int) -> None:
         r1 = min(h, r0 + band)
-        b, m, lab = best[r0:r1], mask[r0:r1], labels[r0:r1]
+        b, m, lab, s = best[r0:r1], mask[r0:r1], labels[r0:r1], step[r0:r1]
         np.copyto(b, logits[0, r0:r1])
         lab.fill(0)
         for k in range(1, c):
             plane = logits[k, r0:r1]
             np.greater(plane, b, out=m)
             np.maximum(b, plane, out=b)
-            np.copyto(lab, k, where=m)
+            # k exceeds every label so far, so max(lab, k * m) sets k exactly where plane k is a
+            # new strict maximum: 3-4x faster than a masked copy (np.copyto(..., where=m))
+            np.multiply(m, np.uint8(k), out=s)
+            np.maximum(lab, s, out=lab)
         if confidence is not None:
             a, t = acc[r0:r1], tmp[r0:r1]
             a.fill(0.0)
