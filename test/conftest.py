@@ -21,7 +21,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 
 # Before anything imports rclpy: an isolated DDS domain on loopback for this session.
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+# (ESNET_TEST_DOMAIN_ID pins it for debugging; an exported ROS_DOMAIN_ID is deliberately not reused.)
+os.environ["ROS_DOMAIN_ID"] = os.environ.get("ESNET_TEST_DOMAIN_ID") or str(random.SystemRandom().randint(1, 101))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
 
