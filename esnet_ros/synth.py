@@ -19,8 +19,9 @@ blur, camera height, focal length and horizon vary per scene; objects occlude ea
 order.  15 of the 19 Cityscapes train classes appear (not wall, fence, train, motorcycle).
 
 Everything is drawn in world units (meters) and projected, so a scene looks the same at any
-resolution; only the thinnest structures (poles, bicycle frames) have a minimum width in pixels
-(``width / 256``) so that they stay visible at small network inputs.
+resolution; only the smallest structures have a minimum size in pixels (poles and traffic light
+housings ``width / 64``, signs ``width / 36``, bicycle frames ``width / 128``) and people and
+bicycles stay within 18 m, so that they stay learnable at a 256x128 network input.
 
 Python API (no rclpy needed; the ROS synthetic camera uses it)::
 
@@ -585,7 +586,7 @@ def _draw_bicycle(canvas, fig: _Figure, rng, color) -> None:
     r = 0.34
     rear, front, bracket = fig(-0.52, r), fig(0.52, r), fig(0.0, 0.3)
     seat, head, bar = fig(-0.15, 0.88), fig(0.38, 0.85), fig(0.34, 1.02)
-    lw = fig.px(0.06)
+    lw = max(fig.px(0.06), 2 * canvas.min_px)
     for hub in (rear, front):  # wheels: tyre ring, see-through spokes
         canvas.ellipse(hub, (abs(fig.px(r * fig.sx)), fig.px(r)), tyre, BICYCLE)
         canvas.ellipse(hub, (abs(fig.px((r - 0.05) * fig.sx)), fig.px(r - 0.05)), rim, BICYCLE)
@@ -601,8 +602,8 @@ def _draw_bicycle(canvas, fig: _Figure, rng, color) -> None:
     canvas.paint(inside, BICYCLE)
     for a, b in ((rear, bracket), (bracket, head), (head, seat), (seat, bracket), (seat, rear), (head, front), (head, bar)):
         canvas.line(a, b, lw, color, BICYCLE)
-    canvas.line(fig(-0.25, 0.9), fig(-0.05, 0.9), fig.px(0.07), (30, 30, 30), BICYCLE)  # saddle
-    canvas.line(fig(0.28, 1.02), fig(0.44, 1.02), fig.px(0.05), (30, 30, 30), BICYCLE)  # handlebar
+    canvas.line(fig(-0.25, 0.9), fig(-0.05, 0.9), lw, (30, 30, 30), BICYCLE)  # saddle
+    canvas.line(fig(0.28, 1.02), fig(0.44, 1.02), lw, (30, 30, 30), BICYCLE)  # handlebar
 
 
 def _bicycle(rng, cam: _Camera, x: float, z: float, with_rider: bool):
@@ -624,7 +625,7 @@ def _bicycle(rng, cam: _Camera, x: float, z: float, with_rider: bool):
 
 
 def _pole_width(canvas: _Canvas, fig: _Figure, meters: float) -> float:
-    return max(fig.px(meters), 2.0 * canvas.min_px)
+    return max(fig.px(meters), 4.0 * canvas.min_px)
 
 
 def _sign_plate(canvas, center, size_px, rng) -> None:
@@ -681,9 +682,9 @@ def _pole(rng, cam: _Camera, x: float, z: float, kind: str, toward_road: float):
             canvas.polygon([end + (-wpx * 1.5, 0), end + (wpx * 1.5, 0), end + (wpx, wpx * 1.2), end + (-wpx, wpx * 1.2)],
                            color * 0.8, POLE)
         if with_sign:
-            _sign_plate(canvas, fig(0, 2.2 if kind == "lamp" else height - sign_size / 2), fig.px(sign_size), rng)
+            _sign_plate(canvas, fig(0, 2.2 if kind == "lamp" else height - sign_size / 2), max(fig.px(sign_size), 7 * canvas.min_px), rng)
         if kind == "light":
-            box_w = max(fig.px(rng.uniform(0.38, 0.5)), 3 * canvas.min_px)
+            box_w = max(fig.px(rng.uniform(0.38, 0.5)), 4 * canvas.min_px)
             if overhead:
                 end = cam.project(x + toward_road * rng.uniform(3, 6), height, z)
                 canvas.line(top, end, wpx * 0.8, color, POLE)
@@ -769,10 +770,10 @@ def _place_objects(rng, cam: _Camera, st: _Street) -> list:
         walk_in, walk_out = (st.road_left, st.walk_left) if side < 0 else (st.road_right, st.walk_right)
         for _ in range(int(rng.integers(0, 7))):  # pedestrians
             x = rng.uniform(min(walk_in, walk_out) + 0.4, max(walk_in, walk_out) - 0.4)
-            objects.append(_person(rng, cam, x, rng.uniform(4, 28)))
+            objects.append(_person(rng, cam, x, rng.uniform(4, 18)))
         for _ in range(int(rng.integers(0, 3))):  # parked bicycles
             x = rng.uniform(min(walk_in, walk_out) + 0.5, max(walk_in, walk_out) - 0.5)
-            objects.append(_bicycle(rng, cam, x, rng.uniform(4, 20), with_rider=False))
+            objects.append(_bicycle(rng, cam, x, rng.uniform(4, 14), with_rider=False))
         pole_x = curb + side * 0.5
         z = rng.uniform(3, 12)
         spacing = rng.uniform(12, 25)
@@ -780,9 +781,9 @@ def _place_objects(rng, cam: _Camera, st: _Street) -> list:
             objects.append(_pole(rng, cam, pole_x, z, "lamp", -side))
             z += spacing
         for _ in range(int(rng.integers(0, 3))):  # sign posts
-            objects.append(_pole(rng, cam, pole_x + side * rng.uniform(0, 0.5), rng.uniform(5, 25), "sign", -side))
+            objects.append(_pole(rng, cam, pole_x + side * rng.uniform(0, 0.5), rng.uniform(5, 22), "sign", -side))
         if rng.random() < 0.5:
-            objects.append(_pole(rng, cam, pole_x, rng.uniform(8, 28), "light", -side))
+            objects.append(_pole(rng, cam, pole_x, rng.uniform(8, 22), "light", -side))
         tree_x = (st.walk_left + st.facade_left) / 2 if side < 0 else (st.walk_right + st.facade_right) / 2
         if abs(st.facade_left - st.walk_left if side < 0 else st.facade_right - st.walk_right) < 0.5:
             tree_x = curb + side * 1.2
@@ -798,9 +799,9 @@ def _place_objects(rng, cam: _Camera, st: _Street) -> list:
             objects.append(_hedge(rng, cam, facade, z0, z0 + rng.uniform(5, 30), -side))
     for _ in range(int(rng.integers(0, 4))):  # cyclists on the road
         x = rng.uniform(st.road_left + 0.8, st.road_right - 0.8)
-        objects.append(_bicycle(rng, cam, x, rng.uniform(5, 22), with_rider=True))
+        objects.append(_bicycle(rng, cam, x, rng.uniform(5, 15), with_rider=True))
     for _ in range(int(rng.integers(0, 3))):  # people crossing
-        objects.append(_person(rng, cam, rng.uniform(st.road_left, st.road_right), rng.uniform(5, 25)))
+        objects.append(_person(rng, cam, rng.uniform(st.road_left, st.road_right), rng.uniform(5, 16)))
     return [o for o in objects if o[0] > 2.5]
 
 
