@@ -170,18 +170,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device, runs: int, warmup: int) -> list[float]:
-    """Wall-clock ms of ``runs`` calls of ``fn`` after ``warmup`` untimed ones (synchronized)."""
+def time_call(fn: Callable[[], Any], device: torch.device, runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall-clock ms and process CPU ms (all threads) of ``runs`` calls of ``fn`` after ``warmup``
+    untimed ones (synchronized).  CPU time is the contention-robust figure on a shared machine."""
     for _ in range(warmup):
         fn()
     _sync(device)
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         _sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
-    return times
+        cpu.append((time.process_time() - c0) * 1e3)
+    return times, cpu
 
 
 def time_model(
@@ -205,7 +208,7 @@ def time_model(
         buf.copy_(x)
         x = buf
     with torch.inference_mode():
-        times = time_call(lambda: backend(x), device, runs, warmup)
+        times, cpu = time_call(lambda: backend(x), device, runs, warmup)
     backend.release()
     return {
         "kind": "model",
@@ -215,6 +218,7 @@ def time_model(
         "device": str(device),
         "size": f"{w}x{h}",
         **summarize(times),
+        "cpu_median_ms": round(float(np.median(cpu)), 3),
         "runs": runs,
         "warmup": warmup,
         "setup_s": round(setup_s, 2),
@@ -269,6 +273,7 @@ def time_node(
         "--log-level", "warn",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_cpu: list[float] = []
     log_lines: list[str] = []
     threading.Thread(target=lambda: log_lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     context = rclpy.Context()
@@ -307,7 +312,14 @@ def time_node(
                 raise RuntimeError("the node did not come up:\n" + "".join(log_lines[-30:]))
             time.sleep(0.05)
 
-        def send_one(per_frame_timeout: float) -> float | None:
+        def cpu_s() -> float:
+            try:
+                return _process_cpu(proc.pid)
+            except (OSError, ValueError, IndexError):  # not Linux, or the process is gone
+                return float("nan")
+
+        def send_one(per_frame_timeout: float, record_cpu: bool = False) -> float | None:
+            c0 = cpu_s() if record_cpu else 0.0
             now = time.time_ns()
             msg.header.stamp.sec, msg.header.stamp.nanosec = now // 1_000_000_000, now % 1_000_000_000
             key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -321,6 +333,8 @@ def time_node(
                 if not got.wait(max(0.0, end - time.monotonic())) and time.monotonic() >= end:
                     return None
                 got.clear()
+            if record_cpu:
+                node_cpu.append((cpu_s() - c0) * 1e3)
             return (received[key] - t0) * 1e3
 
         # the first answer includes the node's lazy start-up (export, session, warm-up)
@@ -331,7 +345,7 @@ def time_node(
             send_one(30.0)
         times, lost = [], 0
         for _ in range(frames):
-            t = send_one(30.0)
+            t = send_one(30.0, record_cpu=True)
             if t is None:
                 lost += 1
             else:
@@ -347,6 +361,7 @@ def time_node(
             "size": f"{w}x{h}",
             "image": f"{image_size[0]}x{image_size[1]} bgr8",
             **summarize(times),
+            "cpu_median_ms": round(float(np.nanmedian(node_cpu)), 3) if node_cpu else None,
             "frames": len(times),
             "lost": lost,
             "labels_shape": [height, width],
@@ -364,6 +379,13 @@ def time_node(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 # -- CLI --------------------------------------------------------------------------------------------
@@ -418,17 +440,22 @@ def run(args: argparse.Namespace) -> int:
     }
     results = report["results"]
     for size in sizes:
-        eager = None
+        eager = eager_cpu = None
         for entry in entries:
             r = time_model(entry, model, meta, device, size, runs=args.runs, warmup=args.warmup)
             if entry.variant == "eager" and entry.precision == "fp32":
                 eager = r["median_ms"]
             if eager:
                 r["speedup_vs_eager"] = round(eager / r["median_ms"], 2)
+            if entry.variant == "eager" and entry.precision == "fp32":
+                eager_cpu = r["cpu_median_ms"]
+            if eager_cpu:
+                r["cpu_speedup_vs_eager"] = round(eager_cpu / r["cpu_median_ms"], 2)
             results.append(r)
             print(f"model {r['backend']:<12} {r['variant']:<32} {r['precision']:<5} {r['size']:>9}  "
                   f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
-                  f"{r['fps']:8.2f} FPS" + (f"  x{r['speedup_vs_eager']}" if eager else ""), flush=True)
+                  f"{r['fps']:8.2f} FPS  cpu {r['cpu_median_ms']:8.2f} ms"
+                  + (f"  x{r['speedup_vs_eager']} (cpu x{r.get('cpu_speedup_vs_eager')})" if eager else ""), flush=True)
     if not args.no_node:
         node_size = parse_sizes(args.node_size)[0] if args.node_size else sizes[0]
         size_key = f"{node_size[0]}x{node_size[1]}"
@@ -445,10 +472,14 @@ def run(args: argparse.Namespace) -> int:
                       frames=args.node_frames, warmup=args.node_warmup)
         r["model_median_ms"] = best["median_ms"]
         r["ratio"] = round(r["median_ms"] / best["median_ms"], 3)
+        if r.get("cpu_median_ms") and best.get("cpu_median_ms"):
+            # CPU time of the node process per frame vs the backend call's: robust to contention
+            r["model_cpu_median_ms"] = best["cpu_median_ms"]
+            r["cpu_ratio"] = round(r["cpu_median_ms"] / best["cpu_median_ms"], 3)
         results.append(r)
         print(f"node  {r['backend']:<12} {'1280x720 bgr8 -> labels':<32} {r['precision']:<5} {r['size']:>9}  "
               f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
-              f"model {r['model_median_ms']:.2f} ms  ratio {r['ratio']:.3f}", flush=True)
+              f"model {r['model_median_ms']:.2f} ms  ratio {r['ratio']:.3f}  cpu ratio {r.get('cpu_ratio')}", flush=True)
     report["machine"]["loadavg_end"] = _loadavg()
     if args.json:
         path = pathlib.Path(args.json)
