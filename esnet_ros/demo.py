@@ -39,6 +39,7 @@ import numpy as np
 
 __all__ = [
     "Child",
+    "interruptible",
     "Monitor",
     "DemoError",
     "percentiles",
@@ -149,6 +150,23 @@ class Child:
         text = self.log_text()
         return [m.group(0) if m.group(0).startswith("Traceback") else text[m.start():text.find("\n", m.start())]
                 for m in TRACEBACK_RE.finditer(text)]
+
+
+class interruptible:
+    """Within: SIGINT and SIGTERM raise ``KeyboardInterrupt``, so the children are stopped in order.
+
+    (A process started in the background by a non-interactive shell inherits SIGINT ignored.)
+    """
+
+    def __enter__(self) -> "interruptible":
+        self._saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
 
 
 def _indent(text: str, prefix: str = "    | ") -> str:
@@ -627,6 +645,11 @@ def run(args: argparse.Namespace) -> int:
     for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "summary.json"]:
         old.unlink(missing_ok=True)
 
+    with interruptible():
+        return _run(args, weights, size, meta, labels, synthetic, camera_size, out)
+
+
+def _run(args, weights, size, meta, labels, synthetic: bool, camera_size, out: pathlib.Path) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 

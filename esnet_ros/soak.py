@@ -46,6 +46,7 @@ from esnet_ros.demo import (
     node_argv,
     percentiles,
     drain_and_count,
+    interruptible,
 )
 
 __all__ = ["add_arguments", "run", "rss_growth", "soak"]
@@ -100,7 +101,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    report = soak(args)
+    with interruptible():
+        report = soak(args)
     if args.json:
         path = pathlib.Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -214,3 +214,30 @@ def test_demo_scores_equal_the_shared_confusion_matrix():
     assert ours["miou"] == pytest.approx(shared["miou"])
     assert ours["per_class_iou"]["road"] == pytest.approx(shared["per_class_iou"]["road"]) and ours["per_class_iou"]["road"] > 0.5
     assert ours["pixel_accuracy"] == pytest.approx(shared["pixel_accuracy"])
+
+
+@pytest.mark.ros
+def test_sigterm_stops_the_demo_and_its_children(tmp_path, reference_checkpoint):
+    psutil = pytest.importorskip("psutil")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "esnet_ros.cli", "demo", "--seconds", "120", "--output", str(tmp_path / "out"),
+         "--weights", str(reference_checkpoint), "--width", "128", "--height", "64", "--camera-size", "320x240",
+         "--pool-size", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        end = time.monotonic() + 60
+        children = []
+        while time.monotonic() < end and len(children) < 2:
+            children = psutil.Process(demo.pid).children()
+            time.sleep(0.2)
+        assert len(children) == 2, "the demo starts the camera and the node"
+        time.sleep(5.0)
+        demo.send_signal(signal.SIGTERM)
+        output, _ = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 130, output
+    assert "interrupted; stopping the camera and the node" in output
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"children left running: {alive}"
+    assert "Traceback" not in output
