@@ -46,7 +46,7 @@ def _rows(out):
 
 def test_loss_goes_down_and_run_files(data, tmp_path):
     out = tmp_path / "run"
-    best = main(_args(data, out, "--epochs", "6", "--lr", "5e-3", "--class-weights", "none"))
+    best = main(_args(data, out, "--epochs", "6", "--lr", "5e-3", "--class-weights", "none", "--batch-size", "2"))
     rows = _rows(out)
     assert [int(r["epoch"]) for r in rows] == list(range(6))
     losses = [float(r["train_loss"]) for r in rows]
