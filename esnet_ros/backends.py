@@ -350,6 +350,7 @@ class OnnxRuntimeBackend(Backend):
         provider: str = "auto",
         threads: int | None = None,
         trt_cache: str | os.PathLike | None = None,
+        spin: bool | None = None,
     ) -> None:
         super().__init__(device, precision)
         import onnxruntime as ort
@@ -362,6 +363,8 @@ class OnnxRuntimeBackend(Backend):
             opts.intra_op_num_threads = int(threads or torch.get_num_threads())
             opts.inter_op_num_threads = 1
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            if spin is not None:  # False: idle ORT threads sleep instead of spinning between calls
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         index = device.index or 0
         if provider == "tensorrt":
             self.name = "tensorrt"
@@ -469,7 +472,7 @@ def create_backend(
 
     ``options``: for ``torch`` the keyword arguments of :class:`TorchBackend`; for
     ``onnxruntime``/``tensorrt`` ``onnx_path`` (use this file instead of exporting),
-    ``cache_dir`` and ``threads``.  ``meta["onnx_path"]`` (set when the weights are an .onnx
+    ``cache_dir``, ``threads`` and ``spin`` (CPU: let idle ORT threads spin; ``None`` keeps ORT's default).  ``meta["onnx_path"]`` (set when the weights are an .onnx
     file) also selects the file.
     """
     options = dict(options or {})
@@ -487,4 +490,5 @@ def create_backend(
         provider="tensorrt" if key == "tensorrt" else "auto",
         threads=options.get("threads"),
         trt_cache=options.get("cache_dir"),
+        spin=options.get("spin"),
     )
