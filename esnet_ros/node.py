@@ -55,7 +55,7 @@ from rclpy.qos import (
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from esnet_ros.backends import BACKENDS, resolve_device, resolve_precision
+from esnet_ros.backends import BACKENDS, PRECISIONS, resolve_device, resolve_precision
 from esnet_ros.checkpoint import demo_weights_path, load_checkpoint
 from esnet_ros.labels import LabelSet, load_labels_yaml
 from esnet_ros.model import OUTPUT_STRIDE, nearest_valid_sizes
@@ -126,9 +126,11 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "Inference device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N. "
         "Changing it reloads in the background.", choices=("auto", "cpu", "cuda", "cuda:N"))),
     "precision": ("auto", _descriptor(
-        "auto (fp16 on CUDA, fp32 on the CPU), fp32 or fp16 (CUDA only).", choices=("auto", "fp32", "fp16"))),
-    "backend": ("torch", _descriptor(
-        "Inference backend (esnet_ros.backends.BACKENDS); changing it reloads in the background.", choices=BACKENDS)),
+        "auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 (CUDA only) or int8 (an int8 ONNX model "
+        "from `esnet export --int8`, CPU only).", choices=PRECISIONS)),
+    "backend": ("auto", _descriptor(
+        "Inference backend: auto (onnxruntime on the CPU, torch on CUDA), torch, onnxruntime or "
+        "tensorrt; changing it reloads in the background.", choices=BACKENDS)),
     "input_width": (1024, _descriptor(
         "Network input width in pixels (the camera image is resized to it); a multiple of 8.",
         int_range=(OUTPUT_STRIDE, 8192))),
@@ -207,6 +209,16 @@ def check_model_config(cfg: ModelConfig) -> tuple[Any, LabelSet | None]:
         raise FileNotFoundError(
             f"weights is empty but the bundled demo model {path} is missing; set weights:=/path/to/model.safetensors"
         )
+    if path.suffix == ".onnx":  # an exported model: check it is readable and carries our metadata
+        from esnet_ros.export import read_onnx_metadata
+
+        try:
+            read_onnx_metadata(path)
+        except (ValueError, FileNotFoundError):
+            raise
+        except Exception as exc:  # protobuf's DecodeError and friends: re-raised with the fix
+            raise ValueError(f"weights {path} is not a readable ONNX file ({exc}); re-export it with `esnet export`") from exc
+        return str(path), labels
     model, meta = load_checkpoint(path, "cpu", labels=labels)
     return (model, meta), labels
 
