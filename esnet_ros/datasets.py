@@ -46,6 +46,7 @@ __all__ = [
     "Resize",
     "RandomHorizontalFlip",
     "RandomTranslate",
+    "RandomCrop",
     "ToTensor",
     "train_transforms",
     "eval_transforms",
@@ -281,6 +282,31 @@ def _shift(array: np.ndarray, dx: int, dy: int, fill: int) -> np.ndarray:
     return out
 
 
+class RandomCrop:
+    """A random ``(width, height)`` window (padded with black / ignore where the input is smaller)."""
+
+    def __init__(self, size: tuple[int, int], ignore_index: int = 255) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self.ignore_index = ignore_index
+
+    def __call__(self, image, label):
+        w, h = self.size
+        ih, iw = label.shape
+        if ih < h or iw < w:
+            image = _pad(image, h, w, 0)
+            label = _pad(label, h, w, self.ignore_index)
+            ih, iw = label.shape
+        y = int(torch.randint(0, ih - h + 1, ()))
+        x = int(torch.randint(0, iw - w + 1, ()))
+        return image[y:y + h, x:x + w], label[y:y + h, x:x + w]
+
+
+def _pad(array: np.ndarray, h: int, w: int, fill: int) -> np.ndarray:
+    out = np.full((max(h, array.shape[0]), max(w, array.shape[1])) + array.shape[2:], fill, array.dtype)
+    out[: array.shape[0], : array.shape[1]] = array
+    return out
+
+
 class ToTensor:
     """``(3,H,W)`` float ``pixel * scale`` (pixel/255 by default) and ``(H,W)`` int64 targets."""
 
@@ -292,9 +318,15 @@ class ToTensor:
         return image, torch.from_numpy(np.ascontiguousarray(label)).long()
 
 
-def train_transforms(input_size: tuple[int, int], *, flip: bool = True, translate: int = 2, ignore_index: int = 255) -> Compose:
-    """Resize to the network input, random horizontal flip, small random translation (the paper's recipe)."""
+def train_transforms(input_size: tuple[int, int], *, flip: bool = True, translate: int = 2, ignore_index: int = 255,
+                     crop_size: tuple[int, int] | None = None) -> Compose:
+    """Resize to the network input, random horizontal flip, small random translation (the paper's recipe).
+
+    ``crop_size`` then trains on random windows of the resized image (same scale, cheaper steps).
+    """
     steps: list[Callable] = [Resize(input_size)]
+    if crop_size is not None and tuple(crop_size) != tuple(input_size):
+        steps.append(RandomCrop(crop_size, ignore_index))
     if flip:
         steps.append(RandomHorizontalFlip())
     if translate:

@@ -93,6 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--train-split", default="train")
     data.add_argument("--val-split", default="val", help="validation split ('' for none)")
     data.add_argument("--input-size", default="1024x512", help="network input WIDTHxHEIGHT (multiples of 8)")
+    data.add_argument("--crop-size", default=None,
+                      help="train on random WIDTHxHEIGHT windows of the resized images (default: whole images)")
     data.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     data.add_argument("--translate", type=int, default=2, help="max random translation in pixels (0: none)")
     data.add_argument("--cache", action="store_true",
@@ -205,7 +207,9 @@ def build_dataset(args, split: str, labels: LabelSet, train: bool) -> Segmentati
     """The training (augmented, labels at input size) or validation (full-res labels) dataset."""
     size = parse_size(args.input_size)
     if train:
-        transforms = train_transforms(size, flip=not args.no_flip, translate=args.translate, ignore_index=labels.ignore_index)
+        crop = parse_size(args.crop_size, "--crop-size") if getattr(args, "crop_size", None) else None
+        transforms = train_transforms(size, flip=not args.no_flip, translate=args.translate,
+                                      ignore_index=labels.ignore_index, crop_size=crop)
     else:
         transforms = eval_transforms(size, full_resolution_labels=not getattr(args, "val_at_input_size", False))
     cache = size if (train and getattr(args, "cache", False)) else None
@@ -423,7 +427,8 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int) ->
         "batch_size": args.batch_size,
         "world_size": world,
         "input_size": list(parse_size(args.input_size)),
-        "augmentation": {"hflip": not args.no_flip, "translate_px": args.translate},
+        "augmentation": {"hflip": not args.no_flip, "translate_px": args.translate,
+                         "crop_size": list(parse_size(args.crop_size, "--crop-size")) if args.crop_size else None},
         "loss": "cross_entropy",
         "ignore_index": labels.ignore_index,
         "class_weights": {"spec": str(args.class_weights), "enet_c": args.enet_c,
@@ -493,7 +498,11 @@ def _stages(args) -> list[tuple[str, int]]:
 
 
 def _validate_args(args) -> None:
-    parse_size(args.input_size)
+    size = parse_size(args.input_size)
+    if args.crop_size:
+        crop = parse_size(args.crop_size, "--crop-size")
+        if crop[0] > size[0] or crop[1] > size[1]:
+            raise ValueError(f"--crop-size {args.crop_size} must fit in --input-size {args.input_size}")
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")

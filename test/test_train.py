@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import socket
 import pathlib
 import subprocess
@@ -119,6 +120,16 @@ def test_resume_refuses_other_architectures_and_files(data, tmp_path):
                      "--workers", "0", "--resume", str(other)]) == 2
 
 
+def test_crop_training(data, tmp_path):
+    out = tmp_path / "run"
+    main(_args(data, out, "--epochs", "1", "--crop-size", "32x16"))
+    _, meta = load_checkpoint(out / "best.safetensors")
+    assert meta["recipe"]["augmentation"]["crop_size"] == [32, 16]
+    assert meta["input_size"] == [64, 32]  # inference runs on whole images at the input size
+    with pytest.raises(ValueError, match="--crop-size 128x64 must fit in --input-size 64x32"):
+        main(_args(data, tmp_path / "bad", "--crop-size", "128x64"))
+
+
 def test_two_stage_training(data, tmp_path):
     out = tmp_path / "run"
     main(_args(data, out, "--encoder-epochs", "1", "--epochs", "1"))
@@ -151,8 +162,16 @@ def test_ddp_two_processes_gloo(data, tmp_path):
            "--master_port", str(port),
            "-m", "esnet_ros.cli", "train", "--data", str(data), "--output-dir", str(out), "--input-size", "64x32",
            "--batch-size", "2", "--epochs", "2", "--workers", "0", "--device", "cpu", "--threads", "1", "--cache"]
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=150)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # own session: on a timeout the whole group (torchrun and both workers) is killed, no orphans
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail("torchrun with 2 gloo processes did not finish in 150 s:\n" + output[-3000:])
+    assert proc.returncode == 0, output[-3000:]
     rows = _rows(out)
     assert [int(r["epoch"]) for r in rows] == [0, 1]  # written once (rank 0 only)
     state = torch.load(out / "checkpoint.pth", weights_only=True)
