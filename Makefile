@@ -13,6 +13,7 @@ help:
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make setup  - .venv + ROS 2 Kilted wheels + torch + colcon build (idempotent)"
 	@echo "make bench  - benchmark model and node (JSON in bench.json)"
+	@echo "make soak   - 10-minute soak of the node at 30 Hz (JSON in soak.json)"
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +26,9 @@ demo: setup
 
 bench: setup
 	@$(ENV) esnet bench --json bench.json
+
+soak: setup
+	@$(ENV) esnet soak --minutes 10 --rate-hz 30 --width 512 --height 256 --json soak.json
 
 clean:
 	rm -rf .colcon demo_output
