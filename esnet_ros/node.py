@@ -272,6 +272,11 @@ class Counters:
         self.processed = 0
         self.dropped_superseded = 0
         self.dropped_no_subscriber = 0
+        # frames a publisher sent that never reached the callback (DDS replaced them in the depth-1
+        # history while the node was busy): gaps in each publisher's sequence numbers. Not part of
+        # `received`, so reported beside the identity, never hidden.
+        self.missed_in_transport = 0
+        self.last_sequence: dict[bytes, int] = {}
         self.rejected = collections.Counter({c: 0 for c in REJECT_CAUSES})
         self.warnings = collections.Counter({c: 0 for c in WARNING_CAUSES})
         self.computed = collections.Counter({o: 0 for o in IMAGE_OUTPUTS + ("stats",)})
@@ -707,9 +712,17 @@ class SegmentationNode(LifecycleNode):
         return tuple(name for name in IMAGE_OUTPUTS + ("stats",)
                      if name in pubs and pubs[name].get_subscription_count() > 0)
 
-    def _on_image(self, msg: Any) -> None:
+    def _on_image(self, msg: Any, info: dict) -> None:
         """Subscription callback: count, and leave the frame for the worker (replacing a waiting one)."""
         counters = self.counters
+        seq, gid = info.get("publication_sequence_number"), info.get("publisher_gid")
+        if seq is not None and gid is not None:
+            key = bytes(gid.get("data", b""))
+            with counters.lock:
+                last = counters.last_sequence.get(key)
+                if last is not None and seq > last + 1:
+                    counters.missed_in_transport += seq - last - 1
+                counters.last_sequence[key] = seq
         if not self._wanted_outputs():
             with counters.lock:
                 counters.received += 1
@@ -892,6 +905,7 @@ class SegmentationNode(LifecycleNode):
                 "dropped": c.dropped,
                 "dropped.superseded": c.dropped_superseded,
                 "dropped.no_subscriber": c.dropped_no_subscriber,
+                "missed_in_transport": c.missed_in_transport,
                 "rejected": c.rejected_total,
                 **{f"rejected.{k}": v for k, v in c.rejected.items()},
                 **{f"warnings.{k}": v for k, v in c.warnings.items()},

@@ -464,6 +464,23 @@ def test_subscriber_coming_and_going_does_not_stall(client, node_process, camera
     assert got["labels"].header.frame_id == "good"
 
 
+def test_frames_lost_before_the_callback_are_counted_as_missed(client, node_process, camera, outputs):
+    msg = make_image(GOOD, "bgr8")
+    camera.roundtrip(msg, outputs)  # the camera's previous frame is known to the node
+    before = client.fresh_diagnostics()
+    burst = 15
+    for i in range(burst):  # faster than the node can take them: depth 1 overwrites in DDS
+        set_stamp(msg, 8_000_000 + i)
+        camera.send(msg)
+    client.spin_for(0.3)
+    got = assert_serves(node_process, camera, outputs)  # one more frame reveals any trailing gap
+    client.spin_for(0.5)
+    after = client.fresh_diagnostics()
+    delta = {k: int(after[k]) - int(before[k]) for k in ("received", "missed_in_transport")}
+    assert delta["received"] + delta["missed_in_transport"] == burst + 1, delta
+    assert got["labels"].header.frame_id == "good"
+
+
 def test_lifecycle_deactivate_releases_and_activate_serves_again(client, node_process, camera, outputs):
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
