@@ -1,6 +1,6 @@
 """ESNet: An Efficient Symmetric Network for Real-time Semantic Segmentation.
 
-Wang, Zhou, Liu, Chen, Wang, Latecki (2019), https://arxiv.org/abs/1906.09826.
+Yu Wang, Quan Zhou, Jian Xiong, Xiaofu Wu, Xin Jin (PRCV 2019), https://arxiv.org/abs/1906.09826.
 
 The module and attribute names follow the authors' public implementation, so their
 checkpoints load without a key mapping (see ``shared/reference/ESNET_REFERENCE.md``)::
