@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from esnet_ros.checkpoint import demo_weights_path, labels_from_meta, load_checkpoint
 from esnet_ros.datasets import LABEL_KINDS, Resize, SegmentationDataset
-from esnet_ros.labels import LabelSet, load_labels_yaml
+from esnet_ros.labels import load_labels_yaml
 from esnet_ros.metrics import ConfusionMatrix, save_confusion_png
 from esnet_ros.model import check_input_size
 

@@ -60,6 +60,7 @@ __all__ = [
     "evaluate",
     "upsample_argmax",
     "load_resume",
+    "build_loaders",
     "parse_size",
     "RESUME_FORMAT",
 ]
@@ -491,6 +492,40 @@ def plot_training_curve(csv_path: pathlib.Path, png_path: pathlib.Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def build_loaders(args, train_set, val_set, rank: int, world: int, device: torch.device):
+    """``(train_loader, val_loader)``: distributed sampling of the training set; validation split
+    without padding so every image is scored once (``val_loader`` is ``None`` without a val set)."""
+    train_sampler = (torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed)
+                     if world > 1 else torch.utils.data.RandomSampler(train_set))
+    loader_kw = {"num_workers": args.workers, "pin_memory": device.type == "cuda",
+                 "persistent_workers": args.workers > 0}
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, sampler=train_sampler,
+                                               drop_last=len(train_set) >= args.batch_size * world, **loader_kw)
+    val_loader = None
+    if val_set is not None:
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size,
+                                                 sampler=ShardSampler(len(val_set), rank, world),
+                                                 collate_fn=collate_eval, **loader_kw)
+    return train_loader, val_loader
+
+
+def _resume_position(resume: dict | None, stages: list[tuple[str, int]]):
+    """``(stage index, epoch in that stage, best, best metrics)`` to continue from."""
+    if resume is None:
+        return 0, 0, {"miou": -1.0}, {}
+    names = [s for s, _ in stages]
+    if resume["stage"] not in names:
+        raise ValueError(f"--resume checkpoint is in stage {resume['stage']!r} but this run has stages {names}; "
+                         f"use the same --encoder-epochs as the run being resumed")
+    best = {"miou": float(resume.get("best_miou", -1.0))}
+    return names.index(resume["stage"]), int(resume["epoch"]), best, dict(resume.get("meta", {}).get("metrics", {}))
+
+
+def _plain_args(args) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+            if isinstance(v, (str, int, float, bool, list, tuple, type(None))) and not k.startswith("_")}
+
+
 def _stages(args) -> list[tuple[str, int]]:
     """``[(stage, epochs)]``: optional encoder stage, then the full network."""
     out = [("encoder", args.encoder_epochs)] if args.encoder_epochs > 0 else []
@@ -554,42 +589,24 @@ def main(args) -> dict:
     use_amp = device.type == "cuda" and not args.no_amp
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
-    train_sampler = (torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed)
-                     if world > 1 else torch.utils.data.RandomSampler(train_set))
-    loader_kw = {"num_workers": args.workers, "pin_memory": device.type == "cuda",
-                 "persistent_workers": args.workers > 0}
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, sampler=train_sampler,
-                                               drop_last=len(train_set) >= args.batch_size * world, **loader_kw)
-    val_loader = None
-    if val_set is not None:
-        val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size,
-                                                 sampler=ShardSampler(len(val_set), rank, world),
-                                                 collate_fn=collate_eval, **loader_kw)
-
+    train_loader, val_loader = build_loaders(args, train_set, val_set, rank, world, device)
     meta_base = dict(labels=labels, input_size=parse_size(args.input_size),
                      dataset=args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
                      normalization=DEFAULT_NORMALIZATION)
     recipe = _recipe(args, labels, weights, world)
+    if resume is not None:  # keep the history: every command that trained these weights, in order
+        before = resume.get("meta", {}).get("recipe", {})
+        recipe["commands"] = list(before.get("commands") or [before.get("command", "?")]) + [recipe["command"]]
     writer = None
     if is_main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(out / "tb"))
 
-    best = {"miou": -1.0}
-    best_metrics: dict = {}
-    start_stage, start_epoch = 0, 0
     stages = _stages(args)
-    if resume is not None:
-        names = [s for s, _ in stages]
-        if resume["stage"] not in names:
-            raise ValueError(f"--resume checkpoint is in stage {resume['stage']!r} but this run has stages {names}; "
-                             f"use the same --encoder-epochs as the run being resumed")
-        start_stage, start_epoch = names.index(resume["stage"]), int(resume["epoch"])
-        best["miou"] = float(resume.get("best_miou", -1.0))
-        best_metrics = dict(resume.get("meta", {}).get("metrics", {}))
-        if is_main:
-            log.info("resuming %s at stage %s, epoch %d", args.resume, resume["stage"], start_epoch)
+    start_stage, start_epoch, best, best_metrics = _resume_position(resume, stages)
+    if resume is not None and is_main:
+        log.info("resuming %s at stage %s, epoch %d", args.resume, resume["stage"], start_epoch)
 
     global_epoch = sum(n for _, n in stages[:start_stage]) + start_epoch
     started = time.perf_counter()
@@ -607,8 +624,8 @@ def main(args) -> dict:
             first_epoch = start_epoch
         for epoch in range(first_epoch, epochs):
             t0 = time.perf_counter()
-            if isinstance(train_sampler, torch.utils.data.distributed.DistributedSampler):
-                train_sampler.set_epoch(global_epoch)
+            if isinstance(train_loader.sampler, torch.utils.data.distributed.DistributedSampler):
+                train_loader.sampler.set_epoch(global_epoch)
             loss = train_one_epoch(model, criterion, optimizer, scheduler, train_loader, device, epoch,
                                    encoder_only=encoder_only, scaler=scaler, print_freq=args.print_freq if is_main else 0,
                                    progress=is_main and sys.stderr.isatty(), writer=writer,
@@ -631,8 +648,7 @@ def main(args) -> dict:
                 meta_metrics = _meta_metrics(metrics, split=args.val_split, epoch=global_epoch,
                                              elapsed=time.perf_counter() - started)
                 if metrics is not None and metrics["miou"] > best["miou"]:
-                    best = {"miou": metrics["miou"]}
-                    best_metrics = meta_metrics
+                    best, best_metrics = {"miou": metrics["miou"]}, meta_metrics
                     save_checkpoint(out / "best.safetensors", model,
                                     make_metadata(**meta_base, recipe=recipe, metrics=best_metrics))
                 if not encoder_only:
@@ -641,8 +657,7 @@ def main(args) -> dict:
                 save_resume(out / "checkpoint.pth", model=model, optimizer=optimizer, scheduler=scheduler,
                             scaler=scaler, epoch=epoch + 1, stage=stage, best_miou=best["miou"],
                             meta=make_metadata(**meta_base, recipe=recipe, metrics=best_metrics),
-                            args_dict={k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-                                       if isinstance(v, (str, int, float, bool, list, tuple, type(None)))})
+                            args_dict=_plain_args(args))
             _barrier()
             global_epoch += 1
     if writer is not None:

@@ -90,6 +90,8 @@ def test_resume_restores_model_optimizer_scheduler_epoch(data, tmp_path):
     assert state3["epoch"] == 3 and state3["scheduler"]["last_epoch"] == 3 * 2
     step = state3["optimizer"]["state"][0]["step"]
     assert float(step) == 3 * 2  # Adam's step count continued rather than restarted
+    commands = state3["meta"]["recipe"]["commands"]
+    assert len(commands) == 2 and "--epochs 2" in commands[0] and "--resume" in commands[1]
     # resuming a finished run trains nothing more
     main(_args(data, out, "--epochs", "3", "--resume", str(out / "checkpoint.pth")))
     assert len(_rows(out)) == 3
