@@ -273,6 +273,10 @@ class Camera:
     def send(self, msg: Any) -> None:
         self.pub.publish(msg)
 
+    def wait_for_subscriber(self, timeout: float = 20.0) -> None:
+        """Block until the node's subscription has matched this publisher (discovery is not instant)."""
+        self.client.spin_until(lambda: self.pub.get_subscription_count() > 0, timeout, "a matched subscriber")
+
     def roundtrip(self, msg: Any, collectors: dict[str, Collector], timeout: float = 30.0,
                   resend_every: float = 1.0) -> dict[str, Any]:
         """Publish ``msg`` (re-stamped on each resend) until every collector has a message with its stamp."""
@@ -314,6 +318,7 @@ def client(rclpy_context, node_process):
 @pytest.fixture(scope="module")
 def camera(client):
     cam = Camera(client)
+    cam.wait_for_subscriber()
     yield cam
     cam.destroy()
 
@@ -624,6 +629,6 @@ def test_config_yaml_documents_every_parameter_with_its_default():
     for name, (default, descriptor) in PARAMETERS.items():
         assert values[name] == default, name
         assert len(descriptor.description) > 20, name
-    docs = (REPO / "docs" / "node.md").read_text()
+    docs = (REPO / "README.md").read_text()
     missing = [name for name in PARAMETERS if f"`{name}`" not in docs]
-    assert not missing, f"docs/node.md does not document {missing}"
+    assert not missing, f"README.md does not document {missing}"

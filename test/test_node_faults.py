@@ -66,6 +66,7 @@ def client(rclpy_context, node_process):
 def camera(client, node_process):
     cam = Camera(client)
     node_process.wait_for(r"subscribed to /camera/image_raw .*reliable.*offer reliable", 15)
+    cam.wait_for_subscriber()
     yield cam
     cam.destroy()
 
@@ -243,6 +244,7 @@ def test_bad_compressed_images(client, node_process, outputs):
     node_process.wait_for(r"subscribed to /camera/image_raw/compressed", 10, start=mark)
     cam = Camera(client, "/camera/image_raw/compressed", msg_type=CompressedImage)
     try:
+        cam.wait_for_subscriber()  # a frame sent before discovery matched would never arrive
         jpg = cv2.imencode(".jpg", as_encoding(GOOD, "bgr8"))[1].tobytes()
         png = cv2.imencode(".png", as_encoding(GOOD, "bgr8"))[1].tobytes()
         idat = png.index(b"IDAT") + 8
