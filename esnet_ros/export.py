@@ -169,7 +169,7 @@ def verify_onnx(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="checkpoint (.safetensors or .pt)")
+    parser.add_argument("--weights", default="", help="checkpoint (.safetensors or .pt; default: the bundled demo model)")
     parser.add_argument("--output", required=True, help="ONNX file to write (.onnx)")
     parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's)")
     parser.add_argument("--height", type=int, default=None, help="network input height (default: the checkpoint's)")
@@ -188,7 +188,10 @@ def run(args: argparse.Namespace) -> int:
     from esnet_ros.labels import load_labels_yaml
 
     labels = load_labels_yaml(args.labels) if args.labels else None
-    model, meta = load_checkpoint(args.weights, "cpu", labels=labels)
+    from esnet_ros.checkpoint import demo_weights_path
+
+    weights = pathlib.Path(args.weights) if args.weights else demo_weights_path()
+    model, meta = load_checkpoint(weights, "cpu", labels=labels)
     default_w, default_h = meta.get("input_size", (1024, 512))
     size = (args.width or int(default_w), args.height or int(default_h))
     output = pathlib.Path(args.output)
