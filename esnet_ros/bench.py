@@ -423,13 +423,13 @@ def _selected(entries: list[Entry], spec: str | None) -> list[Entry]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.checkpoint import demo_weights_path, load_checkpoint
+    from esnet_ros.checkpoint import load_checkpoint, resolve_weights
 
     device = resolve_device(args.device)
     sizes = parse_sizes(args.sizes)
     if args.runs < 1 or args.warmup < 0:
         raise ValueError(f"--runs={args.runs} must be >= 1 and --warmup={args.warmup} >= 0")
-    weights = pathlib.Path(args.weights) if args.weights else demo_weights_path()
+    weights = resolve_weights(args.weights)
     model, meta = load_checkpoint(weights, "cpu")
     entries = _selected(model_entries(device, compile=args.compile, int8_model=args.int8_model), args.backends)
     report: dict[str, Any] = {

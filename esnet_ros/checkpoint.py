@@ -35,6 +35,7 @@ __all__ = [
     "load_state_dict_file",
     "labels_from_meta",
     "demo_weights_path",
+    "resolve_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ _ENCODER_HEAD_PREFIX = "encoder_output_conv."
 def demo_weights_path() -> pathlib.Path:
     """The bundled demo model (trained by ``esnet train`` on synthetic scenes; not for real cameras)."""
     return pathlib.Path(__file__).resolve().parent / "weights" / "esnet_demo_synth.safetensors"
+
+
+def resolve_weights(weights: str | pathlib.Path | None) -> pathlib.Path:
+    """The weights path a user gave (``~`` expanded), or the bundled demo model when empty."""
+    return pathlib.Path(weights).expanduser() if weights not in (None, "") else demo_weights_path()
 
 
 def make_metadata(

@@ -632,9 +632,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    from esnet_ros.checkpoint import demo_weights_path
+    from esnet_ros.checkpoint import resolve_weights
 
-    weights = pathlib.Path(args.weights) if args.weights else demo_weights_path()
+    weights = resolve_weights(args.weights)
     if not args.weights and not weights.is_file():
         raise FileNotFoundError(f"the bundled demo model {weights} is missing; pass --weights PATH to a checkpoint")
     size, meta, labels = network_input_size(weights, args.width, args.height)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from esnet_ros.checkpoint import demo_weights_path, labels_from_meta, load_checkpoint
+from esnet_ros.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
 from esnet_ros.datasets import LABEL_KINDS, Resize, SegmentationDataset
 from esnet_ros.labels import load_labels_yaml
 from esnet_ros.metrics import ConfusionMatrix, save_confusion_png
@@ -50,7 +50,7 @@ def json_safe(value: Any) -> Any:
 
 def load_model(weights: str | None, device: torch.device, labels_yaml: str | None = None):
     """``(model, meta, labels)`` from a checkpoint (the bundled demo model when ``weights`` is empty)."""
-    path = pathlib.Path(weights) if weights else demo_weights_path()
+    path = resolve_weights(weights)
     labels = load_labels_yaml(labels_yaml) if labels_yaml else None
     model, meta = load_checkpoint(path, device, labels=labels)
     return model, meta, labels_from_meta(meta)

@@ -184,13 +184,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.checkpoint import load_checkpoint
+    from esnet_ros.checkpoint import load_checkpoint, resolve_weights
     from esnet_ros.labels import load_labels_yaml
 
     labels = load_labels_yaml(args.labels) if args.labels else None
-    from esnet_ros.checkpoint import demo_weights_path
-
-    weights = pathlib.Path(args.weights) if args.weights else demo_weights_path()
+    weights = resolve_weights(args.weights)
     model, meta = load_checkpoint(weights, "cpu", labels=labels)
     default_w, default_h = meta.get("input_size", (1024, 512))
     size = (args.width or int(default_w), args.height or int(default_h))

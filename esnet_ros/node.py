@@ -56,7 +56,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from esnet_ros.backends import BACKENDS, PRECISIONS, resolve_device, resolve_precision
-from esnet_ros.checkpoint import demo_weights_path, load_checkpoint
+from esnet_ros.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.labels import LabelSet, load_labels_yaml
 from esnet_ros.model import OUTPUT_STRIDE, nearest_valid_sizes
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
@@ -185,7 +185,7 @@ class ModelConfig:
         return cls(**{name: values[name] for name in MODEL_PARAMS})
 
     def weights_path(self) -> pathlib.Path:
-        return pathlib.Path(self.weights).expanduser() if self.weights else demo_weights_path()
+        return resolve_weights(self.weights)
 
 
 def check_model_config(cfg: ModelConfig) -> tuple[Any, LabelSet | None]:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from esnet_ros.backends import create_backend, resolve_device, resolve_precision
-from esnet_ros.checkpoint import demo_weights_path, labels_from_meta, load_checkpoint
+from esnet_ros.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
 from esnet_ros.labels import LabelSet
 from esnet_ros.model import check_input_size
 
@@ -125,7 +125,7 @@ class Segmenter:
             model, meta = weights
             meta = dict(meta)
         else:
-            path = pathlib.Path(weights) if weights not in (None, "") else demo_weights_path()
+            path = resolve_weights(weights)
             if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
                 from esnet_ros.export import read_onnx_metadata
 

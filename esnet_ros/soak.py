@@ -118,10 +118,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     from rclpy.signals import SignalHandlerOptions
     from tqdm import tqdm
 
-    from esnet_ros.checkpoint import demo_weights_path
+    from esnet_ros.checkpoint import resolve_weights
     from esnet_ros.demo import _parse_size
 
-    weights = pathlib.Path(args.weights) if args.weights else demo_weights_path()
+    weights = resolve_weights(args.weights)
     if not args.weights and not weights.is_file():
         raise FileNotFoundError(f"the bundled demo model {weights} is missing; pass --weights PATH to a checkpoint")
     size, meta, labels = network_input_size(weights, args.width, args.height)
