@@ -44,6 +44,8 @@ import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import id2label, name2label
 
+from esnet_ros.labels import cityscapes
+
 __all__ = [
     "render_scene",
     "write_dataset",
@@ -74,15 +76,7 @@ VAL_CITIES = ("synthville",)
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
 
-def _train_id_lut() -> np.ndarray:
-    lut = np.full(256, 255, np.uint8)
-    for label_id, label in id2label.items():
-        if 0 <= label_id < 256 and 0 <= label.trainId < 255:
-            lut[label_id] = label.trainId
-    return lut
-
-
-_TRAIN_ID_LUT = _train_id_lut()
+_TRAIN_ID_LUT = cityscapes().raw_to_train_lut()
 _HAS_INSTANCES = np.zeros(256, bool)
 _HAS_INSTANCES[[i for i, lab in id2label.items() if 0 <= i < 256 and lab.hasInstances]] = True
 
