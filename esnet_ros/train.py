@@ -35,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esnet_ros.checkpoint import ARCH, ARCH_VERSION, DEFAULT_NORMALIZATION, make_metadata, save_checkpoint
+from esnet_ros.checkpoint import (
+    ARCH,
+    ARCH_VERSION,
+    DEFAULT_NORMALIZATION,
+    load_checkpoint,
+    make_metadata,
+    save_checkpoint,
+)
 from esnet_ros.datasets import (
     LABEL_KINDS,
     SegmentationDataset,
@@ -119,6 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_ = parser.add_argument_group("run")
     run_.add_argument("--output-dir", required=True, help="folder for checkpoints, logs and curves")
     run_.add_argument("--resume", default=None, help="checkpoint.pth of an earlier run to continue")
+    run_.add_argument("--init-weights", default=None,
+                      help="start from these model weights (.safetensors/.pt, same classes) with a fresh optimizer "
+                           "and schedule: fine-tuning; the file's training commands are kept in the new metadata")
     run_.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     run_.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     run_.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: cores / processes)")
@@ -366,6 +376,16 @@ def save_resume(path: pathlib.Path, *, model, optimizer, scheduler, scaler, epoc
     tmp.replace(path)
 
 
+def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> dict[str, Any]:
+    """Copy a model file's weights into ``model`` (fine-tuning); returns the file's metadata.
+
+    ``load_checkpoint`` refuses a file whose class count differs from ``labels``, naming the fix.
+    """
+    source, meta = load_checkpoint(path, labels=labels)
+    model.load_state_dict(source.state_dict(), strict=model.encoder_output_conv is None)
+    return meta
+
+
 def load_resume(path: str | pathlib.Path, num_classes: int) -> dict[str, Any]:
     """Read a ``checkpoint.pth`` and check it is an ESNet training state with ``num_classes`` classes."""
     path = pathlib.Path(path)
@@ -579,6 +599,14 @@ def main(args) -> dict:
         if resume["encoder_head"] != (model.encoder_output_conv is not None):
             model = ESNet(labels.num_classes, encoder_head=resume["encoder_head"]).to(device)
         model.load_state_dict(resume["model"])
+    init_meta: dict[str, Any] = {}
+    if args.init_weights:
+        if resume is not None:
+            raise ValueError("--init-weights and --resume both set: --resume continues a run (weights included); "
+                             "--init-weights starts a new one. Pass one of them")
+        init_meta = init_from(model, args.init_weights, labels)
+        if is_main:
+            log.info("initialized from %s", args.init_weights)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
@@ -594,8 +622,9 @@ def main(args) -> dict:
                      dataset=args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
                      normalization=DEFAULT_NORMALIZATION)
     recipe = _recipe(args, labels, weights, world)
-    if resume is not None:  # keep the history: every command that trained these weights, in order
-        before = resume.get("meta", {}).get("recipe", {})
+    history = resume.get("meta", {}) if resume is not None else init_meta
+    if history:  # keep the history: every command that trained these weights, in order
+        before = history.get("recipe", {})
         recipe["commands"] = list(before.get("commands") or [before.get("command", "?")]) + [recipe["command"]]
     writer = None
     if is_main:

@@ -21,7 +21,7 @@ from esnet_ros.synth import (
     write_dataset,
 )
 
-SMALL_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "bicycle")
+SMALL_CLASSES = ("pole", "traffic light", "traffic sign", "person", "bicycle")
 
 
 def test_same_seed_same_scene_and_different_seeds_differ():

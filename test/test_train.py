@@ -20,6 +20,7 @@ from esnet_ros import cli
 from esnet_ros.checkpoint import load_checkpoint
 from esnet_ros.datasets import SegmentationDataset
 from esnet_ros.labels import cityscapes
+from esnet_ros.model import ESNet
 from esnet_ros.synth import write_dataset
 from esnet_ros.train import RESUME_FORMAT, get_args_parser, load_resume, main
 
@@ -120,6 +121,32 @@ def test_resume_refuses_other_architectures_and_files(data, tmp_path):
     # and through the CLI: a clear message, exit code 2
     assert cli.main(["train", "--data", str(data), "--output-dir", str(tmp_path / "o"), "--input-size", "64x32",
                      "--workers", "0", "--resume", str(other)]) == 2
+
+
+def test_init_weights_fine_tunes_with_a_fresh_schedule_and_keeps_the_history(data, tmp_path):
+    first = tmp_path / "first"
+    main(_args(data, first, "--epochs", "1"))
+    start, _ = load_checkpoint(first / "last.safetensors")
+    out = tmp_path / "tuned"
+    main(_args(data, out, "--epochs", "1", "--lr", "1e-12", "--init-weights", str(first / "last.safetensors")))
+    tuned, meta = load_checkpoint(out / "last.safetensors")
+    # a vanishing lr: the weights are the initial ones (only BN running statistics move in train mode)
+    for (name, a), b in zip(start.named_parameters(), tuned.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9, msg=name)
+    fresh = torch.nn.utils.parameters_to_vector(ESNet(19).parameters())
+    assert (fresh - torch.nn.utils.parameters_to_vector(tuned.parameters())).abs().max() > 0.01
+    state = torch.load(out / "checkpoint.pth", weights_only=True)
+    assert state["epoch"] == 1 and float(state["optimizer"]["state"][0]["step"]) == 2  # a new optimizer
+    commands = meta["recipe"]["commands"]
+    assert len(commands) == 2 and "--init-weights" not in commands[0] and "--init-weights" in commands[1]
+    with pytest.raises(ValueError, match="--init-weights and --resume both set"):
+        main(_args(data, tmp_path / "both", "--init-weights", str(first / "last.safetensors"),
+                    "--resume", str(first / "checkpoint.pth")))
+    c20 = tmp_path / "c20.safetensors"
+    save_file({"decoder.output_conv.weight": torch.zeros(16, 20, 2, 2),
+               "encoder.initial_block.conv.weight": torch.zeros(13, 3, 3, 3)}, str(c20))
+    with pytest.raises(ValueError, match="predicts 20 classes but the class list has 19"):
+        main(_args(data, tmp_path / "c20", "--init-weights", str(c20)))
 
 
 def test_crop_training(data, tmp_path):
