@@ -24,8 +24,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["esnet_ros"],
-    package_data={"esnet_ros": ["weights/*.safetensors"]},
+    packages=["esnet_ros", "esnet_ros.dds"],
+    package_data={"esnet_ros": ["weights/*.safetensors", "dds/*.xml"]},
     install_requires=requirements(),
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"]},
     entry_points={

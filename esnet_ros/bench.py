@@ -4,7 +4,10 @@ Model-only entries time one backend call on a ``(1,3,H,W)`` input after warm-up 
 (synchronized on CUDA): median, p90, min and FPS.  The node entry starts the segmentation node
 as its own process, publishes 1280x720 bgr8 frames to it over real DDS (reliable QoS, one at a
 time) and times publish -> ``esnet/labels`` received; ``ratio`` = node median / model median of
-the same backend and size.
+the same backend and size.  The model for the ratio is timed *paired*: one model-only call right
+before each node frame, in the bench process while the node idles, so that both medians see the
+same machine state (on a shared 2-core machine, back-to-back runs of one model differ by 20% or
+more).  The node's own stage timings (from ``esnet/stats``) come with it as ``node_stages_ms``.
 
 Example (the numbers in docs/speed.md)::
 
@@ -12,7 +15,8 @@ Example (the numbers in docs/speed.md)::
 
 JSON: ``{"machine": {...}, "settings": {...}, "results": [{"kind": "model"|"node", "backend",
 "variant", "precision", "size", "median_ms", "p90_ms", "min_ms", "fps", ...}]}``; node entries
-add ``model_median_ms``, ``ratio`` and ``frames``.
+add ``model_median_ms`` (paired), ``model_entry_median_ms``, ``ratio``, ``frames`` and
+``node_stages_ms``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 
 from esnet_ros.backends import create_backend, onnxruntime_providers, resolve_device
 from esnet_ros.model import check_input_size
+from esnet_ros.dds import use_large_message_profile
 
 __all__ = [
     "Entry",
@@ -187,6 +192,17 @@ def time_call(fn: Callable[[], Any], device: torch.device, runs: int, warmup: in
     return times, cpu
 
 
+def _bench_input(backend: Any, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """A fixed random input, in the backend's own input buffer when it has one (as the engine does)."""
+    w, h = size
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    buf = backend.input_buffer(tuple(x.shape))
+    if buf is not None:  # what the engine does: preprocess straight into the backend's buffer
+        buf.copy_(x)
+        x = buf
+    return x
+
+
 def time_model(
     entry: Entry,
     model: torch.nn.Module,
@@ -202,11 +218,7 @@ def time_model(
     t0 = time.perf_counter()
     backend = create_backend(entry.backend, model, meta, device, entry.precision, size, options=entry.options)
     setup_s = time.perf_counter() - t0
-    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
-    buf = backend.input_buffer(tuple(x.shape))
-    if buf is not None:  # what the engine does: preprocess straight into the backend's buffer
-        buf.copy_(x)
-        x = buf
+    x = _bench_input(backend, size, device)
     with torch.inference_mode():
         times, cpu = time_call(lambda: backend(x), device, runs, warmup)
     backend.release()
@@ -240,6 +252,10 @@ def _bench_image(width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(img + noise)
 
 
+#: SegmentationStats fields reported per node entry (``node_stages_ms``)
+NODE_STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms", "total_ms", "age_ms")
+
+
 def time_node(
     weights: str,
     backend: str,
@@ -251,12 +267,20 @@ def time_node(
     warmup: int,
     timeout_s: float = 180.0,
     image_size: tuple[int, int] = NODE_IMAGE_SIZE,
+    paired_model: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """Start the node as a process; publish ``frames`` bgr8 images one at a time; time publish -> labels."""
+    """Start the node as a process; publish ``frames`` bgr8 images one at a time; time publish -> labels.
+
+    ``paired_model``, when given, is the same model-only call, timed right before each frame
+    (the node idle), so that the node and the model are measured under the same machine state;
+    the entry then holds its median as ``model_median_ms``.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+
+    from esnet_ros.msg import SegmentationStats
 
     w, h = size
     ns = f"/esnet_bench_{os.getpid()}"
@@ -277,6 +301,7 @@ def time_node(
     log_lines: list[str] = []
     threading.Thread(target=lambda: log_lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     context = rclpy.Context()
+    use_large_message_profile()  # also inherited by the processes started here
     rclpy.init(context=context)
     node = None
     executor = None
@@ -294,6 +319,12 @@ def time_node(
             got.set()
 
         node.create_subscription(Image, "esnet/labels", on_labels, qos)
+        stages: dict[tuple[int, int], dict[str, float]] = {}
+
+        def on_stats(msg: SegmentationStats) -> None:
+            stages[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = {f: getattr(msg, f) for f in NODE_STAGES}
+
+        node.create_subscription(SegmentationStats, "esnet/stats", on_stats, 10)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -335,6 +366,7 @@ def time_node(
                 got.clear()
             if record_cpu:
                 node_cpu.append((cpu_s() - c0) * 1e3)
+                timed_keys.append(key)
             return (received[key] - t0) * 1e3
 
         # the first answer includes the node's lazy start-up (export, session, warm-up)
@@ -343,8 +375,12 @@ def time_node(
                 raise RuntimeError("the node never answered:\n" + "".join(log_lines[-30:]))
         for _ in range(warmup):
             send_one(30.0)
-        times, lost = [], 0
+        times, lost, timed_keys, paired = [], 0, [], []
         for _ in range(frames):
+            if paired_model is not None:
+                t0 = time.perf_counter()
+                paired_model()
+                paired.append((time.perf_counter() - t0) * 1e3)
             t = send_one(30.0, record_cpu=True)
             if t is None:
                 lost += 1
@@ -353,6 +389,8 @@ def time_node(
         if not times:
             raise RuntimeError("no labels came back from the node")
         height, width, encoding = shapes[-1]
+        time.sleep(0.2)  # the stats message follows the labels
+        per_frame = [stages[k] for k in timed_keys if k in stages]
         return {
             "kind": "node",
             "backend": backend,
@@ -366,6 +404,10 @@ def time_node(
             "lost": lost,
             "labels_shape": [height, width],
             "labels_encoding": encoding,
+            # the node's own per-frame timings (SegmentationStats), medians over the timed frames
+            "node_stages_ms": {f: round(float(np.median([st[f] for st in per_frame])), 3) for f in NODE_STAGES}
+            if per_frame else None,
+            **({"model_median_ms": round(float(np.median(paired)), 3), "model_timing": "paired"} if paired else {}),
         }
     finally:
         if executor is not None:
@@ -468,10 +510,19 @@ def run(args: argparse.Namespace) -> int:
         if not candidates:
             raise ValueError(f"no model entry the node can run at {size_key}; add one to --backends or use --no-node")
         best = min(candidates, key=lambda r: r["median_ms"])
-        r = time_node(str(weights), best["node_backend"], str(device), best["precision"], node_size,
-                      frames=args.node_frames, warmup=args.node_warmup)
-        r["model_median_ms"] = best["median_ms"]
-        r["ratio"] = round(r["median_ms"] / best["median_ms"], 3)
+        entry = next(e for e in entries if (e.backend, e.variant, e.precision)
+                     == (best["backend"], best["variant"], best["precision"]))
+        backend = create_backend(entry.backend, model, meta, device, entry.precision, node_size, options=entry.options)
+        x = _bench_input(backend, node_size, device)
+        try:
+            with torch.inference_mode():
+                r = time_node(str(weights), best["node_backend"], str(device), best["precision"], node_size,
+                              frames=args.node_frames, warmup=args.node_warmup,
+                              paired_model=lambda: (backend(x), _sync(device)))
+        finally:
+            backend.release()
+        r["model_entry_median_ms"] = best["median_ms"]  # the model-only entry above, timed before the node
+        r["ratio"] = round(r["median_ms"] / r["model_median_ms"], 3)
         if r.get("cpu_median_ms") and best.get("cpu_median_ms"):
             # CPU time of the node process per frame vs the backend call's: robust to contention
             r["model_cpu_median_ms"] = best["cpu_median_ms"]
@@ -480,6 +531,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"node  {r['backend']:<12} {'1280x720 bgr8 -> labels':<32} {r['precision']:<5} {r['size']:>9}  "
               f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
               f"model {r['model_median_ms']:.2f} ms  ratio {r['ratio']:.3f}  cpu ratio {r.get('cpu_ratio')}", flush=True)
+        if r.get("node_stages_ms"):
+            print("      in the node: " + "  ".join(f"{k[:-3]} {v:.1f}" for k, v in r["node_stages_ms"].items()) + " ms",
+                  flush=True)
     report["machine"]["loadavg_end"] = _loadavg()
     if args.json:
         path = pathlib.Path(args.json)

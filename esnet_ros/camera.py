@@ -34,6 +34,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import Image
 
+from esnet_ros.dds import use_large_message_profile
 from esnet_ros.synth import render_scene, scene_rng
 
 __all__ = ["SyntheticCamera", "render_pool", "main", "IMAGE_TOPIC", "GT_TOPIC", "RELIABILITIES", "ENCODINGS"]
@@ -233,6 +234,7 @@ class SyntheticCamera(Node):
 def main(args: list[str] | None = None) -> int:
     """``synthetic_camera`` / ``python -m esnet_ros.camera [--ros-args -p rate_hz:=30 ...]``."""
     try:
+        use_large_message_profile()
         with rclpy.init(args=args):
             try:
                 node = SyntheticCamera()

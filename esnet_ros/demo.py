@@ -653,7 +653,10 @@ def _run(args, weights, size, meta, labels, synthetic: bool, camera_size, out: p
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
+    from esnet_ros.dds import use_large_message_profile
+
     context = rclpy.Context()
+    use_large_message_profile()  # also inherited by the processes started here
     rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
     children: list[Child] = []
     monitor = None

@@ -57,6 +57,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from esnet_ros.backends import BACKENDS, PRECISIONS, resolve_device, resolve_precision
 from esnet_ros.checkpoint import load_checkpoint, resolve_weights
+from esnet_ros.dds import use_large_message_profile
 from esnet_ros.labels import LabelSet, load_labels_yaml
 from esnet_ros.model import OUTPUT_STRIDE, nearest_valid_sizes
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
@@ -980,6 +981,7 @@ def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
     interpreter's own teardown of torch takes over a second on a small CPU, which would break the
     promise of a clean exit within 2 s. Pass ``fast_exit=False`` to get the return code instead.
     """
+    use_large_message_profile()  # before the first participant: images over shared memory
     try:
         with rclpy.init(args=args):  # installs SIGINT and SIGTERM handlers that end spin()
             node = SegmentationNode()

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from esnet_ros.dds import use_large_message_profile
 from esnet_ros.demo import (
     COUNTERS,
     Child,
@@ -137,6 +138,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "loadavg_1_5_15_at_start": [round(v, 2) for v in os.getloadavg()]},
     }
     context = rclpy.Context()
+    use_large_message_profile()  # also inherited by the processes started here
     rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
     camera = node = monitor = None
     samples: list[tuple[float, float]] = []

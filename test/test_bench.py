@@ -73,5 +73,12 @@ def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
     assert n["backend"] == "onnxruntime" and n["size"] == "64x32" and n["frames"] == 3
     assert n["labels_shape"] == [720, 1280] and n["labels_encoding"] == "mono8"
     ort_model = next(r for r in report["results"] if r["backend"] == "onnxruntime" and r["kind"] == "model")
-    assert n["model_median_ms"] == ort_model["median_ms"]
+    assert n["model_entry_median_ms"] == ort_model["median_ms"]
+    # the ratio's model time was measured paired with the node's frames, by the same backend
+    assert n["model_timing"] == "paired" and 0 < n["model_median_ms"] < n["median_ms"]
     assert n["ratio"] == pytest.approx(n["median_ms"] / n["model_median_ms"], rel=1e-2)
+    # the node's own stage timings came back from esnet/stats, and they add up
+    stages = n["node_stages_ms"]
+    assert set(stages) == {"decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms",
+                           "total_ms", "age_ms"}
+    assert 0 < stages["inference_ms"] < stages["total_ms"] <= stages["age_ms"]
