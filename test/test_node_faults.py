@@ -445,6 +445,22 @@ def test_signals_exit_cleanly_within_two_seconds(rclpy_context, sig):
     assert "Traceback" not in proc.log and "Exception" not in proc.log, proc.log[-3000:]
 
 
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_ctrl_c_during_start_up_exits_quietly(delay):
+    """SIGINT while the entry point still imports torch, or while the node is being built."""
+    import time
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, str(REPO / "scripts" / "segmentation_node"), "--ros-args",
+           "-r", f"__ns:=/early_{int(delay * 10)}", *sum((["-p", f"{k}:={v}"] for k, v in BASE_PARAMS.items()), [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+
+
 def test_subscriber_coming_and_going_does_not_stall(client, node_process, camera, outputs):
     from sensor_msgs.msg import Image
 
