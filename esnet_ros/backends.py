@@ -363,6 +363,9 @@ class OnnxRuntimeBackend(Backend):
             opts.intra_op_num_threads = int(threads or torch.get_num_threads())
             opts.inter_op_num_threads = 1
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            # denormal floats to zero (FTZ/DAZ) in ORT's threads: the demo model at 1024x512 ran
+            # 254 -> 194 ms; values below 1.2e-38 do not move float32 logits
+            opts.add_session_config_entry("session.set_denormal_as_zero", "1")
             if spin is not None:  # False: idle ORT threads sleep instead of spinning between calls
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         index = device.index or 0

@@ -70,6 +70,26 @@ def test_our_format_roundtrips_weights_and_metadata(tmp_path, fixture):
     assert got["arch"] == "esnet" and "assumed_defaults" not in got
 
 
+def test_tiny_weights_are_saved_as_zeros_and_the_logits_keep(tmp_path, fixture):
+    """Weights below 1e-12 (dead channels after weight decay) would make denormal products."""
+    model = ESNet(19)
+    model.load_state_dict({k: v for k, v in fixture["state_dict"].items() if not k.startswith("encoder_output_conv")})
+    w = model.encoder.layers[0].conv3x1_1.weight.data
+    w[0].fill_(1e-35)  # a denormal-producing dead output channel
+    w[1].fill_(-3e-20)
+    w[2].fill_(2e-11)  # small but kept
+    model.eval()
+    x = torch.rand(1, 3, 64, 128)
+    with torch.inference_mode():
+        before = model(x)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model, make_metadata(cityscapes())))
+    lw = loaded.encoder.layers[0].conv3x1_1.weight
+    assert (lw[0] == 0).all() and (lw[1] == 0).all() and torch.equal(lw[2], w[2])
+    torch.testing.assert_close(lw[3:], w[3:], rtol=0, atol=0)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), before, rtol=0, atol=1e-6)
+
+
 def test_save_refuses_other_suffixes(tmp_path):
     with pytest.raises(ValueError, match=r"rename it to m\.safetensors"):
         save_checkpoint(tmp_path / "m.pt", ESNet(3), make_metadata(cityscapes()))
