@@ -16,7 +16,7 @@ and buses (rear, front and side faces in perspective), pedestrians and parked bi
 ignored in training and evaluation).  Lighting, tint, colors, textures, cast shadows, noise,
 blur, camera height, focal length and horizon vary per scene; objects occlude each other in depth
 order.  13 of the 19 Cityscapes train classes appear (not wall, fence, truck, train, rider,
-motorcycle): of the issue's "trucks or buses" and "riders or bicycles" the generator draws buses and
+motorcycle): of trucks and buses, and of riders and bicycles, the generator draws buses and
 bicycles, so that the demo model's classes are told apart by shape and context alone.
 
 Everything is drawn in world units (meters) and projected, so a scene looks the same at any
