@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from esnet_ros.backends import create_backend, onnxruntime_providers, resolve_device
-from esnet_ros.model import check_input_size
 from esnet_ros.dds import use_large_message_profile
+from esnet_ros.model import check_input_size
 
 __all__ = [
     "Entry",
@@ -296,12 +296,12 @@ def time_node(
         "-p", "input_qos.reliability:=reliable",
         "--log-level", "warn",
     ]
+    use_large_message_profile()  # before our participant and the node's: inherited by the node
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node_cpu: list[float] = []
     log_lines: list[str] = []
     threading.Thread(target=lambda: log_lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     context = rclpy.Context()
-    use_large_message_profile()  # also inherited by the processes started here
     rclpy.init(context=context)
     node = None
     executor = None
@@ -389,7 +389,9 @@ def time_node(
         if not times:
             raise RuntimeError("no labels came back from the node")
         height, width, encoding = shapes[-1]
-        time.sleep(0.2)  # the stats message follows the labels
+        stats_deadline = time.monotonic() + 2.0  # the stats message follows the labels
+        while timed_keys[-1] not in stages and time.monotonic() < stats_deadline:
+            time.sleep(0.01)
         per_frame = [stages[k] for k in timed_keys if k in stages]
         return {
             "kind": "node",

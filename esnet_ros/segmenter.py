@@ -396,8 +396,12 @@ class _CpuBuffers:
             t = self._tensors[key] = torch.empty(shape, dtype=dtype)
         return t
 
+    @staticmethod
+    def thread_count() -> int:
+        return min(torch.get_num_threads(), os.cpu_count() or 1, 8)
+
     def threads(self) -> ThreadPoolExecutor | None:
-        n = min(torch.get_num_threads(), os.cpu_count() or 1, 8)
+        n = self.thread_count()
         if n < 2:
             return None
         if self.pool is None:
@@ -427,7 +431,7 @@ def argmax_channels(
         acc = buffers.array("argmax_acc", (h, w), np.float32)
         tmp = buffers.array("argmax_tmp", (h, w), np.float32)
     pool = buffers.threads() if h * w >= 1 << 16 else None
-    workers = pool._max_workers if pool is not None else 1
+    workers = buffers.thread_count() if pool is not None else 1
     # Bands of up to ~128k pixels, at least one per worker: NumPy's per-call overhead (4 calls per
     # plane and band) outweighs cache misses below that (1024x512x19: 16k-pixel bands 14.5 ms,
     # 128k 4.6 ms on 2 cores).

@@ -12,8 +12,8 @@ so the Cityscapes tools and :mod:`esnet_ros.datasets` read it unchanged.
 The scenes are seen from a pinhole camera 1.2-1.7 m above a flat street: a perspective road with
 lane markings (and sometimes a crosswalk), curbs and tiled sidewalks, grass strips, facades with
 window grids, tree lines, trees, hedges, street lamps, traffic signs and traffic lights, cars
-and buses (rear, front and side faces in perspective), pedestrians and parked bicycles, and now and then the ego vehicle's hood (Cityscapes' "ego vehicle",
-ignored in training and evaluation).  Lighting, tint, colors, textures, cast shadows, noise,
+and buses (rear, front and side faces in perspective), pedestrians and parked bicycles, and now
+and then the ego vehicle's hood (Cityscapes' "ego vehicle", ignored in training and evaluation).  Lighting, tint, colors, textures, cast shadows, noise,
 blur, camera height, focal length and horizon vary per scene; objects occlude each other in depth
 order.  13 of the 19 Cityscapes train classes appear (not wall, fence, truck, train, rider,
 motorcycle): of trucks and buses, and of riders and bicycles, the generator draws buses and
@@ -502,7 +502,8 @@ def _skin(rng) -> np.ndarray:
     return _vary(rng, [(240, 200, 170), (200, 150, 110), (140, 95, 65), (90, 60, 40)][rng.integers(0, 4)], 8)
 
 
-def _draw_person_body(canvas, fig: _Figure, rng, label, colors) -> None:
+def _draw_person_body(canvas, fig: _Figure, rng, colors) -> None:
+    label = PERSON
     shirt, pants, skin, hair = colors
     g = rng.uniform(0.85, 1.2)  # girth
     stride = rng.uniform(-0.3, 0.3)
@@ -537,7 +538,7 @@ def _person(rng, cam: _Camera, x: float, z: float):
     def draw(canvas: _Canvas) -> None:
         fig = _Figure(cam, x, z, facing)
         fig.scale *= height / 1.75
-        _draw_person_body(canvas, fig, rng, PERSON, colors)
+        _draw_person_body(canvas, fig, rng, colors)
 
     return z, draw
 

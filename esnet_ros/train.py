@@ -567,6 +567,9 @@ def _validate_args(args) -> None:
         raise ValueError(f"--workers {args.workers} must be >= 0")
     if args.lr <= 0:
         raise ValueError(f"--lr {args.lr} must be > 0")
+    if args.init_weights and args.resume:
+        raise ValueError("--init-weights and --resume both set: --resume continues a run (weights included); "
+                         "--init-weights starts a new one. Pass one of them")
 
 
 def main(args) -> dict:
@@ -604,9 +607,6 @@ def main(args) -> dict:
         model.load_state_dict(resume["model"])
     init_meta: dict[str, Any] = {}
     if args.init_weights:
-        if resume is not None:
-            raise ValueError("--init-weights and --resume both set: --resume continues a run (weights included); "
-                             "--init-weights starts a new one. Pass one of them")
         init_meta = init_from(model, args.init_weights, labels)
         if is_main:
             log.info("initialized from %s", args.init_weights)

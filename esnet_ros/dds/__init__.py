@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import MutableMapping
 
 __all__ = ["PROFILE", "ENV_VAR", "OPT_OUT_VAR", "use_large_message_profile"]
 
@@ -19,7 +20,7 @@ ENV_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
 OPT_OUT_VAR = "ESNET_ROS_FASTDDS_PROFILE"
 
 
-def use_large_message_profile(environ: "os._Environ[str] | dict[str, str] | None" = None) -> str | None:
+def use_large_message_profile(environ: MutableMapping[str, str] | None = None) -> str | None:
     """Set ``FASTDDS_DEFAULT_PROFILES_FILE`` in ``environ`` (default ``os.environ``) if unset.
 
     Returns the profile in effect (the user's own, ours, or ``None`` when turned off).
