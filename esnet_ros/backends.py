@@ -475,8 +475,9 @@ def create_backend(
 
     ``options``: for ``torch`` the keyword arguments of :class:`TorchBackend`; for
     ``onnxruntime``/``tensorrt`` ``onnx_path`` (use this file instead of exporting),
-    ``cache_dir``, ``threads`` and ``spin`` (CPU: let idle ORT threads spin; ``None`` keeps ORT's default).  ``meta["onnx_path"]`` (set when the weights are an .onnx
-    file) also selects the file.
+    ``cache_dir``, ``threads`` and ``spin`` (CPU: let idle ORT threads spin; ``None`` keeps
+    ORT's default).  ``meta["onnx_path"]`` (set when the weights are an .onnx file) also selects
+    the file.
     """
     options = dict(options or {})
     key = resolve_backend(name, device, precision)
