@@ -18,6 +18,7 @@ never use, so the bundled demo model has not seen these frames.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Sequence
@@ -37,7 +38,8 @@ from sensor_msgs.msg import Image
 from esnet_ros.dds import use_large_message_profile
 from esnet_ros.synth import render_scene, scene_rng
 
-__all__ = ["SyntheticCamera", "render_pool", "main", "IMAGE_TOPIC", "GT_TOPIC", "RELIABILITIES", "ENCODINGS"]
+__all__ = ["SyntheticCamera", "render_pool", "main", "published_in_log", "IMAGE_TOPIC", "GT_TOPIC", "RELIABILITIES",
+           "ENCODINGS"]
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +233,16 @@ class SyntheticCamera(Node):
         self._diag_pub.publish(msg)
 
 
+_PUBLISHED_LINE = "synthetic_camera: published {} frames"
+_PUBLISHED_RE = re.compile(r"^synthetic_camera: published (\d+) frames$", re.MULTILINE)
+
+
+def published_in_log(text: str) -> int | None:
+    """The camera's final published count from its output (``None`` if it did not exit cleanly)."""
+    found = _PUBLISHED_RE.findall(text)
+    return int(found[-1]) if found else None
+
+
 def main(args: list[str] | None = None) -> int:
     """``synthetic_camera`` / ``python -m esnet_ros.camera [--ros-args -p rate_hz:=30 ...]``."""
     try:
@@ -248,6 +260,9 @@ def main(args: list[str] | None = None) -> int:
             try:
                 rclpy.spin(node)
             finally:
+                # the exact total, for whoever compares it with what subscribers received (the 1 Hz
+                # diagnostics lag by up to a second of frames)
+                print(_PUBLISHED_LINE.format(node.frames_published), flush=True)
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -44,6 +44,7 @@ __all__ = [
     "DemoError",
     "percentiles",
     "camera_argv",
+    "camera_published",
     "node_argv",
     "network_input_size",
     "add_arguments",
@@ -78,6 +79,17 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
     except OSError:
         pass
+
+
+def camera_published(camera: "Child", status: dict[str, str] | None) -> int | None:
+    """A stopped synthetic camera's exact published count (it prints it on exit), else the count in
+    its last diagnostics ``status`` (up to a second of frames behind)."""
+    from esnet_ros.camera import published_in_log
+
+    published = published_in_log(camera.log_text())
+    if published is None and status and "frames_published" in status:
+        published = int(status["frames_published"])
+    return published
 
 
 class Child:
@@ -741,11 +753,11 @@ def _run_demo(args, monitor: Monitor, children: list[Child], node_child: Child, 
 
     # stop the camera first, so the node's counters can settle before it is stopped
     exit_codes: dict[str, int] = {}
+    published = None
     if synthetic:
         cam_status = monitor.camera_status()
         exit_codes["camera"] = children[0].stop()
-    else:
-        cam_status = None
+        published = camera_published(children[0], cam_status)
     counters, identity = drain_and_count(monitor, 10.0 if synthetic else 3.0)
     exit_codes["node"] = node_child.stop()
 
@@ -782,7 +794,7 @@ def _run_demo(args, monitor: Monitor, children: list[Child], node_child: Child, 
         "network_input": list(size),
         "camera": ({"width": int(args.camera_size.split("x")[0]), "height": int(args.camera_size.split("x")[1]),
                     "encoding": "bgr8", "rate_hz": args.rate_hz,
-                    "frames_published": int(cam_status["frames_published"]) if cam_status else None}
+                    "frames_published": published}
                    if synthetic else {"topic": camera_topic}),
         "frames": frames,
         "fps": round(frames / window_s, 3) if window_s > 0 else None,

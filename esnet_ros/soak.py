@@ -43,6 +43,7 @@ from esnet_ros.demo import (
     _indent,
     _json_safe,
     camera_argv,
+    camera_published,
     network_input_size,
     node_argv,
     percentiles,
@@ -192,7 +193,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         stop_start = time.monotonic()
         report["node_exit_code"] = node.stop()
         report["node_stop_s"] = round(time.monotonic() - stop_start, 2)
-        published = int(cam_status["frames_published"]) if "frames_published" in cam_status else None
+        published = camera_published(camera, cam_status)
         frames = len(monitor.label_times)
         report.update({
             "seconds": round(window_s, 1),
