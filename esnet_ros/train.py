@@ -131,6 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "and schedule: fine-tuning; the file's training commands are kept in the new metadata")
     run_.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     run_.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    run_.add_argument("--bf16", action="store_true",
+                      help="bfloat16 autocast instead of float16 AMP; on the CPU also channels_last. ~1.6x faster "
+                           "steps on CPUs with AMX or AVX512-BF16; on CUDA it needs Ampere or newer")
     run_.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: cores / processes)")
     run_.add_argument("--seed", type=int, default=0)
     run_.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and after the last)")
@@ -259,6 +262,15 @@ def build_optimizer(args, model: nn.Module) -> torch.optim.Optimizer:
                             weight_decay=args.weight_decay)
 
 
+def _precision(args, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, channels_last)`` for this run's device and flags."""
+    if args.bf16:
+        return torch.bfloat16, device.type == "cpu"
+    if device.type == "cuda" and not args.no_amp:
+        return torch.float16, False
+    return None, False
+
+
 def _downsample_targets(target: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour downsampling of an (N,H,W) int64 label map."""
     return F.interpolate(target[:, None].float(), size=hw, mode="nearest")[:, 0].long()
@@ -270,10 +282,17 @@ def _downsample_targets(target: torch.Tensor, hw: tuple[int, int]) -> torch.Tens
 
 
 def train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch: int, *, encoder_only: bool = False,
-                    scaler=None, print_freq: int = 20, progress: bool = True, writer=None, global_step: int = 0) -> float:
-    """One pass over ``loader``; returns the mean loss (over this process's batches)."""
+                    scaler=None, amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+                    print_freq: int = 20, progress: bool = True, writer=None, global_step: int = 0) -> float:
+    """One pass over ``loader``; returns the mean loss (over this process's batches).
+
+    ``amp_dtype`` turns on autocast: float16 needs a gradient ``scaler``, bfloat16 does not.
+    ``channels_last`` feeds the images in that layout (the model's own, set by the caller).
+    """
     model.train()
-    use_amp = scaler is not None
+    if amp_dtype is None and scaler is not None:
+        amp_dtype = torch.float16
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     total, count = 0.0, 0
     iterator = loader
     bar = None
@@ -283,15 +302,15 @@ def train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoc
         bar = iterator = tqdm(loader, desc=f"epoch {epoch}{' (encoder)' if encoder_only else ''}", unit="batch",
                               dynamic_ncols=True, leave=False)
     for i, (images, targets) in enumerate(iterator):
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(images, encoder_only=encoder_only)
             if encoder_only:
                 targets = _downsample_targets(targets, tuple(logits.shape[2:]))
             loss = criterion(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
-        if use_amp:
+        if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -436,7 +455,8 @@ def _command_line(args) -> str:
     return shlex.join(words)
 
 
-def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int) -> dict:
+def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
+            amp_dtype: torch.dtype | None = None) -> dict:
     return {
         "command": _command_line(args),
         "trainer": "esnet_ros.train",
@@ -447,6 +467,7 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int) ->
         "encoder_epochs": args.encoder_epochs,
         "batch_size": args.batch_size,
         "world_size": world,
+        "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None,
         "input_size": list(parse_size(args.input_size)),
         "augmentation": {"hflip": not args.no_flip, "translate_px": args.translate,
                          "crop_size": list(parse_size(args.crop_size, "--crop-size")) if args.crop_size else None},
@@ -567,6 +588,8 @@ def _validate_args(args) -> None:
         raise ValueError(f"--workers {args.workers} must be >= 0")
     if args.lr <= 0:
         raise ValueError(f"--lr {args.lr} must be > 0")
+    if args.bf16 and args.no_amp:
+        raise ValueError("--bf16 and --no-amp both set: --bf16 is mixed precision. Pass one of them")
     if args.init_weights and args.resume:
         raise ValueError("--init-weights and --resume both set: --resume continues a run (weights included); "
                          "--init-weights starts a new one. Pass one of them")
@@ -610,6 +633,9 @@ def main(args) -> dict:
         init_meta = init_from(model, args.init_weights, labels)
         if is_main:
             log.info("initialized from %s", args.init_weights)
+    amp_dtype, channels_last = _precision(args, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
@@ -617,14 +643,13 @@ def main(args) -> dict:
         )
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
                                     ignore_index=labels.ignore_index)
-    use_amp = device.type == "cuda" and not args.no_amp
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     train_loader, val_loader = build_loaders(args, train_set, val_set, rank, world, device)
     meta_base = dict(labels=labels, input_size=parse_size(args.input_size),
                      dataset=args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
                      normalization=DEFAULT_NORMALIZATION)
-    recipe = _recipe(args, labels, weights, world)
+    recipe = _recipe(args, labels, weights, world, amp_dtype)
     history = resume.get("meta", {}) if resume is not None else init_meta
     if history:  # keep the history: every command that trained these weights, in order
         before = history.get("recipe", {})
@@ -659,7 +684,8 @@ def main(args) -> dict:
             if isinstance(train_loader.sampler, torch.utils.data.distributed.DistributedSampler):
                 train_loader.sampler.set_epoch(global_epoch)
             loss = train_one_epoch(model, criterion, optimizer, scheduler, train_loader, device, epoch,
-                                   encoder_only=encoder_only, scaler=scaler, print_freq=args.print_freq if is_main else 0,
+                                   encoder_only=encoder_only, scaler=scaler, amp_dtype=amp_dtype,
+                                   channels_last=channels_last, print_freq=args.print_freq if is_main else 0,
                                    progress=is_main and sys.stderr.isatty(), writer=writer,
                                    global_step=global_epoch * len(train_loader))
             row = {"epoch": global_epoch, "stage": stage, "train_loss": f"{loss:.5f}",

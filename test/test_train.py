@@ -211,3 +211,17 @@ def test_ddp_two_processes_gloo(data, tmp_path):
     val = SegmentationDataset(data, "val", cityscapes())
     labeled = sum(int((val.load(i)[1] != 255).sum()) for i in range(len(val)))
     assert state["meta"]["metrics"]["pixels"] == labeled
+
+
+def test_bf16_autocast_channels_last_on_cpu(data, tmp_path):
+    out = tmp_path / "bf16"
+    main(_args(data, out, "--epochs", "6", "--lr", "5e-3", "--class-weights", "none", "--batch-size", "2", "--bf16"))
+    losses = [float(r["train_loss"]) for r in _rows(out)]
+    assert losses[-1] < 0.8 * losses[0], losses
+    model, meta = load_checkpoint(out / "best.safetensors")
+    assert meta["recipe"]["autocast"] == "bfloat16"
+    # the weights stay float32 and are saved in the standard layout, whatever the training layout was
+    weight = next(v for v in model.state_dict().values() if v.dim() == 4)
+    assert weight.dtype == torch.float32 and weight.is_contiguous()
+    with pytest.raises(ValueError, match="--bf16 and --no-amp both set"):
+        main(_args(data, tmp_path / "bad", "--bf16", "--no-amp"))
