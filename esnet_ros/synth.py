@@ -11,13 +11,14 @@ so the Cityscapes tools and :mod:`esnet_ros.datasets` read it unchanged.
 
 The scenes are seen from a pinhole camera 1.2-1.7 m above a flat street: a perspective road with
 lane markings (and sometimes a crosswalk), curbs and tiled sidewalks, grass strips, facades with
-window grids, tree lines, trees, hedges, street lamps, traffic signs and traffic lights, cars
-and buses (rear, front and side faces in perspective), pedestrians and parked bicycles, and now
-and then the ego vehicle's hood (Cityscapes' "ego vehicle", ignored in training and evaluation).  Lighting, tint, colors, textures, cast shadows, noise,
-blur, camera height, focal length and horizon vary per scene; objects occlude each other in depth
-order.  13 of the 19 Cityscapes train classes appear (not wall, fence, truck, train, rider,
-motorcycle): of trucks and buses, and of riders and bicycles, the generator draws buses and
-bicycles, so that the demo model's classes are told apart by shape and context alone.
+window grids, tree lines, trees, hedges, street lamps, traffic signs and traffic lights, cars and
+buses (rear, front and side faces in perspective), pedestrians and parked bicycles, and now and
+then the ego vehicle's hood (Cityscapes' "ego vehicle", ignored in training and evaluation).
+Lighting, tint, colors, textures, cast shadows, noise, blur, camera height, focal length and
+horizon vary per scene; objects occlude each other in depth order. 13 of the 19 Cityscapes train
+classes appear (not wall, fence, truck, train, rider, motorcycle): of trucks and buses, and of
+riders and bicycles, the generator draws buses and bicycles, so that the demo model's classes are
+told apart by shape and context alone.
 
 Everything is drawn in world units (meters) and projected, so a scene looks the same at any
 resolution; only the smallest structures have a minimum size in pixels (poles and traffic light
