@@ -1,7 +1,7 @@
 # esnet_ros: the two commands a newcomer needs are `make demo` and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-ENV := . scripts/env.sh &&
+ENV := . tools/env.sh &&
 CAMERA ?=
 DEMO_SECONDS ?= 30
 DEMO_ARGS ?=
@@ -16,7 +16,7 @@ help:
 	@echo "make soak   - 10-minute soak of the node at 30 Hz (JSON in soak.json)"
 
 setup:
-	@bash scripts/setup.sh
+	@bash tools/setup.sh
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ ROS 2 users build the package with colcon (package.xml, CMakeLists.txt); this fi
 
 import pathlib
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
 
@@ -24,14 +24,14 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["esnet_ros", "esnet_ros.dds"],
-    package_data={"esnet_ros": ["weights/*.safetensors", "dds/*.xml"]},
+    packages=find_packages(include=["esnet_ros", "esnet_ros.*"]),
+    package_data={"esnet_ros": ["weights/*.safetensors"], "esnet_ros.ros.dds": ["*.xml"]},
     install_requires=requirements(),
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"]},
     entry_points={
         "console_scripts": [
             "esnet = esnet_ros.cli:main",
-            "esnet-segmentation-node = esnet_ros.node:main",
+            "esnet-segmentation-node = esnet_ros.ros.node:main",
         ]
     },
 )

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from esnet_ros import backends
-from esnet_ros.backends import (
+from esnet_ros.inference import backends as backends
+from esnet_ros.inference.backends import (
     BACKENDS,
     OnnxRuntimeBackend,
     TorchBackend,
@@ -16,8 +16,8 @@ from esnet_ros.backends import (
     resolve_backend,
     resolve_precision,
 )
-from esnet_ros.checkpoint import load_checkpoint
-from esnet_ros.segmenter import Segmenter
+from esnet_ros.core.checkpoint import load_checkpoint
+from esnet_ros.inference.segmenter import Segmenter
 
 CPU = torch.device("cpu")
 W, H = 128, 64

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from esnet_ros.bench import parse_sizes, summarize
+from esnet_ros.ros.bench import parse_sizes, summarize
 from esnet_ros.cli import main as esnet_main
 
 MACHINE_KEYS = {"cpu", "cores", "gpu", "torch", "onnxruntime"}

@@ -6,10 +6,10 @@ import pickle
 import pytest
 import torch
 
-from esnet_ros.checkpoint import load_checkpoint as load_from_module
-from esnet_ros.checkpoint import make_metadata, save_checkpoint
-from esnet_ros.labels import LabelSet, cityscapes
-from esnet_ros.model import ESNet, load_checkpoint
+from esnet_ros.core.checkpoint import load_checkpoint as load_from_module
+from esnet_ros.core.checkpoint import make_metadata, save_checkpoint
+from esnet_ros.core.labels import LabelSet, cityscapes
+from esnet_ros import ESNet, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,8 @@ def assert_reproduces(model, fixture):
 
 
 def test_public_name_is_the_module_function():
-    assert load_checkpoint.__module__ == "esnet_ros.model"  # thin public re-export
-    assert callable(load_from_module)
+    assert load_checkpoint is load_from_module  # esnet_ros.load_checkpoint: the top-level public API
+    assert load_checkpoint.__module__ == "esnet_ros.core.checkpoint"
 
 
 @pytest.mark.parametrize("layout", ["wrapped", "bare", "module_prefix", "wrapped_module_prefix"])
@@ -40,7 +40,7 @@ def test_authors_formats_reproduce_the_reference(tmp_path, fixture, layout, capl
     obj = {"state_dict": sd} if layout.startswith("wrapped") else sd
     path = tmp_path / "authors.pth"
     torch.save(obj, path)
-    with caplog.at_level(logging.WARNING, logger="esnet_ros.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="esnet_ros.core.checkpoint"):
         model, meta = load_checkpoint(path)
     assert_reproduces(model, fixture)
     assert meta["class_names"] == list(cityscapes().names)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from esnet_ros.datasets import (
+from esnet_ros.data.datasets import (
     RandomHorizontalFlip,
     RandomTranslate,
     Resize,
@@ -18,8 +18,8 @@ from esnet_ros.datasets import (
     find_samples,
     train_transforms,
 )
-from esnet_ros.labels import cityscapes, load_labels_yaml
-from esnet_ros.synth import write_dataset
+from esnet_ros.core.labels import cityscapes, load_labels_yaml
+from esnet_ros.data.synth import write_dataset
 
 YAML = """name: tiny
 classes:

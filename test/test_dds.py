@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from esnet_ros.dds import ENV_VAR, OPT_OUT_VAR, PROFILE, use_large_message_profile
+from esnet_ros.ros.dds import ENV_VAR, OPT_OUT_VAR, PROFILE, use_large_message_profile
 
 
 def test_profile_applies_only_when_the_user_has_not_chosen():
@@ -31,7 +31,7 @@ def test_profile_applies_only_when_the_user_has_not_chosen():
 _PUBLISHER = textwrap.dedent("""
     import json, os, sys, time
     import numpy as np
-    from esnet_ros.dds import use_large_message_profile
+    from esnet_ros.ros.dds import use_large_message_profile
     before = set(os.listdir("/dev/shm"))
     use_large_message_profile()
     import rclpy

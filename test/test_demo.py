@@ -28,7 +28,7 @@ def _esnet(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def _weights_args(reference_checkpoint) -> tuple[list[str], bool]:
-    from esnet_ros.checkpoint import demo_weights_path
+    from esnet_ros.core.checkpoint import demo_weights_path
 
     if demo_weights_path().is_file():
         return [], True  # the bundled model at its own network input: the real `make demo`
@@ -113,7 +113,7 @@ def test_files_written(demo_run):
 
 def _start_camera(namespace: str, log_path: pathlib.Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "esnet_ros.camera", "--ros-args", "-r", f"__ns:=/{namespace}",
+        [sys.executable, "-m", "esnet_ros.ros.synthetic_camera", "--ros-args", "-r", f"__ns:=/{namespace}",
          "-p", "width:=320", "-p", "height:=240", "-p", "pool_size:=2", "-p", "rate_hz:=10.0"],
         stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
 
@@ -153,7 +153,7 @@ def test_bad_arguments_are_refused_with_a_reason(args, expected, reference_check
 
 
 def test_a_dead_child_is_reported_with_its_last_log_lines(tmp_path):
-    from esnet_ros.demo import Child, DemoError
+    from esnet_ros.ros.harness import Child, DemoError
 
     child = Child("segmentation node", [sys.executable, "-c", "print('loading model'); print('boom: bad weights'); raise SystemExit(3)"],
                   tmp_path / "node.log")
@@ -167,7 +167,7 @@ def test_a_dead_child_is_reported_with_its_last_log_lines(tmp_path):
 
 
 def test_child_stop_escalates_when_sigint_is_ignored(tmp_path):
-    from esnet_ros.demo import Child
+    from esnet_ros.ros.harness import Child
 
     code = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     child = Child("stubborn", [sys.executable, "-c", code], tmp_path / "stubborn.log")
@@ -180,7 +180,7 @@ def test_child_stop_escalates_when_sigint_is_ignored(tmp_path):
 
 
 def test_percentiles():
-    from esnet_ros.demo import percentiles
+    from esnet_ros.ros.harness import percentiles
 
     p = percentiles(np.arange(1, 101, dtype=float), (50, 90))
     assert p["median"] == pytest.approx(50.5) and p["p90"] == pytest.approx(90.1)
@@ -197,9 +197,9 @@ def test_make_demo_runs_esnet_demo():
 
 def test_demo_scores_equal_the_shared_confusion_matrix():
     torch = pytest.importorskip("torch")
-    from esnet_ros.demo import _Scores
-    from esnet_ros.labels import cityscapes
-    from esnet_ros.metrics import ConfusionMatrix
+    from esnet_ros.ros.harness import _Scores
+    from esnet_ros.core.labels import cityscapes
+    from esnet_ros.training.metrics import ConfusionMatrix
 
     rng = np.random.default_rng(0)
     scores, cm = _Scores(cityscapes()), ConfusionMatrix.for_labels(cityscapes())

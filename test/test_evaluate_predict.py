@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from esnet_ros import cli
-from esnet_ros.checkpoint import make_metadata, save_checkpoint
-from esnet_ros.labels import cityscapes
-from esnet_ros.model import ESNet
-from esnet_ros.synth import write_dataset
+from esnet_ros.core.checkpoint import make_metadata, save_checkpoint
+from esnet_ros.core.labels import cityscapes
+from esnet_ros.core.model import ESNet
+from esnet_ros.data.synth import write_dataset
 
 ROAD, CAR = 0, 13  # train ids
 

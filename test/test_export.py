@@ -8,10 +8,10 @@ import onnx
 import pytest
 import torch
 
-from esnet_ros.checkpoint import load_checkpoint
+from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.cli import main as esnet_main
-from esnet_ros.export import META_KEY, export_onnx, read_onnx_metadata, verify_onnx
-from esnet_ros.segmenter import Segmenter
+from esnet_ros.inference.onnx_export import META_KEY, export_onnx, read_onnx_metadata, verify_onnx
+from esnet_ros.inference.segmenter import Segmenter
 
 ort = pytest.importorskip("onnxruntime")
 W, H = 128, 64

@@ -11,7 +11,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-CORE_MODULES = ["esnet_ros.model", "esnet_ros.checkpoint", "esnet_ros.labels", "esnet_ros.segmenter", "esnet_ros.backends", "esnet_ros.cli"]
+CORE_MODULES = ["esnet_ros.core.model", "esnet_ros.core.checkpoint", "esnet_ros.core.labels", "esnet_ros.inference.segmenter", "esnet_ros.inference.backends", "esnet_ros.cli"]
 
 BLOCK_ROS = """
 import importlib.abc, sys
@@ -40,10 +40,10 @@ except ImportError:
     pass
 else:
     raise SystemExit('rclpy was importable')
-from esnet_ros.model import ESNet
-from esnet_ros.checkpoint import make_metadata
-from esnet_ros.labels import cityscapes
-from esnet_ros.segmenter import Segmenter
+from esnet_ros.core.model import ESNet
+from esnet_ros.core.checkpoint import make_metadata
+from esnet_ros.core.labels import cityscapes
+from esnet_ros.inference.segmenter import Segmenter
 seg = Segmenter((ESNet(19), make_metadata(cityscapes(), input_size=(32, 16))), device='cpu')
 out = seg(np.zeros((20, 30, 3), np.uint8), outputs=('labels', 'color'))
 assert out.labels.shape == (20, 30) and out.color.shape == (20, 30, 3)
@@ -89,11 +89,11 @@ def test_package_xml_passes_catkin_pkg_validation():
 @pytest.mark.ros
 def test_env_script_gives_rclpy_messages_cli_and_node_module():
     proc = run_bash(
-        ". scripts/env.sh && echo RANGE=$ROS_AUTOMATIC_DISCOVERY_RANGE && "
+        ". tools/env.sh && echo RANGE=$ROS_AUTOMATIC_DISCOVERY_RANGE && "
         "python -c 'import rclpy, esnet_ros, esnet_ros.msg; from esnet_ros.msg import ClassMap, ClassInfo, SegmentationStats; "
         "print(\"SRC=\" + esnet_ros.__file__); print(\"MSG=\" + esnet_ros.msg.__file__); "
         "s = SegmentationStats(); print(\"FIELDS=\" + \",\".join(s.get_fields_and_field_types()))' && "
-        "esnet --help && python -c 'import importlib.util as u; print(\"NODE=\", u.find_spec(\"esnet_ros.node\") is not None)'"
+        "esnet --help && python -c 'import importlib.util as u; print(\"NODE=\", u.find_spec(\"esnet_ros.ros.node\") is not None)'"
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -110,7 +110,7 @@ def test_env_script_gives_rclpy_messages_cli_and_node_module():
 
 @pytest.mark.ros
 def test_setup_is_idempotent_and_quick_when_nothing_changed():
-    proc = run_bash("bash scripts/setup.sh")
+    proc = run_bash("bash tools/setup.sh")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert ".venv is up to date" in proc.stdout
     assert "[setup] done" in proc.stdout
@@ -124,7 +124,7 @@ def test_setup_fails_loudly_naming_the_missing_tool(tmp_path):
             if tool.name != "cmake" and not (fake_bin / tool.name).exists():
                 (fake_bin / tool.name).symlink_to(tool)
     env = dict(os.environ, PATH=str(fake_bin))
-    proc = subprocess.run(["bash", "scripts/setup.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["bash", "tools/setup.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "missing 'cmake'" in proc.stderr
     assert "FAILED at step: check build tools" in proc.stderr

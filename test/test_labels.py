@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers import labels as cs
 
-from esnet_ros.labels import CITYSCAPES_CATEGORIES, LabelSet, cityscapes, load_labels_yaml
+from esnet_ros.core.labels import CITYSCAPES_CATEGORIES, LabelSet, cityscapes, load_labels_yaml
 
 
 def test_cityscapes_classes_come_from_cityscapesscripts():

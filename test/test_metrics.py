@@ -10,8 +10,8 @@ import torch
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
-from esnet_ros.labels import cityscapes
-from esnet_ros.metrics import ConfusionMatrix, save_confusion_png
+from esnet_ros.core.labels import cityscapes
+from esnet_ros.training.metrics import ConfusionMatrix, save_confusion_png
 
 
 def test_hand_computed_ious_ignore_and_absent_classes():

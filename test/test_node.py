@@ -35,10 +35,10 @@ _stamps = itertools.count(1000)
 
 
 class NodeProcess:
-    """``python -m esnet_ros.node`` as its own process, its log collected line by line."""
+    """``python -m esnet_ros.ros.node`` as its own process, its log collected line by line."""
 
     def __init__(self, params: dict[str, Any], ros_args: tuple[str, ...] = ()) -> None:
-        cmd = [sys.executable, "-m", "esnet_ros.node", "--ros-args"]
+        cmd = [sys.executable, "-m", "esnet_ros.ros.node", "--ros-args"]
         for key, value in params.items():
             cmd += ["-p", f"{key}:={value}"]
         cmd += list(ros_args)
@@ -342,7 +342,7 @@ def outputs(client):
 
 @pytest.fixture(scope="module")
 def reference_segmenter():
-    from esnet_ros.segmenter import Segmenter
+    from esnet_ros.inference.segmenter import Segmenter
 
     return Segmenter(str(REFERENCE), device="cpu", input_size=(NET_W, NET_H))
 
@@ -399,7 +399,7 @@ def test_network_resolution_outputs(client, camera, outputs):
 
 
 def test_class_map_reaches_a_late_subscriber(client, camera, outputs):
-    from esnet_ros.labels import cityscapes
+    from esnet_ros.core.labels import cityscapes
     from esnet_ros.msg import ClassMap
 
     camera.roundtrip(make_image(scene(20, 20), "rgb8"), {"labels": outputs["labels"]})  # surely active by now
@@ -621,7 +621,7 @@ def test_runtime_parameter_changes(client, camera, outputs, node_process):
 def test_config_yaml_documents_every_parameter_with_its_default():
     import yaml
 
-    from esnet_ros.node import PARAMETERS
+    from esnet_ros.ros.node import PARAMETERS
 
     text = (REPO / "config" / "esnet.yaml").read_text()
     values = yaml.safe_load(text)["/**"]["ros__parameters"]

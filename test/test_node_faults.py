@@ -165,7 +165,7 @@ def test_is_bigendian_does_not_matter_for_8bit(client, node_process, camera, out
 
 @pytest.mark.parametrize("width, height", [(1, 1), (3, 1001), (1001, 3)])
 def test_odd_sizes_line_up(client, node_process, camera, outputs, width, height):
-    from esnet_ros.segmenter import Segmenter
+    from esnet_ros.inference.segmenter import Segmenter
 
     rgb = scene(height, width, seed=2)
     got = camera.roundtrip(make_image(rgb, "rgb8"), outputs)

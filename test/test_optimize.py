@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esnet_ros.backends import TorchBackend
-from esnet_ros.checkpoint import load_checkpoint
-from esnet_ros.model import ESNet
-from esnet_ros.optimize import (
+from esnet_ros.inference.backends import TorchBackend
+from esnet_ros.core.checkpoint import load_checkpoint
+from esnet_ros.core.model import ESNet
+from esnet_ros.inference.fold import (
     ConcatDownsampler,
     FoldedESNet,
     SubpixelConvTranspose,
@@ -20,7 +20,7 @@ from esnet_ros.optimize import (
     fold_batchnorm,
     subpixel_transposed_convs,
 )
-from esnet_ros.segmenter import _CpuBuffers, _resize_nearest, _resize_nearest_np, argmax_channels, nearest_index
+from esnet_ros.inference.segmenter import _CpuBuffers, _resize_nearest, _resize_nearest_np, argmax_channels, nearest_index
 
 TOL = 1e-4
 

@@ -1,4 +1,4 @@
-"""esnet_ros.ros_image: cv_bridge encodings, zero-copy views, and every rejection with its cause."""
+"""esnet_ros.ros.images: cv_bridge encodings, zero-copy views, and every rejection with its cause."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from esnet_ros.ros_image import (
+from esnet_ros.ros.images import (
     CAUSES,
     ImageConversionError,
     ImagePublisherBuffer,

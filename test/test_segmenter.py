@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from esnet_ros.checkpoint import make_metadata
-from esnet_ros.labels import LabelSet
-from esnet_ros.segmenter import Segmenter
+from esnet_ros.core.checkpoint import make_metadata
+from esnet_ros.core.labels import LabelSet
+from esnet_ros.inference.segmenter import Segmenter
 
 LABELS = LabelSet("toy", ("left", "right", "never"), ((200, 0, 0), (0, 100, 0), (0, 0, 50)))
 
@@ -90,7 +90,7 @@ def test_non_contiguous_views_are_accepted():
 
 
 def test_matches_the_model_on_the_reference_checkpoint(reference_checkpoint):
-    from esnet_ros.checkpoint import load_checkpoint
+    from esnet_ros.core.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(reference_checkpoint)
     seg = Segmenter(reference_checkpoint, device="cpu", input_size=(128, 64))
@@ -153,7 +153,7 @@ def test_cuda_requested_without_cuda_names_the_fix():
 
 
 def test_auto_device_falls_back_to_cpu(caplog):
-    caplog.set_level("INFO", logger="esnet_ros.backends")
+    caplog.set_level("INFO", logger="esnet_ros.inference.backends")
     seg = Segmenter((RedOracle(), make_metadata(LABELS, input_size=(16, 8))), device="auto")
     if not torch.cuda.is_available():
         assert seg.device.type == "cpu" and seg.precision == "fp32"

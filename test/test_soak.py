@@ -19,7 +19,7 @@ SAMPLE_S = 1.0
 
 
 def _weights_args(reference_checkpoint) -> list[str]:
-    from esnet_ros.checkpoint import demo_weights_path
+    from esnet_ros.core.checkpoint import demo_weights_path
 
     return [] if demo_weights_path().is_file() else ["--weights", str(reference_checkpoint)]
 
@@ -91,7 +91,7 @@ def test_soak_latency_and_log(soak_report):
 
 
 def test_rss_growth_uses_the_samples_after_warm_up():
-    from esnet_ros.soak import rss_growth
+    from esnet_ros.ros.soak import rss_growth
 
     samples = [(0, 100.0), (2, 300.0), (4, 310.0), (6, 311.0), (8, 309.0), (10, 330.0), (12, 331.0), (14, 329.0)]
     r = rss_growth(samples, warmup_s=4)

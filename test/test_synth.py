@@ -10,7 +10,7 @@ import pytest
 from cityscapesscripts.helpers.labels import id2label, name2label
 
 from esnet_ros import cli
-from esnet_ros.synth import (
+from esnet_ros.data.synth import (
     CLASSES_DRAWN,
     TRAIN_CITIES,
     VAL_CITIES,

@@ -17,12 +17,12 @@ import yaml
 from safetensors.torch import save_file
 
 from esnet_ros import cli
-from esnet_ros.checkpoint import load_checkpoint
-from esnet_ros.datasets import SegmentationDataset
-from esnet_ros.labels import cityscapes
-from esnet_ros.model import ESNet
-from esnet_ros.synth import write_dataset
-from esnet_ros.train import RESUME_FORMAT, get_args_parser, load_resume, main
+from esnet_ros.core.checkpoint import load_checkpoint
+from esnet_ros.data.datasets import SegmentationDataset
+from esnet_ros.core.labels import cityscapes
+from esnet_ros.core.model import ESNet
+from esnet_ros.data.synth import write_dataset
+from esnet_ros.training.train import RESUME_FORMAT, get_args_parser, load_resume, main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from esnet_ros.dds import use_large_message_profile
-from esnet_ros.demo import (
+from esnet_ros.ros.dds import use_large_message_profile
+from esnet_ros.ros.harness import (
     COUNTERS,
     Child,
     DemoError,
@@ -120,8 +120,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     from rclpy.signals import SignalHandlerOptions
     from tqdm import tqdm
 
-    from esnet_ros.checkpoint import resolve_weights
-    from esnet_ros.demo import _parse_size
+    from esnet_ros.core.checkpoint import resolve_weights
+    from esnet_ros.ros.harness import _parse_size
 
     weights = resolve_weights(args.weights)
     if not args.weights and not weights.is_file():

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from esnet_ros.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
-from esnet_ros.datasets import LABEL_KINDS, Resize, SegmentationDataset
-from esnet_ros.labels import load_labels_yaml
-from esnet_ros.metrics import ConfusionMatrix, save_confusion_png
-from esnet_ros.model import check_input_size
+from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
+from esnet_ros.data.datasets import LABEL_KINDS, Resize, SegmentationDataset
+from esnet_ros.core.labels import load_labels_yaml
+from esnet_ros.training.metrics import ConfusionMatrix, save_confusion_png
+from esnet_ros.core.model import check_input_size
 
 __all__ = ["add_arguments", "run", "evaluate_dataset", "Predictor", "load_model", "json_safe"]
 
@@ -127,8 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.backends import resolve_device
-    from esnet_ros.train import parse_size
+    from esnet_ros.inference.backends import resolve_device
+    from esnet_ros.training.train import parse_size
 
     device = resolve_device(args.device)
     model, meta, labels = load_model(args.weights, device, args.labels)

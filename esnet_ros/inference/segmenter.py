@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from esnet_ros.backends import create_backend, resolve_device, resolve_precision
-from esnet_ros.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
-from esnet_ros.labels import LabelSet
-from esnet_ros.model import check_input_size
+from esnet_ros.inference.backends import create_backend, resolve_device, resolve_precision
+from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
+from esnet_ros.core.labels import LabelSet
+from esnet_ros.core.model import check_input_size
 
 __all__ = [
     "Segmenter",
@@ -98,11 +98,11 @@ class Segmenter:
             demo model (trained on synthetic scenes: not for real cameras).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16`` (CUDA only).
-        backend: see :data:`esnet_ros.backends.BACKENDS`.
+        backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
             checkpoint was trained at (1024x512 for the authors' weights).
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
-        backend_options: passed to :func:`esnet_ros.backends.create_backend` (e.g.
+        backend_options: passed to :func:`esnet_ros.inference.backends.create_backend` (e.g.
             ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
 
     ``weights`` may also be an ``.onnx`` file from ``esnet export`` (run by ``onnxruntime``).
@@ -127,7 +127,7 @@ class Segmenter:
         else:
             path = resolve_weights(weights)
             if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
-                from esnet_ros.export import read_onnx_metadata
+                from esnet_ros.inference.onnx_export import read_onnx_metadata
 
                 model, meta = None, read_onnx_metadata(path)
                 meta["onnx_path"] = str(path)

@@ -76,7 +76,7 @@ def quantize_model(
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from esnet_ros.export import META_KEY, read_onnx_metadata
+    from esnet_ros.inference.onnx_export import META_KEY, read_onnx_metadata
 
     meta = read_onnx_metadata(fp32_onnx)
     size = _input_size(meta)
@@ -137,7 +137,7 @@ def compare_predictions(
     """
     import onnxruntime as ort
 
-    from esnet_ros.export import read_onnx_metadata
+    from esnet_ros.inference.onnx_export import read_onnx_metadata
 
     meta = read_onnx_metadata(fp32_onnx)
     size = _input_size(meta)

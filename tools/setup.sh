@@ -50,7 +50,7 @@ else
 fi
 
 step "point the wheels' CMake files at this interpreter"
-"$VENV/bin/python" "$REPO/scripts/fix_wheel_cmake.py" "$VENV"
+"$VENV/bin/python" "$REPO/tools/fix_wheel_cmake.py" "$VENV"
 
 step "colcon build (messages + Python package) into .colcon/"
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
@@ -58,6 +58,9 @@ mkdir -p "$WS/src"
 # CMake refuses to export include dirs that lie inside the source tree, and .venv does; so colcon
 # builds from a link to the repo (a ROS workspace's src/esnet_ros works the same way).
 ln -sfn "$REPO" "$WS/src/esnet_ros"
+# The install step only adds files: a module moved or deleted in the source would stay importable
+# from the install space (beside the source tree on the package path). Start each build clean.
+rm -rf "$WS"/install/esnet_ros/lib/python3*/site-packages/esnet_ros
 cd "$WS"
 # colcon is run through the venv's python so the wheels' LD_LIBRARY_PATH bootstrap applies.
 "$VENV/bin/python" -m colcon build --base-paths "$WS/src" --packages-select esnet_ros \
@@ -68,5 +71,5 @@ cd "$WS"
 
 step "check: import rclpy and esnet_ros.msg from the built install"
 # shellcheck source=/dev/null
-( . "$REPO/scripts/env.sh" && python -c "import rclpy, esnet_ros.msg" )
-echo "[setup] done. Use it with:  . scripts/env.sh"
+( . "$REPO/tools/env.sh" && python -c "import rclpy, esnet_ros.msg" )
+echo "[setup] done. Use it with:  . tools/env.sh"

@@ -37,9 +37,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from esnet_ros.backends import create_backend, onnxruntime_providers, resolve_device
-from esnet_ros.dds import use_large_message_profile
-from esnet_ros.model import check_input_size
+from esnet_ros.inference.backends import create_backend, onnxruntime_providers, resolve_device
+from esnet_ros.ros.dds import use_large_message_profile
+from esnet_ros.core.model import check_input_size
 
 __all__ = [
     "Entry",
@@ -285,7 +285,7 @@ def time_node(
     w, h = size
     ns = f"/esnet_bench_{os.getpid()}"
     cmd = [
-        sys.executable, "-m", "esnet_ros.node", "--ros-args",
+        sys.executable, "-m", "esnet_ros.ros.node", "--ros-args",
         "-r", f"__ns:={ns}",
         "-p", f"weights:={weights}",
         "-p", f"backend:={backend}",
@@ -467,7 +467,7 @@ def _selected(entries: list[Entry], spec: str | None) -> list[Entry]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.checkpoint import load_checkpoint, resolve_weights
+    from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 
     device = resolve_device(args.device)
     sizes = parse_sizes(args.sizes)

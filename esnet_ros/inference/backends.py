@@ -2,13 +2,13 @@
 
 A backend maps a ``(1,3,h,w)`` float tensor (already normalized, on the engine's device) to
 ``(1,C,h,w)`` logits on the same device.  Pre- and post-processing stay in the engine
-(:mod:`esnet_ros.segmenter`), so every backend shares them.  The logits a backend returns may
+(:mod:`esnet_ros.inference.segmenter`), so every backend shares them.  The logits a backend returns may
 live in a buffer it reuses on the next call: consume them before calling it again.
 
 Backends (``backend=``):
 
 - ``torch``: PyTorch in inference mode with BatchNorm folded into the convs
-  (:mod:`esnet_ros.optimize`) and channels_last memory; on CUDA fp16 and a CUDA graph replayed
+  (:mod:`esnet_ros.inference.fold`) and channels_last memory; on CUDA fp16 and a CUDA graph replayed
   for the fixed input size.  Options: ``fold_bn``, ``channels_last``, ``compile`` (a
   ``torch.compile`` mode, e.g. ``"max-autotune-no-cudagraphs"``), ``cuda_graph``.
 - ``onnxruntime``: ONNX Runtime with the execution provider chosen by ``device`` (CPU, or CUDA
@@ -85,7 +85,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` is fp16 on CUDA and fp32 on the CPU; fp16 on the CPU is refused.
 
-    ``int8`` means an int8-quantized ONNX model (see :mod:`esnet_ros.quantize`) on the CPU.
+    ``int8`` means an int8-quantized ONNX model (see :mod:`esnet_ros.inference.quantize`) on the CPU.
     """
     p = str(precision).strip().lower()
     if p == "auto":
@@ -212,8 +212,8 @@ class TorchBackend(Backend):
         super().__init__(device, precision)
         if precision == "int8":
             raise ValueError("precision=int8 runs on backend:=onnxruntime; use precision:=fp32 with backend:=torch")
-        from esnet_ros.model import ESNet
-        from esnet_ros.optimize import fold_batchnorm
+        from esnet_ros.core.model import ESNet
+        from esnet_ros.inference.fold import fold_batchnorm
 
         is_esnet = isinstance(model, ESNet)
         steps = []
@@ -320,7 +320,7 @@ def cached_onnx(
     directory: str | os.PathLike | None = None,
 ) -> pathlib.Path:
     """Export ``model`` (BN folded) to ``<cache>/onnx/esnet-<hash>-<W>x<H>[-fp16]-r<revision>.onnx`` once."""
-    from esnet_ros.export import export_onnx
+    from esnet_ros.inference.onnx_export import export_onnx
 
     w, h = input_size
     name = f"esnet-{weights_digest(model)}-{w}x{h}{'-fp16' if fp16 else ''}-r{EXPORT_REVISION}.onnx"
@@ -451,7 +451,7 @@ def _onnx_for(
             "precision=int8 needs an int8 ONNX model: make one with `esnet export --weights W --output m.onnx "
             "--int8 --calibration-dir IMAGES` and pass it as weights"
         )
-    from esnet_ros.model import ESNet
+    from esnet_ros.core.model import ESNet
 
     if not isinstance(model, ESNet):
         raise ValueError(

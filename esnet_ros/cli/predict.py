@@ -12,7 +12,7 @@ Formats (all at the input image's full resolution):
 
 Output names keep the input's sub-folders; a Cityscapes ``<stem>_leftImg8bit.png`` becomes
 ``<stem>_<format>.png`` (which the official evaluation matches by ``<city>_<seq>_<frame>*.png``).
-The predictions are those ``esnet evaluate`` scores (see :class:`esnet_ros.evaluate.Predictor`).
+The predictions are those ``esnet evaluate`` scores (see :class:`esnet_ros.training.evaluation.Predictor`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pathlib
 import cv2
 import numpy as np
 
-from esnet_ros.datasets import IMAGE_EXTENSIONS, read_image
-from esnet_ros.evaluate import Predictor, load_model
+from esnet_ros.data.datasets import IMAGE_EXTENSIONS, read_image
+from esnet_ros.training.evaluation import Predictor, load_model
 
 __all__ = ["add_arguments", "run", "FORMATS", "find_images", "output_path", "render"]
 
@@ -80,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.backends import resolve_device
-    from esnet_ros.train import parse_size
+    from esnet_ros.inference.backends import resolve_device
+    from esnet_ros.training.train import parse_size
 
     if args.format not in FORMATS:
         raise ValueError(f"--format {args.format!r} must be one of: {', '.join(FORMATS)}")

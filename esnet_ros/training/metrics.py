@@ -70,7 +70,7 @@ class ConfusionMatrix:
 
     @classmethod
     def for_labels(cls, labels) -> "ConfusionMatrix":
-        """From an :class:`esnet_ros.labels.LabelSet`."""
+        """From an :class:`esnet_ros.core.labels.LabelSet`."""
         return cls(labels.num_classes, labels.names, labels.categories, labels.ignore_index)
 
     def reset(self) -> None:

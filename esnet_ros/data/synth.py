@@ -7,7 +7,7 @@
     DIR/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png
     DIR/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png  (16-bit, id*1000+k)
 
-so the Cityscapes tools and :mod:`esnet_ros.datasets` read it unchanged.
+so the Cityscapes tools and :mod:`esnet_ros.data.datasets` read it unchanged.
 
 The scenes are seen from a pinhole camera 1.2-1.7 m above a flat street: a perspective road with
 lane markings (and sometimes a crosswalk), curbs and tiled sidewalks, grass strips, facades with
@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import id2label, name2label
 
-from esnet_ros.labels import cityscapes
+from esnet_ros.core.labels import cityscapes
 
 __all__ = [
     "render_scene",

@@ -125,7 +125,7 @@ def load_labels_yaml(path: str | pathlib.Path) -> LabelSet:
     """Read a custom dataset's class list (format in this module's docstring)."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"labels file {path} does not exist; see esnet_ros/labels.py for the YAML format")
+        raise FileNotFoundError(f"labels file {path} does not exist; see esnet_ros/core/labels.py for the YAML format")
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -14,14 +14,14 @@ import sys
 __all__ = ["main", "get_args_parser", "SUBCOMMANDS"]
 
 SUBCOMMANDS = {
-    "synth": ("esnet_ros.synth", "generate synthetic street scenes in the Cityscapes layout"),
-    "train": ("esnet_ros.train", "train ESNet (the paper's recipe by default)"),
-    "evaluate": ("esnet_ros.evaluate", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
-    "predict": ("esnet_ros.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
-    "export": ("esnet_ros.export", "export to ONNX with the checkpoint's metadata"),
-    "bench": ("esnet_ros.bench", "benchmark the model and the node end to end (JSON)"),
-    "soak": ("esnet_ros.soak", "run the node against a synthetic camera for minutes (JSON)"),
-    "demo": ("esnet_ros.demo", "synthetic camera + segmentation node + live summary"),
+    "synth": ("esnet_ros.data.synth", "generate synthetic street scenes in the Cityscapes layout"),
+    "train": ("esnet_ros.training.train", "train ESNet (the paper's recipe by default)"),
+    "evaluate": ("esnet_ros.training.evaluation", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
+    "predict": ("esnet_ros.cli.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
+    "export": ("esnet_ros.inference.onnx_export", "export to ONNX with the checkpoint's metadata"),
+    "bench": ("esnet_ros.ros.bench", "benchmark the model and the node end to end (JSON)"),
+    "soak": ("esnet_ros.ros.soak", "run the node against a synthetic camera for minutes (JSON)"),
+    "demo": ("esnet_ros.ros.harness", "synthetic camera + segmentation node + live summary"),
 }
 
 
@@ -68,6 +68,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The segmentation node: camera in; labels, color mask, overlay, confidence, stats out.
 
-Thin ROS 2 glue over :class:`esnet_ros.segmenter.Segmenter` (see docs/node.md for every topic,
+Thin ROS 2 glue over :class:`esnet_ros.inference.segmenter.Segmenter` (see docs/node.md for every topic,
 parameter and QoS decision). In short:
 
 - A lifecycle node ``esnet_segmentation`` that configures (loads the model) and activates itself
@@ -14,7 +14,7 @@ parameter and QoS decision). In short:
 - **Input QoS** ``auto`` matches the camera publishers' reliability, read from the graph and
   re-checked every 0.5 s (recreating the subscription when it must change).
 
-Run it with ``python -m esnet_ros.node --ros-args -p weights:=model.safetensors``.
+Run it with ``python -m esnet_ros.ros.node --ros-args -p weights:=model.safetensors``.
 """
 
 from __future__ import annotations
@@ -55,20 +55,20 @@ from rclpy.qos import (
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from esnet_ros.backends import BACKENDS, PRECISIONS, resolve_device, resolve_precision
-from esnet_ros.checkpoint import load_checkpoint, resolve_weights
-from esnet_ros.dds import use_large_message_profile
-from esnet_ros.labels import LabelSet, load_labels_yaml
-from esnet_ros.model import OUTPUT_STRIDE, nearest_valid_sizes
+from esnet_ros.inference.backends import BACKENDS, PRECISIONS, resolve_device, resolve_precision
+from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
+from esnet_ros.ros.dds import use_large_message_profile
+from esnet_ros.core.labels import LabelSet, load_labels_yaml
+from esnet_ros.core.model import OUTPUT_STRIDE, nearest_valid_sizes
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
-from esnet_ros.ros_image import (
+from esnet_ros.ros.images import (
     CAUSES,
     ImageConversionError,
     ImagePublisherBuffer,
     compressed_to_color_input,
     to_color_input,
 )
-from esnet_ros.segmenter import Segmenter
+from esnet_ros.inference.segmenter import Segmenter
 
 try:  # optional: the Nav2 semantic_segmentation_layer contract
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -121,7 +121,7 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "model, trained on synthetic scenes (not for real cameras). Changing it reloads in the "
         "background; a missing or corrupt file is refused and the old model keeps serving.")),
     "labels_file": ("", _descriptor(
-        "Class/palette YAML for a custom dataset (format: esnet_ros/labels.py). Empty: the "
+        "Class/palette YAML for a custom dataset (format: esnet_ros/core/labels.py). Empty: the "
         "checkpoint's own classes.")),
     "device": ("auto", _descriptor(
         "Inference device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N. "
@@ -211,7 +211,7 @@ def check_model_config(cfg: ModelConfig) -> tuple[Any, LabelSet | None]:
             f"weights is empty but the bundled demo model {path} is missing; set weights:=/path/to/model.safetensors"
         )
     if path.suffix == ".onnx":  # an exported model: check it is readable and carries our metadata
-        from esnet_ros.export import read_onnx_metadata
+        from esnet_ros.inference.onnx_export import read_onnx_metadata
 
         try:
             read_onnx_metadata(path)
@@ -975,7 +975,7 @@ class RosLogHandler(logging.Handler):
 
 
 def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
-    """``python -m esnet_ros.node --ros-args -p name:=value``: run until SIGINT/SIGTERM (exit 0).
+    """``python -m esnet_ros.ros.node --ros-args -p name:=value``: run until SIGINT/SIGTERM (exit 0).
 
     After a clean ROS shutdown the process ends with ``os._exit`` (``fast_exit``): the
     interpreter's own teardown of torch takes over a second on a small CPU, which would break the

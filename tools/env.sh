@@ -1,6 +1,6 @@
-# Source me:  . scripts/env.sh
+# Source me:  . tools/env.sh
 # Activates .venv and the colcon-built install of esnet_ros (made by `make setup`), so that
-# `import rclpy`, `from esnet_ros.msg import ...`, `esnet` and `python -m esnet_ros.node` work.
+# `import rclpy`, `from esnet_ros.msg import ...`, `esnet` and `python -m esnet_ros.ros.node` work.
 # The source tree comes first on PYTHONPATH: edits to esnet_ros/*.py take effect without a
 # rebuild, and esnet_ros/__init__.py extends the package path to the generated esnet_ros.msg.
 _esnet_here="${BASH_SOURCE[0]:-$0}"
@@ -25,6 +25,11 @@ case ":${PYTHONPATH:-}:" in
   *) export PYTHONPATH="$ESNET_REPO${PYTHONPATH:+:$PYTHONPATH}" ;;
 esac
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:-}"
+# The wheels install their ament index (share/ament_index) into the venv: `ros2 interface show` and
+# launch's front ends look packages up there through AMENT_PREFIX_PATH.
+case ":${AMENT_PREFIX_PATH:-}:" in
+  *":$VIRTUAL_ENV:"*) ;;
+  *) export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VIRTUAL_ENV" ;;
+esac
 [ -n "$_esnet_nounset" ] && set -u
 unset _esnet_here _esnet_install _esnet_nounset

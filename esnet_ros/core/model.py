@@ -32,7 +32,6 @@ __all__ = [
     "PFCU",
     "Upsampler",
     "esnet",
-    "load_checkpoint",
     "check_input_size",
     "nearest_valid_sizes",
 ]
@@ -226,9 +225,3 @@ def esnet(*, num_classes: int = 19, encoder_head: bool = False) -> ESNet:
     """Keyword-only builder for :class:`ESNet`."""
     return ESNet(num_classes, encoder_head=encoder_head)
 
-
-def load_checkpoint(*args, **kwargs):
-    """See :func:`esnet_ros.checkpoint.load_checkpoint` (re-exported here as public API)."""
-    from esnet_ros.checkpoint import load_checkpoint as _load
-
-    return _load(*args, **kwargs)

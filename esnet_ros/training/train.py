@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esnet_ros.checkpoint import (
+from esnet_ros.core.checkpoint import (
     ARCH,
     ARCH_VERSION,
     DEFAULT_NORMALIZATION,
@@ -43,7 +43,7 @@ from esnet_ros.checkpoint import (
     make_metadata,
     save_checkpoint,
 )
-from esnet_ros.datasets import (
+from esnet_ros.data.datasets import (
     LABEL_KINDS,
     SegmentationDataset,
     class_pixel_counts,
@@ -52,9 +52,9 @@ from esnet_ros.datasets import (
     is_cityscapes_layout,
     train_transforms,
 )
-from esnet_ros.labels import LabelSet, cityscapes, load_labels_yaml
-from esnet_ros.metrics import ConfusionMatrix
-from esnet_ros.model import ESNet, check_input_size
+from esnet_ros.core.labels import LabelSet, cityscapes, load_labels_yaml
+from esnet_ros.training.metrics import ConfusionMatrix
+from esnet_ros.core.model import ESNet, check_input_size
 
 __all__ = [
     "get_args_parser",
@@ -212,7 +212,7 @@ def build_labels(data: str | pathlib.Path, labels_yaml: str | None) -> LabelSet:
     if not is_cityscapes_layout(data) and (data / "images").is_dir():
         raise FileNotFoundError(
             f"custom dataset {data} needs a class list: pass --labels LABELS.yaml or put labels.yaml in {data} "
-            f"(format: see esnet_ros/labels.py)"
+            f"(format: see esnet_ros/core/labels.py)"
         )
     return cityscapes()
 
@@ -459,7 +459,7 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
             amp_dtype: torch.dtype | None = None) -> dict:
     return {
         "command": _command_line(args),
-        "trainer": "esnet_ros.train",
+        "trainer": "esnet_ros.training.train",
         "optimizer": {"name": "Adam", "lr": args.lr, "betas": list(args.betas), "eps": args.eps,
                       "weight_decay": args.weight_decay},
         "schedule": {"name": "poly", "power": args.poly_power, "step": "iteration"},

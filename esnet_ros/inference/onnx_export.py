@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from esnet_ros.model import check_input_size
+from esnet_ros.core.model import check_input_size
 
 __all__ = ["export_onnx", "read_onnx_metadata", "verify_onnx", "add_arguments", "run", "META_KEY", "OPSET"]
 
@@ -57,8 +57,8 @@ def export_onnx(
     """
     import onnx
 
-    from esnet_ros.model import ESNet
-    from esnet_ros.optimize import blocked_layout_downsamplers, fold_batchnorm
+    from esnet_ros.core.model import ESNet
+    from esnet_ros.inference.fold import blocked_layout_downsamplers, fold_batchnorm
 
     w, h = int(input_size[0]), int(input_size[1])
     check_input_size(w, h, what="export input")
@@ -178,14 +178,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     parser.add_argument("--no-fold", action="store_true", help="keep BatchNorm layers (default: folded)")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
-    parser.add_argument("--int8", action="store_true", help="also quantize to int8 (static, calibrated); see esnet_ros/quantize.py")
+    parser.add_argument("--int8", action="store_true", help="also quantize to int8 (static, calibrated); see esnet_ros/inference/quantize.py")
     parser.add_argument("--calibration-dir", default=None, help="images for int8 calibration (png/jpg, searched recursively)")
     parser.add_argument("--calibration-images", type=int, default=32, help="how many calibration images (default 32)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.checkpoint import load_checkpoint, resolve_weights
-    from esnet_ros.labels import load_labels_yaml
+    from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
+    from esnet_ros.core.labels import load_labels_yaml
 
     labels = load_labels_yaml(args.labels) if args.labels else None
     weights = resolve_weights(args.weights)
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         if not args.calibration_dir:
             raise ValueError("--int8 needs --calibration-dir DIR with images like the deployment's (e.g. esnet synth output)")
-        from esnet_ros.quantize import quantize_model
+        from esnet_ros.inference.quantize import quantize_model
 
         fp32_path = output.with_name(output.stem + "_fp32.onnx")
         export_onnx(model, meta, fp32_path, input_size=size, dynamic=False, fold_bn=not args.no_fold,

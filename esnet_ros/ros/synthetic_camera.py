@@ -1,6 +1,6 @@
 """A synthetic camera: procedurally drawn street scenes as ``sensor_msgs/Image``, with ground truth.
 
-``ros2 run esnet_ros synthetic_camera`` (or ``python -m esnet_ros.camera``) publishes
+``ros2 run esnet_ros synthetic_camera`` (or ``python -m esnet_ros.ros.synthetic_camera``) publishes
 
 - ``camera/image_raw``: ``bgr8`` (or ``rgb8``) frames, 1280x720 at 15 Hz by default, reliable QoS
   by default (large frames over best effort are mostly lost by Fast DDS, see the README);
@@ -10,7 +10,7 @@
 
 Rendering a scene takes about half a second at 720p, so a pool of ``pool_size`` scenes is drawn
 once at start and the camera cycles through it; each tick only stamps a prebuilt message and
-publishes it.  The scenes come from :func:`esnet_ros.synth.render_scene` with the generator
+publishes it.  The scenes come from :func:`esnet_ros.data.synth.render_scene` with the generator
 ``scene_rng(seed, "test", i)``: a split that training (``"train"``) and validation (``"val"``)
 never use, so the bundled demo model has not seen these frames.
 """
@@ -35,8 +35,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import Image
 
-from esnet_ros.dds import use_large_message_profile
-from esnet_ros.synth import render_scene, scene_rng
+from esnet_ros.ros.dds import use_large_message_profile
+from esnet_ros.data.synth import render_scene, scene_rng
 
 __all__ = ["SyntheticCamera", "render_pool", "main", "published_in_log", "IMAGE_TOPIC", "GT_TOPIC", "RELIABILITIES",
            "ENCODINGS"]
@@ -244,7 +244,7 @@ def published_in_log(text: str) -> int | None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """``synthetic_camera`` / ``python -m esnet_ros.camera [--ros-args -p rate_hz:=30 ...]``."""
+    """``synthetic_camera`` / ``python -m esnet_ros.ros.synthetic_camera [--ros-args -p rate_hz:=30 ...]``."""
     try:
         use_large_message_profile()
         with rclpy.init(args=args):

@@ -2,8 +2,8 @@
 
 ``esnet demo [--seconds N] [--camera TOPIC] [--output demo_output] [--weights W] [--width --height]``
 
-1. starts the synthetic camera (:mod:`esnet_ros.camera`, 1280x720 bgr8 at ``--rate-hz``) unless
-   ``--camera`` names a real camera topic, and the segmentation node (:mod:`esnet_ros.node`) with
+1. starts the synthetic camera (:mod:`esnet_ros.ros.synthetic_camera`, 1280x720 bgr8 at ``--rate-hz``) unless
+   ``--camera`` names a real camera topic, and the segmentation node (:mod:`esnet_ros.ros.node`) with
    the bundled demo model, each as a child process whose log goes to ``OUTPUT/logs/``;
 2. waits (bounded) for the first labels, then measures for ``--seconds`` with a live progress bar:
    frames, FPS, latency (camera stamp -> labels received here) and mIoU so far;
@@ -14,7 +14,7 @@
    (input | classes | overlay) and ``summary.json`` to ``OUTPUT/``.
 
 With ``--camera /my/topic`` only the node is started, on that topic; there is no ground truth,
-so no mIoU.  :class:`Child` and :class:`Monitor` are shared with :mod:`esnet_ros.soak`.
+so no mIoU.  :class:`Child` and :class:`Monitor` are shared with :mod:`esnet_ros.ros.soak`.
 rclpy is imported only when a demo runs, so ``esnet demo --help`` works without ROS.
 """
 
@@ -84,7 +84,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 def camera_published(camera: "Child", status: dict[str, str] | None) -> int | None:
     """A stopped synthetic camera's exact published count (it prints it on exit), else the count in
     its last diagnostics ``status`` (up to a second of frames behind)."""
-    from esnet_ros.camera import published_in_log
+    from esnet_ros.ros.synthetic_camera import published_in_log
 
     published = published_in_log(camera.log_text())
     if published is None and status and "frames_published" in status:
@@ -192,7 +192,7 @@ def _python_module(module: str) -> list[str]:
 def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = 15.0, pool_size: int = 10,
                 seed: int = 0, reliability: str = "reliable") -> list[str]:
     """The synthetic camera's command line (publishes ``/camera/image_raw`` and ``/camera/labels_gt``)."""
-    return _python_module("esnet_ros.camera") + [
+    return _python_module("esnet_ros.ros.synthetic_camera") + [
         "--ros-args",
         "-p", f"width:={int(width)}", "-p", f"height:={int(height)}", "-p", f"rate_hz:={float(rate_hz)!r}",
         "-p", f"pool_size:={int(pool_size)}", "-p", f"seed:={int(seed)}", "-p", f"reliability:={reliability}",
@@ -202,7 +202,7 @@ def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = 15.0, 
 def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera_topic: str = CAMERA_TOPIC,
               transport: str = "raw", extra_params: Iterable[str] = ()) -> list[str]:
     """The segmentation node's command line (``extra_params``: more ``name:=value`` pairs)."""
-    argv = _python_module("esnet_ros.node") + [
+    argv = _python_module("esnet_ros.ros.node") + [
         "--ros-args",
         "-p", f"weights:={os.fspath(weights)}",
         "-p", f"input_width:={int(input_size[0])}", "-p", f"input_height:={int(input_size[1])}",
@@ -218,7 +218,7 @@ def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera
 
 def network_input_size(weights: str | os.PathLike, width: int | None = None, height: int | None = None):
     """``((W, H), meta, labels)``: the network input recorded in the checkpoint unless overridden."""
-    from esnet_ros.checkpoint import labels_from_meta, load_checkpoint
+    from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint
 
     path = pathlib.Path(weights)
     if not path.is_file():
@@ -273,7 +273,7 @@ class _Scores:
     """Pixel confusion counts against ground truth, and mIoU by the Cityscapes rule.
 
     Counting is a NumPy bincount (~7 ms for 1280x720; the monitor must keep up with the camera);
-    :class:`esnet_ros.metrics.ConfusionMatrix` computes the figures where it exists.
+    :class:`esnet_ros.training.metrics.ConfusionMatrix` computes the figures where it exists.
     """
 
     def __init__(self, labels) -> None:
@@ -298,7 +298,7 @@ class _Scores:
         try:
             import torch
 
-            from esnet_ros.metrics import ConfusionMatrix
+            from esnet_ros.training.metrics import ConfusionMatrix
         except ImportError:  # the shared metrics module is optional for the demo
             ConfusionMatrix = None
         if ConfusionMatrix is not None:
@@ -644,7 +644,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    from esnet_ros.checkpoint import resolve_weights
+    from esnet_ros.core.checkpoint import resolve_weights
 
     weights = resolve_weights(args.weights)
     if not args.weights and not weights.is_file():
@@ -665,7 +665,7 @@ def _run(args, weights, size, meta, labels, synthetic: bool, camera_size, out: p
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from esnet_ros.dds import use_large_message_profile
+    from esnet_ros.ros.dds import use_large_message_profile
 
     context = rclpy.Context()
     use_large_message_profile()  # also inherited by the processes started here

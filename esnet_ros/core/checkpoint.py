@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 import torch
 
-from esnet_ros.labels import LabelSet, cityscapes
-from esnet_ros.model import ESNet
+from esnet_ros.core.labels import LabelSet, cityscapes
+from esnet_ros.core.model import ESNet
 
 __all__ = [
     "ARCH",
@@ -53,7 +53,7 @@ _ENCODER_HEAD_PREFIX = "encoder_output_conv."
 
 def demo_weights_path() -> pathlib.Path:
     """The bundled demo model (trained by ``esnet train`` on synthetic scenes; not for real cameras)."""
-    return pathlib.Path(__file__).resolve().parent / "weights" / "esnet_demo_synth.safetensors"
+    return pathlib.Path(__file__).resolve().parents[1] / "weights" / "esnet_demo_synth.safetensors"
 
 
 def resolve_weights(weights: str | pathlib.Path | None) -> pathlib.Path:
@@ -215,7 +215,7 @@ def _authors_meta(num_classes: int, labels: LabelSet | None) -> dict[str, Any]:
         if num_classes != 19:
             raise ValueError(
                 f"this checkpoint has {num_classes} classes and no metadata, so its class names are unknown; "
-                f"pass a labels file (labels_file:=classes.yaml, see esnet_ros/labels.py)"
+                f"pass a labels file (labels_file:=classes.yaml, see esnet_ros/core/labels.py)"
             )
         labels = cityscapes()
         assumed.append("Cityscapes 19 classes and palette")

@@ -5,7 +5,7 @@ The Kilted wheels export CMake targets that include
 CMake refuses targets with non-existent include paths.  This replaces both with this
 interpreter's paths.  Idempotent: files already fixed are left untouched.
 
-Usage: python scripts/fix_wheel_cmake.py <venv>
+Usage: python tools/fix_wheel_cmake.py <venv>
 """
 
 import pathlib

@@ -11,7 +11,7 @@ Two layouts are understood (``find_samples`` picks by what the folder holds):
 labelIds are mapped to train ids with the class list's ``label_ids`` (for Cityscapes, the
 cityscapesscripts table: every id without a train id becomes ``ignore_index``).
 
-**Custom** (classes from a labels YAML, see :mod:`esnet_ros.labels`)::
+**Custom** (classes from a labels YAML, see :mod:`esnet_ros.core.labels`)::
 
     ROOT/images/SPLIT/**/<name>.png|.jpg|.jpeg
     ROOT/labels/SPLIT/**/<name>.png       single-channel, pixel = the class's ``id`` from the YAML
@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-from esnet_ros.labels import LabelSet, cityscapes
+from esnet_ros.core.labels import LabelSet, cityscapes
 
 __all__ = [
     "Sample",
@@ -350,7 +350,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
     Args:
         root: dataset folder.
         split: ``train``, ``val``, ...
-        labels: the class list (:func:`esnet_ros.labels.cityscapes` or a YAML's).
+        labels: the class list (:func:`esnet_ros.core.labels.cityscapes` or a YAML's).
         transforms: called on ``(image uint8 RGB, label uint8 train ids)``.
         label_kind: for the Cityscapes layout, ``labelIds`` or ``labelTrainIds`` files.
         cache_size: ``(W,H)`` to keep every sample in memory resized to that size (images

@@ -1,0 +1,1 @@
+"""Data: datasets, transforms and procedural street scenes. No ROS."""

@@ -1,0 +1,1 @@
+"""Inference: devices, BatchNorm folding, ONNX export, quantization, backends and the one engine."""
