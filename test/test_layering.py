@@ -13,7 +13,6 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "esnet_ros"
 LAYERS = ("core", "inference", "data", "training", "ros", "cli")

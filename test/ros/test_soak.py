@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 MINUTES = float(os.environ.get("ESNET_SOAK_MINUTES", "1"))
 SAMPLE_S = 1.0
 

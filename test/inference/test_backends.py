@@ -1,7 +1,6 @@
 """Backend selection and its errors, the ONNX Runtime backend (export cache, IO binding) and the
 CUDA paths (fp16, CUDA graphs, ORT CUDA) where a GPU exists."""
 
-import os
 
 import numpy as np
 import pytest

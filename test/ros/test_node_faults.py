@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from test_node import (
+from node_harness import (
     BASE_PARAMS,
     NET_H,
     NET_W,
@@ -53,13 +53,6 @@ def node_process():
     finally:
         proc.stop()
         assert "Traceback" not in proc.log, proc.log[-4000:]
-
-
-@pytest.fixture(scope="module")
-def client(rclpy_context, node_process):
-    c = Client(rclpy_context, "esnet_test_faults_client")
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -24,7 +23,7 @@ from esnet_ros.core.model import ESNet
 from esnet_ros.data.synth import write_dataset
 from esnet_ros.training.train import RESUME_FORMAT, get_args_parser, load_resume, main
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ launch = pytest.importorskip("launch", reason="ROS 2 'launch' not installed (nee
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "launch"
 REFERENCE = REPO / "test" / "fixtures" / "esnet_reference_c19_seed1.pt"
 

@@ -1,0 +1,48 @@
+"""Fixtures shared by the ROS tests. Each module defines its own ``node_process`` (its parameters);
+``client``, ``camera`` and ``outputs`` attach to whichever node the module started."""
+
+from __future__ import annotations
+
+import pytest
+
+from node_harness import NET_H, NET_W, REFERENCE, Camera, Client
+
+
+@pytest.fixture(scope="module")
+def client(request, rclpy_context, node_process):
+    c = Client(rclpy_context, f"esnet_test_client_{request.module.__name__.rsplit('.', 1)[-1]}")
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def camera(client):
+    cam = Camera(client)
+    cam.wait_for_subscriber()
+    yield cam
+    cam.destroy()
+
+
+@pytest.fixture(scope="module")
+def outputs(client):
+    """Subscriptions to every output for the module (tests that need none destroy their own)."""
+    from sensor_msgs.msg import Image
+
+    from esnet_ros.msg import SegmentationStats
+
+    subs = {}
+    cols = {}
+    for name in ("labels", "color", "overlay", "confidence"):
+        cols[name], subs[name] = client.collect(Image, f"/esnet/{name}")
+    cols["stats"], subs["stats"] = client.collect(SegmentationStats, "/esnet/stats")
+    yield cols
+    for sub in subs.values():
+        client.node.destroy_subscription(sub)
+
+
+@pytest.fixture(scope="module")
+def reference_segmenter():
+    """The engine in this process, with the weights and network size the test nodes use."""
+    from esnet_ros.inference.segmenter import Segmenter
+
+    return Segmenter(str(REFERENCE), device="cpu", input_size=(NET_W, NET_H))
