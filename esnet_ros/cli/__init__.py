@@ -20,8 +20,8 @@ SUBCOMMANDS = {
     "predict": ("esnet_ros.cli.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
     "export": ("esnet_ros.inference.onnx_export", "export to ONNX with the checkpoint's metadata"),
     "bench": ("esnet_ros.ros.bench", "benchmark the model and the node end to end (JSON)"),
-    "soak": ("esnet_ros.ros.soak", "run the node against a synthetic camera for minutes (JSON)"),
-    "demo": ("esnet_ros.ros.harness", "synthetic camera + segmentation node + live summary"),
+    "soak": ("esnet_ros.cli.soak", "run the node against a synthetic camera for minutes (JSON)"),
+    "demo": ("esnet_ros.cli.demo", "synthetic camera + segmentation node + live summary"),
 }
 
 

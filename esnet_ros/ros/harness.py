@@ -1,31 +1,24 @@
-"""``esnet demo``: the synthetic camera and the segmentation node over real DDS, scored live.
+"""The process/monitor harness behind ``esnet demo``, ``esnet soak`` and the node benchmark.
 
-``esnet demo [--seconds N] [--camera TOPIC] [--output demo_output] [--weights W] [--width --height]``
+- :class:`Child`: a camera or node as a child process (never through a shell), its log in a file,
+  stopped with SIGINT then a bounded wait; it dies with its parent (Linux);
+- :func:`camera_argv`, :func:`node_argv`: the synthetic camera's and the segmentation node's
+  command lines; :func:`network_input_size`: the checkpoint's input size unless overridden;
+- :class:`Monitor`: one rclpy node in this process that records the segmentation node's labels
+  (latency: camera stamp -> received here), stats and ``/diagnostics``, and scores labels against
+  the synthetic camera's ground truth, matched by stamp, with the one mIoU
+  (:class:`esnet_ros.training.metrics.ConfusionMatrix`);
+- :func:`drain_and_count`: after the camera stopped, the node's settled counters.
 
-1. starts the synthetic camera (:mod:`esnet_ros.ros.synthetic_camera`, 1280x720 bgr8 at ``--rate-hz``) unless
-   ``--camera`` names a real camera topic, and the segmentation node (:mod:`esnet_ros.ros.node`) with
-   the bundled demo model, each as a child process whose log goes to ``OUTPUT/logs/``;
-2. waits (bounded) for the first labels, then measures for ``--seconds`` with a live progress bar:
-   frames, FPS, latency (camera stamp -> labels received here) and mIoU so far;
-3. stops the camera, lets the node finish its last frame, reads the node's counters from
-   ``/diagnostics`` and stops the node (SIGINT, then a bounded wait);
-4. prints FPS, latency (median, p90) and mIoU against the camera's ground truth (predictions are
-   matched to ground truth by header stamp), and writes overlay PNGs, a side-by-side image
-   (input | classes | overlay) and ``summary.json`` to ``OUTPUT/``.
-
-With ``--camera /my/topic`` only the node is started, on that topic; there is no ground truth,
-so no mIoU.  :class:`Child` and :class:`Monitor` are shared with :mod:`esnet_ros.ros.soak`.
-rclpy is imported only when a demo runs, so ``esnet demo --help`` works without ROS.
+rclpy, the message packages and torch (for scoring) are imported only when a monitor is made, so
+``esnet demo --help`` and ``esnet soak --help`` start fast and work without ROS.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import ctypes
-import json
 import logging
-import math
 import os
 import pathlib
 import re
@@ -37,21 +30,27 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from esnet_ros.ros.images import ImageConversionError, image_to_numpy, to_color_input
+
 __all__ = [
     "Child",
     "interruptible",
     "Monitor",
     "DemoError",
-    "percentiles",
     "camera_argv",
     "camera_published",
     "node_argv",
     "network_input_size",
-    "add_arguments",
-    "run",
+    "parse_camera_size",
+    "indent_log",
+    "message_array",
+    "drain_and_count",
     "NODE_NAME",
     "CAMERA_TOPIC",
     "GT_TOPIC",
+    "OUTPUT_TOPICS",
+    "COUNTERS",
+    "DEFAULT_CAMERA_RATE_HZ",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,11 +60,12 @@ CAMERA_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/labels_gt"
 OUTPUT_TOPICS = {"labels": "/esnet/labels", "color": "/esnet/color", "overlay": "/esnet/overlay", "stats": "/esnet/stats"}
 COUNTERS = ("received", "processed", "dropped", "rejected")
+DEFAULT_CAMERA_RATE_HZ = 30.0  # a common camera rate; the demo shows whether the node keeps up
 TRACEBACK_RE = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception): ", re.MULTILINE)
 
 
 class DemoError(RuntimeError):
-    """Something the demo cannot recover from; the message says what and where to look."""
+    """Something a harnessed run cannot recover from; the message says what and where to look."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class Child:
         if not self.alive():
             raise DemoError(
                 f"the {self.name} exited with code {self.returncode}; last lines of {self.log_path}:\n"
-                + _indent(self.tail(25)))
+                + indent_log(self.tail(25)))
 
     def stop(self, timeout_s: float = 5.0) -> int:
         """SIGINT, a bounded wait, then SIGTERM and SIGKILL if needed; returns the exit code."""
@@ -181,7 +181,7 @@ class interruptible:
             signal.signal(sig, handler)
 
 
-def _indent(text: str, prefix: str = "    | ") -> str:
+def indent_log(text: str, prefix: str = "    | ") -> str:
     return "\n".join(prefix + line for line in (text.splitlines() or ["(empty log)"]))
 
 
@@ -189,7 +189,7 @@ def _python_module(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = 15.0, pool_size: int = 10,
+def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = DEFAULT_CAMERA_RATE_HZ, pool_size: int = 10,
                 seed: int = 0, reliability: str = "reliable") -> list[str]:
     """The synthetic camera's command line (publishes ``/camera/image_raw`` and ``/camera/labels_gt``)."""
     return _python_module("esnet_ros.ros.synthetic_camera") + [
@@ -231,93 +231,38 @@ def network_input_size(weights: str | os.PathLike, width: int | None = None, hei
         if v <= 0 or v % 8:
             lo, hi = max(8, v - v % 8), v - v % 8 + 8
             raise ValueError(f"{name} {v} must be a positive multiple of 8 (ESNet downsamples 3 times); try {lo} or {hi}")
-    return (w, h), meta, labels_from_meta(meta)
+
+
+def parse_camera_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)``; a clear error for anything else (``--camera-size``)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--camera-size {text!r} must look like WIDTHxHEIGHT, e.g. 1280x720") from None
+    if w < 16 or h < 16:
+        raise ValueError(f"--camera-size {text!r} is too small; use at least 16x16")
+    return w, h
 
 
 # ----------------------------------------------------------------------------------------------
-# Measurements
+# Monitoring
 # ----------------------------------------------------------------------------------------------
-
-
-def percentiles(values: Iterable[float], qs: Iterable[int] = (50, 90, 99)) -> dict[str, float | None]:
-    """``{"median", "p90", "p99", "mean", "min", "max", "count"}`` (``None`` where there are no values)."""
-    v = np.asarray(list(values), np.float64)
-    keys = {q: ("median" if q == 50 else f"p{q}") for q in qs}
-    if v.size == 0:
-        return {**{k: None for k in keys.values()}, "mean": None, "min": None, "max": None, "count": 0}
-    out: dict[str, Any] = {keys[q]: round(float(np.percentile(v, q)), 3) for q in qs}
-    out.update(mean=round(float(v.mean()), 3), min=round(float(v.min()), 3), max=round(float(v.max()), 3), count=int(v.size))
-    return out
 
 
 def _stamp_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def image_to_numpy(msg) -> np.ndarray | None:
-    """A sensor_msgs/Image as ``(H,W,3)`` BGR (color) or ``(H,W)`` (mono8); ``None`` for other encodings."""
-    channels = {"bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4, "mono8": 1}.get(msg.encoding)
-    if channels is None or msg.height == 0 or msg.width == 0 or msg.step < msg.width * channels:
+def message_array(msg) -> np.ndarray | None:
+    """A sensor_msgs/Image as ``(H,W,3)`` BGR (color encodings) or ``(H,W)`` (mono8), via
+    :mod:`esnet_ros.ros.images`; ``None`` for a message it refuses (the monitor counts it unmatched)."""
+    try:
+        if msg.encoding == "mono8":
+            return image_to_numpy(msg)
+        color = to_color_input(msg)
+    except ImageConversionError:
         return None
-    buf = np.frombuffer(msg.data, np.uint8)
-    if buf.size < msg.step * msg.height:
-        return None
-    rows = buf[: msg.step * msg.height].reshape(msg.height, msg.step)[:, : msg.width * channels]
-    if channels == 1:
-        return rows.reshape(msg.height, msg.width)
-    img = rows.reshape(msg.height, msg.width, channels)[..., :3]
-    return img[..., ::-1] if msg.encoding.startswith("rgb") else img
-
-
-class _Scores:
-    """Pixel confusion counts against ground truth, and mIoU by the Cityscapes rule.
-
-    Counting is a NumPy bincount (~7 ms for 1280x720; the monitor must keep up with the camera);
-    :class:`esnet_ros.training.metrics.ConfusionMatrix` computes the figures where it exists.
-    """
-
-    def __init__(self, labels) -> None:
-        self.labels = labels
-        self.frames = 0
-        n = labels.num_classes
-        self._gt_lut = np.full(256, n, np.int32)  # ignore_index and unknown ids -> row n (dropped)
-        self._gt_lut[:n] = np.arange(n)
-        self._pred_lut = np.full(256, n, np.int32)  # out-of-range predictions -> column n (a miss)
-        self._pred_lut[:n] = np.arange(n)
-        self._mat = np.zeros((n + 1, n + 1), np.int64)
-
-    def update(self, gt: np.ndarray, pred: np.ndarray) -> None:
-        """Add one frame: ``gt`` and ``pred`` are ``(H,W) uint8`` train ids of the same shape."""
-        n1 = self.labels.num_classes + 1
-        idx = self._gt_lut[gt] * n1 + self._pred_lut[pred]
-        self._mat += np.bincount(idx.ravel(), minlength=n1 * n1).reshape(n1, n1)
-        self.frames += 1
-
-    def compute(self) -> dict[str, Any]:
-        n = self.labels.num_classes
-        try:
-            import torch
-
-            from esnet_ros.training.metrics import ConfusionMatrix
-        except ImportError:  # the shared metrics module is optional for the demo
-            ConfusionMatrix = None
-        if ConfusionMatrix is not None:
-            cm = ConfusionMatrix.for_labels(self.labels)
-            cm.mat = torch.from_numpy(self._mat[:n, :n].copy())
-            res = cm.compute()
-            return {"miou": res["miou"], "category_miou": res.get("category_miou"),
-                    "per_class_iou": res["per_class_iou"], "pixel_accuracy": res.get("pixel_accuracy")}
-        m = self._mat[:n, :n].astype(np.float64)
-        tp = np.diag(m)
-        denom = m.sum(0) + m.sum(1) - tp
-        iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
-        valid = iou[~np.isnan(iou)]
-        return {"miou": float(valid.mean()) if valid.size else float("nan"),
-                "per_class_iou": {name: float(v) for name, v in zip(self.labels.names, iou)},
-                "pixel_accuracy": float(tp.sum() / m.sum()) if m.sum() else float("nan")}
-
-    def miou(self) -> float:
-        return self.compute()["miou"] if self.frames else float("nan")
+    return color.image[..., ::-1] if color.color_order == "rgb" else color.image
 
 
 def _counter(values: dict[str, str], name: str) -> int | None:
@@ -352,6 +297,7 @@ class Monitor:
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.camera_topic = camera_topic
+        self._gt_wanted = ground_truth
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         self.label_times: list[float] = []       # monotonic time of each labels message
         self.latencies_ms: list[tuple[float, float]] = []  # (monotonic time, ms)
@@ -359,7 +305,9 @@ class Monitor:
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.diagnostics_time: dict[str, float] = {}
         self.stats: list[Any] = []
-        self.scores = _Scores(labels) if (ground_truth and labels is not None) else None
+        self.labels = labels
+        self.scores = None  # a ConfusionMatrix while scoring against ground truth
+        self.frames_scored = 0
         self.unmatched_labels = 0
         self._gt: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._pending: collections.OrderedDict[int, Any] = collections.OrderedDict()
@@ -375,6 +323,20 @@ class Monitor:
         if ground_truth:
             self.node.create_subscription(Image, GT_TOPIC, self._on_gt, QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
         self._picture_subs: list[Any] = []
+        if ground_truth and labels is not None:
+            self.reset()
+
+    def reset(self) -> None:
+        """Forget what was measured so far (labels, latencies, stats, scores): a new measuring window."""
+        self.label_times.clear()
+        self.latencies_ms.clear()
+        self.stats.clear()
+        if self.labels is not None and self._gt_wanted:
+            # torch is imported only by a scoring monitor (start-up of `esnet soak` and `--help` stays light)
+            from esnet_ros.training.metrics import ConfusionMatrix
+
+            self.scores = ConfusionMatrix.for_labels(self.labels)
+            self.frames_scored = 0
 
     # -- callbacks (cheap: keep references, score when a pair is complete) --------------------------
 
@@ -406,11 +368,26 @@ class Monitor:
             self._gt.popitem(last=False)
 
     def _score(self, gt_msg, labels_msg) -> None:
-        gt, pred = image_to_numpy(gt_msg), image_to_numpy(labels_msg)
+        gt, pred = message_array(gt_msg), message_array(labels_msg)
         if gt is None or pred is None or gt.shape != pred.shape:
             self.unmatched_labels += 1
             return
-        self.scores.update(gt, pred)
+        try:
+            self.scores.update(gt, pred)
+        except ValueError as exc:  # ids outside the label set: counted, named once in the log
+            if not self.unmatched_labels:
+                log.warning("cannot score labels against ground truth: %s", exc)
+            self.unmatched_labels += 1
+            return
+        self.frames_scored += 1
+
+    def quality(self) -> dict[str, Any] | None:
+        """mIoU, category mIoU, per-class IoU and pixel accuracy so far (0..1), ``None`` before a scored frame."""
+        if self.scores is None or not self.frames_scored:
+            return None
+        res = self.scores.compute()
+        return {"miou": res["miou"], "category_miou": res["category_miou"], "per_class_iou": res["per_class_iou"],
+                "pixel_accuracy": res["pixel_accuracy"], "frames_scored": self.frames_scored}
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -482,9 +459,20 @@ class Monitor:
                 return values
         return None
 
+    def camera_published_at(self) -> tuple[float, int] | None:
+        """``(monotonic time received, frames_published)`` from the camera's latest diagnostics."""
+        for name, values in self.diagnostics.items():
+            if "frames_published" in values:
+                return self.diagnostics_time[name], int(values["frames_published"])
+        return None
+
     def counters(self) -> dict[str, int | None]:
         values = self.node_status() or {}
         return {name: _counter(values, name) for name in COUNTERS}
+
+    def kept(self, kind: str) -> list[tuple[int, Any]]:
+        """``[(stamp ns, message)]`` kept of ``kind`` (``"input"``, ``"color"``, ``"overlay"``), oldest first."""
+        return list(self._cache[kind].items())
 
     def latest_triple(self):
         """``(input, color, overlay)`` of the newest stamp that has all three; else ``(None, color, overlay)``."""
@@ -521,346 +509,3 @@ def drain_and_count(monitor: Monitor, timeout_s: float = 10.0) -> tuple[dict[str
     counters = monitor.counters()
     return counters, settled()
 
-
-def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}{unit}"
-
-
-def _json_safe(obj):
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-# ----------------------------------------------------------------------------------------------
-# Pictures
-# ----------------------------------------------------------------------------------------------
-
-
-def _save_png(path: pathlib.Path, image_bgr: np.ndarray) -> pathlib.Path:
-    import cv2
-
-    if not cv2.imwrite(str(path), image_bgr):
-        raise DemoError(f"could not write {path}; check that the output folder is writable")
-    return path
-
-
-def side_by_side(input_bgr: np.ndarray | None, color_bgr: np.ndarray, overlay_bgr: np.ndarray, labels=None,
-                 class_ids: Iterable[int] = (), panel_width: int = 640) -> np.ndarray:
-    """``input | classes | overlay`` in one BGR image, each panel ``panel_width`` wide, titled, with a legend."""
-    import cv2
-
-    h, w = color_bgr.shape[:2]
-    ph = max(1, round(h * panel_width / w))
-    panels, titles = [], []
-    for img, title in ((input_bgr, "camera"), (color_bgr, "ESNet classes"), (overlay_bgr, "overlay")):
-        if img is None:
-            continue
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        panels.append(cv2.resize(img, (panel_width, ph), interpolation=cv2.INTER_AREA))
-        titles.append(title)
-    row = np.concatenate(panels, axis=1)
-    bar = np.full((28, row.shape[1], 3), 32, np.uint8)
-    for i, title in enumerate(titles):
-        cv2.putText(bar, title, (i * panel_width + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-    parts = [bar, row]
-    ids = [i for i in class_ids if labels is not None and 0 <= i < labels.num_classes]
-    if ids:
-        legend = np.full((26, row.shape[1], 3), 32, np.uint8)
-        x = 8
-        for i in ids:
-            r, g, b = labels.colors[i]
-            name = labels.names[i]
-            (tw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-            if x + 20 + tw > legend.shape[1]:
-                break
-            cv2.rectangle(legend, (x, 7), (x + 12, 19), (int(b), int(g), int(r)), -1)
-            cv2.putText(legend, name, (x + 16, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-            x += 28 + tw
-        parts.append(legend)
-    return np.concatenate(parts, axis=0)
-
-
-def _visible_classes(color_bgr: np.ndarray, labels, min_share: float = 0.002) -> list[int]:
-    """Class ids whose palette color covers at least ``min_share`` of a (subsampled) color mask."""
-    pixels = color_bgr[::4, ::4].reshape(-1, 3)
-    palette = labels.palette()[: labels.num_classes, ::-1]
-    shares = [(np.all(pixels == palette[i], axis=-1).mean(), i) for i in range(labels.num_classes)]
-    return [i for share, i in shares if share >= min_share]
-
-
-
-# ----------------------------------------------------------------------------------------------
-# The command
-# ----------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=30.0, help="measuring time after the first labels (default 30)")
-    parser.add_argument("--camera", default=None, metavar="TOPIC",
-                        help="segment this real camera topic (sensor_msgs/Image) instead of the synthetic camera; no mIoU")
-    parser.add_argument("--camera-transport", choices=("raw", "compressed"), default="raw",
-                        help="with --camera: raw (sensor_msgs/Image on TOPIC) or compressed (CompressedImage on TOPIC/compressed)")
-    parser.add_argument("--output", default="demo_output", help="folder for PNGs, summary.json and logs (default demo_output)")
-    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
-    parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's input_size)")
-    parser.add_argument("--height", type=int, default=None, help="network input height (default: the checkpoint's input_size)")
-    parser.add_argument("--rate-hz", type=float, default=15.0, help="synthetic camera frame rate (default 15)")
-    parser.add_argument("--camera-size", default="1280x720", help="synthetic camera image size WxH (default 1280x720)")
-    parser.add_argument("--pool-size", type=int, default=10, help="distinct synthetic scenes the camera cycles through (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
-    parser.add_argument("--save-frames", type=int, default=5, help="overlay PNGs to write, spread over the run (default 5)")
-    parser.add_argument("--startup-timeout", type=float, default=120.0,
-                        help="seconds to wait for the first labels (pool rendering + model loading; default 120)")
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--camera-size {text!r} must look like WIDTHxHEIGHT, e.g. 1280x720") from None
-    if w < 16 or h < 16:
-        raise ValueError(f"--camera-size {text!r} is too small; use at least 16x16")
-    return w, h
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    if not args.seconds > 0:
-        raise ValueError(f"--seconds {args.seconds} must be > 0, e.g. --seconds 30")
-    if not 0 < args.rate_hz <= 1000:
-        raise ValueError(f"--rate-hz {args.rate_hz} must be in (0, 1000], e.g. --rate-hz 15")
-    if args.camera is not None and not args.camera.startswith("/"):
-        raise ValueError(f"--camera {args.camera!r} must be an absolute topic name, e.g. /my_camera/image_raw")
-    if args.save_frames < 0:
-        raise ValueError(f"--save-frames {args.save_frames} must be >= 0")
-    if not 1 <= args.pool_size <= 1000:
-        raise ValueError(f"--pool-size {args.pool_size} must be in 1..1000")
-
-
-def run(args: argparse.Namespace) -> int:
-    _check_args(args)
-    from esnet_ros.core.checkpoint import resolve_weights
-
-    weights = resolve_weights(args.weights)
-    if not args.weights and not weights.is_file():
-        raise FileNotFoundError(f"the bundled demo model {weights} is missing; pass --weights PATH to a checkpoint")
-    size, meta, labels = network_input_size(weights, args.width, args.height)
-    synthetic = args.camera is None
-    camera_size = _parse_size(args.camera_size)
-    out = pathlib.Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "summary.json"]:
-        old.unlink(missing_ok=True)
-
-    with interruptible():
-        return _run(args, weights, size, meta, labels, synthetic, camera_size, out)
-
-
-def _run(args, weights, size, meta, labels, synthetic: bool, camera_size, out: pathlib.Path) -> int:
-    import rclpy
-    from rclpy.signals import SignalHandlerOptions
-
-    from esnet_ros.ros.dds import use_large_message_profile
-
-    context = rclpy.Context()
-    use_large_message_profile()  # also inherited by the processes started here
-    rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
-    children: list[Child] = []
-    monitor = None
-    try:
-        camera_topic = CAMERA_TOPIC if synthetic else args.camera
-        if synthetic:
-            children.append(Child("synthetic camera", camera_argv(
-                width=camera_size[0], height=camera_size[1], rate_hz=args.rate_hz, pool_size=args.pool_size,
-                seed=args.seed), out / "logs" / "camera.log"))
-        transport = "raw" if synthetic else args.camera_transport
-        children.append(Child("segmentation node", node_argv(weights=weights, input_size=size, camera_topic=camera_topic,
-                                                             transport=transport), out / "logs" / "node.log"))
-        node_child = children[-1]
-        print(f"esnet demo: {'synthetic camera ' + 'x'.join(map(str, camera_size)) + f' at {args.rate_hz:g} Hz' if synthetic else 'camera ' + camera_topic}"
-              f" -> segmentation node ({weights.name}, network input {size[0]}x{size[1]}); logs in {out / 'logs'}", flush=True)
-        if not synthetic:
-            print("esnet demo: a real camera has no ground truth, so no mIoU is computed", flush=True)
-        monitor = Monitor(context, camera_topic=camera_topic, ground_truth=synthetic, labels=labels)
-        summary = _run_demo(args, monitor, children, node_child, synthetic, camera_topic, size, weights, meta, labels, out)
-    except KeyboardInterrupt:
-        print("\nesnet demo: interrupted; stopping the camera and the node", file=sys.stderr)
-        for child in reversed(children):
-            child.stop()
-        return 130
-    except DemoError as exc:
-        print(f"esnet demo: error: {exc}", file=sys.stderr)
-        for child in reversed(children):
-            child.stop()
-        return 1
-    finally:
-        for child in children:
-            if child.alive():
-                child.stop()
-        if monitor is not None:
-            monitor.destroy()
-        context.try_shutdown()
-    _print_summary(summary)
-    return 0
-
-
-def _run_demo(args, monitor: Monitor, children: list[Child], node_child: Child, synthetic: bool, camera_topic: str,
-              size, weights, meta, labels, out: pathlib.Path) -> dict[str, Any]:
-    from tqdm import tqdm
-
-    start = time.monotonic()
-    if not monitor.wait_for(lambda: len(monitor.label_times) > 0, args.startup_timeout, children):
-        hint = ("the synthetic camera may still be rendering or the node loading" if synthetic else
-                f"is {camera_topic} publishing sensor_msgs/Image? (check its type and QoS)")
-        raise DemoError(
-            f"no labels on {OUTPUT_TOPICS['labels']} within {args.startup_timeout:g} s ({hint}); "
-            f"last lines of the node's log:\n{_indent(node_child.tail(15))}")
-    startup_s = time.monotonic() - start
-    # Measure as a planner consumes the node: labels (and stats, and ground truth here). The node
-    # computes color and overlay only while someone subscribes, so the pictures come afterwards.
-    monitor.label_times.clear()
-    monitor.latencies_ms.clear()
-    monitor.stats.clear()
-    if monitor.scores is not None:
-        monitor.scores = _Scores(labels)
-    t0 = time.monotonic()
-    c0 = monitor.counters()
-    with tqdm(total=round(args.seconds), unit="s", desc="esnet demo", dynamic_ncols=True, file=sys.stderr,
-              bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}") as bar:
-        while (now := time.monotonic()) < t0 + args.seconds:
-            monitor.spin(min(0.5, t0 + args.seconds - now))
-            for child in children:
-                child.check_alive()
-            elapsed = time.monotonic() - t0
-            frames = len(monitor.stats)
-            recent = [ms for t, ms in monitor.latencies_ms[-30:]]
-            postfix = f"frames {frames}  FPS {frames / elapsed:.1f}  latency {_fmt(np.median(recent) if recent else None, ' ms', 0)}"
-            if monitor.scores is not None:
-                postfix += f"  mIoU {_fmt(monitor.scores.miou() * 100 if monitor.scores.frames else None, '%')}"
-            bar.set_postfix_str(postfix, refresh=False)
-            bar.n = min(round(elapsed), bar.total)
-            bar.refresh()
-    window_s = time.monotonic() - t0
-    monitor.recording = False
-    c1 = monitor.counters()
-    saved, triple = _take_pictures(monitor, args.save_frames, children, out,
-                                   camera=synthetic or args.camera_transport == "raw")
-
-    # stop the camera first, so the node's counters can settle before it is stopped
-    exit_codes: dict[str, int] = {}
-    published = None
-    if synthetic:
-        cam_status = monitor.camera_status()
-        exit_codes["camera"] = children[0].stop()
-        published = camera_published(children[0], cam_status)
-    counters, identity = drain_and_count(monitor, 10.0 if synthetic else 3.0)
-    exit_codes["node"] = node_child.stop()
-
-    files: dict[str, Any] = {"overlays": [p.name for p in saved], "logs": [str(c.log_path.relative_to(out)) for c in children]}
-    if triple is not None:
-        inp, color, overlay = triple
-        class_ids = _visible_classes(image_to_numpy(color), labels)
-        picture = side_by_side(image_to_numpy(inp) if inp is not None else None, image_to_numpy(color), image_to_numpy(overlay),
-                               labels, class_ids)
-        files["side_by_side"] = _save_png(out / "side_by_side.png", picture).name
-
-    latencies = [ms for _, ms in monitor.latencies_ms]
-    frames = len(monitor.stats)  # one stats message per processed frame
-    quality: dict[str, Any]
-    if monitor.scores is not None and monitor.scores.frames:
-        quality = monitor.scores.compute()
-        quality["frames_scored"] = monitor.scores.frames
-        quality["note"] = "labels matched to the synthetic camera's ground truth by header stamp, at input resolution"
-    else:
-        quality = {"miou": None, "per_class_iou": None, "pixel_accuracy": None, "frames_scored": 0,
-                   "note": ("no mIoU: a real camera has no ground truth" if not synthetic else
-                            "no mIoU: no labels could be matched to ground truth")}
-    node_timing = {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90))
-                   for key in ("inference_ms", "total_ms", "age_ms") if monitor.stats}
-    in_window = {k: (c1[k] - c0[k]) if c1.get(k) is not None and c0.get(k) is not None else None for k in COUNTERS}
-    summary = {
-        "mode": "synthetic" if synthetic else "camera",
-        "camera_topic": camera_topic,
-        "seconds": round(window_s, 2),
-        "startup_seconds": round(startup_s, 2),
-        "weights": str(weights),
-        "model": {"name": meta.get("name") or meta.get("model_name") or weights.stem, "dataset": labels.name,
-                  "num_classes": labels.num_classes, "trained_input_size": meta.get("input_size")},
-        "network_input": list(size),
-        "camera": ({"width": int(args.camera_size.split("x")[0]), "height": int(args.camera_size.split("x")[1]),
-                    "encoding": "bgr8", "rate_hz": args.rate_hz,
-                    "frames_published": published}
-                   if synthetic else {"topic": camera_topic}),
-        "frames": frames,
-        "fps": round(frames / window_s, 3) if window_s > 0 else None,
-        "labels_received": len(monitor.label_times),
-        "measured_with": "subscribers to esnet/labels and esnet/stats only (color and overlay are computed only "
-                         "while subscribed; the pictures are taken after the measurement)",
-        "latency_ms": percentiles(latencies, (50, 90, 99)),
-        "node_timing_ms": node_timing,
-        "label_shapes": sorted(list(s) for s in monitor.label_shapes),
-        "miou": quality["miou"],
-        "quality": quality,
-        "node_counters": counters,
-        "node_counters_in_window": in_window,
-        "counter_identity_holds": identity,
-        "exit_codes": exit_codes,
-        "problems_in_logs": {c.name: c.problems()[:5] for c in children if c.problems()},
-        "files": files,
-    }
-    summary = _json_safe(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    summary["_output"] = str(out)
-    return summary
-
-
-def _take_pictures(monitor: Monitor, count: int, children: list[Child], out: pathlib.Path, camera: bool,
-                   timeout_s: float = 15.0):
-    """Subscribe to color/overlay (and the camera); save ``count`` overlays; return ``(paths, triple)``.
-
-    The side-by-side needs the camera frame, the class colors and the overlay of one stamp; under
-    load the monitor may miss some messages, so this waits (bounded) for a complete triple.
-    """
-    monitor.subscribe_pictures(camera)
-    saved: list[pathlib.Path] = []
-    seen: set[int] = set()
-
-    def done() -> bool:
-        for stamp, msg in list(monitor._cache["overlay"].items()):
-            if len(saved) < count and stamp not in seen:
-                seen.add(stamp)
-                img = image_to_numpy(msg)
-                if img is not None:
-                    saved.append(_save_png(out / f"overlay_{len(saved):03d}.png", img))
-        triple = monitor.latest_triple()
-        return len(saved) >= count and triple is not None and (triple[0] is not None or not camera)
-
-    if not monitor.wait_for(done, timeout_s, children):
-        log.warning("pictures: %d of %d overlays and %s side-by-side within %.0f s", len(saved), count,
-                    "a" if monitor.latest_triple() else "no", timeout_s)
-    return saved, monitor.latest_triple()
-
-
-def _print_summary(s: dict[str, Any]) -> None:
-    lat = s["latency_ms"]
-    print()
-    print(f"esnet demo: {s['frames']} frames segmented in {s['seconds']:.1f} s on {s['camera_topic']}  "
-          f"(network input {s['network_input'][0]}x{s['network_input'][1]}, start-up {s['startup_seconds']:.1f} s)")
-    print(f"  FPS        {_fmt(s['fps'], '', 2)}")
-    print(f"  latency    median {_fmt(lat['median'], ' ms')}, p90 {_fmt(lat['p90'], ' ms')}  (camera stamp -> labels received)")
-    if s["miou"] is not None:
-        print(f"  mIoU       {s['miou'] * 100:.1f}%  over {s['quality']['frames_scored']} frames against the synthetic ground truth")
-    else:
-        print(f"  mIoU       n/a ({s['quality']['note']})")
-    c = s["node_counters"]
-    print(f"  node       received {c['received']}, processed {c['processed']}, dropped {c['dropped']}, rejected {c['rejected']}")
-    if s["problems_in_logs"]:
-        print(f"  WARNING    tracebacks or exceptions in the logs: {s['problems_in_logs']}")
-    written = s["files"].get("overlays", []) + [s["files"].get("side_by_side")] + ["summary.json"]
-    print(f"  wrote      {', '.join(name for name in written if name)} "
-          f"to {s['_output']}/")
