@@ -39,16 +39,14 @@ from esnet_ros.ros.harness import (
     OUTPUT_TOPICS,
     Child,
     DemoError,
-    Monitor,
     camera_argv,
     camera_published,
-    drain_and_count,
     indent_log,
     interruptible,
-    message_array,
     network_input_size,
     node_argv,
 )
+from esnet_ros.ros.monitor import Monitor, drain_and_count, message_array
 
 __all__ = ["DemoOptions", "run_demo", "side_by_side", "print_summary"]
 

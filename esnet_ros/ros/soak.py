@@ -37,14 +37,13 @@ from esnet_ros.ros.harness import (
     COUNTERS,
     Child,
     DemoError,
-    Monitor,
     camera_argv,
     camera_published,
-    drain_and_count,
     indent_log,
     network_input_size,
     node_argv,
 )
+from esnet_ros.ros.monitor import Monitor, drain_and_count
 
 __all__ = ["SoakOptions", "rss_growth", "soak", "print_report"]
 

@@ -6,7 +6,6 @@ import signal
 import sys
 import time
 
-import numpy as np
 import pytest
 
 
@@ -63,7 +62,7 @@ def test_argv_builders():
 
 def test_message_array_reads_labels_and_color_as_bgr():
     Image = pytest.importorskip("sensor_msgs.msg").Image
-    from esnet_ros.ros.harness import message_array
+    from esnet_ros.ros.monitor import message_array
 
     labels = Image(height=2, width=3, encoding="mono8", step=3, data=bytes(range(6)))
     assert message_array(labels).tolist() == [[0, 1, 2], [3, 4, 5]]
