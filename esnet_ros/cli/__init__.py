@@ -14,7 +14,7 @@ import sys
 __all__ = ["main", "get_args_parser", "SUBCOMMANDS"]
 
 SUBCOMMANDS = {
-    "synth": ("esnet_ros.data.synth", "generate synthetic street scenes in the Cityscapes layout"),
+    "synth": ("esnet_ros.cli.synth", "generate synthetic street scenes in the Cityscapes layout"),
     "train": ("esnet_ros.training.train", "train ESNet (the paper's recipe by default)"),
     "evaluate": ("esnet_ros.training.evaluation", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
     "predict": ("esnet_ros.cli.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
