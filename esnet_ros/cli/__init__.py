@@ -15,7 +15,7 @@ __all__ = ["main", "get_args_parser", "SUBCOMMANDS"]
 
 SUBCOMMANDS = {
     "synth": ("esnet_ros.cli.synth", "generate synthetic street scenes in the Cityscapes layout"),
-    "train": ("esnet_ros.training.train", "train ESNet (the paper's recipe by default)"),
+    "train": ("esnet_ros.cli.train", "train ESNet (the paper's recipe by default)"),
     "evaluate": ("esnet_ros.training.evaluation", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
     "predict": ("esnet_ros.cli.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
     "export": ("esnet_ros.inference.onnx_export", "export to ONNX with the checkpoint's metadata"),
