@@ -1,5 +1,6 @@
 """The package itself: ROS manifest, set-up, environment script, and the rclpy-free core."""
 
+import logging
 import os
 import pathlib
 import shutil
@@ -165,3 +166,25 @@ def test_pip_wheel_carries_the_core_the_cli_and_the_demo_weights(tmp_path):
     assert "Requires-Dist: torch<3,>=2.1" in requires  # a range: CUDA/Jetson builds are kept
     if (REPO / "esnet_ros/weights/esnet_demo_synth.safetensors").exists():
         assert "esnet_ros/weights/esnet_demo_synth.safetensors" in names
+
+
+class _LaunchLikeLogger(logging.Logger):
+    """What ``import launch`` installs with logging.setLoggerClass: loggers that never propagate."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.propagate = False
+
+
+_installed = logging.getLoggerClass()
+logging.setLoggerClass(_LaunchLikeLogger)
+_PROBE = logging.getLogger("esnet_ros.caplog_probe")  # created while the launch-like class is installed
+logging.setLoggerClass(_installed)
+
+
+def test_project_logs_reach_caplog_whatever_logger_class_was_installed(caplog):
+    assert isinstance(_PROBE, _LaunchLikeLogger)
+    with caplog.at_level(logging.INFO):
+        _PROBE.warning("probe record")
+        logging.getLogger("esnet_ros.caplog_probe_late").warning("late record")  # created during the test
+    assert [r.getMessage() for r in caplog.records] == ["probe record", "late record"]
