@@ -110,6 +110,21 @@ def test_env_script_gives_rclpy_messages_cli_and_node_module():
 
 
 @pytest.mark.ros
+def test_env_script_puts_the_wheels_ament_index_on_the_prefix_path():
+    """`ros2 interface show sensor_msgs/msg/Image` and launch's front ends find packages through it."""
+    proc = run_bash(
+        ". tools/env.sh && python -c 'import os; from ament_index_python.packages import get_package_share_directory as share; "
+        "print(\"PREFIX=\" + os.environ[\"AMENT_PREFIX_PATH\"]); print(\"SENSOR=\" + share(\"sensor_msgs\")); "
+        "print(\"ESNET=\" + share(\"esnet_ros\"))'"
+    )
+    assert proc.returncode == 0, proc.stderr
+    prefixes = proc.stdout.split("PREFIX=")[1].splitlines()[0].split(":")
+    assert str(REPO / ".venv") in prefixes and str(REPO / ".colcon" / "install" / "esnet_ros") in prefixes
+    assert proc.stdout.split("SENSOR=")[1].splitlines()[0] == str(REPO / ".venv" / "share" / "sensor_msgs")
+    assert proc.stdout.split("ESNET=")[1].splitlines()[0].endswith("/share/esnet_ros")
+
+
+@pytest.mark.ros
 def test_setup_is_idempotent_and_quick_when_nothing_changed():
     proc = run_bash("bash tools/setup.sh")
     assert proc.returncode == 0, proc.stdout + proc.stderr
