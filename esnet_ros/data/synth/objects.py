@@ -342,7 +342,8 @@ def ego_hood(rng, canvas: Canvas) -> None:
     canvas.ellipse((w / 2, h + rise * 0.6), (w * 0.5, rise * 0.7), color * 1.4 + 30, EGO)  # reflection
 
 
-def place_objects(rng, cam: Camera, st: Street) -> list:
+def _traffic(rng, cam: Camera, st: Street) -> list:
+    """Cars and buses in the lanes (oncoming on the lanes left of the camera)."""
     objects = []
     lanes_x = [st.road_left + (k + 0.5) * st.lane_width for k in range(st.lanes)]
     oncoming = [x < -st.lane_width * 0.5 for x in lanes_x]  # lanes left of the camera come toward us
@@ -363,6 +364,12 @@ def place_objects(rng, cam: Camera, st: Street) -> list:
                     z += rng.uniform(14, 30)
             else:
                 z += rng.uniform(5, 20)
+    return objects
+
+
+def place_objects(rng, cam: Camera, st: Street) -> list:
+    """Every object of a scene as ``(distance, draw)``; the caller draws them far to near."""
+    objects = _traffic(rng, cam, st)
     for side, curb in ((-1, st.road_left), (1, st.road_right)):
         if rng.random() < 0.6:  # parked cars along the curb
             z = rng.uniform(4, 10)
