@@ -206,7 +206,7 @@ def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera
 
 def network_input_size(weights: str | os.PathLike, width: int | None = None, height: int | None = None):
     """``((W, H), meta, labels)``: the network input recorded in the checkpoint unless overridden."""
-    from esnet_ros.core.checkpoint import load_checkpoint
+    from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint
 
     path = pathlib.Path(weights)
     if not path.is_file():
@@ -219,6 +219,7 @@ def network_input_size(weights: str | os.PathLike, width: int | None = None, hei
         if v <= 0 or v % 8:
             lo, hi = max(8, v - v % 8), v - v % 8 + 8
             raise ValueError(f"{name} {v} must be a positive multiple of 8 (ESNet downsamples 3 times); try {lo} or {hi}")
+    return (w, h), meta, labels_from_meta(meta)
 
 
 def parse_camera_size(text: str) -> tuple[int, int]:

@@ -71,3 +71,12 @@ def test_message_array_reads_labels_and_color_as_bgr():
     truncated = Image(height=2, width=3, encoding="mono8", step=3, data=bytes(4))
     assert message_array(truncated) is None
     assert message_array(Image(height=1, width=1, encoding="weird", step=1, data=b"x")) is None
+
+
+def test_network_input_size_reads_the_checkpoint_unless_overridden(reference_checkpoint):
+    from esnet_ros.ros.harness import network_input_size
+
+    size, meta, labels = network_input_size(reference_checkpoint, 256, 128)
+    assert size == (256, 128) and labels.num_classes == 19 and meta is not None
+    with pytest.raises(ValueError, match="--width 250 must be a positive multiple of 8"):
+        network_input_size(reference_checkpoint, 250, 128)
