@@ -6,14 +6,24 @@ import array
 import os
 import pathlib
 import re
-import struct
 import sys
 import types
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+
+from image_samples import (
+    compressed,
+    compressed_cases,
+    decode,
+    encode,
+    gray_alpha_png,
+    make_image,
+    palette_png,
+    smooth_image,
+    with_exif_orientation,
+)
 
 from esnet_ros.ros.images import (
     CAUSES,
@@ -27,26 +37,6 @@ from esnet_ros.ros.images import (
 )
 
 RNG = np.random.default_rng(7)
-
-
-def make_image(array_hwc: np.ndarray, encoding: str, *, pad: int = 0, bigendian: int = 0, **overrides):
-    """A duck-typed sensor_msgs/Image (ros_image reads messages by attribute)."""
-    a = np.asarray(array_hwc)
-    h, w = a.shape[:2]
-    if bigendian and a.dtype.itemsize > 1:
-        a = a.astype(a.dtype.newbyteorder(">"))
-    rows = a.reshape(h, -1).view(np.uint8)
-    step = rows.shape[1] + pad
-    padded = np.zeros((h, step), np.uint8)
-    padded[:, : rows.shape[1]] = rows
-    fields = dict(height=h, width=w, encoding=encoding, step=step, is_bigendian=bigendian,
-                  data=array.array("B", padded.tobytes()))
-    fields.update(overrides)
-    return types.SimpleNamespace(**fields)
-
-
-def compressed(data: bytes, fmt: str = "bgr8; jpeg compressed bgr8"):
-    return types.SimpleNamespace(format=fmt, data=array.array("B", data))
 
 
 def rejected(cause: str, fn, *args, **kwargs) -> str:
@@ -237,17 +227,6 @@ def test_too_many_pixels():
 # -- compressed --------------------------------------------------------------------------------------
 
 
-def smooth_image(h=24, w=32) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 90)], -1).astype(np.uint8)
-
-
-def encode(ext: str, image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(ext, image)
-    assert ok
-    return buf.tobytes()
-
-
 def test_png_decodes_exactly_in_bgr_order():
     bgr = smooth_image()
     out = compressed_to_color_input(compressed(encode(".png", bgr), "bgr8; png compressed bgr8"))
@@ -287,29 +266,6 @@ def test_compressed_rejections():
 
 
 # -- compressed exactly as cv_bridge / image_transport decode it (issue 14) -------------------------------
-
-
-def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    """The JPEG with an Exif APP1 segment right after SOI: big-endian TIFF, IFD0 holding only Orientation."""
-    ifd = struct.pack(">HHHIHHI", 1, 0x0112, 3, 1, orientation, 0, 0)  # 1 entry: tag, SHORT, count 1, value; no next IFD
-    payload = b"Exif\x00\x00" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
-
-
-def png_bytes(pixels: np.ndarray, color_type: int, *chunks: tuple[bytes, bytes]) -> bytes:
-    """A PNG written by hand (8 bits, no filter) for color types OpenCV's encoder cannot write."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    h, w = pixels.shape[:2]
-    rows = b"".join(b"\x00" + pixels[i].tobytes() for i in range(h))
-    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + b"".join(chunk(k, d) for k, d in chunks)
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-
-
-def decode(data: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -370,15 +326,12 @@ def test_png_with_alpha_as_compressed_image_transport_writes_it(fmt, order):
 
 
 def test_png_gray_alpha_and_palette_transparency_are_accepted():
-    gray = smooth_image()[:, :, 0]
-    gray_alpha = np.dstack([gray, np.full_like(gray, 7)])
-    out = compressed_to_color_input(compressed(png_bytes(gray_alpha, 4), "mono8; png compressed mono8"))
+    data, gray = gray_alpha_png()
+    out = compressed_to_color_input(compressed(data, "mono8; png compressed mono8"))
     np.testing.assert_array_equal(out.image, np.repeat(gray[:, :, None], 3, axis=2))
-    palette = np.array([[10 * i, 255 - 10 * i, 3 * i] for i in range(16)], np.uint8)  # RGB entries
-    index = (np.arange(24 * 32).reshape(24, 32) % 16).astype(np.uint8)
-    data = png_bytes(index, 3, (b"PLTE", palette.tobytes()), (b"tRNS", bytes(range(0, 256, 16))))
+    data, bgr = palette_png()
     out = compressed_to_color_input(compressed(data, "bgr8; png compressed bgr8"))
-    np.testing.assert_array_equal(out.image, palette[index][:, :, ::-1])
+    np.testing.assert_array_equal(out.image, bgr)
 
 
 def test_gray_jpeg_is_accepted():
@@ -388,6 +341,14 @@ def test_gray_jpeg_is_accepted():
     assert out.color_order == "rgb" and out.overlay_encoding == "rgb8" and out.image.shape == (24, 32, 3)
     np.testing.assert_array_equal(out.image, np.repeat(decode(jpg, cv2.IMREAD_GRAYSCALE)[:, :, None], 3, axis=2))
     assert np.abs(out.image[:, :, 0].astype(int) - gray).mean() < 4
+
+
+def test_every_compressed_case_is_accepted():
+    # the same cases test_cv_bridge_parity.py compares with cv_bridge where it is installed
+    for name, (data, fmt) in compressed_cases().items():
+        out = compressed_to_color_input(compressed(data, fmt))
+        assert out.image.shape == (24, 32, 3) and out.image.dtype == np.uint8, name
+        assert out.color_order == ("rgb" if fmt.split(";")[0] in ("rgb8", "rgba8", "mono8") else "bgr"), name
 
 
 def test_compressed_size_checked_before_decoding():
