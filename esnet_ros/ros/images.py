@@ -272,7 +272,7 @@ def _jpeg_header(data: bytes) -> tuple[int, int]:
         if marker in _JPEG_SOF and pos + 9 <= end:
             size = int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")
         elif marker == 0xDA and size is not None:
-            if data.find(b"\xff\xd9", pos + 2 + length) < 0:
+            if data.rfind(b"\xff\xd9", pos + 2 + length) < 0:  # from the end: EOI is last or nearly
                 raise ImageConversionError(
                     "compressed_truncated", f"JPEG of {len(data)} B has no EOI marker after its scan; the message is truncated"
                 )
