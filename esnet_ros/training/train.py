@@ -7,25 +7,21 @@ class-weighted cross-entropy with ENet weights ``1/ln(1.10 + p_c)`` from the tra
 ignore label 255, and optionally two stages (``--encoder-epochs``: the encoder with its 1x1 head
 against 1/8 labels first, then the whole network).
 
-Run management: ``OUTPUT/checkpoint.pth`` resumes everything (model, optimizer, scheduler,
+Run management (:mod:`esnet_ros.training.run_files`): ``OUTPUT/checkpoint.pth`` resumes everything (model, optimizer, scheduler,
 epoch; ``--resume``), ``best.safetensors`` is the best model by val mIoU and ``last.safetensors``
 the latest (both with the full checkpoint metadata), ``args.yaml``, ``metrics.csv``,
 ``training_curve.png`` and TensorBoard scalars under ``tb/``.
 
-Distributed: launch with ``torchrun --nproc_per_node N -m esnet_ros.cli train ...``; RANK,
+Distributed (:mod:`esnet_ros.training.distributed`): launch with ``torchrun --nproc_per_node N -m esnet_ros.cli train ...``; RANK,
 WORLD_SIZE and LOCAL_RANK select the process (gloo on CPU, nccl on CUDA).  AMP runs on CUDA.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime
 import logging
 import math
 import os
 import pathlib
-import shlex
 import sys
 import time
 from typing import Any
@@ -36,15 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from esnet_ros.core.checkpoint import (
-    ARCH,
-    ARCH_VERSION,
     DEFAULT_NORMALIZATION,
     load_checkpoint,
     make_metadata,
     save_checkpoint,
 )
 from esnet_ros.data.datasets import (
-    LABEL_KINDS,
     SegmentationDataset,
     class_pixel_counts,
     enet_class_weights,
@@ -53,28 +46,31 @@ from esnet_ros.data.datasets import (
     train_transforms,
 )
 from esnet_ros.core.labels import LabelSet, cityscapes, load_labels_yaml
+from esnet_ros.training.distributed import ShardSampler, barrier, collate_eval, init_distributed
 from esnet_ros.training.metrics import ConfusionMatrix
+from esnet_ros.training.run_files import (
+    RESUME_FORMAT,
+    append_csv,
+    command_line,
+    load_resume,
+    plot_training_curve,
+    save_resume,
+    write_args_yaml,
+)
 from esnet_ros.core.model import ESNet, check_input_size
 
 __all__ = [
-    "get_args_parser",
-    "add_arguments",
-    "run",
     "main",
     "build_dataset",
     "build_labels",
     "train_one_epoch",
     "evaluate",
     "upsample_argmax",
-    "load_resume",
     "build_loaders",
     "parse_size",
-    "RESUME_FORMAT",
 ]
 
 log = logging.getLogger(__name__)
-RESUME_FORMAT = "esnet_ros.train_state"
-CSV_FIELDS = ("epoch", "stage", "train_loss", "lr", "val_miou", "val_category_miou", "val_pixel_accuracy", "epoch_time_s")
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,112 +85,6 @@ def parse_size(text: str, what: str = "--input-size") -> tuple[int, int]:
         raise ValueError(f"{what} {text!r} must look like WIDTHxHEIGHT, e.g. 1024x512") from None
     check_input_size(w, h, what=what)
     return w, h
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", required=True, help="dataset folder (Cityscapes layout, or images/ + labels/)")
-    data.add_argument("--labels", default=None,
-                      help="labels YAML of a custom dataset (default: Cityscapes' 19 classes, or DATA/labels.yaml)")
-    data.add_argument("--label-kind", default="labelIds", choices=LABEL_KINDS,
-                      help="Cityscapes layout: read *_gtFine_labelIds.png (mapped to train ids) or *_labelTrainIds.png")
-    data.add_argument("--train-split", default="train")
-    data.add_argument("--val-split", default="val", help="validation split ('' for none)")
-    data.add_argument("--input-size", default="1024x512", help="network input WIDTHxHEIGHT (multiples of 8)")
-    data.add_argument("--crop-size", default=None,
-                      help="train on random WIDTHxHEIGHT windows of the resized images (default: whole images)")
-    data.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    data.add_argument("--translate", type=int, default=2, help="max random translation in pixels (0: none)")
-    data.add_argument("--cache", action="store_true",
-                      help="keep the training set in memory at the input size (small datasets)")
-    data.add_argument("--max-train-images", type=int, default=0,
-                      help="use only the first N training images (0: all; for quick runs)")
-    data.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per training process")
-    opt = parser.add_argument_group("optimization (the paper's recipe by default)")
-    opt.add_argument("--epochs", type=int, default=150, help="epochs of the full network")
-    opt.add_argument("--encoder-epochs", type=int, default=0,
-                     help="two-stage training: first this many epochs of the encoder alone (1/8 labels)")
-    opt.add_argument("--batch-size", type=int, default=4, help="images per process and step")
-    opt.add_argument("--lr", type=float, default=5e-4)
-    opt.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999))
-    opt.add_argument("--eps", type=float, default=1e-8)
-    opt.add_argument("--weight-decay", type=float, default=1e-4)
-    opt.add_argument("--poly-power", type=float, default=0.9)
-    opt.add_argument("--class-weights", default="enet",
-                     help="'enet' (1/ln(c+p) from the training labels), 'none', or C comma-separated weights")
-    opt.add_argument("--enet-c", type=float, default=1.10, help="c of the ENet class-weight formula")
-    run_ = parser.add_argument_group("run")
-    run_.add_argument("--output-dir", required=True, help="folder for checkpoints, logs and curves")
-    run_.add_argument("--resume", default=None, help="checkpoint.pth of an earlier run to continue")
-    run_.add_argument("--init-weights", default=None,
-                      help="start from these model weights (.safetensors/.pt, same classes) with a fresh optimizer "
-                           "and schedule: fine-tuning; the file's training commands are kept in the new metadata")
-    run_.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    run_.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    run_.add_argument("--bf16", action="store_true",
-                      help="bfloat16 autocast instead of float16 AMP; on the CPU also channels_last. ~1.6x faster "
-                           "steps on CPUs with AMX or AVX512-BF16; on CUDA it needs Ampere or newer")
-    run_.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: cores / processes)")
-    run_.add_argument("--seed", type=int, default=0)
-    run_.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and after the last)")
-    run_.add_argument("--val-at-input-size", action="store_true",
-                      help="validate against labels resized to the input (faster) instead of full resolution")
-    run_.add_argument("--dataset-name", default=None, help="dataset name recorded in the checkpoint metadata")
-    run_.add_argument("--print-freq", type=int, default=20, help="log every N iterations")
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="esnet train", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return parser
-
-
-# --------------------------------------------------------------------------------------------
-# Distributed helpers
-# --------------------------------------------------------------------------------------------
-
-
-def init_distributed(device_arg: str) -> tuple[int, int, int, torch.device]:
-    """``(rank, world_size, local_rank, device)`` from torchrun's variables (single process otherwise)."""
-    rank = int(os.environ.get("RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if device_arg == "auto":
-        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_arg.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device_arg}: CUDA is not available here; use --device cpu")
-    if device_arg == "cuda" and world > 1:
-        device_arg = f"cuda:{local}"
-    device = torch.device(device_arg)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
-    return rank, world, local, device
-
-
-def _barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
-class ShardSampler(torch.utils.data.Sampler):
-    """Every ``world``-th index from ``rank``: each sample evaluated exactly once (no padding)."""
-
-    def __init__(self, n: int, rank: int, world: int) -> None:
-        self.indices = list(range(rank, n, world))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def collate_eval(batch):
-    """Images stacked; targets kept as a list (full-resolution labels may differ in size)."""
-    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,39 +252,6 @@ def upsample_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return logits.argmax(0)
 
 
-# --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-
-
-def _bare(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
-def save_resume(path: pathlib.Path, *, model, optimizer, scheduler, scaler, epoch: int, stage: str, best_miou: float,
-                meta: dict, args_dict: dict) -> None:
-    """Everything ``--resume`` needs, as plain containers (loads with ``torch.load(weights_only=True)``)."""
-    state = {
-        "format": RESUME_FORMAT,
-        "arch": ARCH,
-        "arch_version": ARCH_VERSION,
-        "num_classes": _bare(model).num_classes,
-        "encoder_head": _bare(model).encoder_output_conv is not None,
-        "model": _bare(model).state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": int(epoch),
-        "stage": stage,
-        "best_miou": float(best_miou),
-        "meta": meta,
-        "args": args_dict,
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
 def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> dict[str, Any]:
     """Copy a model file's weights into ``model`` (fine-tuning); returns the file's metadata.
 
@@ -405,60 +262,10 @@ def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> dict[
     return meta
 
 
-def load_resume(path: str | pathlib.Path, num_classes: int) -> dict[str, Any]:
-    """Read a ``checkpoint.pth`` and check it is an ESNet training state with ``num_classes`` classes."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume {path} does not exist; pass OUTPUT_DIR/checkpoint.pth of an earlier run")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file at all (e.g. a .safetensors): re-raised with the fix
-        raise ValueError(f"--resume {path} is not an esnet train checkpoint (unreadable by torch.load: "
-                         f"{type(exc).__name__}); pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run, "
-                         f"not .safetensors weights") from exc
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-        keys = list(state)[:4] if isinstance(state, dict) else type(state).__name__
-        hint = " (.safetensors files hold inference weights only)" if path.suffix == ".safetensors" else ""
-        raise ValueError(f"--resume {path} is not an esnet train checkpoint (found {keys}){hint}; "
-                         f"pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run")
-    if state.get("arch") != ARCH or int(state.get("arch_version", -1)) != ARCH_VERSION:
-        raise ValueError(
-            f"--resume {path} is a checkpoint of architecture {state.get('arch')!r} v{state.get('arch_version')}, "
-            f"but this run trains {ARCH!r} v{ARCH_VERSION}; start a new run or resume a checkpoint of this architecture"
-        )
-    if int(state.get("num_classes", -1)) != num_classes:
-        raise ValueError(
-            f"--resume {path} has {state.get('num_classes')} classes but this dataset has {num_classes}; "
-            f"resume with the same labels, or start a new run"
-        )
-    return state
-
-
-def _command_line(args) -> str:
-    """The command that started this run: from ``sys.argv`` under the esnet CLI, else rebuilt from ``args``."""
-    argv = list(sys.argv)
-    launcher = pathlib.Path(argv[0]).name if argv else ""
-    if "train" in argv and launcher in ("esnet", "cli.py", "__main__.py", "train.py"):
-        return shlex.join(["esnet", *argv[argv.index("train"):]])
-    defaults = vars(get_args_parser().parse_args(["--data", "x", "--output-dir", "x"]))
-    words = ["esnet", "train"]
-    for key, value in vars(args).items():
-        if key.startswith("_") or key not in defaults or (value == defaults[key] and key not in ("data", "output_dir")):
-            continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, (list, tuple)):
-            words += [flag, *map(str, value)]
-        elif value is not False and value is not None:
-            words += [flag, str(value)]
-    return shlex.join(words)
-
-
 def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
-            amp_dtype: torch.dtype | None = None) -> dict:
+            amp_dtype: torch.dtype | None = None, defaults: dict[str, Any] | None = None) -> dict:
     return {
-        "command": _command_line(args),
+        "command": command_line(args, defaults),
         "trainer": "esnet_ros.training.train",
         "optimizer": {"name": "Adam", "lr": args.lr, "betas": list(args.betas), "eps": args.eps,
                       "weight_decay": args.weight_decay},
@@ -480,52 +287,6 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
         "val_split": args.val_split,
         "seed": args.seed,
     }
-
-
-def _write_args_yaml(path: pathlib.Path, args) -> None:
-    import yaml
-
-    doc = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-           if not k.startswith("_") and k not in ("func",)}
-    path.write_text(yaml.safe_dump(doc, sort_keys=True))
-
-
-def _append_csv(path: pathlib.Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in CSV_FIELDS})
-
-
-def plot_training_curve(csv_path: pathlib.Path, png_path: pathlib.Path) -> None:
-    """Loss and val mIoU per epoch from ``metrics.csv``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with csv_path.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    epochs = [int(r["epoch"]) for r in rows]
-    loss = [float(r["train_loss"]) for r in rows]
-    val = [(int(r["epoch"]), float(r["val_miou"])) for r in rows if r["val_miou"] not in ("", "nan")]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(epochs, loss, "-o", ms=3, color="tab:blue", label="train loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("train loss", color="tab:blue")
-    if val:
-        ax2 = ax.twinx()
-        ax2.plot([e for e, _ in val], [100 * v for _, v in val], "-s", ms=3, color="tab:green", label="val mIoU")
-        ax2.set_ylabel("val mIoU (%)", color="tab:green")
-        ax2.set_ylim(0, 100)
-    ax.set_title("ESNet training")
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,8 +356,12 @@ def _validate_args(args) -> None:
                          "--init-weights starts a new one. Pass one of them")
 
 
-def main(args) -> dict:
-    """Train; returns the best validation metrics (an empty dict without validation)."""
+def main(args, defaults: dict[str, Any] | None = None) -> dict:
+    """Train; returns the best validation metrics (an empty dict without validation).
+
+    ``defaults``: the argument parser's defaults, so that the recorded command names only the
+    options that differ (:func:`esnet_ros.training.run_files.command_line`).
+    """
     _validate_args(args)
     rank, world, local_rank, device = init_distributed(args.device)
     is_main = rank == 0
@@ -611,7 +376,7 @@ def main(args) -> dict:
     out = pathlib.Path(args.output_dir)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_args_yaml(out / "args.yaml", args)
+        write_args_yaml(out / "args.yaml", args)
     labels = build_labels(args.data, args.labels)
     train_set = build_dataset(args, args.train_split, labels, train=True)
     val_set = build_dataset(args, args.val_split, labels, train=False) if args.val_split else None
@@ -649,7 +414,7 @@ def main(args) -> dict:
     meta_base = dict(labels=labels, input_size=parse_size(args.input_size),
                      dataset=args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
                      normalization=DEFAULT_NORMALIZATION)
-    recipe = _recipe(args, labels, weights, world, amp_dtype)
+    recipe = _recipe(args, labels, weights, world, amp_dtype, defaults)
     history = resume.get("meta", {}) if resume is not None else init_meta
     if history:  # keep the history: every command that trained these weights, in order
         before = history.get("recipe", {})
@@ -701,7 +466,7 @@ def main(args) -> dict:
             row["epoch_time_s"] = f"{time.perf_counter() - t0:.1f}"
             if is_main:
                 _log_epoch(writer, row, metrics, global_epoch, loss)
-                _append_csv(out / "metrics.csv", row)
+                append_csv(out / "metrics.csv", row)
                 plot_training_curve(out / "metrics.csv", out / "training_curve.png")
                 meta_metrics = _meta_metrics(metrics, split=args.val_split, epoch=global_epoch,
                                              elapsed=time.perf_counter() - started)
@@ -716,7 +481,7 @@ def main(args) -> dict:
                             scaler=scaler, epoch=epoch + 1, stage=stage, best_miou=best["miou"],
                             meta=make_metadata(**meta_base, recipe=recipe, metrics=best_metrics),
                             args_dict=_plain_args(args))
-            _barrier()
+            barrier()
             global_epoch += 1
     if writer is not None:
         writer.close()
@@ -757,17 +522,3 @@ def _log_epoch(writer, row: dict, metrics: dict | None, epoch: int, loss: float)
         writer.add_scalar("val/category_miou", metrics["category_miou"], epoch)
         writer.add_scalar("val/pixel_accuracy", metrics["pixel_accuracy"], epoch)
     writer.flush()
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        main(args)
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(run(get_args_parser().parse_args()))
