@@ -1,6 +1,7 @@
 """``esnet predict``: write a prediction PNG for every image of a folder (or one image).
 
     esnet predict --weights W --input DIR --output DIR [--format labelIds|trainIds|color|overlay]
+                  [--upsample nearest|bilinear]
 
 Formats (all at the input image's full resolution):
 
@@ -12,7 +13,8 @@ Formats (all at the input image's full resolution):
 
 Output names keep the input's sub-folders; a Cityscapes ``<stem>_leftImg8bit.png`` becomes
 ``<stem>_<format>.png`` (which the official evaluation matches by ``<city>_<seq>_<frame>*.png``).
-The predictions are those ``esnet evaluate`` scores (see :class:`esnet_ros.training.evaluation.Predictor`).
+The predictions come from the node's engine (:class:`esnet_ros.inference.segmenter.Segmenter`) with the
+same settings, so they are what ``/esnet/labels`` carries and what ``esnet evaluate`` scores.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import pathlib
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from esnet_ros.cli.evaluate import add_engine_arguments, build_segmenter
 from esnet_ros.data.datasets import IMAGE_EXTENSIONS, read_image
-from esnet_ros.training.evaluation import Predictor, load_model
+from esnet_ros.inference.segmenter import SegmentationResult
 
-__all__ = ["add_arguments", "run", "FORMATS", "find_images", "output_path", "render"]
+__all__ = ["add_arguments", "run", "FORMATS", "ENGINE_OUTPUT", "find_images", "output_path", "render"]
 
 log = logging.getLogger(__name__)
 FORMATS = ("labelIds", "trainIds", "color", "overlay")
@@ -55,48 +59,40 @@ def output_path(image: pathlib.Path, root: pathlib.Path, out: pathlib.Path, fmt:
     return out / image.parent.relative_to(root) / f"{stem}_{fmt}.png"
 
 
-def render(train_ids: np.ndarray, image_rgb: np.ndarray, labels, fmt: str, alpha: float = 0.5) -> np.ndarray:
-    """The array to write for ``fmt``: ``(H,W)`` uint8 ids, or ``(H,W,3)`` uint8 **BGR** for OpenCV."""
+#: the engine output each format is made from
+ENGINE_OUTPUT = {"labelIds": "labels", "trainIds": "labels", "color": "color", "overlay": "overlay"}
+
+
+def render(result: SegmentationResult, labels, fmt: str) -> np.ndarray:
+    """The array to write for ``fmt`` from an RGB image's result: ``(H,W)`` uint8 ids, or ``(H,W,3)`` uint8 **BGR**."""
     if fmt == "trainIds":
-        return train_ids
+        return result.labels
     if fmt == "labelIds":
-        return labels.train_to_raw_lut()[train_ids]
-    color = labels.palette()[train_ids]
-    if fmt == "overlay":
-        color = np.round(image_rgb * (1.0 - alpha) + color * alpha).astype(np.uint8)
-    return np.ascontiguousarray(color[..., ::-1])
+        return labels.train_to_raw_lut()[result.labels]
+    return np.ascontiguousarray(getattr(result, ENGINE_OUTPUT[fmt])[..., ::-1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--input", required=True, help="folder of images (searched recursively) or one image")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--format", default="labelIds", choices=FORMATS, help="what to write (default labelIds)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colors, 0..1")
-    parser.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
-    parser.add_argument("--input-size", default=None,
-                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.inference.backends import resolve_device
-    from esnet_ros.training.train import parse_size
-
     if args.format not in FORMATS:
         raise ValueError(f"--format {args.format!r} must be one of: {', '.join(FORMATS)}")
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be within 0..1")
     root, images = find_images(args.input)
-    device = resolve_device(args.device)
-    model, meta, labels = load_model(args.weights, device, args.labels)
-    predictor = Predictor(model, meta, device, parse_size(args.input_size) if args.input_size else None)
+    segmenter = build_segmenter(args)
     out = pathlib.Path(args.output)
-    from tqdm import tqdm
-
     for image_path in tqdm(images, desc="predict", unit="image"):
         image = read_image(image_path)
-        array = render(predictor(image), image, labels, args.format, args.alpha)
+        result = segmenter(image, color_order="rgb", outputs=(ENGINE_OUTPUT[args.format],), alpha=args.alpha,
+                           upsample=args.upsample)
+        array = render(result, segmenter.labels, args.format)
         path = output_path(image_path, root, out, args.format)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), array):

@@ -7,7 +7,8 @@ import argparse
 import logging
 import time
 
-from esnet_ros.data.synth import parse_size, write_dataset
+from esnet_ros.core.sizes import parse_size
+from esnet_ros.data.synth import write_dataset
 
 __all__ = ["add_arguments", "run"]
 
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size", network=False)
     start = time.perf_counter()
     counts = write_dataset(args.out, train=args.train, val=args.val, seed=args.seed, size=size)
     log.info("wrote %d train + %d val scenes (%dx%d) to %s in %.1f s", counts["train"], counts["val"],

@@ -443,7 +443,7 @@ def _onnx_for(
     options: Mapping[str, Any],
     cuda_fp16: bool,
 ) -> pathlib.Path:
-    onnx_path = options.get("onnx_path") or meta.get("onnx_path")
+    onnx_path = options.get("onnx_path") or meta.onnx_path
     if onnx_path:
         return pathlib.Path(onnx_path)
     if precision == "int8":

@@ -31,10 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from esnet_ros.core.checkpoint import (
-    DEFAULT_NORMALIZATION,
-    load_checkpoint,
-)
+from esnet_ros.core.checkpoint import load_checkpoint
+from esnet_ros.core.metadata import DEFAULT_NORMALIZATION
 from esnet_ros.data.datasets import (
     SegmentationDataset,
     class_pixel_counts,
@@ -48,7 +46,8 @@ from esnet_ros.training.distributed import ShardSampler, collate_eval, init_dist
 from esnet_ros.training.loop import evaluate, train_one_epoch, upsample_argmax
 from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
-from esnet_ros.core.model import ESNet, check_input_size
+from esnet_ros.core.model import ESNet
+from esnet_ros.core.sizes import parse_size
 
 __all__ = [
     "main",
@@ -59,24 +58,9 @@ __all__ = [
     "upsample_argmax",
     "build_loaders",
     "build_model",
-    "parse_size",
 ]
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------------
-
-
-def parse_size(text: str, what: str = "--input-size") -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"{what} {text!r} must look like WIDTHxHEIGHT, e.g. 1024x512") from None
-    check_input_size(w, h, what=what)
-    return w, h
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +150,7 @@ def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> dict[
     """
     source, meta = load_checkpoint(path, labels=labels)
     model.load_state_dict(source.state_dict(), strict=model.encoder_output_conv is None)
-    return meta
+    return meta.to_dict()
 
 
 def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler, check_input_size, esnet
+from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler, esnet
+from esnet_ros.core.sizes import check_input_size
 
 
 def count(model: torch.nn.Module) -> int:

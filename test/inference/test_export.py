@@ -10,7 +10,8 @@ import torch
 
 from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.cli import main as esnet_main
-from esnet_ros.inference.onnx_export import META_KEY, export_onnx, read_onnx_metadata, verify_onnx
+from esnet_ros.core.metadata import META_KEY
+from esnet_ros.inference.onnx_export import export_onnx, read_onnx_metadata, verify_onnx
 from esnet_ros.inference.segmenter import Segmenter
 
 ort = pytest.importorskip("onnxruntime")
@@ -50,12 +51,15 @@ def test_metadata_travels_in_metadata_props(reference, static_onnx):
     proto = onnx.load(str(static_onnx))
     props = {p.key: p.value for p in proto.metadata_props}
     stored = json.loads(props[META_KEY])
-    assert stored["class_names"] == meta["class_names"] and len(stored["class_names"]) == 19
-    assert {k: stored[k] for k in meta if k != "source"} == {k: v for k, v in meta.items() if k != "source"}
-    assert stored["normalization"] == meta["normalization"]
+    ours = meta.to_dict()
+    assert stored["class_names"] == ours["class_names"] and len(stored["class_names"]) == 19
+    assert {k: stored[k] for k in ours if k != "source"} == {k: v for k, v in ours.items() if k != "source"}
+    assert stored["normalization"] == ours["normalization"]
     assert stored["onnx_input_size"] == [W, H] and stored["onnx_bn_folded"] is True
     assert props["num_classes"] == "19" and props["class_names"].startswith("road,sidewalk")
-    assert read_onnx_metadata(static_onnx)["class_names"] == meta["class_names"]
+    read = read_onnx_metadata(static_onnx)
+    assert read.class_names == meta.class_names and read.normalization == meta.normalization
+    assert read.onnx_input_size == (W, H) and read.replace(onnx={}) == meta  # typed, and the same model
 
 
 def test_dynamic_export_runs_other_sizes_and_batches(reference, tmp_path):
@@ -89,7 +93,7 @@ def test_cli_export(reference_checkpoint, tmp_path, capsys):
                      "--width", "64", "--height", "32"])
     assert rc == 0 and out.is_file()
     assert "wrote" in capsys.readouterr().out
-    assert read_onnx_metadata(out)["onnx_input_size"] == [64, 32]
+    assert read_onnx_metadata(out).onnx_input_size == (64, 32)
     assert esnet_main(["export", "--weights", str(reference_checkpoint), "--output", str(tmp_path / "x.pt")]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
     assert esnet_main(["export", "--weights", str(reference_checkpoint), "--output", str(out), "--width", "60"]) == 2
