@@ -28,7 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from esnet_ros.cli.evaluate import add_engine_arguments, build_segmenter
-from esnet_ros.data.datasets import IMAGE_EXTENSIONS, read_image
+from esnet_ros.core.image_files import IMAGE_EXTENSIONS
+from esnet_ros.data.datasets import read_image
 from esnet_ros.inference.segmenter import SegmentationResult
 
 __all__ = ["add_arguments", "run", "FORMATS", "ENGINE_OUTPUT", "find_images", "output_path", "render"]

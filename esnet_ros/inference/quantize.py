@@ -18,18 +18,15 @@ import logging
 import pathlib
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 
+from esnet_ros.core.image_files import IMAGE_EXTENSIONS, read_bgr
 from esnet_ros.inference.onnx_export import read_onnx_metadata, set_onnx_metadata
 from esnet_ros.inference.segmenter import Segmenter
 
-__all__ = ["IMAGE_EXTENSIONS", "calibration_images", "read_bgr", "quantize_model"]
+__all__ = ["calibration_images", "quantize_model"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-
 
 def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathlib.Path]:
     """Up to ``limit`` images under ``directory`` (recursive), spread evenly over the sorted list."""
@@ -43,14 +40,6 @@ def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathli
         raise ValueError(f"calibration image count {limit} must be >= 1")
     idx = np.linspace(0, len(files) - 1, num=min(limit, len(files))).round().astype(int)
     return [files[i] for i in sorted(set(idx.tolist()))]
-
-
-def read_bgr(path: str | pathlib.Path) -> np.ndarray:
-    """An image file as ``(H,W,3) uint8`` BGR (``FileNotFoundError`` naming the file otherwise)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read image {path}; is it a PNG/JPEG file?")
-    return bgr
 
 
 def _fixed_size_engine(fp32_onnx: str | pathlib.Path, **options: Any) -> Segmenter:

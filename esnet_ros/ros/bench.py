@@ -39,7 +39,7 @@ import torch
 
 from esnet_ros.inference.backends import create_backend, onnxruntime_providers, resolve_device
 from esnet_ros.ros.dds import use_large_message_profile
-from esnet_ros.core.sizes import check_input_size
+from esnet_ros.core.sizes import parse_size
 from esnet_ros.core.summary import summarize
 
 __all__ = [

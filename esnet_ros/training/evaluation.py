@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from esnet_ros.core.image_files import read_bgr
 from esnet_ros.data.datasets import SegmentationDataset
-from esnet_ros.inference.quantize import read_bgr
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
 

@@ -9,7 +9,9 @@ from torch import nn
 
 from esnet_ros.core.checkpoint import make_metadata
 from esnet_ros.core.labels import LabelSet
-from esnet_ros.inference.segmenter import Segmenter
+import torch.nn.functional as F
+
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES, Segmenter
 
 LABELS = LabelSet("toy", ("left", "right", "never"), ((200, 0, 0), (0, 100, 0), (0, 0, 50)))
 
@@ -173,3 +175,67 @@ def test_cuda_path_equals_cpu_path(reference_checkpoint):
     assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
     half = Segmenter(reference_checkpoint, device="cuda", precision="fp16", input_size=(128, 64))
     assert (half(img, "bgr").labels == a.labels).mean() > 0.98
+    a = cpu(img, "bgr", outputs=outs, upsample="bilinear")
+    b = gpu(img, "bgr", outputs=outs, upsample="bilinear")
+    assert (a.labels == b.labels).mean() > 0.999
+    assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
+
+
+# -- upsample: nearest labels (default) or bilinear logits then argmax ----------------------------
+
+
+def reference_labels(model, meta, img_rgb, mode):
+    """What each mode means, written with plain torch ops (the CPU engine takes other routes)."""
+    w, h = meta.input_size
+    x = torch.from_numpy(img_rgb).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False) / 255.0
+    with torch.inference_mode():
+        logits = model(x)
+    size = img_rgb.shape[:2]
+    if mode == "bilinear":
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        probs = logits[0].softmax(0)
+        return logits[0].argmax(0).numpy(), probs.amax(0).mul(255).round().numpy()
+    labels = logits[0].argmax(0)[None, None].float()
+    conf = logits[0].softmax(0).amax(0).mul(255).round()[None, None]
+    return (F.interpolate(labels, size=size, mode="nearest")[0, 0].numpy(),
+            F.interpolate(conf, size=size, mode="nearest")[0, 0].numpy())
+
+
+def test_upsample_names_and_default():
+    assert UPSAMPLE_MODES == ("nearest", "bilinear") and DEFAULT_UPSAMPLE == "nearest"
+    with pytest.raises(ValueError, match="upsample='cubic' must be one of: nearest, bilinear"):
+        make()(half_red(), upsample="cubic")
+
+
+@pytest.mark.parametrize("mode", UPSAMPLE_MODES)
+def test_upsample_modes_equal_their_torch_definition(reference_checkpoint, mode):
+    from esnet_ros.core.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(reference_checkpoint)
+    meta = meta.replace(input_size=(64, 32))
+    img = np.random.default_rng(5).integers(0, 256, (75, 130, 3), dtype=np.uint8)
+    seg = Segmenter((model, meta), device="cpu")
+    out = seg(img, "rgb", outputs=("labels", "confidence"), upsample=mode)
+    labels, conf = reference_labels(model, meta, img, mode)
+    assert out.labels.shape == out.confidence.shape == (75, 130)
+    assert (out.labels == labels).mean() > 0.999  # float ties only
+    assert np.abs(out.confidence.astype(int) - conf.astype(int)).max() <= 1
+    if mode == "nearest":  # the default is today's behaviour
+        np.testing.assert_array_equal(seg(img, "rgb").labels, out.labels)
+
+
+def test_bilinear_smooths_label_edges_and_network_resolution_ignores_it():
+    """A 2-class step at network resolution: nearest keeps blocky steps, bilinear moves the edge to the
+    logits' crossing; at resolution="network" both modes are the same."""
+    seg = make(size=(16, 8))
+    img = half_red(8, 16)
+    big = np.repeat(np.repeat(img, 5, 0), 5, 1)  # 40x80, edge at column 40
+    near = seg(big, "rgb", upsample="nearest").labels
+    bil = seg(big, "rgb", upsample="bilinear", outputs=("labels", "color")).labels
+    assert near.shape == bil.shape == (40, 80)
+    assert set(np.unique(bil)) == {0, 1} and (bil[:, :36] == 0).all() and (bil[:, 44:] == 1).all()
+    for mode in UPSAMPLE_MODES:
+        net = seg(big, "rgb", resolution="network", upsample=mode).labels
+        np.testing.assert_array_equal(net, seg(big, "rgb", resolution="network").labels)
+
