@@ -476,7 +476,7 @@ def create_backend(
     ``options``: for ``torch`` the keyword arguments of :class:`TorchBackend`; for
     ``onnxruntime``/``tensorrt`` ``onnx_path`` (use this file instead of exporting),
     ``cache_dir``, ``threads`` and ``spin`` (CPU: let idle ORT threads spin; ``None`` keeps
-    ORT's default).  ``meta["onnx_path"]`` (set when the weights are an .onnx file) also selects
+    ORT's default).  ``meta.onnx_path`` (set when the weights are an .onnx file) also selects
     the file.
     """
     options = dict(options or {})

@@ -130,7 +130,7 @@ class Segmenter:
         precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16`` (CUDA only).
         backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
-            checkpoint was trained at (1024x512 for the authors' weights).
+            checkpoint was trained at (1024x512 for the authors' weights), or a fixed-size ONNX export's.
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
         backend_options: passed to :func:`esnet_ros.inference.backends.create_backend` (e.g.
             ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
@@ -167,7 +167,8 @@ class Segmenter:
             meta = meta.replace(labels=labels)
         self.meta: ModelMeta = meta
         self.labels = meta.labels
-        size = tuple(input_size) if input_size is not None else meta.input_size
+        # default: a fixed-size export's own size, else the size the checkpoint was trained at
+        size = tuple(input_size) if input_size is not None else (meta.onnx_input_size or meta.input_size)
         check_input_size(int(size[0]), int(size[1]), what="network input")
         self.input_size = (int(size[0]), int(size[1]))
         fixed = meta.onnx_input_size

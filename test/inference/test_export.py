@@ -109,3 +109,26 @@ def test_onnx_without_our_metadata_is_refused(tmp_path):
         read_onnx_metadata(path)
     with pytest.raises(FileNotFoundError, match="esnet export"):
         read_onnx_metadata(tmp_path / "missing.onnx")
+
+
+def test_int8_export_calibrates_through_the_engine(reference_checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnxruntime.quantization")
+    from esnet_ros.data.synth import write_dataset
+    from esnet_ros.training.evaluation import compare_predictions
+
+    data = tmp_path / "synth"
+    write_dataset(data, train=0, val=2, seed=3, size=(128, 64), progress=False)
+    out = tmp_path / "int8.onnx"
+    assert esnet_main(["export", "--weights", str(reference_checkpoint), "--output", str(out), "--width", "64",
+                       "--height", "32", "--int8", "--calibration-dir", str(data / "leftImg8bit")]) == 0
+    assert "(int8)" in capsys.readouterr().out
+    meta = read_onnx_metadata(out)
+    assert meta.onnx["onnx_precision"] == "int8" and meta.onnx["int8_calibration"]["images"] == 2
+    assert meta.onnx_input_size == (64, 32) and meta.onnx_path is None and len(meta.class_names) == 19
+    engine = Segmenter(out, device="cpu", precision="int8")  # the export's own size by default
+    assert engine.input_size == (64, 32) and engine(np.zeros((40, 70, 3), np.uint8)).labels.shape == (40, 70)
+    images = sorted((data / "leftImg8bit").rglob("*.png"))
+    result = compare_predictions(tmp_path / "int8_fp32.onnx", out, images)
+    assert result["images"] == 2 and 0.5 < result["agreement"] <= 1.0 and 0.0 <= result["miou_vs_fp32"] <= 1.0
+    assert esnet_main(["export", "--weights", str(reference_checkpoint), "--output", str(out), "--int8"]) == 2
+    assert "--int8 needs --calibration-dir" in capsys.readouterr().err
