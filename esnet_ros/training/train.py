@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from esnet_ros.core.checkpoint import load_checkpoint, make_metadata
-from esnet_ros.core.metadata import DEFAULT_NORMALIZATION
+from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta
 from esnet_ros.data.datasets import (
     SegmentationDataset,
     class_pixel_counts,
@@ -142,14 +142,14 @@ def _precision(args, device: torch.device) -> tuple[torch.dtype | None, bool]:
     return None, False
 
 
-def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> dict[str, Any]:
+def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> ModelMeta:
     """Copy a model file's weights into ``model`` (fine-tuning); returns the file's metadata.
 
     ``load_checkpoint`` refuses a file whose class count differs from ``labels``, naming the fix.
     """
     source, meta = load_checkpoint(path, labels=labels)
     model.load_state_dict(source.state_dict(), strict=model.encoder_output_conv is None)
-    return meta.to_dict()
+    return meta
 
 
 def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
@@ -236,7 +236,7 @@ def build_model(args, labels: LabelSet, device: torch.device, is_main: bool = Tr
         if resume["encoder_head"] != (model.encoder_output_conv is not None):
             model = ESNet(labels.num_classes, encoder_head=resume["encoder_head"]).to(device)
         model.load_state_dict(resume["model"])
-    init_meta: dict[str, Any] = {}
+    init_meta: ModelMeta | None = None
     if args.init_weights:
         init_meta = init_from(model, args.init_weights, labels)
         if is_main:
@@ -263,10 +263,10 @@ def _meta_base(args, labels: LabelSet) -> dict[str, Any]:
                 normalization=DEFAULT_NORMALIZATION)
 
 
-def _keep_history(recipe: dict, history: dict) -> None:
+def _keep_history(recipe: dict, history: ModelMeta | None) -> None:
     """Every command that trained these weights, in order: the resumed or initial file's, then this one."""
-    if history:
-        before = history.get("recipe", {})
+    if history is not None:
+        before = history.recipe
         recipe["commands"] = list(before.get("commands") or [before.get("command", "?")]) + [recipe["command"]]
 
 
@@ -304,7 +304,7 @@ def main(args, defaults: dict[str, Any] | None = None) -> dict:
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     train_loader, val_loader = build_loaders(args, train_set, val_set, rank, world, device)
     recipe = _recipe(args, labels, weights, world, amp_dtype, defaults)
-    _keep_history(recipe, resume.get("meta", {}) if resume is not None else init_meta)
+    _keep_history(recipe, ModelMeta.from_dict(resume["meta"]) if resume is not None else init_meta)
     run = TrainingRun(args=args, model=model, criterion=criterion, device=device, labels=labels,
                       train_loader=train_loader, val_loader=val_loader, out=out, is_main=is_main,
                       meta_base=_meta_base(args, labels), recipe=recipe, scaler=scaler, amp_dtype=amp_dtype,
