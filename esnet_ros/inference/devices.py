@@ -32,6 +32,7 @@ __all__ = [
     "thread_count",
     "onnxruntime_providers",
     "openvino_version",
+    "openvino_devices",
     "resolve_backend",
     "resolve_choice",
 ]
@@ -149,6 +150,15 @@ def openvino_version() -> str | None:
     except ImportError:
         return None
     return str(openvino.__version__).split("-")[0]
+
+
+def openvino_devices() -> tuple[str, ...]:
+    """OpenVINO's available devices (``CPU``, ``GPU``, ``GPU.1``, ``NPU``...; empty without OpenVINO)."""
+    try:
+        import openvino
+    except ImportError:
+        return ()
+    return tuple(openvino.Core().available_devices)
 
 
 def onnxruntime_providers() -> tuple[str, ...]:
