@@ -26,10 +26,17 @@ import pathlib
 import sys
 from typing import Any
 
+import numpy as np
+import torch
+
+from esnet_ros.core.checkpoint import labels_from_meta
 from esnet_ros.core.summary import json_safe
+from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.benchmark import Entry, background_load, loadavg, machine_info, model_entries, parse_sizes, time_entries
 from esnet_ros.inference.devices import resolve_device
+from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.ros.node_bench import bench_node
+from esnet_ros.training.metrics import ConfusionMatrix
 
 __all__ = ["add_arguments", "run"]
 
@@ -56,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-warmup", type=int, default=3, help="untimed frames through the node first")
     parser.add_argument("--node-sizes", "--node-size", dest="node_sizes", default=None,
                         help="network sizes for the node, comma-separated (default: every one of --sizes)")
+    parser.add_argument("--accuracy-data", default=None,
+                        help="also score every model entry on this dataset (e.g. esnet synth output): mIoU and "
+                             "pixel agreement with eager fp32, through the engine")
+    parser.add_argument("--accuracy-split", default="val", help="the --accuracy-data split (default val)")
     parser.add_argument("--json", default=None, help="write the results here")
 
 
@@ -69,6 +80,41 @@ def _selected(entries: list[Entry], spec: str | None) -> list[Entry]:
         names = ", ".join(f"{e.backend}:{e.variant}:{e.precision}" for e in entries)
         raise ValueError(f"--backends {spec!r} matches nothing here; choose from: {names}")
     return out
+
+
+def accuracy(
+    results: list[dict[str, Any]],
+    entries: list[Entry],
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    data: str,
+    split: str,
+    num_threads: int,
+) -> None:
+    """Add ``miou`` (points, full label resolution) and ``agreement`` (labels equal to eager fp32's) to
+    each model entry in ``results``, running each entry's backend through the engine."""
+    dataset = SegmentationDataset(data, split, labels_from_meta(meta))
+    reference: dict[tuple[str, int], np.ndarray] = {}
+    for r in results:
+        entry = next(e for e in entries if (e.backend, e.variant, e.precision) == (r["backend"], r["variant"], r["precision"]))
+        size = tuple(int(v) for v in r["size"].split("x"))
+        seg = Segmenter((model, meta), device=r["device"], backend=entry.backend, precision=entry.precision,
+                        input_size=size, backend_options=entry.options, num_threads=num_threads)
+        confmat = ConfusionMatrix.for_labels(dataset.labels)
+        same = total = 0
+        for i in range(len(dataset)):
+            image, label = dataset.load(i)
+            pred = seg(image, "rgb").labels
+            confmat.update(label, pred)
+            ref = reference.setdefault((r["size"], i), pred)  # the first entry: eager fp32
+            same += int((pred == ref).sum())
+            total += pred.size
+        seg.release()
+        r["miou"] = round(100.0 * confmat.compute()["miou"], 3)
+        r["agreement"] = round(same / total, 5)
+        r["accuracy_images"] = len(dataset)
+        print(f"accuracy {r['backend']:<12} {r['variant']:<20} {r['precision']:<5} {r['size']:>9}  "
+              f"mIoU {r['miou']:.2f}  agreement with eager fp32 {r['agreement']:.4f}", flush=True)
 
 
 def _print_model(r: dict[str, Any]) -> None:
@@ -113,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         results = report["results"]
         results += time_entries(entries, model, meta, device, sizes, runs=args.runs, warmup=args.warmup,
                                 num_threads=args.num_threads, report=_print_model)
+        if args.accuracy_data:
+            accuracy(results, entries, model, meta, args.accuracy_data, args.accuracy_split, args.num_threads)
         if not args.no_node:
             for size in parse_sizes(args.node_sizes) if args.node_sizes else sizes:
                 r = bench_node(results, entries, model, meta, str(weights), device, size,
