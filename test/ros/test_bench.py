@@ -114,3 +114,20 @@ def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
     assert set(stages) == {"decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms",
                            "total_ms", "age_ms"}
     assert 0 < stages["inference_ms"] < stages["total_ms"] <= stages["age_ms"]
+
+
+def test_accuracy_of_each_entry_on_synthetic_val(reference_checkpoint, tmp_path, monkeypatch):
+    from esnet_ros.data.synth.writer import write_dataset
+
+    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
+    write_dataset(tmp_path / "synth", train=0, val=2, seed=1, size=(128, 64))
+    out = tmp_path / "bench.json"
+    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
+                     "--runs", "1", "--warmup", "0", "--backends", "torch:eager,onnxruntime", "--no-node",
+                     "--accuracy-data", str(tmp_path / "synth"), "--json", str(out)])
+    assert rc == 0
+    models = json.loads(out.read_text())["results"]
+    eager, ort = models
+    assert eager["agreement"] == 1.0 and eager["accuracy_images"] == 2
+    assert ort["agreement"] > 0.999 and abs(ort["miou"] - eager["miou"]) < 0.5
+    assert 0 <= eager["miou"] <= 100
