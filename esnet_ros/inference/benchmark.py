@@ -29,6 +29,7 @@ import torch
 from esnet_ros.core.model import check_input_size
 from esnet_ros.core.summary import summarize
 from esnet_ros.inference.backends import create_backend
+from esnet_ros.inference.onnx_export import read_onnx_metadata
 from esnet_ros.inference.devices import (
     cpu_has_bf16,
     cpu_isa,
@@ -40,6 +41,7 @@ from esnet_ros.inference.devices import (
 __all__ = [
     "Entry",
     "time_entries",
+    "fixed_size",
     "parse_sizes",
     "machine_info",
     "model_entries",
@@ -238,6 +240,15 @@ def time_model(
     }
 
 
+def fixed_size(entry: Entry) -> tuple[int, int] | None:
+    """The input size an entry's given ``.onnx`` was exported for (``None``: any size)."""
+    path = entry.options.get("onnx_path")
+    if not path:
+        return None
+    size = read_onnx_metadata(path).get("onnx_input_size")
+    return (int(size[0]), int(size[1])) if size else None
+
+
 @contextlib.contextmanager
 def background_load(cores: int = 1) -> Iterator[list[int]]:
     """Keep ``cores`` cores busy with CPU hog processes (a pure-Python spin loop each) while inside.
@@ -277,6 +288,9 @@ def time_entries(
     for size in sizes:
         eager = eager_cpu = None
         for entry in entries:
+            fixed = fixed_size(entry)
+            if fixed and fixed != size:
+                continue  # an exported model runs at its own size only
             r = time_model(entry, model, meta, device, size, runs=runs, warmup=warmup, num_threads=num_threads)
             if entry.variant == "eager" and entry.precision == "fp32":
                 eager, eager_cpu = r["median_ms"], r["cpu_median_ms"]
