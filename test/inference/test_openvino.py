@@ -76,8 +76,8 @@ def fp32_torch(demo):
 
 
 @pytest.mark.parametrize("precision, min_agreement, max_drop", [
-    ("fp32", 0.999, 0.05),
-    pytest.param("bf16", 0.99, 0.5, marks=pytest.mark.skipif(not HAS_BF16, reason="CPU without AMX/AVX512-BF16")),
+    ("fp32", 0.999, 0.01),
+    pytest.param("bf16", 0.995, 0.1, marks=pytest.mark.skipif(not HAS_BF16, reason="CPU without AMX/AVX512-BF16")),
 ])
 def test_precision_matches_fp32_torch(demo, scenes, fp32_torch, cache, precision, min_agreement, max_drop):
     seg = Segmenter(demo, device="cpu", backend="openvino", precision=precision, input_size=SIZE, num_threads=2)
@@ -85,7 +85,7 @@ def test_precision_matches_fp32_torch(demo, scenes, fp32_torch, cache, precision
     agreement, miou_fp32, miou = score(seg, fp32_torch, scenes)
     assert miou_fp32 > 80  # the bundled model on its own kind of scenes
     assert agreement > min_agreement, agreement
-    assert miou_fp32 - miou < max_drop, (miou_fp32, miou)
+    assert miou_fp32 - miou < max_drop, (miou_fp32, miou)  # bf16: the 0.1-point budget
 
 
 @pytest.mark.skipif(not HAS_NNCF, reason="nncf not installed (pip install nncf)")
@@ -96,8 +96,8 @@ def test_int8_calibrated_with_nncf_and_cached(demo, scenes, fp32_torch, cache, c
     blobs = list((cache / "openvino").glob("esnet-*-512x256-int8-cal*-CPU-ov*.blob"))
     assert len(blobs) == 1 and blobs[0].with_suffix(".sha256").is_file()
     agreement, miou_fp32, miou = score(seg, fp32_torch, scenes)
-    assert agreement > 0.97, agreement
-    assert miou_fp32 - miou < 2.0, (miou_fp32, miou)
+    assert agreement > 0.98, agreement
+    assert miou_fp32 - miou < 0.5, (miou_fp32, miou)  # the int8 budget (measured: 0.02 on 12 scenes)
     # a restart neither quantizes nor compiles again
     again = create_backend("openvino", demo[0], demo[1], CPU, "int8", SIZE, options=options)
     assert again.cache_hit and again.blob == blobs[0]
