@@ -4,6 +4,7 @@ the statistics, and one tiny run through the node."""
 import json
 
 import pytest
+import torch
 
 from esnet_ros.cli import main as esnet_main
 from esnet_ros.core.summary import summarize
@@ -131,3 +132,17 @@ def test_accuracy_of_each_entry_on_synthetic_val(reference_checkpoint, tmp_path,
     assert eager["agreement"] == 1.0 and eager["accuracy_images"] == 2
     assert ort["agreement"] > 0.999 and abs(ort["miou"] - eager["miou"]) < 0.5
     assert 0 <= eager["miou"] <= 100
+
+
+def test_an_exported_model_entry_runs_at_its_own_size_only(reference_checkpoint, tmp_path):
+    from esnet_ros.core.checkpoint import load_checkpoint
+    from esnet_ros.inference.benchmark import Entry, fixed_size, time_entries
+    from esnet_ros.inference.onnx_export import export_onnx
+
+    model, meta = load_checkpoint(reference_checkpoint)
+    path = export_onnx(model, meta, tmp_path / "m.onnx", input_size=(64, 32), verify=False)
+    entries = [Entry("torch", "eager", "fp32", {"fold_bn": False, "channels_last": False}),
+               Entry("onnxruntime", "CPU file", "fp32", {"onnx_path": str(path)})]
+    assert fixed_size(entries[1]) == (64, 32) and fixed_size(entries[0]) is None
+    results = time_entries(entries, model, meta, torch.device("cpu"), [(64, 32), (128, 64)], runs=1, warmup=0)
+    assert [(r["variant"], r["size"]) for r in results] == [("eager", "64x32"), ("CPU file", "64x32"), ("eager", "128x64")]
