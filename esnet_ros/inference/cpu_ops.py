@@ -1,6 +1,7 @@
 """CPU kernels of the engine: NumPy/OpenCV routes to the same results as the torch ops they replace.
 
-:func:`argmax_channels` (a running-max argmax over channel planes, split across threads),
+:func:`preprocess_into` (uint8 image -> normalized network input, as the engine and int8
+calibration need it), :func:`argmax_channels` (a running-max argmax over channel planes, split across threads),
 :func:`nearest_index`/:func:`resize_nearest_np` (nearest upsampling through index maps built from
 torch's own ``nearest`` rule), :func:`resize_bilinear_planes` (OpenCV's bilinear resize, equal to
 ``F.interpolate(..., "bilinear", align_corners=False)``) and :class:`CpuBuffers` (arrays reused
@@ -19,8 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from esnet_ros.core.metadata import Normalization
+
 __all__ = [
     "CpuBuffers",
+    "preprocess_into",
+    "network_input",
     "argmax_channels",
     "nearest_index",
     "resize_nearest_np",
@@ -124,6 +129,58 @@ def argmax_channels(
     else:
         for _ in pool.map(work, starts):
             pass
+
+
+def preprocess_into(
+    image: np.ndarray, color_order: str, normalization: Normalization, out: torch.Tensor, buffers: CpuBuffers
+) -> torch.Tensor:
+    """(H,W,3) uint8 in ``color_order`` -> ``out``, a (1,3,h,w) float32 tensor, normalized as ``normalization``.
+
+    The engine's CPU pre-processing (int8 calibration runs it too). One pass converts and
+    normalizes (in the model's channel order) at input resolution, OpenCV resizes (bilinear
+    commutes with the per-channel affine: its weights sum to 1), and ``cv2.split`` writes the
+    planes straight into ``out`` (or the resize writes a channels_last ``out`` directly).
+    """
+    h, w = out.shape[2:]
+    flip = color_order != normalization.color_order
+    gain, bias = normalization.gain_bias()
+    if flip:
+        gain, bias = gain[::-1], bias[::-1]
+    nhwc = out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    norm = buffers.array("normalized", image.shape, np.float32)
+    # per-channel broadcasting over a last axis of 3 is slow in NumPy: scalars, or OpenCV
+    if np.all(gain == gain[0]):
+        np.multiply(image, gain[0], out=norm, casting="unsafe")
+    else:
+        np.copyto(norm, image, casting="unsafe")
+        cv2.multiply(norm, (*(float(g) for g in gain), 0.0), dst=norm)
+    if np.any(bias):
+        if np.all(bias == bias[0]):
+            np.add(norm, bias[0], out=norm)
+        else:
+            cv2.add(norm, (*(float(b) for b in bias), 0.0), dst=norm)
+    if image.shape[:2] != (h, w):
+        resized = buffers.array("resized", (h, w, 3), np.float32)
+        got = cv2.resize(norm, (w, h), dst=resized, interpolation=cv2.INTER_LINEAR)
+        if not np.shares_memory(got, resized):
+            resized[...] = got
+        norm = resized
+    if nhwc:  # (h,w,3) view of the channels_last buffer
+        out[0].permute(1, 2, 0).numpy()[...] = norm[:, :, ::-1] if flip else norm
+        return out
+    planes = out[0].numpy()
+    targets = [planes[2], planes[1], planes[0]] if flip else [planes[0], planes[1], planes[2]]
+    for target, got in zip(targets, cv2.split(norm, targets)):
+        if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
+            target[...] = got
+    return out
+
+
+def network_input(image: np.ndarray, color_order: str, normalization: Normalization,
+                  size: tuple[int, int]) -> np.ndarray:
+    """A new ``(1,3,H,W)`` float32 array: :func:`preprocess_into` at network size ``(W, H)``."""
+    w, h = size
+    return preprocess_into(image, color_order, normalization, torch.empty(1, 3, h, w), CpuBuffers()).numpy()
 
 
 def nearest_index(src: int, dst: int) -> np.ndarray:

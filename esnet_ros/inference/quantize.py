@@ -20,27 +20,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from esnet_ros.core.image_files import IMAGE_EXTENSIONS, read_bgr
+from esnet_ros.core.image_files import calibration_images, read_bgr
 from esnet_ros.inference.onnx_export import read_onnx_metadata, set_onnx_metadata
 from esnet_ros.inference.segmenter import Segmenter
 
-__all__ = ["calibration_images", "quantize_model"]
+__all__ = ["quantize_model"]
 
 log = logging.getLogger(__name__)
-
-def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathlib.Path]:
-    """Up to ``limit`` images under ``directory`` (recursive), spread evenly over the sorted list."""
-    root = pathlib.Path(directory)
-    if not root.is_dir():
-        raise FileNotFoundError(f"calibration directory {root} does not exist; pass a folder of PNG/JPEG images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and "gtFine" not in p.parts)
-    if not files:
-        raise FileNotFoundError(f"no .png/.jpg images under {root}; pass a folder of camera-like images")
-    if limit < 1:
-        raise ValueError(f"calibration image count {limit} must be >= 1")
-    idx = np.linspace(0, len(files) - 1, num=min(limit, len(files))).round().astype(int)
-    return [files[i] for i in sorted(set(idx.tolist()))]
-
 
 def _fixed_size_engine(fp32_onnx: str | pathlib.Path, **options: Any) -> Segmenter:
     """The engine on a fixed-size fp32 export (int8 quantization needs fixed shapes)."""

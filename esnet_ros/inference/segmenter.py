@@ -28,7 +28,6 @@ import pathlib
 import time
 from typing import Any, Iterable, Mapping
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,6 +42,7 @@ from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
     blend,
+    preprocess_into,
     resize_bilinear_planes,
     resize_image,
     resize_nearest,
@@ -127,13 +127,15 @@ class Segmenter:
         weights: a checkpoint path, a ``(model, metadata)`` pair, or ``None`` for the bundled
             demo model (trained on synthetic scenes: not for real cameras).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16`` (CUDA only).
+        precision: ``auto`` (fp16 on CUDA; on the CPU bf16 with OpenVINO on AMX/AVX512-BF16, else fp32),
+            ``fp32``, ``fp16`` (CUDA only), ``bf16`` (OpenVINO) or ``int8``.
         backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
             checkpoint was trained at (1024x512 for the authors' weights), or a fixed-size ONNX export's.
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
         backend_options: passed to :func:`esnet_ros.inference.backends.create_backend` (e.g.
             ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
+        num_threads: CPU threads of the backend (0 = every core).
 
     ``weights`` may also be an ``.onnx`` file from ``esnet export`` (run by ``onnxruntime``).
     """
@@ -148,9 +150,10 @@ class Segmenter:
         input_size: tuple[int, int] | None = None,
         labels: LabelSet | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        num_threads: int = 0,
     ) -> None:
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        resolve_precision(precision, self.device)  # bad values fail before the weights load; auto waits for the backend
         if isinstance(weights, tuple):
             model, meta = weights[0], as_meta(weights[1])
         else:
@@ -178,8 +181,10 @@ class Segmenter:
                 f"{self.input_size[0]}x{self.input_size[1]}; use input_size=({fixed[0]}, {fixed[1]}) or export with --dynamic"
             )
         self.backend = create_backend(
-            backend, model, meta, self.device, self.precision, self.input_size, options=backend_options
+            backend, model, meta, self.device, precision, self.input_size, options=backend_options,
+            num_threads=num_threads,
         )
+        self.precision = self.backend.precision
         # x_norm = pixel * gain + bias, per channel in the model's color order
         gain, bias = meta.normalization.gain_bias()
         self._gain = torch.from_numpy(gain).view(1, 3, 1, 1).to(self.device)
@@ -187,9 +192,6 @@ class Segmenter:
         self.model_color_order = meta.normalization.color_order
         self._palette = torch.from_numpy(self.labels.palette()).to(self.device)
         self._palette_np = np.ascontiguousarray(self.labels.palette())
-        self._gain_np = self._gain.flatten().cpu().numpy()
-        self._bias_np = self._bias.flatten().cpu().numpy()
-        self._bias_zero = not bool(np.any(self._bias_np))
         self._pinned: torch.Tensor | None = None
         self._cpu = CpuBuffers() if self.device.type == "cpu" else None
         log.info(
@@ -234,52 +236,12 @@ class Segmenter:
         return x * self._gain + self._bias
 
     def _preprocess_cpu(self, image: np.ndarray, color_order: str) -> torch.Tensor:
-        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, written into a reused buffer.
-
-        One pass converts and normalizes (in the model's channel order) at input resolution,
-        OpenCV resizes (bilinear commutes with the per-channel affine: its weights sum to 1), and
-        ``cv2.split`` writes the planes straight into the backend's NCHW input buffer (or the
-        resize writes the NHWC buffer of a channels_last backend directly).
-        """
-        buf = self._cpu
+        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, straight into the backend's input buffer."""
         w, h = self.input_size
         x = self.backend.input_buffer((1, 3, h, w))
         if x is None:
-            x = buf.tensor("input", (1, 3, h, w), torch.float32)
-        flip = color_order != self.model_color_order
-        gain, bias = (self._gain_np[::-1], self._bias_np[::-1]) if flip else (self._gain_np, self._bias_np)
-        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        norm = buf.array("normalized", image.shape, np.float32)
-        # per-channel broadcasting over a last axis of 3 is slow in NumPy: scalars, or OpenCV
-        if np.all(gain == gain[0]):
-            np.multiply(image, gain[0], out=norm, casting="unsafe")
-        else:
-            np.copyto(norm, image, casting="unsafe")
-            cv2.multiply(norm, (*(float(g) for g in gain), 0.0), dst=norm)
-        if not self._bias_zero:
-            if np.all(bias == bias[0]):
-                np.add(norm, bias[0], out=norm)
-            else:
-                cv2.add(norm, (*(float(b) for b in bias), 0.0), dst=norm)
-        if image.shape[:2] != (h, w):
-            resized = buf.array("resized", (h, w, 3), np.float32)
-            got = cv2.resize(norm, (w, h), dst=resized, interpolation=cv2.INTER_LINEAR)
-            if not np.shares_memory(got, resized):
-                resized[...] = got
-            norm = resized
-        if nhwc:  # (h,w,3) view of the channels_last buffer
-            out_hwc = x[0].permute(1, 2, 0).numpy()
-            if flip:
-                out_hwc[...] = norm[:, :, ::-1]
-            else:
-                out_hwc[...] = norm
-            return x
-        planes = x[0].numpy()
-        targets = [planes[2], planes[1], planes[0]] if flip else [planes[0], planes[1], planes[2]]
-        for target, got in zip(targets, cv2.split(norm, targets)):
-            if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
-                target[...] = got
-        return x
+            x = self._cpu.tensor("input", (1, 3, h, w), torch.float32)
+        return preprocess_into(image, color_order, self.meta.normalization, x, self._cpu)
 
     @torch.inference_mode()
     def network_input(self, image: np.ndarray, color_order: str = "rgb") -> torch.Tensor:

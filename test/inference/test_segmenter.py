@@ -155,7 +155,7 @@ def test_cuda_requested_without_cuda_names_the_fix():
 
 
 def test_auto_device_falls_back_to_cpu(caplog):
-    caplog.set_level("INFO", logger="esnet_ros.inference.backends")
+    caplog.set_level("INFO", logger="esnet_ros.inference.devices")
     seg = Segmenter((RedOracle(), make_metadata(LABELS, input_size=(16, 8))), device="auto")
     if not torch.cuda.is_available():
         assert seg.device.type == "cpu" and seg.precision == "fp32"
