@@ -140,7 +140,7 @@ class Segmenter:
         precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16`` (CUDA only).
         backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
-            checkpoint was trained at (``ModelMeta.input_size``).
+            checkpoint was trained at (``ModelMeta.input_size``), or a fixed-size ONNX file's.
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
         backend_options: passed to :func:`esnet_ros.inference.backends.create_backend` (e.g.
             ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
@@ -164,7 +164,7 @@ class Segmenter:
         model, meta, backend = _load(weights, backend, labels)
         self.meta = meta
         self.labels = meta.labels
-        size = tuple(input_size) if input_size is not None else meta.input_size
+        size = tuple(input_size) if input_size is not None else (meta.onnx_input_size or meta.input_size)
         check_input_size(int(size[0]), int(size[1]), what="network input")
         self.input_size = (int(size[0]), int(size[1]))
         fixed = meta.onnx_input_size

@@ -1,5 +1,5 @@
-"""BN folding and the other inference rewrites keep ESNet's logits (1e-4); the CPU post-processing
-helpers equal the torch ops they replace."""
+"""BN folding and the other inference rewrites keep ESNet's logits (1e-4). (The CPU kernels' tests
+are in test_cpu_ops.py.)"""
 
 import numpy as np
 import pytest
@@ -20,7 +20,6 @@ from esnet_ros.inference.fold import (
     fold_batchnorm,
     subpixel_transposed_convs,
 )
-from esnet_ros.inference.segmenter import _CpuBuffers, _resize_nearest, _resize_nearest_np, argmax_channels, nearest_index
 
 TOL = 1e-4
 
@@ -137,31 +136,3 @@ def test_non_esnet_models_are_run_as_they_are():
     be = TorchBackend(net, torch.device("cpu"), "fp32")
     x = torch.rand(1, 3, 8, 16)
     assert be.variant == "" and torch.allclose(be(x), net(x))
-
-
-# -- CPU post-processing helpers ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape", [(19, 64, 128), (3, 5, 7), (19, 300, 400)])
-def test_argmax_channels_equals_torch_first_maximum(shape):
-    rng = np.random.default_rng(0)
-    logits = rng.standard_normal(shape).astype(np.float32)
-    logits[2, 0, :] = logits[1, 0, :] = 50.0  # exact ties: the first class wins, as in torch
-    labels = np.empty(shape[1:], np.uint8)
-    conf = np.empty(shape[1:], np.uint8)
-    argmax_channels(logits, labels, conf)
-    t = torch.from_numpy(logits)
-    np.testing.assert_array_equal(labels, t.argmax(0).numpy())
-    assert (labels[0] == 1).all()
-    expected = (1.0 / torch.exp(t - t.amax(0, keepdim=True)).sum(0)).mul(255).round().to(torch.uint8).numpy()
-    assert np.abs(conf.astype(int) - expected.astype(int)).max() <= 1
-
-
-@pytest.mark.parametrize("src, dst", [(512, 720), (1024, 1280), (64, 70), (128, 100), (7, 3), (5, 5)])
-def test_nearest_index_and_resize_equal_torch_nearest(src, dst):
-    probe = torch.arange(src, dtype=torch.float32).view(1, 1, 1, src)
-    expected = F.interpolate(probe, size=(1, dst), mode="nearest").view(-1).long().numpy()
-    np.testing.assert_array_equal(nearest_index(src, dst), expected)
-    labels = np.random.default_rng(1).integers(0, 19, (src, src + 3), dtype=np.uint8)
-    got = _resize_nearest_np(labels, (dst, dst + 1), _CpuBuffers())
-    np.testing.assert_array_equal(got, _resize_nearest(torch.from_numpy(labels), (dst, dst + 1)).numpy())
