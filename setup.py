@@ -11,8 +11,8 @@ from setuptools import find_packages, setup
 HERE = pathlib.Path(__file__).parent
 
 
-def requirements() -> list[str]:
-    lines = (HERE / "requirements.txt").read_text().splitlines()
+def requirements(name: str = "requirements.txt") -> list[str]:
+    lines = (HERE / name).read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 
@@ -27,7 +27,7 @@ setup(
     packages=find_packages(include=["esnet_ros", "esnet_ros.*"]),
     package_data={"esnet_ros": ["weights/*.safetensors"], "esnet_ros.ros.dds": ["*.xml"]},
     install_requires=requirements(),
-    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"]},
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"], "openvino": requirements("requirements-openvino.txt")},
     entry_points={
         "console_scripts": [
             "esnet = esnet_ros.cli:main",

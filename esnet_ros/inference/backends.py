@@ -14,15 +14,21 @@ Backends (``backend=``):
 - ``onnxruntime``: ONNX Runtime with the execution provider chosen by ``device`` (CPU, or CUDA
   with IO binding on the GPU).  Given a PyTorch model it exports (BN folded) into a cache
   directory keyed by the weights' hash and the input size; an ``.onnx`` file is used as is.
+- ``openvino``: OpenVINO on the CPU in fp32, bf16 (AMX/AVX512-BF16) or int8 (NNCF post-training
+  quantization), or on OpenVINO's ``GPU`` device; see :mod:`esnet_ros.inference.openvino_backend`.
 - ``tensorrt``: ONNX Runtime's TensorRT execution provider (CUDA only), engines cached on disk.
-- ``auto``: ``torch`` on CUDA; on the CPU ``onnxruntime`` when it is installed (the fastest fp32
-  CPU path measured, see docs/speed.md), else ``torch``.
+- ``auto``: ``torch`` on CUDA; on the CPU ``openvino`` in bf16 when OpenVINO is installed, the CPU
+  computes in bf16 (AMX or AVX512-BF16) and the precision is ``auto`` or ``bf16``; else
+  ``onnxruntime`` when it is installed (the fastest fp32 CPU path, see docs/speed.md), else ``torch``.
+  The choice and its reason are logged.
+
+Threads: ``num_threads`` (0 = every core) sets the CPU threads of each backend; idle pools sleep
+instead of spinning (ONNX Runtime's ``allow_spinning=0``; OpenVINO's threads are not pinned).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import pathlib
@@ -31,152 +37,40 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from esnet_ros.inference import openvino_backend
+from esnet_ros.inference.backend_base import Backend, cache_dir, weights_digest
+from esnet_ros.inference.devices import (
+    BACKENDS,
+    DEVICE_HELP,
+    PRECISIONS,
+    onnxruntime_providers,
+    resolve_backend,
+    resolve_choice,
+    resolve_device,
+    resolve_precision,
+    thread_count,
+)
+
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
+    "DEVICE_HELP",
     "Backend",
     "TorchBackend",
     "OnnxRuntimeBackend",
     "create_backend",
     "resolve_backend",
+    "resolve_choice",
     "resolve_device",
     "resolve_precision",
     "cache_dir",
+    "cached_onnx",
     "onnxruntime_providers",
 ]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
-DEVICE_HELP = "one of: auto, cpu, cuda, cuda:N"
-CACHE_ENV = "ESNET_ROS_CACHE"
 EXPORT_REVISION = 2  # bump when export_onnx's graph rewrites change: cached exports are then redone
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` picks CUDA when available (else the CPU, logged once); explicit CUDA must exist."""
-    name = str(device).strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        log.info("device=auto: no CUDA device available, running on the CPU")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"device={device!r} is not valid; {DEVICE_HELP}") from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not supported; {DEVICE_HELP}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} but this machine has no usable CUDA (torch {torch.__version__}, "
-                f"CUDA build: {torch.version.cuda or 'none'}); use device:=cpu or device:=auto, "
-                f"or install a CUDA build of PyTorch"
-            )
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-        dev = torch.device("cuda", index)
-    return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is fp16 on CUDA and fp32 on the CPU; fp16 on the CPU is refused.
-
-    ``int8`` means an int8-quantized ONNX model (see :mod:`esnet_ros.inference.quantize`) on the CPU.
-    """
-    p = str(precision).strip().lower()
-    if p == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    if p not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} must be one of: {', '.join(PRECISIONS)}")
-    if p == "fp16" and device.type != "cuda":
-        raise ValueError("precision=fp16 needs a CUDA device; use precision:=fp32 (or auto) on the CPU")
-    if p == "int8" and device.type != "cpu":
-        raise ValueError("precision=int8 runs on the CPU only; use precision:=fp16 on CUDA, or device:=cpu")
-    return p
-
-
-def cache_dir(path: str | os.PathLike | None = None) -> pathlib.Path:
-    """Where exported ONNX models and TensorRT engines are kept: ``path``, ``$ESNET_ROS_CACHE``,
-    or ``~/.cache/esnet_ros``."""
-    base = path or os.environ.get(CACHE_ENV) or pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "esnet_ros"
-    out = pathlib.Path(base).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def onnxruntime_providers() -> tuple[str, ...]:
-    """ONNX Runtime's available execution providers (empty when onnxruntime is missing)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return ()
-    return tuple(ort.get_available_providers())
-
-
-def resolve_backend(name: str, device: torch.device, precision: str = "fp32") -> str:
-    """Check ``name`` against :data:`BACKENDS` and this machine; resolve ``auto``."""
-    key = str(name).strip().lower()
-    if key not in BACKENDS:
-        raise ValueError(f"backend={name!r} is not available; use one of: {', '.join(BACKENDS)}")
-    if key == "auto":
-        if device.type == "cpu" and onnxruntime_providers():
-            key = "onnxruntime"
-        else:
-            key = "torch" if precision != "int8" else "onnxruntime"
-    if key in ("onnxruntime", "tensorrt") and not onnxruntime_providers():
-        raise ValueError(
-            f"backend={key} needs ONNX Runtime: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA, "
-            f"TensorRT); or use backend:=torch"
-        )
-    if key == "tensorrt":
-        if device.type != "cuda":
-            raise ValueError("backend=tensorrt needs a CUDA device; use device:=cuda, or backend:=onnxruntime on the CPU")
-        if "TensorrtExecutionProvider" not in onnxruntime_providers():
-            raise ValueError(
-                "backend=tensorrt needs ONNX Runtime's TensorRT execution provider, which this install lacks "
-                f"(available: {', '.join(onnxruntime_providers())}); install onnxruntime-gpu and TensorRT "
-                "(pip install onnxruntime-gpu tensorrt, libnvinfer on LD_LIBRARY_PATH), "
-                "or use backend:=onnxruntime (CUDA EP) or backend:=torch"
-            )
-    if key == "onnxruntime" and device.type == "cuda" and "CUDAExecutionProvider" not in onnxruntime_providers():
-        raise ValueError(
-            "backend=onnxruntime on CUDA needs onnxruntime-gpu (this install has only "
-            f"{', '.join(onnxruntime_providers())}); pip uninstall onnxruntime && pip install onnxruntime-gpu, "
-            "or use backend:=torch, or device:=cpu"
-        )
-    if precision == "int8" and key != "onnxruntime":
-        raise ValueError("precision=int8 runs on backend:=onnxruntime (an int8 .onnx from esnet export --int8)")
-    return key
-
-
-class Backend:
-    """Interface: ``backend(x) -> logits``; ``name``, ``device``, ``precision`` describe it,
-    ``variant`` says what was applied (e.g. ``folded+channels_last+cuda_graph``)."""
-
-    name = "base"
-
-    def __init__(self, device: torch.device, precision: str) -> None:
-        self.device = device
-        self.precision = precision
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.variant = ""
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def release(self) -> None:
-        """Free device memory held by the backend."""
-
-    def input_buffer(self, shape: tuple[int, ...]) -> torch.Tensor | None:
-        """A reusable tensor the caller may write the next input into (saving a copy), or ``None``."""
-        return None
-
-    def describe(self) -> str:
-        return f"{self.name}[{self.variant}]" if self.variant else self.name
 
 
 # -- PyTorch ------------------------------------------------------------------------------------
@@ -194,6 +88,8 @@ class TorchBackend(Backend):
             weight prepacking), which needs a C compiler and a minute of start-up.
         cuda_graph: capture one CUDA graph for the fixed input size and replay it (``None``: on
             for CUDA).  The returned logits then live in the graph's static output buffer.
+        num_threads: CPU threads for PyTorch's intra-op pool (``torch.set_num_threads``, process-wide);
+            0 leaves PyTorch's default (every physical core).
     """
 
     name = "torch"
@@ -208,10 +104,14 @@ class TorchBackend(Backend):
         channels_last: bool | None = None,
         compile: str | None = None,
         cuda_graph: bool | None = None,
+        num_threads: int = 0,
     ) -> None:
         super().__init__(device, precision)
-        if precision == "int8":
-            raise ValueError("precision=int8 runs on backend:=onnxruntime; use precision:=fp32 with backend:=torch")
+        if precision in ("int8", "bf16"):
+            raise ValueError(f"precision={precision} runs on backend:=onnxruntime or backend:=openvino; "
+                             f"use precision:=fp32 with backend:=torch")
+        if num_threads:
+            torch.set_num_threads(thread_count(num_threads))
         from esnet_ros.core.model import ESNet
         from esnet_ros.inference.fold import fold_batchnorm
 
@@ -300,17 +200,6 @@ class TorchBackend(Backend):
 # -- ONNX Runtime -------------------------------------------------------------------------------
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """A short SHA-256 of ``model``'s parameters and buffers (names, shapes, values)."""
-    h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        t = value.detach().cpu().contiguous()
-        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
-
-
 def cached_onnx(
     model: torch.nn.Module,
     meta: Mapping[str, Any],
@@ -350,7 +239,7 @@ class OnnxRuntimeBackend(Backend):
         provider: str = "auto",
         threads: int | None = None,
         trt_cache: str | os.PathLike | None = None,
-        spin: bool | None = None,
+        spin: bool = False,
     ) -> None:
         super().__init__(device, precision)
         import onnxruntime as ort
@@ -360,14 +249,15 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         if device.type == "cpu":
-            opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+            opts.intra_op_num_threads = thread_count(threads) if threads else torch.get_num_threads()
             opts.inter_op_num_threads = 1
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             # denormal floats to zero (FTZ/DAZ) in ORT's threads: the demo model at 1024x512 ran
             # 254 -> 194 ms; values below 1.2e-38 do not move float32 logits
             opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-            if spin is not None:  # False: idle ORT threads sleep instead of spinning between calls
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            # idle ORT threads sleep instead of spinning between calls (a spinning pool steals a shared
+            # robot CPU from the camera driver: 195 -> 556 ms under one busy core, see docs/speed.md)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         index = device.index or 0
         if provider == "tensorrt":
             self.name = "tensorrt"
@@ -435,27 +325,22 @@ class OnnxRuntimeBackend(Backend):
         self.session = None
 
 
-def _onnx_for(
+def _onnx_source(
     model: torch.nn.Module | None,
     meta: Mapping[str, Any],
-    precision: str,
     input_size: tuple[int, int],
     options: Mapping[str, Any],
-    cuda_fp16: bool,
+    cuda_fp16: bool = False,
 ) -> pathlib.Path:
+    """The ONNX file to run: ``options["onnx_path"]``, the weights' own .onnx, or a cached export."""
     onnx_path = options.get("onnx_path") or meta.onnx_path
     if onnx_path:
         return pathlib.Path(onnx_path)
-    if precision == "int8":
-        raise ValueError(
-            "precision=int8 needs an int8 ONNX model: make one with `esnet export --weights W --output m.onnx "
-            "--int8 --calibration-dir IMAGES` and pass it as weights"
-        )
     from esnet_ros.core.model import ESNet
 
     if not isinstance(model, ESNet):
         raise ValueError(
-            f"backend=onnxruntime exports ESNet models on the fly, got a {type(model).__name__}; "
+            f"backend=onnxruntime/openvino exports ESNet models on the fly, got a {type(model).__name__}; "
             f"pass an .onnx file as weights or use backend:=torch"
         )
     return cached_onnx(model, meta, input_size, fp16=cuda_fp16, directory=options.get("cache_dir"))
@@ -470,29 +355,51 @@ def create_backend(
     input_size: tuple[int, int],
     *,
     options: Mapping[str, Any] | None = None,
+    num_threads: int = 0,
 ) -> Backend:
     """Build the backend called ``name`` for ``model`` at a fixed ``input_size`` (W, H).
 
+    ``precision`` may be ``auto`` (resolved with the backend, see :func:`resolve_choice`); the
+    backend's ``precision`` says what runs.  ``num_threads``: CPU threads (0 = every core).
     ``options``: for ``torch`` the keyword arguments of :class:`TorchBackend`; for
-    ``onnxruntime``/``tensorrt`` ``onnx_path`` (use this file instead of exporting),
-    ``cache_dir``, ``threads`` and ``spin`` (CPU: let idle ORT threads spin; ``None`` keeps
-    ORT's default).  ``meta.onnx_path`` (set when the weights are an .onnx file) also selects
-    the file.
+    ``onnxruntime``/``tensorrt`` ``onnx_path`` (use this file instead of exporting), ``cache_dir``
+    and ``spin`` (let idle ORT threads spin; off by default); for ``openvino`` ``onnx_path``,
+    ``cache_dir``, ``ov_device`` (``CPU``, ``GPU``, ``GPU.1``, ...), ``logits_layout`` and, for int8,
+    ``calibration_dir`` and ``calibration_images`` (see :class:`~esnet_ros.inference.openvino_backend.OpenVinoBackend`).
+    ``meta.onnx_path`` (set when the weights are an .onnx file) also selects the file.
     """
     options = dict(options or {})
-    key = resolve_backend(name, device, precision)
+    key, precision = resolve_choice(name, precision, device)
     if key == "torch":
         if model is None:
             raise ValueError("backend=torch needs PyTorch weights (.safetensors/.pt); for an .onnx file use backend:=onnxruntime")
-        return TorchBackend(model, device, precision, **options)
+        return TorchBackend(model, device, precision, num_threads=num_threads, **options)
+    if key == "openvino":
+        path = _onnx_source(model, meta, input_size, options)
+        return openvino_backend.OpenVinoBackend(
+            path, device, precision, input_size,
+            meta=meta,
+            ov_device=options.get("ov_device", "CPU"),
+            num_threads=num_threads,
+            cache=options.get("cache_dir"),
+            calibration_dir=options.get("calibration_dir"),
+            calibration_images=int(options.get("calibration_images", openvino_backend.CALIBRATION_IMAGES)),
+            logits_layout=options.get("logits_layout", "nchw"),
+        )
+    if precision == "int8" and not (options.get("onnx_path") or meta.onnx_path):
+        raise ValueError(
+            "precision=int8 needs an int8 ONNX model: make one with `esnet export --weights W --output m.onnx "
+            "--int8 --calibration-dir IMAGES` and pass it as weights (or use backend:=openvino with the "
+            "backend option calibration_dir=IMAGES)"
+        )
     cuda_fp16 = key == "onnxruntime" and device.type == "cuda" and precision == "fp16"
-    path = _onnx_for(model, meta, precision, input_size, options, cuda_fp16)
+    path = _onnx_source(model, meta, input_size, options, cuda_fp16)
     return OnnxRuntimeBackend(
         path,
         device,
         precision,
         provider="tensorrt" if key == "tensorrt" else "auto",
-        threads=options.get("threads"),
+        threads=options.get("threads", num_threads),
         trt_cache=options.get("cache_dir"),
-        spin=options.get("spin"),
+        spin=bool(options.get("spin", False)),
     )

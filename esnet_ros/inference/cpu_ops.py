@@ -24,9 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from esnet_ros.core.metadata import Normalization
+
 __all__ = [
     "CpuBuffers",
     "normalize_into",
+    "network_input",
     "argmax_channels",
     "nearest_index",
     "resize_nearest",
@@ -114,6 +117,16 @@ def normalize_into(
         if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
             target[...] = got
     return x
+
+
+def network_input(image: np.ndarray, normalization: Normalization, size: tuple[int, int],
+                  color_order: str = "bgr") -> np.ndarray:
+    """A new ``(1,3,h,w)`` float32 array: ``image`` as the engine's CPU path feeds the network at ``size``
+    (W, H); int8 calibration reads its inputs through this, so it sees what the node's network sees."""
+    w, h = size
+    gain, bias = normalization.gain_bias()
+    x = torch.empty((1, 3, h, w), dtype=torch.float32)
+    return normalize_into(image, x, gain, bias, color_order != normalization.color_order, CpuBuffers()).numpy()
 
 
 def argmax_channels(

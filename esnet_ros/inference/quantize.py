@@ -1,9 +1,9 @@
 """int8 on the CPU: post-training static quantization of an exported ESNet with ONNX Runtime.
 
 Calibration runs the fp32 model on images the user supplies (ideally from the deployment's
-camera; the synthetic set from ``esnet synth`` for the demo model), preprocessed by the engine
-itself (:meth:`esnet_ros.inference.segmenter.Segmenter.network_input`: the same resize and
-normalization as the node), and records activation ranges; weights are quantized per channel
+camera; the synthetic set from ``esnet synth`` for the demo model), preprocessed by the engine's
+own kernel (:func:`esnet_ros.inference.cpu_ops.network_input`, which the :class:`Segmenter` runs:
+the same resize and ``ModelMeta.normalization`` as the node), and records activation ranges; weights are quantized per channel
 (int8, symmetric), activations per tensor (uint8).  The result is a QDQ ONNX model that ONNX
 Runtime runs with its int8 (VNNI/AMX where the CPU has them) kernels; the esnet_ros metadata is
 copied over.
@@ -22,10 +22,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from esnet_ros.inference.onnx_export import write_onnx_metadata
-from esnet_ros.inference.segmenter import Segmenter
+from esnet_ros.core.metadata import ModelMeta
+from esnet_ros.inference.cpu_ops import network_input
+from esnet_ros.inference.onnx_export import read_onnx_metadata, write_onnx_metadata
 
-__all__ = ["IMAGE_EXTENSIONS", "CALIBRATION_METHODS", "calibration_images", "quantize_model"]
+__all__ = ["IMAGE_EXTENSIONS", "CALIBRATION_METHODS", "calibration_images", "calibration_input", "quantize_model"]
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,12 @@ def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathli
     return [files[i] for i in sorted(set(idx.tolist()))]
 
 
-def _read_bgr(path: pathlib.Path) -> np.ndarray:
+def calibration_input(path: str | pathlib.Path, meta: ModelMeta, size: tuple[int, int]) -> np.ndarray:
+    """The ``(1,3,h,w)`` float32 network input for the image file ``path``, as the engine makes it."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise FileNotFoundError(f"cannot read calibration image {path}; is it a PNG/JPEG file?")
-    return image
+    return network_input(image, meta.normalization, size, color_order="bgr")
 
 
 def quantize_model(
@@ -67,8 +69,8 @@ def quantize_model(
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r} must be one of: {', '.join(CALIBRATION_METHODS)}")
-    engine = Segmenter(fp32_onnx, device="cpu", backend="onnxruntime")
-    if engine.meta.onnx_input_size is None:
+    meta = read_onnx_metadata(fp32_onnx)
+    if meta.onnx_input_size is None:
         raise ValueError("int8 quantization needs a fixed-size export; export without --dynamic")
     files = calibration_images(calibration_dir, num_images)
 
@@ -78,7 +80,7 @@ def quantize_model(
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             path = next(self._it, None)
-            return None if path is None else {"input": engine.network_input(_read_bgr(path), "bgr")}
+            return None if path is None else {"input": calibration_input(path, meta, meta.onnx_input_size)}
 
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +96,5 @@ def quantize_model(
         calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.capitalize())),
     )
     calibration = {"images": len(files), "method": method, "directory": str(calibration_dir)}
-    write_onnx_metadata(output, engine.meta.replace(onnx_precision="int8", int8_calibration=calibration))
-    engine.release()
+    write_onnx_metadata(output, meta.replace(onnx_precision="int8", int8_calibration=calibration))
     return output

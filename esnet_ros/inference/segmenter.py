@@ -137,13 +137,15 @@ class Segmenter:
         weights: a checkpoint path, a ``(model, ModelMeta)`` pair, or ``None`` for the bundled
             demo model (trained on synthetic scenes: not for real cameras).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16`` (CUDA only).
+        precision: ``auto`` (fp16 on CUDA; on the CPU bf16 with OpenVINO on AMX/AVX512-BF16, else fp32),
+            ``fp32``, ``fp16`` (CUDA only), ``bf16`` (OpenVINO) or ``int8``.
         backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
             checkpoint was trained at (``ModelMeta.input_size``), or a fixed-size ONNX file's.
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
         backend_options: passed to :func:`esnet_ros.inference.backends.create_backend` (e.g.
             ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
+        num_threads: CPU threads of the backend (0 = every core).
 
     ``weights`` may also be an ``.onnx`` file from ``esnet export`` (run by ``onnxruntime``).
     """
@@ -158,9 +160,10 @@ class Segmenter:
         input_size: tuple[int, int] | None = None,
         labels: LabelSet | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        num_threads: int = 0,
     ) -> None:
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        resolve_precision(precision, self.device)  # bad values fail before the weights load; auto waits for the backend
         model, meta, backend = _load(weights, backend, labels)
         self.meta = meta
         self.labels = meta.labels
@@ -174,8 +177,10 @@ class Segmenter:
                 f"{self.input_size[0]}x{self.input_size[1]}; use input_size=({fixed[0]}, {fixed[1]}) or export with --dynamic"
             )
         self.backend = create_backend(
-            backend, model, meta, self.device, self.precision, self.input_size, options=backend_options
+            backend, model, meta, self.device, precision, self.input_size, options=backend_options,
+            num_threads=num_threads,
         )
+        self.precision = self.backend.precision
         # x_norm = pixel * gain + bias, per channel in the model's color order
         self._gain_np, self._bias_np = meta.normalization.gain_bias()
         self._gain = torch.from_numpy(self._gain_np).view(1, 3, 1, 1).to(self.device)

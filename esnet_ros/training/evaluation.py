@@ -86,9 +86,8 @@ def compare_predictions(
     with ``ground_truth`` (train-id maps at network resolution, 255 = ignore),
     ``miou_fp32``, ``miou_int8`` and ``miou_drop`` (points).
     """
-    options = {"threads": threads} if threads else None
-    fp32 = Segmenter(fp32_onnx, device="cpu", backend="onnxruntime", backend_options=options)
-    int8 = Segmenter(int8_onnx, device="cpu", backend="onnxruntime", precision="int8", backend_options=options)
+    fp32 = Segmenter(fp32_onnx, device="cpu", backend="onnxruntime", precision="fp32", num_threads=threads or 0)
+    int8 = Segmenter(int8_onnx, device="cpu", backend="onnxruntime", precision="int8", num_threads=threads or 0)
     labels = fp32.labels
     vs_fp32, m32, m8 = (ConfusionMatrix.for_labels(labels) for _ in range(3))
     agree = total = 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from esnet_ros.inference import backends as backends
+from esnet_ros.inference import devices as devices
 from esnet_ros.inference.backends import (
     BACKENDS,
     OnnxRuntimeBackend,
@@ -34,12 +35,12 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_backend_names():
-    assert BACKENDS == ("torch", "onnxruntime", "tensorrt", "auto")
+    assert BACKENDS == ("torch", "onnxruntime", "openvino", "tensorrt", "auto")
 
 
 def test_unknown_backend_names_the_choices(reference):
     model, meta = reference
-    with pytest.raises(ValueError, match="backend='tflite' is not available; use one of: torch, onnxruntime, tensorrt, auto"):
+    with pytest.raises(ValueError, match="backend='tflite' is not available; use one of: torch, onnxruntime, openvino, tensorrt, auto"):
         create_backend("tflite", model, meta, CPU, "fp32", (W, H))
     with pytest.raises(ValueError, match="backend='tflite' is not available"):
         Segmenter(reference[0:2], device="cpu", backend="tflite", input_size=(W, H))
@@ -52,31 +53,31 @@ def test_tensorrt_on_the_cpu_names_the_fix():
 
 def test_tensorrt_without_tensorrt_names_the_fix(monkeypatch):
     # a CUDA machine whose onnxruntime-gpu lacks the TensorRT provider
-    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: ("CUDAExecutionProvider", "CPUExecutionProvider"))
+    monkeypatch.setattr(devices, "onnxruntime_providers", lambda: ("CUDAExecutionProvider", "CPUExecutionProvider"))
     with pytest.raises(ValueError, match=r"lacks .*pip install onnxruntime-gpu tensorrt.*or use backend:=onnxruntime"):
         resolve_backend("tensorrt", torch.device("cuda", 0), "fp16")
     assert resolve_backend("onnxruntime", torch.device("cuda", 0), "fp16") == "onnxruntime"
 
 
 def test_onnxruntime_cuda_without_onnxruntime_gpu_and_without_onnxruntime(monkeypatch):
-    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: ("CPUExecutionProvider",))
+    monkeypatch.setattr(devices, "onnxruntime_providers", lambda: ("CPUExecutionProvider",))
     with pytest.raises(ValueError, match="needs onnxruntime-gpu .*pip install onnxruntime-gpu"):
         resolve_backend("onnxruntime", torch.device("cuda", 0), "fp16")
-    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: ())
+    monkeypatch.setattr(devices, "onnxruntime_providers", lambda: ())
     with pytest.raises(ValueError, match="needs ONNX Runtime: pip install onnxruntime"):
         resolve_backend("onnxruntime", CPU)
     assert resolve_backend("auto", CPU) == "torch"  # no ORT: auto falls back to torch
 
 
 def test_auto_and_precision_rules(monkeypatch):
-    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: ("CPUExecutionProvider",))
+    monkeypatch.setattr(devices, "onnxruntime_providers", lambda: ("CPUExecutionProvider",))
     assert resolve_backend("auto", CPU) == "onnxruntime"
     assert resolve_backend("AUTO", torch.device("cuda", 0), "fp16") == "torch"
     assert resolve_precision("auto", CPU) == "fp32"
     assert resolve_precision("int8", CPU) == "int8"
     with pytest.raises(ValueError, match="precision=int8 runs on the CPU only"):
         resolve_precision("int8", torch.device("cuda", 0))
-    with pytest.raises(ValueError, match="precision='bf8' must be one of: auto, fp32, fp16, int8"):
+    with pytest.raises(ValueError, match="precision='bf8' must be one of: auto, fp32, fp16, bf16, int8"):
         resolve_precision("bf8", CPU)
     with pytest.raises(ValueError, match="precision=int8 runs on backend:=onnxruntime"):
         resolve_backend("torch", CPU, "int8")

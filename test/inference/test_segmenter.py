@@ -9,6 +9,7 @@ from torch import nn
 
 from esnet_ros.core.checkpoint import make_metadata
 from esnet_ros.core.labels import LabelSet
+from esnet_ros.inference.cpu_ops import network_input
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES, Segmenter
 
 LABELS = LabelSet("toy", ("left", "right", "never"), ((200, 0, 0), (0, 100, 0), (0, 0, 50)))
@@ -122,6 +123,8 @@ def test_network_input_is_what_the_backend_gets():
     expected = torch.nn.functional.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(8, 16),
                                                mode="bilinear", align_corners=False) / 255
     np.testing.assert_allclose(x, expected.numpy(), rtol=0, atol=1e-5)
+    # int8 calibration reads its inputs through the same kernel
+    np.testing.assert_array_equal(x, network_input(img, seg.meta.normalization, seg.input_size, "rgb"))
     again = seg.network_input(img, "rgb")
     seg(half_red(), outputs=("labels",))  # the engine's own buffers are reused; the returned array is not
     np.testing.assert_array_equal(x, again)
@@ -199,7 +202,7 @@ def test_cuda_requested_without_cuda_names_the_fix():
 
 
 def test_auto_device_falls_back_to_cpu(caplog):
-    caplog.set_level("INFO", logger="esnet_ros.inference.backends")
+    caplog.set_level("INFO", logger="esnet_ros.inference.devices")
     seg = Segmenter((RedOracle(), make_metadata(LABELS, input_size=(16, 8))), device="auto")
     if not torch.cuda.is_available():
         assert seg.device.type == "cpu" and seg.precision == "fp32"

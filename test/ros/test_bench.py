@@ -1,11 +1,15 @@
-"""esnet bench: its JSON schema on a tiny size, the statistics, and one tiny run through the node."""
+"""esnet bench: its JSON schema on a tiny size (every backend x precision, ISA flags, background load),
+the statistics, and one tiny run through the node."""
 
 import json
 
 import pytest
+import torch
 
-from esnet_ros.ros.bench import parse_sizes, summarize
 from esnet_ros.cli import main as esnet_main
+from esnet_ros.core.summary import summarize
+from esnet_ros.inference import devices
+from esnet_ros.inference.benchmark import background_load, parse_sizes
 
 MACHINE_KEYS = {"cpu", "cores", "gpu", "torch", "onnxruntime"}
 ENTRY_KEYS = {"kind", "backend", "precision", "size", "median_ms", "p90_ms", "min_ms", "fps"}
@@ -47,6 +51,35 @@ def test_model_only_json_schema(reference_checkpoint, tmp_path, capsys, monkeypa
     assert ("onnxruntime", "CPU") in variants
     assert all("speedup_vs_eager" in r for r in models)
     assert "median" in capsys.readouterr().out
+    assert set(report["machine"]["isa"]) >= {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni"}
+    if devices.openvino_version():
+        precisions = {r["precision"] for r in models if r["backend"] == "openvino"}
+        assert precisions == ({"fp32", "bf16"} if devices.cpu_has_bf16() else {"fp32"})
+        assert report["machine"]["openvino"] == devices.openvino_version()
+
+
+def test_background_load_keeps_a_core_busy(reference_checkpoint, tmp_path, monkeypatch):
+    import os
+    import time
+
+    with background_load(1) as pids:
+        assert len(pids) == 1
+        t0 = os.times()
+        time.sleep(0.5)
+        stat = open(f"/proc/{pids[0]}/stat").read().rsplit(")", 1)[1].split()
+        busy_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        assert busy_s > 0.2, busy_s  # the hog spins (on a 2-core machine shared with others: not all 0.7 s)
+        assert os.times().elapsed - t0.elapsed >= 0.5
+    assert not os.path.exists(f"/proc/{pids[0]}/stat") or "Z" in open(f"/proc/{pids[0]}/stat").read().split()[2]
+    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
+                     "--runs", "2", "--warmup", "1", "--backends", "torch:eager,onnxruntime", "--no-node",
+                     "--background-load", "--num-threads", "1", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    check_schema(report)
+    assert report["settings"]["background_load"] is True and report["settings"]["num_threads"] == 1
 
 
 def test_unknown_backend_selection_is_refused(reference_checkpoint, capsys):
@@ -82,3 +115,34 @@ def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
     assert set(stages) == {"decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms",
                            "total_ms", "age_ms"}
     assert 0 < stages["inference_ms"] < stages["total_ms"] <= stages["age_ms"]
+
+
+def test_accuracy_of_each_entry_on_synthetic_val(reference_checkpoint, tmp_path, monkeypatch):
+    from esnet_ros.data.synth.writer import write_dataset
+
+    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
+    write_dataset(tmp_path / "synth", train=0, val=2, seed=1, size=(128, 64))
+    out = tmp_path / "bench.json"
+    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
+                     "--runs", "1", "--warmup", "0", "--backends", "torch:eager,onnxruntime", "--no-node",
+                     "--accuracy-data", str(tmp_path / "synth"), "--json", str(out)])
+    assert rc == 0
+    models = json.loads(out.read_text())["results"]
+    eager, ort = models
+    assert eager["agreement"] == 1.0 and eager["accuracy_images"] == 2
+    assert ort["agreement"] > 0.999 and abs(ort["miou"] - eager["miou"]) < 0.5
+    assert 0 <= eager["miou"] <= 100
+
+
+def test_an_exported_model_entry_runs_at_its_own_size_only(reference_checkpoint, tmp_path):
+    from esnet_ros.core.checkpoint import load_checkpoint
+    from esnet_ros.inference.benchmark import Entry, fixed_size, time_entries
+    from esnet_ros.inference.onnx_export import export_onnx
+
+    model, meta = load_checkpoint(reference_checkpoint)
+    path = export_onnx(model, meta, tmp_path / "m.onnx", input_size=(64, 32), verify=False)
+    entries = [Entry("torch", "eager", "fp32", {"fold_bn": False, "channels_last": False}),
+               Entry("onnxruntime", "CPU file", "fp32", {"onnx_path": str(path)})]
+    assert fixed_size(entries[1]) == (64, 32) and fixed_size(entries[0]) is None
+    results = time_entries(entries, model, meta, torch.device("cpu"), [(64, 32), (128, 64)], runs=1, warmup=0)
+    assert [(r["variant"], r["size"]) for r in results] == [("eager", "64x32"), ("CPU file", "64x32"), ("eager", "128x64")]

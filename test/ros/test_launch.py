@@ -69,15 +69,20 @@ def test_rviz_without_rviz2_fails_before_the_node_starts(monkeypatch, tmp_path):
 
 
 def test_multi_camera_includes_segmentation_once_per_namespace():
+    from launch_ros.actions import PushRosNamespace
+
     multi = _module("multi_camera.launch")
     groups = multi._cameras(_context(cameras="front, rear"))
     assert [type(g) for g in groups] == [GroupAction, GroupAction]
     for camera, group in zip(("front", "rear"), groups):
-        push, include = group.get_sub_entities()
-        assert type(push).__name__ == "PushRosNamespace"
+        entities = group.get_sub_entities()  # scoped: configurations/environment pushed and popped around
+        (push,) = [e for e in entities if isinstance(e, PushRosNamespace)]
+        (include,) = [e for e in entities if isinstance(e, IncludeLaunchDescription)]
         assert "".join(s.perform(_context()) for s in push.namespace) == camera
-        assert isinstance(include, IncludeLaunchDescription)
-        assert include.launch_description_source.location == str(LAUNCH / "segmentation.launch.py")
+        assert entities.index(push) < entities.index(include)  # the namespace applies to the include
+        source = include.launch_description_source
+        source.get_launch_description(_context())  # expands the location's substitutions
+        assert source.location == str(LAUNCH / "segmentation.launch.py")
     with pytest.raises(ValueError, match="not valid ROS namespaces"):
         multi._cameras(_context(cameras="front,9rear"))
 
