@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from typing import Any, Callable
 
@@ -32,7 +33,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from esnet_ros.inference.segmenter import Segmenter
-from esnet_ros.msg import SegmentationStats
+from esnet_ros.core.labels import LabelSet
+from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
 from esnet_ros.ros.images import (
     ColorInput,
     ImageConversionError,
@@ -41,12 +43,20 @@ from esnet_ros.ros.images import (
     to_color_input,
 )
 
+try:  # optional: the Nav2 semantic_segmentation_layer contract
+    from vision_msgs.msg import LabelInfo, VisionClass
+except ImportError:
+    LabelInfo = VisionClass = None
+
 __all__ = [
     "IMAGE_OUTPUTS",
     "OUTPUTS",
     "FrameProcessor",
     "FrameResult",
     "InferenceError",
+    "LabelInfo",
+    "LatestSlot",
+    "class_map_messages",
     "ImageConversionError",
     "segmenter_outputs",
     "stamp_ns",
@@ -91,6 +101,61 @@ def segmenter_outputs(wanted: tuple[str, ...]) -> tuple[str, ...]:
 def stamp_ns(stamp: Any) -> int:
     """A ``builtin_interfaces/Time`` in integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class LatestSlot:
+    """A one-frame mailbox: ``put`` replaces a waiting frame (returns True when it did)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float) -> Any:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> bool:
+        with self._cond:
+            had, self._item = self._item is not None, None
+            return had
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+
+
+def class_map_messages(labels: LabelSet, model_name: str, stamp: Any) -> tuple[Any, Any]:
+    """The ``esnet/class_map`` message, and ``esnet/label_info``'s (None without vision_msgs)."""
+    msg = ClassMap()
+    msg.header.stamp = stamp
+    msg.model_name = model_name
+    msg.dataset = labels.name
+    msg.classes = [ClassInfo(id=i, name=name, r=int(c[0]), g=int(c[1]), b=int(c[2]))
+                   for i, (name, c) in enumerate(zip(labels.names, labels.colors))]
+    msg.ignore_id = int(labels.ignore_index)
+    if LabelInfo is None:
+        return msg, None
+    info = LabelInfo()
+    info.header = msg.header
+    info.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(labels.names)]
+    info.threshold = 0.0
+    return msg, info
 
 
 class FrameProcessor:
