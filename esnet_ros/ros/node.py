@@ -20,6 +20,7 @@ Parameters live in :mod:`esnet_ros.ros.parameters`, counters and /diagnostics in
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pathlib
@@ -418,6 +419,22 @@ def _spin(node: SegmentationNode) -> None:
         node.destroy_node()
 
 
+def _run() -> int:
+    """Build the node, forward the core's log records to it, and spin (exit code 2 for a bad parameter)."""
+    try:
+        node = SegmentationNode()
+    except InvalidParameterValueException as exc:
+        print(f"{NODE_NAME}: {exc}; input_width/input_height take multiples of 8 (0: the checkpoint's size)",
+              file=sys.stderr)
+        return 2
+    core_log = logging.getLogger("esnet_ros")
+    core_log.setLevel(logging.INFO)
+    core_log.addHandler(RosLogHandler(node.get_logger()))
+    core_log.propagate = False
+    _spin(node)
+    return 0
+
+
 def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
     """``python -m esnet_ros.ros.node --ros-args -p name:=value``: run until SIGINT/SIGTERM (exit 0).
 
@@ -433,17 +450,10 @@ def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
         init = rclpy.init(args=args)  # installs SIGINT and SIGTERM handlers that end spin()
         with init:
             try:
-                node = SegmentationNode()
-            except InvalidParameterValueException as exc:
-                print(f"{NODE_NAME}: {exc}; input_width/input_height take multiples of 8 (0: the checkpoint's "
-                      f"size)", file=sys.stderr)
-                code = 2
-            else:
-                core_log = logging.getLogger("esnet_ros")
-                core_log.setLevel(logging.INFO)
-                core_log.addHandler(RosLogHandler(node.get_logger()))
-                core_log.propagate = False
-                _spin(node)
+                code = _run()
+            except (KeyboardInterrupt, ExternalShutdownException):
+                pass  # handled here, so that no traceback keeps the node (and its context) alive
+        gc.collect()  # the node's handles keep the context in use until they are freed
         init.context.destroy()  # finalizes the participant: DDS announces that it left
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -356,18 +356,19 @@ def test_label_info_matches_the_class_map_is_latched_and_follows_a_model_swap(cl
     from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
     assert pub.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
-    # a model swap (the bundled 13-class model) republishes it with the new classes
+    # a model swap (the bundled model, its own class list) republishes it: a newer stamp, the new classes
     from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
 
     bundled = labels_from_meta(load_checkpoint(resolve_weights(""), "cpu")[1])
+    before = stamp_ns(info)
     assert all(r.successful for r in client.set_parameters(weights=""))
     try:
         collector, sub = client.collect(LabelInfo, "/esnet/label_info", latched=True, depth=1)
         deadline = time.monotonic() + 60
-        while not (collector.messages and len(collector.messages[-1].class_map) == bundled.num_classes):
+        while not (collector.messages and stamp_ns(collector.messages[-1]) > before):
             assert time.monotonic() < deadline, "label_info never carried the bundled model's classes"
             camera.roundtrip(make_image(scene(20, 20), "rgb8"), {"labels": outputs["labels"]})  # the swap is per frame
         client.node.destroy_subscription(sub)
-        assert [c.class_name for c in collector.messages[-1].class_map] == list(bundled.names)
+        assert [(c.class_id, c.class_name) for c in collector.messages[-1].class_map] == list(enumerate(bundled.names))
     finally:
         assert all(r.successful for r in client.set_parameters(weights=str(REFERENCE)))

@@ -580,7 +580,7 @@ def test_no_size_parameters_serve_the_bundled_model_at_its_own_size(rclpy_contex
     proc = NodeProcess({"device": "cpu"}, ros_args=("-r", f"__ns:={ns}"))
     client = Client(rclpy_context, "esnet_test_bundled_client")
     try:
-        line = proc.wait_for(r"network input", 90)
+        line = proc.wait_for(r"network input .* \(from ", 90)
         assert "network input 512x256 (from the checkpoint)" in line, line
         proc.wait_for(r"subscribed to", 30)
         stats, _ = client.collect(SegmentationStats, f"{ns}/esnet/stats")
