@@ -4,12 +4,13 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 CAMERA ?=
 DEMO_SECONDS ?= 30
+DEMO_RATE_HZ ?= 30
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help setup test demo bench soak clean
 help:
-	@echo "make demo   - set up, then run the synthetic camera + segmentation node, write demo_output/"
+	@echo "make demo   - set up, then run the synthetic camera (30 Hz) + segmentation node, write demo_output/"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make setup  - .venv + ROS 2 Kilted wheels + torch + colcon build (idempotent)"
 	@echo "make bench  - benchmark model and node (JSON in bench.json)"
@@ -22,7 +23,7 @@ test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	@$(ENV) esnet demo --seconds $(DEMO_SECONDS) $(if $(CAMERA),--camera $(CAMERA),) $(DEMO_ARGS)
+	@$(ENV) esnet demo --seconds $(DEMO_SECONDS) $(if $(CAMERA),--camera $(CAMERA),--rate-hz $(DEMO_RATE_HZ)) $(DEMO_ARGS)
 
 bench: setup
 	@$(ENV) esnet bench --json bench.json

@@ -3,56 +3,58 @@
     ros2 launch esnet_ros multi_camera.launch.py cameras:=front,rear weights:=/path/to/esnet.safetensors
 
 Camera ``front`` is read from ``/front/camera/image_raw`` (``image_topic`` relative to the
-namespace) and published on ``/front/esnet/labels``, ``/front/esnet/overlay``, ... Every
-instance reads the same ``params_file``; its ``/**`` section applies to all of them.
+namespace) and published on ``/front/esnet/labels``, ``/front/esnet/overlay``, ... Each camera
+includes ``segmentation.launch.py`` inside a ``GroupAction`` with ``PushRosNamespace``, so both
+files share one definition of the node. Every instance reads the same ``params_file``; its
+``/**`` section applies to all of them.
 """
 
+import pathlib
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription, OpaqueFunction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import PushRosNamespace
 
-ARGUMENTS = (
-    ("cameras", "front,rear",
-     "Comma-separated camera names; each becomes the namespace of one node (/<name>/esnet/labels)."),
-    ("image_topic", "camera/image_raw",
-     "Camera topic relative to each namespace (/<name>/camera/image_raw by default)."),
-    ("params_file", PathJoinSubstitution([FindPackageShare("esnet_ros"), "config", "esnet.yaml"]),
-     "YAML with the nodes' parameters (config/esnet.yaml documents them)."),
-    ("weights", "", "ESNet checkpoint for all cameras; empty keeps the params file's value."),
-    ("device", "", "auto, cpu, cuda or cuda:N for all cameras; empty keeps the params file's value."),
-    ("use_sim_time", "false", "Use /clock (simulation or bag playback)."),
-)
+SEGMENTATION = pathlib.Path(__file__).with_name("segmentation.launch.py")
+SEGMENTATION_ARGUMENTS = ("image_topic", "params_file", "weights", "device", "backend", "precision",
+                          "input_width", "input_height", "use_sim_time")
 
 
-def _nodes(context):
-    names = [n.strip().strip("/") for n in LaunchConfiguration("cameras").perform(context).split(",") if n.strip()]
+def _forwarded_arguments() -> list[DeclareLaunchArgument]:
+    """segmentation.launch.py's own declarations of the forwarded arguments (defined once, there)."""
+    description = PythonLaunchDescriptionSource(str(SEGMENTATION)).try_get_launch_description_without_context()
+    declared = {a.name: a for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    return [DeclareLaunchArgument(name, default_value=declared[name].default_value,
+                                  description=f"{declared[name].description} Applies to every camera.")
+            for name in SEGMENTATION_ARGUMENTS]
+
+
+def camera_names(text: str) -> list[str]:
+    names = [n.strip().strip("/") for n in text.split(",") if n.strip()]
     if not names:
         raise ValueError("cameras:= is empty; give comma-separated names, e.g. cameras:=front,rear")
     bad = [n for n in names if not n.replace("_", "").replace("/", "").isalnum() or n[0].isdigit()]
     if bad:
         raise ValueError(f"camera names {bad} are not valid ROS namespaces (letters, digits, _; not starting with a digit)")
-    overrides = {"image_topic": LaunchConfiguration("image_topic").perform(context),
-                 "use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1", "yes")}
-    for name in ("weights", "device"):
-        value = LaunchConfiguration(name).perform(context).strip()
-        if value:
-            overrides[name] = value
-    return [Node(
-        package="esnet_ros",
-        executable="segmentation_node",
-        name="esnet_segmentation",
-        namespace=camera,
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        output="screen",
-        emulate_tty=True,
-    ) for camera in names]
+    return names
+
+
+def _cameras(context):
+    forwarded = {name: LaunchConfiguration(name) for name in SEGMENTATION_ARGUMENTS}
+    return [GroupAction([
+        PushRosNamespace(camera),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(SEGMENTATION)),
+                                 launch_arguments={**forwarded, "rviz": "false"}.items()),
+    ]) for camera in camera_names(LaunchConfiguration("cameras").perform(context))]
 
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
-        *(DeclareLaunchArgument(name, default_value=default, description=description)
-          for name, default, description in ARGUMENTS),
-        OpaqueFunction(function=_nodes),
+        DeclareLaunchArgument("cameras", default_value="front,rear",
+                              description="Comma-separated camera names; each becomes the namespace of one "
+                                          "node (/<name>/esnet/labels)."),
+        *_forwarded_arguments(),
+        OpaqueFunction(function=_cameras),
     ])

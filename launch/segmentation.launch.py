@@ -3,77 +3,99 @@
     ros2 launch esnet_ros segmentation.launch.py image_topic:=/camera/color/image_raw \\
         weights:=/path/to/esnet.safetensors device:=cuda rviz:=true
 
-Parameters come from ``params_file`` (default: config/esnet.yaml of the package); the
-``weights``, ``device``, ``input_width`` and ``input_height`` arguments override it only when
-given (empty means "keep the file's value").
+Parameters come from ``params_file`` (default: config/esnet.yaml of the package); the model and
+engine arguments below override it only when given (empty means "keep the file's value").
+``multi_camera.launch.py`` includes this file once per camera namespace.
 """
+
+import shutil
+import sys
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+PARAMS_FILE = PathJoinSubstitution([FindPackageShare("esnet_ros"), "config", "esnet.yaml"])
+
+# (name, default, description); the string/integer ones below override the params file when not empty.
 ARGUMENTS = (
     ("image_topic", "camera/image_raw",
      "Camera topic (sensor_msgs/Image); relative names resolve in `namespace`. With "
      "input_transport=compressed in the params file the node reads <image_topic>/compressed."),
     ("namespace", "", "Namespace of the node and its outputs (e.g. front: /front/esnet/labels)."),
-    ("params_file", PathJoinSubstitution([FindPackageShare("esnet_ros"), "config", "esnet.yaml"]),
+    ("params_file", PARAMS_FILE,
      "YAML with the node's parameters (every parameter is documented in config/esnet.yaml)."),
-    ("weights", "", "ESNet checkpoint (.safetensors/.pt); empty keeps the params file's value "
+    ("weights", "", "ESNet checkpoint (.safetensors/.pt/.onnx); empty keeps the params file's value "
                     "(empty there means the bundled demo model, not for real cameras)."),
     ("device", "", "auto, cpu, cuda or cuda:N; empty keeps the params file's value (auto)."),
-    ("input_width", "", "Network input width, a multiple of 8; empty keeps the params file's value (1024)."),
-    ("input_height", "", "Network input height, a multiple of 8; empty keeps the params file's value (512)."),
+    ("backend", "", "auto, torch, onnxruntime or openvino; empty keeps the params file's value."),
+    ("precision", "", "auto, fp32, fp16, bf16 or int8; empty keeps the params file's value."),
+    ("input_width", "", "Network input width, a multiple of 8; empty keeps the params file's value "
+                        "(0: the checkpoint's own input size)."),
+    ("input_height", "", "Network input height, a multiple of 8; empty keeps the params file's value "
+                         "(0: the checkpoint's own input size)."),
     ("use_sim_time", "false", "Use /clock (simulation or bag playback) for stamps and stats.age_ms."),
     ("rviz", "false", "Also start rviz2 with config/esnet.rviz (camera image, color mask and overlay)."),
 )
+STRING_OVERRIDES = ("weights", "device", "backend", "precision")
+INTEGER_OVERRIDES = ("input_width", "input_height")
+TRUE = ("true", "1", "yes", "on")
 
 
-def _overrides(context):
-    """Only the arguments that were given override the params file (types checked here)."""
-    values = {"image_topic": LaunchConfiguration("image_topic").perform(context),
-              "use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1", "yes")}
-    for name in ("weights", "device"):
-        value = LaunchConfiguration(name).perform(context).strip()
+def _value(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context).strip()
+
+
+def node_overrides(context) -> dict:
+    """The launch arguments that were given, typed, as parameter overrides on top of the params file."""
+    values = {"image_topic": _value(context, "image_topic"),
+              "use_sim_time": _value(context, "use_sim_time").lower() in TRUE}
+    values.update({name: _value(context, name) for name in STRING_OVERRIDES if _value(context, name)})
+    for name in INTEGER_OVERRIDES:
+        value = _value(context, name)
+        if value and not value.isdigit():
+            raise ValueError(f"{name}:={value!r} must be a non-negative integer, a multiple of 8 (e.g. 512), "
+                             "or 0 for the checkpoint's own input size")
         if value:
-            values[name] = value
-    for name in ("input_width", "input_height"):
-        value = LaunchConfiguration(name).perform(context).strip()
-        if value:
-            if not value.isdigit():
-                raise ValueError(f"{name}:={value!r} must be a positive integer, a multiple of 8 (e.g. 1024)")
             values[name] = int(value)
     return values
 
 
-def _nodes(context):
-    return [Node(
+def _actions(context):
+    """Checked before anything starts: rviz:=true without rviz2 fails here, not after the node is up."""
+    rviz = _value(context, "rviz").lower() in TRUE
+    if rviz and shutil.which("rviz2") is None:
+        raise RuntimeError("rviz:=true but rviz2 is not installed (install ros-<distro>-rviz2, "
+                           "or launch with rviz:=false and run rviz2 on another machine)")
+    tty = sys.stdout.isatty()  # colour codes only on a terminal, never into redirected logs
+    actions = [Node(
         package="esnet_ros",
         executable="segmentation_node",
         name="esnet_segmentation",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), _overrides(context)],
+        namespace=_value(context, "namespace"),
+        parameters=[LaunchConfiguration("params_file"), node_overrides(context)],
         output="screen",
-        emulate_tty=True,
+        emulate_tty=tty,
     )]
-
-
-def generate_launch_description() -> LaunchDescription:
-    rviz_config = PathJoinSubstitution([FindPackageShare("esnet_ros"), "config", "esnet.rviz"])
-    return LaunchDescription([
-        *(DeclareLaunchArgument(name, default_value=default, description=description)
-          for name, default, description in ARGUMENTS),
-        OpaqueFunction(function=_nodes),
-        Node(
+    if rviz:
+        actions.append(Node(
             package="rviz2",
             executable="rviz2",
             name="esnet_rviz",
-            arguments=["-d", rviz_config],
-            parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-            condition=IfCondition(LaunchConfiguration("rviz")),
+            namespace=_value(context, "namespace"),
+            arguments=["-d", PathJoinSubstitution([FindPackageShare("esnet_ros"), "config", "esnet.rviz"])],
+            parameters=[{"use_sim_time": _value(context, "use_sim_time").lower() in TRUE}],
             output="screen",
-        ),
+            emulate_tty=tty,
+        ))
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=description)
+          for name, default, description in ARGUMENTS),
+        OpaqueFunction(function=_actions),
     ])

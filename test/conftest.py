@@ -2,7 +2,7 @@
 
 - Each test session gets its own random ROS_DOMAIN_ID (loopback-only discovery), so parallel
   runs on one machine never see each other's nodes; rclpy talks real DDS, nothing is mocked.
-- Markers ``ros``, ``launch``, ``vision_msgs`` and ``cuda`` skip (with the reason) where the
+- Markers ``ros``, ``ros_launch``, ``vision_msgs`` and ``cuda`` skip (with the reason) where the
   dependency is missing.
 - A session in which no test passed fails: "all skipped" is not green.
 """
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import pathlib
 import random
@@ -45,16 +46,19 @@ def _cuda_available() -> bool:
 
 REQUIREMENTS = {
     "ros": (lambda: _importable("rclpy") and _importable("esnet_ros.msg"), "rclpy / built esnet_ros.msg not importable (run make setup and source tools/env.sh)"),
-    "launch": (lambda: _importable("launch") and _importable("launch_ros"), "ROS 2 'launch'/'launch_ros' not installed (not on PyPI; needs a ROS 2 distro)"),
+    "ros_launch": (lambda: _importable("launch") and _importable("launch_ros"), "ROS 2 'launch'/'launch_ros' not installed (not on PyPI; needs a ROS 2 distro)"),
     "vision_msgs": (lambda: _importable("vision_msgs"), "vision_msgs not installed (not on PyPI; needs a ROS 2 distro)"),
+    "cv_bridge": (lambda: _importable("cv_bridge"), "ROS 2 cv_bridge not installed (not on PyPI; needs a ROS 2 distro)"),
     "cuda": (_cuda_available, "no CUDA device on this machine"),
 }
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ros: needs rclpy and the built esnet_ros messages (real DDS)")
-    config.addinivalue_line("markers", "launch: needs ROS 2 launch / launch_ros / launch_testing")
+    # Not "launch": launch_pytest registers that name for its own marker (with a required fixture=).
+    config.addinivalue_line("markers", "ros_launch: needs ROS 2 launch / launch_ros / launch_pytest")
     config.addinivalue_line("markers", "vision_msgs: needs vision_msgs")
+    config.addinivalue_line("markers", "cv_bridge: needs ROS 2's cv_bridge (compared with our conversion)")
     config.addinivalue_line("markers", "cuda: needs a CUDA device")
     config.addinivalue_line("markers", "slow: takes more than ~20 s")
 
@@ -77,6 +81,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == 0 and passed == 0 and not session.config.option.collectonly:
         print("\nno test passed: failing the run (all skipped or none collected)", file=sys.stderr)
         session.exitstatus = 1
+
+
+@pytest.fixture(autouse=True)
+def project_logs_reach_caplog():
+    """``import launch`` installs a logger class that never propagates to the root logger, where caplog
+    listens; loggers created after it (ours too) would then be invisible to tests. During each test the
+    standard class is in force and the project's loggers propagate, whatever was imported before."""
+    installed = logging.getLoggerClass()
+    logging.setLoggerClass(logging.Logger)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (name == "esnet_ros" or name.startswith("esnet_ros.")) and isinstance(logger, logging.Logger):
+            logger.propagate = True
+    yield
+    logging.setLoggerClass(installed)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The package itself: ROS manifest, set-up, environment script, and the rclpy-free core."""
 
+import logging
 import os
 import pathlib
 import shutil
@@ -109,6 +110,21 @@ def test_env_script_gives_rclpy_messages_cli_and_node_module():
 
 
 @pytest.mark.ros
+def test_env_script_puts_the_wheels_ament_index_on_the_prefix_path():
+    """`ros2 interface show sensor_msgs/msg/Image` and launch's front ends find packages through it."""
+    proc = run_bash(
+        ". tools/env.sh && python -c 'import os; from ament_index_python.packages import get_package_share_directory as share; "
+        "print(\"PREFIX=\" + os.environ[\"AMENT_PREFIX_PATH\"]); print(\"SENSOR=\" + share(\"sensor_msgs\")); "
+        "print(\"ESNET=\" + share(\"esnet_ros\"))'"
+    )
+    assert proc.returncode == 0, proc.stderr
+    prefixes = proc.stdout.split("PREFIX=")[1].splitlines()[0].split(":")
+    assert str(REPO / ".venv") in prefixes and str(REPO / ".colcon" / "install" / "esnet_ros") in prefixes
+    assert proc.stdout.split("SENSOR=")[1].splitlines()[0] == str(REPO / ".venv" / "share" / "sensor_msgs")
+    assert proc.stdout.split("ESNET=")[1].splitlines()[0].endswith("/share/esnet_ros")
+
+
+@pytest.mark.ros
 def test_setup_is_idempotent_and_quick_when_nothing_changed():
     proc = run_bash("bash tools/setup.sh")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -165,3 +181,25 @@ def test_pip_wheel_carries_the_core_the_cli_and_the_demo_weights(tmp_path):
     assert "Requires-Dist: torch<3,>=2.1" in requires  # a range: CUDA/Jetson builds are kept
     if (REPO / "esnet_ros/weights/esnet_demo_synth.safetensors").exists():
         assert "esnet_ros/weights/esnet_demo_synth.safetensors" in names
+
+
+class _LaunchLikeLogger(logging.Logger):
+    """What ``import launch`` installs with logging.setLoggerClass: loggers that never propagate."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.propagate = False
+
+
+_installed = logging.getLoggerClass()
+logging.setLoggerClass(_LaunchLikeLogger)
+_PROBE = logging.getLogger("esnet_ros.caplog_probe")  # created while the launch-like class is installed
+logging.setLoggerClass(_installed)
+
+
+def test_project_logs_reach_caplog_whatever_logger_class_was_installed(caplog):
+    assert isinstance(_PROBE, _LaunchLikeLogger)
+    with caplog.at_level(logging.INFO):
+        _PROBE.warning("probe record")
+        logging.getLogger("esnet_ros.caplog_probe_late").warning("late record")  # created during the test
+    assert [r.getMessage() for r in caplog.records] == ["probe record", "late record"]

@@ -16,6 +16,8 @@ import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "esnet_ros"
 LAYERS = ("core", "inference", "data", "training", "ros", "cli")
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
 ROS_ONLY = ("rclpy", "rosidl_runtime_py", "launch", "launch_ros", "cv_bridge", "esnet_ros.msg")
 
 
@@ -78,11 +80,36 @@ def ros_only_violations(modules: dict[str, pathlib.Path]) -> list[str]:
     for name, path in modules.items():
         if layer_of(name) == "ros" or name == "esnet_ros.msg":
             continue
-        for dep in sorted(imports_of(path, name)):
-            root = dep.split(".")[0]
-            if dep.startswith(ROS_ONLY) and (dep in ROS_ONLY or dep.split(".")[0] in ROS_ONLY or
-                                             dep.startswith("esnet_ros.msg")) or root.endswith("_msgs"):
-                bad.append(f"{name} imports {dep}; only esnet_ros.ros may import ROS packages")
+        roots = {dep.split(".")[0] for dep in imports_of(path, name)}
+        roots |= {"esnet_ros.msg" for dep in imports_of(path, name) if dep.startswith("esnet_ros.msg")}
+        bad += [f"{name} imports {root}; only esnet_ros.ros may import ROS packages"
+                for root in sorted(roots) if root in ROS_ONLY or root.endswith("_msgs")]
+    return bad
+
+
+def private_imports(modules: dict[str, pathlib.Path]) -> list[str]:
+    """``from esnet_ros.x import _name`` across modules: a private name is the other module's business."""
+    bad = []
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("esnet_ros")):
+                bad += [f"{name} imports {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    return bad
+
+
+def oversized(modules: dict[str, pathlib.Path]) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES (docstrings included)."""
+    bad = []
+    for name, path in modules.items():
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            bad.append(f"{name}: {text.count(chr(10))} lines > {MAX_MODULE_LINES}")
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    bad.append(f"{name}.{node.name} (line {node.lineno}): {length} lines > {MAX_FUNCTION_LINES}")
     return bad
 
 
@@ -138,6 +165,14 @@ def test_only_the_ros_layer_imports_ros():
     assert ros_only_violations(package_modules()) == []
 
 
+def test_no_private_names_cross_modules():
+    assert private_imports(package_modules()) == []
+
+
+def test_modules_and_functions_have_a_readable_size():
+    assert oversized(package_modules()) == []
+
+
 def test_the_checks_catch_violations(tmp_path):
     """The checks themselves fail on a deliberate violation (a test that cannot fail proves nothing)."""
     pkg = tmp_path / "esnet_ros"
@@ -148,6 +183,8 @@ def test_the_checks_catch_violations(tmp_path):
     (pkg / "core" / "a.py").write_text("from esnet_ros.ros import b\nimport rclpy\nfrom sensor_msgs.msg import Image\n")
     (pkg / "ros" / "b.py").write_text("from . import c\n")
     (pkg / "ros" / "c.py").write_text("def f():\n    from esnet_ros.ros.b import x\n")
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (pkg / "ros" / "d.py").write_text(f"from esnet_ros.ros.c import _helper\ndef long():\n{body}" + "#\n" * 400)
     modules = {".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__"): p
                for p in pkg.rglob("*.py")}
     assert layer_violations(modules) == [
@@ -156,6 +193,8 @@ def test_the_checks_catch_violations(tmp_path):
     ]
     assert cycles(internal_graph(modules)) == [["esnet_ros.ros.b", "esnet_ros.ros.c"]]
     assert len(ros_only_violations(modules)) == 2
+    assert private_imports(modules) == ["esnet_ros.ros.d imports esnet_ros.ros.c._helper"]
+    assert oversized(modules) == ["esnet_ros.ros.d: 462 lines > 450", "esnet_ros.ros.d.long (line 2): 61 lines > 60"]
 
 
 BLOCK_ROS = """
@@ -174,7 +213,7 @@ print('imported', len(sys.argv) - 1)
 
 
 def test_modules_outside_ros_import_without_rclpy():
-    names = [n for n in package_modules() if layer_of(n) not in (None, "ros")]
+    names = [n for n in package_modules() if layer_of(n) not in (None, "ros") and not n.endswith(".__main__")]
     names += ["esnet_ros"]
     out = subprocess.run([sys.executable, "-c", BLOCK_ROS, *names], capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -40,6 +40,7 @@ import torch
 from esnet_ros.inference.backends import create_backend, onnxruntime_providers, resolve_device
 from esnet_ros.ros.dds import use_large_message_profile
 from esnet_ros.core.model import check_input_size
+from esnet_ros.core.summary import summarize
 
 __all__ = [
     "Entry",
@@ -85,20 +86,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     if not sizes:
         raise ValueError("--sizes is empty; e.g. --sizes 1024x512,512x256")
     return sizes
-
-
-def summarize(times_ms: Iterable[float]) -> dict[str, float]:
-    """median, p90, min (ms) and fps of a list of timings."""
-    t = np.asarray(list(times_ms), dtype=np.float64)
-    if t.size == 0:
-        raise ValueError("no timings to summarize")
-    median = float(np.median(t))
-    return {
-        "median_ms": round(median, 3),
-        "p90_ms": round(float(np.percentile(t, 90)), 3),
-        "min_ms": round(float(t.min()), 3),
-        "fps": round(1000.0 / median, 2) if median > 0 else None,
-    }
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

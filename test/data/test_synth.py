@@ -127,3 +127,27 @@ def test_bad_inputs_name_the_fix(capsys):
         parse_size("2048*1024")
     assert cli.main(["synth", "--out", "/tmp/x", "--size", "big"]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_scene_pairs_are_the_dataset_scenes_in_bgr_with_label_ids(tmp_path):
+    from esnet_ros.data.synth import scene_pairs, write_pairs
+
+    pairs = list(scene_pairs(2, seed=5, size=(96, 48)))
+    assert len(pairs) == 2
+    for i, (bgr, label_ids) in enumerate(pairs):
+        assert bgr.shape == (48, 96, 3) and bgr.dtype == np.uint8 and bgr.flags.c_contiguous
+        assert label_ids.shape == (48, 96) and label_ids.dtype == np.uint8
+        rgb, expected = render_scene(scene_rng(5, "val", i), 96, 48, label_ids=True)
+        np.testing.assert_array_equal(bgr, rgb[..., ::-1])
+        np.testing.assert_array_equal(label_ids, expected)
+    written = write_pairs(tmp_path, 2, seed=5, size=(96, 48))
+    assert [p["image"].name for p in written] == ["000000.png", "000001.png"]
+    assert written[1]["image"] == tmp_path / "images" / "val" / "000001.png"
+    np.testing.assert_array_equal(cv2.imread(str(written[1]["image"])), pairs[1][0])
+    np.testing.assert_array_equal(cv2.imread(str(written[1]["labelIds"]), cv2.IMREAD_UNCHANGED), pairs[1][1])
+    with pytest.raises(ValueError, match="count=-1: the number of scenes must be >= 0"):
+        list(scene_pairs(-1))
+    with pytest.raises(ValueError, match="split='dev' must be one of: train, val, test"):
+        list(scene_pairs(1, split="dev"))
+    with pytest.raises(ValueError, match="size 8x8 is too small; use at least 16x16"):
+        list(scene_pairs(1, size=(8, 8)))

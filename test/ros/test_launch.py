@@ -6,20 +6,22 @@ starts a node that publishes the class map and answers a camera frame.
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import time
 
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.launch, pytest.mark.ros]
+# Not "launch": that is launch_pytest's own marker (it would demand a fixture= argument and skip the test).
+pytestmark = [pytest.mark.ros_launch, pytest.mark.ros]
 
 # launch_ros first: the repository's own launch/ folder makes a bare "import launch" succeed
 pytest.importorskip("launch_ros", reason="launch_ros not installed (not on PyPI; needs a ROS 2 distro)")
 launch_pytest = pytest.importorskip("launch_pytest", reason="launch_pytest not installed (needs a ROS 2 distro)")
 launch = pytest.importorskip("launch", reason="ROS 2 'launch' not installed (needs a ROS 2 distro)")
 
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription  # noqa: E402
+from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -32,10 +34,58 @@ def _declared(path: pathlib.Path) -> dict[str, DeclareLaunchArgument]:
     return {a.name: a for a in description.entities if isinstance(a, DeclareLaunchArgument)}
 
 
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), LAUNCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _context(**values: str) -> launch.LaunchContext:
+    context = launch.LaunchContext()
+    defaults = {"image_topic": "camera/image_raw", "namespace": "", "params_file": "/dev/null", "weights": "",
+                "device": "", "backend": "", "precision": "", "input_width": "", "input_height": "",
+                "use_sim_time": "false", "rviz": "false", "cameras": "front,rear"}
+    context.launch_configurations.update({**defaults, **values})
+    return context
+
+
+def test_overrides_take_only_the_given_arguments_typed():
+    segmentation = _module("segmentation.launch")
+    overrides = segmentation.node_overrides(_context(device="cpu", input_width="512", input_height="0"))
+    assert overrides == {"image_topic": "camera/image_raw", "use_sim_time": False, "device": "cpu",
+                         "input_width": 512, "input_height": 0}
+    with pytest.raises(ValueError, match=r"input_width:='wide' must be a non-negative integer, a multiple of 8"):
+        segmentation.node_overrides(_context(input_width="wide"))
+
+
+def test_rviz_without_rviz2_fails_before_the_node_starts(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no rviz2 anywhere
+    segmentation = _module("segmentation.launch")
+    with pytest.raises(RuntimeError, match="rviz:=true but rviz2 is not installed"):
+        segmentation._actions(_context(rviz="true"))  # raised before any Node action exists
+    (node,) = segmentation._actions(_context(rviz="false"))
+    assert node.node_executable == "segmentation_node"
+
+
+def test_multi_camera_includes_segmentation_once_per_namespace():
+    multi = _module("multi_camera.launch")
+    groups = multi._cameras(_context(cameras="front, rear"))
+    assert [type(g) for g in groups] == [GroupAction, GroupAction]
+    for camera, group in zip(("front", "rear"), groups):
+        push, include = group.get_sub_entities()
+        assert type(push).__name__ == "PushRosNamespace"
+        assert "".join(s.perform(_context()) for s in push.namespace) == camera
+        assert isinstance(include, IncludeLaunchDescription)
+        assert include.launch_description_source.location == str(LAUNCH / "segmentation.launch.py")
+    with pytest.raises(ValueError, match="not valid ROS namespaces"):
+        multi._cameras(_context(cameras="front,9rear"))
+
+
 def test_segmentation_launch_arguments_are_described():
     args = _declared(LAUNCH / "segmentation.launch.py")
-    expected = {"image_topic", "namespace", "params_file", "weights", "device", "input_width", "input_height",
-                "use_sim_time", "rviz"}
+    expected = {"image_topic", "namespace", "params_file", "weights", "device", "backend", "precision",
+                "input_width", "input_height", "use_sim_time", "rviz"}
     assert expected <= set(args)
     for name, arg in args.items():
         assert len(arg.description) > 20, f"{name} needs a description"
@@ -43,7 +93,8 @@ def test_segmentation_launch_arguments_are_described():
 
 def test_multi_camera_launch_arguments_are_described():
     args = _declared(LAUNCH / "multi_camera.launch.py")
-    assert {"cameras", "params_file", "weights", "device"} <= set(args)
+    assert {"cameras", "image_topic", "params_file", "weights", "device", "backend", "precision", "input_width",
+            "input_height", "use_sim_time"} <= set(args)
     assert all(len(a.description) > 20 for a in args.values())
 
 

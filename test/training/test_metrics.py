@@ -110,3 +110,30 @@ def test_confusion_png(tmp_path):
 
     image = cv2.imread(str(path))
     assert image is not None and image.shape[0] > 300 and image.shape[1] > 300
+
+
+def test_demo_scores_equal_the_shared_confusion_matrix():
+    """The demo's monitor scores uint8 label images (its fast histogram path) with the one ConfusionMatrix."""
+    from esnet_ros.core.labels import cityscapes
+
+    rng = np.random.default_rng(0)
+    scores, cm = ConfusionMatrix.for_labels(cityscapes()), ConfusionMatrix.for_labels(cityscapes())
+    for _ in range(3):
+        gt = rng.integers(0, 19, (72, 128)).astype(np.uint8)
+        gt[:10] = 255
+        pred = rng.integers(0, 19, (72, 128)).astype(np.uint8)
+        pred[gt == 0] = 0  # road right, the rest mostly wrong
+        scores.update(gt, pred)
+        cm.update(torch.from_numpy(gt), torch.from_numpy(pred))
+    ours, shared = scores.compute(), cm.compute()
+    assert torch.equal(scores.mat, cm.mat)
+    assert ours["miou"] == pytest.approx(shared["miou"])
+    assert ours["per_class_iou"]["road"] == pytest.approx(shared["per_class_iou"]["road"]) and ours["per_class_iou"]["road"] > 0.5
+    assert ours["pixel_accuracy"] == pytest.approx(shared["pixel_accuracy"])
+    gt[0, 0] = 30
+    with pytest.raises(ValueError, match=r"target holds ids \[30\] outside 0..18 and not ignore_index 255"):
+        scores.update(gt, pred)
+    pred[20, 5] = 19  # a row with ground truth (rows 0..9 are ignore_index)
+    gt[0, 0] = 0
+    with pytest.raises(ValueError, match="prediction holds ids outside 0..18"):
+        scores.update(gt, pred)

@@ -21,7 +21,9 @@ from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.core.labels import cityscapes
 from esnet_ros.core.model import ESNet
 from esnet_ros.data.synth import write_dataset
-from esnet_ros.training.train import RESUME_FORMAT, get_args_parser, load_resume, main
+from esnet_ros.cli.train import get_args_parser
+from esnet_ros.training.run_files import RESUME_FORMAT, load_resume
+from esnet_ros.training.train import main
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,45 @@
+"""``esnet demo``: the synthetic camera (30 Hz by default) and the segmentation node, scored live.
+
+``esnet demo [--seconds N] [--camera TOPIC] [--output demo_output] [--weights W] [--width --height]
+[--rate-hz 30]``; see :mod:`esnet_ros.ros.demo` for what it does and what it writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from esnet_ros.ros.demo import DemoOptions, run_demo
+from esnet_ros.ros.harness import DEFAULT_CAMERA_RATE_HZ, parse_camera_size
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=30.0, help="measuring time after the first labels (default 30)")
+    parser.add_argument("--camera", default=None, metavar="TOPIC",
+                        help="segment this real camera topic (sensor_msgs/Image) instead of the synthetic camera; no mIoU")
+    parser.add_argument("--camera-transport", choices=("raw", "compressed"), default="raw",
+                        help="with --camera: raw (sensor_msgs/Image on TOPIC) or compressed (CompressedImage on TOPIC/compressed)")
+    parser.add_argument("--output", default="demo_output", help="folder for PNGs, summary.json and logs (default demo_output)")
+    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
+    parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's input_size)")
+    parser.add_argument("--height", type=int, default=None, help="network input height (default: the checkpoint's input_size)")
+    parser.add_argument("--rate-hz", type=float, default=DEFAULT_CAMERA_RATE_HZ,
+                        help=f"synthetic camera frame rate (default {DEFAULT_CAMERA_RATE_HZ:g}); the summary shows "
+                             "the rate the node sustains against it")
+    parser.add_argument("--camera-size", default="1280x720", help="synthetic camera image size WxH (default 1280x720)")
+    parser.add_argument("--pool-size", type=int, default=10, help="distinct synthetic scenes the camera cycles through (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
+    parser.add_argument("--save-frames", type=int, default=5, help="overlay PNGs to write, spread over the run (default 5)")
+    parser.add_argument("--startup-timeout", type=float, default=120.0,
+                        help="seconds to wait for the first labels (pool rendering + model loading; default 120)")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = DemoOptions(
+        seconds=args.seconds, camera=args.camera, camera_transport=args.camera_transport, output=args.output,
+        weights=args.weights, width=args.width, height=args.height, rate_hz=args.rate_hz,
+        camera_size=parse_camera_size(args.camera_size), pool_size=args.pool_size, seed=args.seed,
+        save_frames=args.save_frames, startup_timeout=args.startup_timeout,
+    )
+    return run_demo(options)

@@ -1,0 +1,445 @@
+"""``esnet demo``: the synthetic camera and the segmentation node over real DDS, scored live.
+
+1. starts the synthetic camera (:mod:`esnet_ros.ros.synthetic_camera`, 1280x720 bgr8 at ``rate_hz``,
+   30 Hz by default) unless ``camera`` names a real camera topic, and the segmentation node
+   (:mod:`esnet_ros.ros.node`) with the bundled demo model, each as a child process whose log goes
+   to ``OUTPUT/logs/`` (:mod:`esnet_ros.ros.harness`);
+2. waits (bounded) for the first labels, then measures for ``seconds`` with a live progress bar:
+   frames, processed FPS against the camera's, latency (camera stamp -> labels received here) and
+   mIoU so far;
+3. stops the camera, lets the node finish its last frame, reads the node's counters from
+   ``/diagnostics`` and stops the node (SIGINT, then a bounded wait);
+4. prints the rate the node sustains (processed FPS vs camera FPS), latency (median, p90) and
+   mIoU against the camera's ground truth (predictions matched to ground truth by header stamp,
+   scored by :class:`esnet_ros.training.metrics.ConfusionMatrix`, the one mIoU), and writes overlay
+   PNGs, a side-by-side image (input | classes | overlay) and ``summary.json`` to ``OUTPUT/``.
+
+With a real ``camera`` topic only the node is started, on that topic; there is no ground truth,
+so no mIoU.  rclpy is imported only when a demo runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import pathlib
+import sys
+import time
+from typing import Any, Iterable
+
+import numpy as np
+
+from esnet_ros.core.summary import json_safe, percentiles
+from esnet_ros.ros.harness import (
+    CAMERA_TOPIC,
+    COUNTERS,
+    DEFAULT_CAMERA_RATE_HZ,
+    OUTPUT_TOPICS,
+    Child,
+    DemoError,
+    camera_argv,
+    camera_published,
+    indent_log,
+    interruptible,
+    network_input_size,
+    node_argv,
+)
+from esnet_ros.ros.monitor import Monitor, drain_and_count, message_array
+
+__all__ = ["DemoOptions", "run_demo", "side_by_side", "print_summary"]
+
+log = logging.getLogger(__name__)
+
+KEEPS_UP_SHARE = 0.95  # processed / camera FPS at or above which the node "keeps up"
+
+
+@dataclasses.dataclass
+class DemoOptions:
+    """What ``esnet demo`` runs; the fields mirror its options (see :mod:`esnet_ros.cli.demo`)."""
+
+    seconds: float = 30.0
+    camera: str | None = None  # a real camera topic instead of the synthetic camera
+    camera_transport: str = "raw"  # with camera: raw or compressed
+    output: str = "demo_output"
+    weights: str | None = None  # None: the bundled demo model
+    width: int | None = None  # network input; None: the checkpoint's input_size
+    height: int | None = None
+    rate_hz: float = DEFAULT_CAMERA_RATE_HZ
+    camera_size: tuple[int, int] = (1280, 720)
+    pool_size: int = 10
+    seed: int = 0
+    save_frames: int = 5
+    startup_timeout: float = 120.0
+
+    def check(self) -> None:
+        """``ValueError`` naming the option and the fix for anything out of range."""
+        if not self.seconds > 0:
+            raise ValueError(f"--seconds {self.seconds} must be > 0, e.g. --seconds 30")
+        if not 0 < self.rate_hz <= 1000:
+            raise ValueError(f"--rate-hz {self.rate_hz} must be in (0, 1000], e.g. --rate-hz 30")
+        if self.camera is not None and not self.camera.startswith("/"):
+            raise ValueError(f"--camera {self.camera!r} must be an absolute topic name, e.g. /my_camera/image_raw")
+        if self.save_frames < 0:
+            raise ValueError(f"--save-frames {self.save_frames} must be >= 0")
+        if not 1 <= self.pool_size <= 1000:
+            raise ValueError(f"--pool-size {self.pool_size} must be in 1..1000")
+
+    @property
+    def synthetic(self) -> bool:
+        return self.camera is None
+
+
+def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}{unit}"
+
+
+def _rate(start: tuple[float, int] | None, end: tuple[float, int] | None) -> float | None:
+    """Frames per second between two ``(monotonic time, count)`` samples (``None`` if unknown)."""
+    if start is None or end is None or end[0] - start[0] < 0.5:
+        return None
+    return (end[1] - start[1]) / (end[0] - start[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Pictures
+# ----------------------------------------------------------------------------------------------
+
+
+def _save_png(path: pathlib.Path, image_bgr: np.ndarray) -> pathlib.Path:
+    import cv2
+
+    if not cv2.imwrite(str(path), image_bgr):
+        raise DemoError(f"could not write {path}; check that the output folder is writable")
+    return path
+
+
+def side_by_side(input_bgr: np.ndarray | None, color_bgr: np.ndarray, overlay_bgr: np.ndarray, labels=None,
+                 class_ids: Iterable[int] = (), panel_width: int = 640) -> np.ndarray:
+    """``input | classes | overlay`` in one BGR image, each panel ``panel_width`` wide, titled, with a legend."""
+    import cv2
+
+    h, w = color_bgr.shape[:2]
+    ph = max(1, round(h * panel_width / w))
+    panels, titles = [], []
+    for img, title in ((input_bgr, "camera"), (color_bgr, "ESNet classes"), (overlay_bgr, "overlay")):
+        if img is None:
+            continue
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        panels.append(cv2.resize(img, (panel_width, ph), interpolation=cv2.INTER_AREA))
+        titles.append(title)
+    row = np.concatenate(panels, axis=1)
+    bar = np.full((28, row.shape[1], 3), 32, np.uint8)
+    for i, title in enumerate(titles):
+        cv2.putText(bar, title, (i * panel_width + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    parts = [bar, row]
+    ids = [i for i in class_ids if labels is not None and 0 <= i < labels.num_classes]
+    if ids:
+        legend = np.full((26, row.shape[1], 3), 32, np.uint8)
+        x = 8
+        for i in ids:
+            r, g, b = labels.colors[i]
+            name = labels.names[i]
+            (tw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+            if x + 20 + tw > legend.shape[1]:
+                break
+            cv2.rectangle(legend, (x, 7), (x + 12, 19), (int(b), int(g), int(r)), -1)
+            cv2.putText(legend, name, (x + 16, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            x += 28 + tw
+        parts.append(legend)
+    return np.concatenate(parts, axis=0)
+
+
+def _visible_classes(color_bgr: np.ndarray, labels, min_share: float = 0.002) -> list[int]:
+    """Class ids whose palette color covers at least ``min_share`` of a (subsampled) color mask."""
+    pixels = color_bgr[::4, ::4].reshape(-1, 3)
+    palette = labels.palette()[: labels.num_classes, ::-1]
+    shares = [(np.all(pixels == palette[i], axis=-1).mean(), i) for i in range(labels.num_classes)]
+    return [i for share, i in shares if share >= min_share]
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Window:
+    """What the measuring window saw: its length and the counters at its ends."""
+
+    startup_s: float
+    seconds: float
+    node_start: dict[str, int | None]
+    node_end: dict[str, int | None]
+    camera_start: tuple[float, int] | None
+    camera_end: tuple[float, int] | None
+
+
+def run_demo(options: DemoOptions) -> int:
+    """Run the demo; print the summary; 0 on success, 1 on a failed run, 130 when interrupted."""
+    options.check()
+    from esnet_ros.core.checkpoint import resolve_weights
+
+    weights = resolve_weights(options.weights)
+    if not options.weights and not weights.is_file():
+        raise FileNotFoundError(f"the bundled demo model {weights} is missing; pass --weights PATH to a checkpoint")
+    size, meta, labels = network_input_size(weights, options.width, options.height)
+    out = pathlib.Path(options.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "summary.json"]:
+        old.unlink(missing_ok=True)
+    with interruptible():
+        return _run(options, weights, size, meta, labels, out)
+
+
+def _start_children(options: DemoOptions, weights: pathlib.Path, size, out: pathlib.Path) -> tuple[list[Child], str]:
+    """The camera (unless a real one is given) and the node; ``(children, camera topic)``, node last."""
+    camera_topic = CAMERA_TOPIC if options.synthetic else options.camera
+    children: list[Child] = []
+    if options.synthetic:
+        w, h = options.camera_size
+        children.append(Child("synthetic camera", camera_argv(
+            width=w, height=h, rate_hz=options.rate_hz, pool_size=options.pool_size, seed=options.seed),
+            out / "logs" / "camera.log"))
+    transport = "raw" if options.synthetic else options.camera_transport
+    children.append(Child("segmentation node", node_argv(weights=weights, input_size=size, camera_topic=camera_topic,
+                                                         transport=transport), out / "logs" / "node.log"))
+    source = (f"synthetic camera {'x'.join(map(str, options.camera_size))} at {options.rate_hz:g} Hz"
+              if options.synthetic else f"camera {camera_topic}")
+    print(f"esnet demo: {source} -> segmentation node ({weights.name}, network input {size[0]}x{size[1]}); "
+          f"logs in {out / 'logs'}", flush=True)
+    if not options.synthetic:
+        print("esnet demo: a real camera has no ground truth, so no mIoU is computed", flush=True)
+    return children, camera_topic
+
+
+def _run(options: DemoOptions, weights, size, meta, labels, out: pathlib.Path) -> int:
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from esnet_ros.ros.dds import use_large_message_profile
+
+    context = rclpy.Context()
+    use_large_message_profile()  # also inherited by the processes started here
+    rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    children: list[Child] = []
+    monitor = None
+    try:
+        children, camera_topic = _start_children(options, weights, size, out)
+        monitor = Monitor(context, camera_topic=camera_topic, ground_truth=options.synthetic, labels=labels)
+        window = _measure(options, monitor, children, camera_topic)
+        summary = _finish(options, monitor, children, window, camera_topic, size, weights, meta, labels, out)
+    except KeyboardInterrupt:
+        print("\nesnet demo: interrupted; stopping the camera and the node", file=sys.stderr)
+        for child in reversed(children):
+            child.stop()
+        return 130
+    except DemoError as exc:
+        print(f"esnet demo: error: {exc}", file=sys.stderr)
+        for child in reversed(children):
+            child.stop()
+        return 1
+    finally:
+        for child in children:
+            if child.alive():
+                child.stop()
+        if monitor is not None:
+            monitor.destroy()
+        context.try_shutdown()
+    print_summary(summary)
+    return 0
+
+
+def _measure(options: DemoOptions, monitor: Monitor, children: list[Child], camera_topic: str) -> _Window:
+    """Wait for the first labels, then measure for ``options.seconds`` with a live progress bar.
+
+    Measured as a planner consumes the node: labels (and stats, and ground truth here).  The node
+    computes color and overlay only while someone subscribes, so the pictures come afterwards.
+    """
+    start = time.monotonic()
+    if not monitor.wait_for(lambda: len(monitor.label_times) > 0, options.startup_timeout, children):
+        hint = ("the synthetic camera may still be rendering or the node loading" if options.synthetic else
+                f"is {camera_topic} publishing sensor_msgs/Image? (check its type and QoS)")
+        raise DemoError(
+            f"no labels on {OUTPUT_TOPICS['labels']} within {options.startup_timeout:g} s ({hint}); "
+            f"last lines of the node's log:\n{indent_log(children[-1].tail(15))}")
+    startup_s = time.monotonic() - start
+    monitor.reset()
+    t0 = time.monotonic()
+    node_start, camera_start = monitor.counters(), monitor.camera_published_at()
+    _progress(options, monitor, children, t0)
+    seconds = time.monotonic() - t0
+    monitor.recording = False
+    return _Window(startup_s, seconds, node_start, monitor.counters(), camera_start, monitor.camera_published_at())
+
+
+def _progress(options: DemoOptions, monitor: Monitor, children: list[Child], t0: float) -> None:
+    """Spin for the window, showing frames, processed/camera FPS, latency and mIoU so far."""
+    from tqdm import tqdm
+
+    camera_start = monitor.camera_published_at()
+    with tqdm(total=round(options.seconds), unit="s", desc="esnet demo", dynamic_ncols=True, file=sys.stderr,
+              bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}") as bar:
+        while (now := time.monotonic()) < t0 + options.seconds:
+            monitor.spin(min(0.5, t0 + options.seconds - now))
+            for child in children:
+                child.check_alive()
+            elapsed = time.monotonic() - t0
+            frames = len(monitor.stats)
+            recent = [ms for _, ms in monitor.latencies_ms[-30:]]
+            camera_fps = _rate(camera_start, monitor.camera_published_at())
+            postfix = (f"frames {frames}  FPS {frames / elapsed:.1f}"
+                       + (f"/{camera_fps:.1f}" if camera_fps is not None else "")
+                       + f"  latency {_fmt(np.median(recent) if recent else None, ' ms', 0)}")
+            quality = monitor.quality()
+            if monitor.scores is not None:
+                postfix += f"  mIoU {_fmt(quality['miou'] * 100 if quality else None, '%')}"
+            bar.set_postfix_str(postfix, refresh=False)
+            bar.n = min(round(elapsed), bar.total)
+            bar.refresh()
+
+
+def _finish(options: DemoOptions, monitor: Monitor, children: list[Child], window: _Window, camera_topic: str,
+            size, weights, meta, labels, out: pathlib.Path) -> dict[str, Any]:
+    """Pictures, then stop the camera (so the node's counters settle), then the node; the summary."""
+    saved, triple = _take_pictures(monitor, options.save_frames, children, out,
+                                   camera=options.synthetic or options.camera_transport == "raw")
+    exit_codes: dict[str, int] = {}
+    published = None
+    if options.synthetic:
+        cam_status = monitor.camera_status()
+        exit_codes["camera"] = children[0].stop()
+        published = camera_published(children[0], cam_status)
+    counters, identity = drain_and_count(monitor, 10.0 if options.synthetic else 3.0)
+    exit_codes["node"] = children[-1].stop()
+
+    files: dict[str, Any] = {"overlays": [p.name for p in saved], "logs": [str(c.log_path.relative_to(out)) for c in children]}
+    if triple is not None:
+        inp, color, overlay = triple
+        color_bgr = message_array(color)
+        picture = side_by_side(message_array(inp) if inp is not None else None, color_bgr, message_array(overlay),
+                               labels, _visible_classes(color_bgr, labels))
+        files["side_by_side"] = _save_png(out / "side_by_side.png", picture).name
+    summary = _summary(options, monitor, window, camera_topic, size, weights, meta, labels)
+    summary.update(node_counters=counters, counter_identity_holds=identity, exit_codes=exit_codes, files=files,
+                   problems_in_logs={c.name: c.problems()[:5] for c in children if c.problems()})
+    if options.synthetic:
+        summary["camera"]["frames_published"] = published
+    summary = json_safe(summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["_output"] = str(out)
+    return summary
+
+
+def _quality(monitor: Monitor, synthetic: bool) -> dict[str, Any]:
+    quality = monitor.quality()
+    if quality is not None:
+        quality["note"] = "labels matched to the synthetic camera's ground truth by header stamp, at input resolution"
+        return quality
+    return {"miou": None, "per_class_iou": None, "pixel_accuracy": None, "frames_scored": 0,
+            "note": ("no mIoU: a real camera has no ground truth" if not synthetic else
+                     "no mIoU: no labels could be matched to ground truth")}
+
+
+def _summary(options: DemoOptions, monitor: Monitor, window: _Window, camera_topic: str, size, weights, meta,
+             labels) -> dict[str, Any]:
+    """The figures of the measuring window (the caller adds counters, exit codes and files)."""
+    frames = len(monitor.stats)  # one stats message per processed frame
+    fps = frames / window.seconds if window.seconds > 0 else None
+    in_window = {k: (window.node_end[k] - window.node_start[k])
+                 if window.node_end.get(k) is not None and window.node_start.get(k) is not None else None
+                 for k in COUNTERS}
+    if options.synthetic:
+        camera_fps = _rate(window.camera_start, window.camera_end)
+        camera = {"width": options.camera_size[0], "height": options.camera_size[1], "encoding": "bgr8",
+                  "rate_hz": options.rate_hz}
+    else:  # a real camera: what reached the node
+        received = in_window["received"]
+        camera_fps = received / window.seconds if received is not None and window.seconds > 0 else None
+        camera = {"topic": camera_topic}
+    quality = _quality(monitor, options.synthetic)
+    return {
+        "mode": "synthetic" if options.synthetic else "camera",
+        "camera_topic": camera_topic,
+        "seconds": round(window.seconds, 2),
+        "startup_seconds": round(window.startup_s, 2),
+        "weights": str(weights),
+        "model": {"name": meta.get("name") or meta.get("model_name") or weights.stem, "dataset": labels.name,
+                  "num_classes": labels.num_classes, "trained_input_size": meta.get("input_size")},
+        "network_input": list(size),
+        "camera": camera,
+        "frames": frames,
+        "fps": round(fps, 3) if fps is not None else None,
+        "camera_fps": round(camera_fps, 3) if camera_fps is not None else None,
+        "keeps_up": (fps >= KEEPS_UP_SHARE * camera_fps) if fps is not None and camera_fps else None,
+        "labels_received": len(monitor.label_times),
+        "measured_with": "subscribers to esnet/labels and esnet/stats only (color and overlay are computed only "
+                         "while subscribed; the pictures are taken after the measurement)",
+        "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 99)),
+        "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90))
+                           for key in ("inference_ms", "total_ms", "age_ms") if monitor.stats},
+        "label_shapes": sorted(list(s) for s in monitor.label_shapes),
+        "miou": quality["miou"],
+        "quality": quality,
+        "node_counters_in_window": in_window,
+    }
+
+
+def _take_pictures(monitor: Monitor, count: int, children: list[Child], out: pathlib.Path, camera: bool,
+                   timeout_s: float = 15.0):
+    """Subscribe to color/overlay (and the camera); save ``count`` overlays; return ``(paths, triple)``.
+
+    The side-by-side needs the camera frame, the class colors and the overlay of one stamp; under
+    load the monitor may miss some messages, so this waits (bounded) for a complete triple.
+    """
+    monitor.subscribe_pictures(camera)
+    saved: list[pathlib.Path] = []
+    seen: set[int] = set()
+
+    def done() -> bool:
+        for stamp, msg in monitor.kept("overlay"):
+            if len(saved) < count and stamp not in seen:
+                seen.add(stamp)
+                img = message_array(msg)
+                if img is not None:
+                    saved.append(_save_png(out / f"overlay_{len(saved):03d}.png", img))
+        triple = monitor.latest_triple()
+        return len(saved) >= count and triple is not None and (triple[0] is not None or not camera)
+
+    if not monitor.wait_for(done, timeout_s, children):
+        log.warning("pictures: %d of %d overlays and %s side-by-side within %.0f s", len(saved), count,
+                    "a" if monitor.latest_triple() else "no", timeout_s)
+    return saved, monitor.latest_triple()
+
+
+def _rate_line(s: dict[str, Any]) -> str:
+    """``9.84 processed of 30.0 camera frames/s (33%; ...)``: the rate the node sustains."""
+    fps, camera_fps = s["fps"], s.get("camera_fps")
+    if not camera_fps:
+        return f"{_fmt(fps, '', 2)} processed"
+    share = 100 * fps / camera_fps if fps is not None else 0.0
+    verdict = "keeps up" if s.get("keeps_up") else "the node skips frames that a newer one superseded"
+    return f"{_fmt(fps, '', 2)} processed of {camera_fps:.2f} camera frames/s ({share:.0f}%: {verdict})"
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    """The demo's terminal report (every figure is also in summary.json)."""
+    lat = s["latency_ms"]
+    print()
+    print(f"esnet demo: {s['frames']} frames segmented in {s['seconds']:.1f} s on {s['camera_topic']}  "
+          f"(network input {s['network_input'][0]}x{s['network_input'][1]}, start-up {s['startup_seconds']:.1f} s)")
+    print(f"  FPS        {_rate_line(s)}")
+    print(f"  latency    median {_fmt(lat['median'], ' ms')}, p90 {_fmt(lat['p90'], ' ms')}  (camera stamp -> labels received)")
+    if s["miou"] is not None:
+        print(f"  mIoU       {s['miou'] * 100:.1f}%  over {s['quality']['frames_scored']} frames against the synthetic ground truth")
+    else:
+        print(f"  mIoU       n/a ({s['quality']['note']})")
+    c = s["node_counters"]
+    print(f"  node       received {c['received']}, processed {c['processed']}, dropped {c['dropped']}, rejected {c['rejected']}")
+    if s["problems_in_logs"]:
+        print(f"  WARNING    tracebacks or exceptions in the logs: {s['problems_in_logs']}")
+    written = s["files"].get("overlays", []) + [s["files"].get("side_by_side")] + ["summary.json"]
+    print(f"  wrote      {', '.join(name for name in written if name)} "
+          f"to {s['_output']}/")
