@@ -13,9 +13,8 @@ parameter and QoS decision). In short:
   frame is counted (``dropped``, cause ``no_subscriber``) and nothing runs.
 - **Input QoS** ``auto`` matches the camera publishers' reliability (:mod:`esnet_ros.ros.qos`).
 
-Parameters live in :mod:`esnet_ros.ros.parameters`, counters and /diagnostics in
-:mod:`esnet_ros.ros.diagnostics`. Run it with
-``python -m esnet_ros.ros.node --ros-args -p weights:=model.safetensors``.
+Parameters: :mod:`esnet_ros.ros.parameters`; counters, /diagnostics: :mod:`esnet_ros.ros.diagnostics`.
+Run it with ``python -m esnet_ros.ros.node --ros-args -p weights:=model.safetensors``.
 """
 
 from __future__ import annotations
@@ -37,20 +36,17 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import Image
 
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.inference.segmenter import Segmenter
-from esnet_ros.msg import ClassMap, SegmentationStats
 from esnet_ros.ros.dds import use_large_message_profile
 from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, RosLogHandler, diagnostic_status
 from esnet_ros.ros.frames import (IMAGE_OUTPUTS, OUTPUTS, FrameProcessor, ImageConversionError, InferenceError,
-                                  LabelInfo, LatestSlot, class_map_messages)
+                                  LatestSlot, class_map_messages)
 from esnet_ros.ros.images import ImagePublisherBuffer
 from esnet_ros.ros.parameters import (INPUT_PARAMS, MODEL_PARAMS, PARAMETERS, ModelConfig, check_choices,
                                       SIZE_PARAMS, check_model_config, check_size)
-from esnet_ros.ros.qos import LATCHED, InputSubscription, OutputQosWarnings, output_qos, reliability_name
+from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
 
 __all__ = ["SegmentationNode", "main", "NODE_NAME", "PARAMETERS", "REJECT_CAUSES", "WARNING_CAUSES"]
 
@@ -170,7 +166,7 @@ class SegmentationNode(LifecycleNode):
     # -- model -------------------------------------------------------------------------------------
 
     def _load(self, cfg: ModelConfig, transition: str) -> Segmenter | None:
-        """Check ``cfg`` and build its Segmenter; None (the error logged and kept for diagnostics) on failure."""
+        """``cfg``'s Segmenter, or None (the error logged and kept for /diagnostics)."""
         try:
             preloaded, labels = check_model_config(cfg)
             return self._build_segmenter(cfg, preloaded, labels)
@@ -259,30 +255,16 @@ class SegmentationNode(LifecycleNode):
     # -- topics --------------------------------------------------------------------------------------
 
     def _create_publishers(self) -> None:
-        if self._pubs:
-            return
-        overrides = QoSOverridingOptions.with_default_policies()
-        qos = output_qos(self._values["output_qos.reliability"], self._values["output_qos.depth"])
-        for name in OUTPUTS:
-            topic = f"esnet/{name}"
-            self._pubs[name] = self.create_lifecycle_publisher(
-                SegmentationStats if name == "stats" else Image, topic, qos, qos_overriding_options=overrides,
-                event_callbacks=self._output_warnings.callbacks(topic),
-            )
-        self._pubs["class_map"] = self.create_lifecycle_publisher(ClassMap, "esnet/class_map", LATCHED)
-        if LabelInfo is not None:
-            self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "esnet/label_info", LATCHED)
-            self.get_logger().info("vision_msgs found: publishing esnet/label_info (vision_msgs/LabelInfo)")
-        else:
-            self.get_logger().info("vision_msgs is not installed: esnet/label_info is not published (esnet/class_map is)")
+        if not self._pubs:
+            self._pubs = create_output_publishers(self, self._values["output_qos.reliability"],
+                                                  self._values["output_qos.depth"], self._output_warnings)
 
     def _destroy_publishers(self) -> None:
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
 
-    def _check_input_qos(self) -> None:
-        """Timer: recreate the subscription when its topic/QoS parameters or the camera's reliability changed."""
+    def _check_input_qos(self) -> None:  # timer: follow the topic/QoS parameters and the camera's reliability
         if self._state == "active":
             self._input.check()
 

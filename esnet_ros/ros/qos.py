@@ -16,6 +16,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
+from esnet_ros.msg import ClassMap, SegmentationStats
+from esnet_ros.ros.frames import OUTPUTS, LabelInfo
+
 __all__ = [
     "RELIABILITIES",
     "LATCHED",
@@ -24,6 +27,7 @@ __all__ = [
     "output_qos",
     "publisher_incompatible_fix",
     "OutputQosWarnings",
+    "create_output_publishers",
     "InputSubscription",
 ]
 
@@ -81,6 +85,22 @@ class OutputQosWarnings:
         self.warned.add((topic, policy))
         fix = publisher_incompatible_fix(policy)
         self.node.get_logger().warning(f"incompatible QoS on {self.node.resolve_topic_name(topic)} ({policy}): {fix}")
+
+
+def create_output_publishers(node: Any, reliability: str, depth: int, warnings: OutputQosWarnings) -> dict[str, Any]:
+    """The lifecycle node's publishers: esnet/<output> (``output_qos.*``), the latched class map and label info."""
+    overrides = QoSOverridingOptions.with_default_policies()
+    qos = output_qos(reliability, depth)
+    pubs = {name: node.create_lifecycle_publisher(
+        SegmentationStats if name == "stats" else Image, f"esnet/{name}", qos, qos_overriding_options=overrides,
+        event_callbacks=warnings.callbacks(f"esnet/{name}")) for name in OUTPUTS}
+    pubs["class_map"] = node.create_lifecycle_publisher(ClassMap, "esnet/class_map", LATCHED)
+    if LabelInfo is not None:
+        pubs["label_info"] = node.create_lifecycle_publisher(LabelInfo, "esnet/label_info", LATCHED)
+        node.get_logger().info("vision_msgs found: publishing esnet/label_info (vision_msgs/LabelInfo)")
+    else:
+        node.get_logger().info("vision_msgs is not installed: esnet/label_info is not published (esnet/class_map is)")
+    return pubs
 
 
 class InputSubscription:
