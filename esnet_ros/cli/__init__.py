@@ -16,9 +16,9 @@ __all__ = ["main", "get_args_parser", "SUBCOMMANDS"]
 SUBCOMMANDS = {
     "synth": ("esnet_ros.cli.synth", "generate synthetic street scenes in the Cityscapes layout"),
     "train": ("esnet_ros.cli.train", "train ESNet (the paper's recipe by default)"),
-    "evaluate": ("esnet_ros.training.evaluation", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
+    "evaluate": ("esnet_ros.cli.evaluate", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
     "predict": ("esnet_ros.cli.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
-    "export": ("esnet_ros.inference.onnx_export", "export to ONNX with the checkpoint's metadata"),
+    "export": ("esnet_ros.cli.export", "export to ONNX with the checkpoint's metadata"),
     "bench": ("esnet_ros.ros.bench", "benchmark the model and the node end to end (JSON)"),
     "soak": ("esnet_ros.cli.soak", "run the node against a synthetic camera for minutes (JSON)"),
     "demo": ("esnet_ros.cli.demo", "synthetic camera + segmentation node + live summary"),

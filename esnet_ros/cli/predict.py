@@ -12,7 +12,9 @@ Formats (all at the input image's full resolution):
 
 Output names keep the input's sub-folders; a Cityscapes ``<stem>_leftImg8bit.png`` becomes
 ``<stem>_<format>.png`` (which the official evaluation matches by ``<city>_<seq>_<frame>*.png``).
-The predictions are those ``esnet evaluate`` scores (see :class:`esnet_ros.training.evaluation.Predictor`).
+The labels come from the node's engine (:class:`esnet_ros.inference.segmenter.Segmenter`) with the
+same ``--upsample`` (default ``nearest``, as the node's ``upsample`` parameter): they are what
+``/esnet/labels`` carries for the same image, and what ``esnet evaluate`` scores.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import pathlib
 import cv2
 import numpy as np
 
+from esnet_ros.core.model import parse_size
 from esnet_ros.data.datasets import IMAGE_EXTENSIONS, read_image
-from esnet_ros.training.evaluation import Predictor, load_model
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
+from esnet_ros.training.evaluation import build_segmenter
 
 __all__ = ["add_arguments", "run", "FORMATS", "find_images", "output_path", "render"]
 
@@ -77,26 +81,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", default=None,
                         help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--upsample", default=DEFAULT_UPSAMPLE, choices=UPSAMPLE_MODES,
+                        help=f"labels to the image's size: nearest (labels) or bilinear (logits); default {DEFAULT_UPSAMPLE}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from esnet_ros.inference.backends import resolve_device
-    from esnet_ros.training.train import parse_size
-
     if args.format not in FORMATS:
         raise ValueError(f"--format {args.format!r} must be one of: {', '.join(FORMATS)}")
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be within 0..1")
     root, images = find_images(args.input)
-    device = resolve_device(args.device)
-    model, meta, labels = load_model(args.weights, device, args.labels)
-    predictor = Predictor(model, meta, device, parse_size(args.input_size) if args.input_size else None)
+    segmenter = build_segmenter(args.weights, device=args.device, labels_yaml=args.labels,
+                                input_size=parse_size(args.input_size) if args.input_size else None)
     out = pathlib.Path(args.output)
-    from tqdm import tqdm
+    from tqdm import tqdm  # progress bar: only when predicting
 
     for image_path in tqdm(images, desc="predict", unit="image"):
         image = read_image(image_path)
-        array = render(predictor(image), image, labels, args.format, args.alpha)
+        train_ids = segmenter(image, "rgb", upsample=args.upsample).labels
+        array = render(train_ids, image, segmenter.labels, args.format, args.alpha)
         path = output_path(image_path, root, out, args.format)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), array):

@@ -12,6 +12,7 @@ lineage), a 1024x512 network input.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -22,6 +23,17 @@ from typing import Any, Mapping
 import torch
 
 from esnet_ros.core.labels import LabelSet, cityscapes
+from esnet_ros.core.metadata import (
+    ARCH,
+    ARCH_VERSION,
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_NORMALIZATION,
+    FORMAT,
+    FORMAT_VERSION,
+    META_KEY,
+    ModelMeta,
+    Normalization,
+)
 from esnet_ros.core.model import ESNet
 
 __all__ = [
@@ -29,25 +41,17 @@ __all__ = [
     "ARCH_VERSION",
     "FORMAT_VERSION",
     "DEFAULT_NORMALIZATION",
+    "ModelMeta",
     "make_metadata",
     "save_checkpoint",
     "load_checkpoint",
     "load_state_dict_file",
-    "labels_from_meta",
     "demo_weights_path",
     "resolve_weights",
 ]
 
 log = logging.getLogger(__name__)
 
-ARCH = "esnet"
-ARCH_VERSION = 1
-FORMAT = "esnet_ros"
-FORMAT_VERSION = 1
-META_KEY = "esnet_ros"
-DEFAULT_INPUT_SIZE = (1024, 512)
-# x = (pixel * scale - mean) / std, channels in color_order
-DEFAULT_NORMALIZATION = {"scale": 1.0 / 255.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "color_order": "rgb"}
 _ENCODER_HEAD_PREFIX = "encoder_output_conv."
 
 
@@ -68,49 +72,25 @@ def make_metadata(
     dataset: str | None = None,
     recipe: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
-    normalization: Mapping[str, Any] | None = None,
+    normalization: Normalization | Mapping[str, Any] | None = None,
     license: str = "MIT",
-) -> dict[str, Any]:
+) -> ModelMeta:
     """Everything inference needs to use a model correctly, plus its provenance."""
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "arch": ARCH,
-        "arch_version": ARCH_VERSION,
-        "num_classes": labels.num_classes,
-        **labels.to_meta(),
-        "input_size": [int(input_size[0]), int(input_size[1])],
-        "normalization": _check_normalization(dict(normalization or DEFAULT_NORMALIZATION)),
-        "recipe": dict(recipe or {}),
-        "metrics": dict(metrics or {}),
-        "license": license,
-    }
-    if dataset is not None:
-        meta["dataset"] = dataset
-    return meta
-
-
-def labels_from_meta(meta: Mapping[str, Any]) -> LabelSet:
-    return LabelSet.from_meta(meta)
-
-
-def _check_normalization(norm: dict[str, Any]) -> dict[str, Any]:
-    missing = {"scale", "mean", "std", "color_order"} - norm.keys()
-    if missing:
-        raise ValueError(f"normalization {norm} lacks {sorted(missing)}; give scale, mean, std and color_order")
-    if str(norm["color_order"]).lower() not in ("rgb", "bgr"):
-        raise ValueError(f"normalization color_order={norm['color_order']!r} must be 'rgb' or 'bgr'")
-    if len(norm["mean"]) != 3 or len(norm["std"]) != 3 or any(float(s) == 0 for s in norm["std"]):
-        raise ValueError(f"normalization mean and std need 3 values each, std non-zero; got {norm}")
-    norm["color_order"] = str(norm["color_order"]).lower()
-    return norm
+    if normalization is None:
+        normalization = DEFAULT_NORMALIZATION
+    elif not isinstance(normalization, Normalization):
+        normalization = Normalization.from_dict(normalization)
+    if dataset is not None:  # recorded as the class list's name, which the file stores under "dataset"
+        labels = dataclasses.replace(labels, name=dataset)
+    return ModelMeta(labels=labels, input_size=tuple(input_size), normalization=normalization,
+                     recipe=dict(recipe or {}), metrics=dict(metrics or {}), license=license)
 
 
 #: Float weights smaller than this in magnitude are written as exact zeros (see save_checkpoint).
 TINY_WEIGHT = 1e-12
 
 
-def save_checkpoint(path: str | pathlib.Path, model: torch.nn.Module, meta: Mapping[str, Any]) -> pathlib.Path:
+def save_checkpoint(path: str | pathlib.Path, model: torch.nn.Module, meta: ModelMeta) -> pathlib.Path:
     """Write ``model``'s inference weights and ``meta`` to a ``.safetensors`` file.
 
     Float weights with ``|w| < TINY_WEIGHT`` are written as 0. Weight decay leaves the weights of
@@ -132,7 +112,7 @@ def save_checkpoint(path: str | pathlib.Path, model: torch.nn.Module, meta: Mapp
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp), metadata={META_KEY: json.dumps(dict(meta))})
+    save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta.to_dict())})
     tmp.replace(path)  # never leave a half-written checkpoint behind
     return path
 
@@ -209,7 +189,7 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def _authors_meta(num_classes: int, labels: LabelSet | None) -> dict[str, Any]:
+def _authors_meta(num_classes: int, labels: LabelSet | None) -> ModelMeta:
     assumed = []
     if labels is None:
         if num_classes != 19:
@@ -220,8 +200,7 @@ def _authors_meta(num_classes: int, labels: LabelSet | None) -> dict[str, Any]:
         labels = cityscapes()
         assumed.append("Cityscapes 19 classes and palette")
     assumed += ["normalization pixel/255 in RGB order", f"network input {DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}"]
-    meta = make_metadata(labels, dataset=labels.name)
-    meta["assumed_defaults"] = assumed
+    meta = make_metadata(labels, dataset=labels.name).replace(assumed_defaults=tuple(assumed))
     log.warning("checkpoint has no esnet_ros metadata (authors' format); assumed: %s", "; ".join(assumed))
     return meta
 
@@ -232,45 +211,37 @@ def load_checkpoint(
     *,
     labels: LabelSet | None = None,
     class_names: list[str] | tuple[str, ...] | None = None,
-) -> tuple[ESNet, dict[str, Any]]:
+) -> tuple[ESNet, ModelMeta]:
     """Load ESNet weights: returns ``(model in eval mode on device, metadata)``.
 
     ``labels`` overrides the class list (needed for metadata-less checkpoints that are not
     Cityscapes); ``class_names`` only checks that the checkpoint matches the caller's list.
     """
     path = pathlib.Path(path)
-    state, meta = load_state_dict_file(path)
+    state, stored = load_state_dict_file(path)
     state = _strip_prefix(state)
-    if meta is not None and meta.get("arch") != ARCH:
-        raise ValueError(f"{path} is a checkpoint of architecture {meta.get('arch')!r}, not {ARCH!r}; use ESNet weights")
-    out_key = "decoder.output_conv.weight"
-    if out_key not in state or "encoder.initial_block.conv.weight" not in state:
-        some = ", ".join(list(state)[:3])
-        raise ValueError(
-            f"{path} is not an ESNet checkpoint (no {out_key!r}; its keys start with {some}); "
-            f"use ESNet weights (see shared/reference/esnet_reference_state_dict_keys.tsv for the layout)"
-        )
-    num_classes = int(state[out_key].shape[1])
+    if stored is not None and stored.get("arch", ARCH) != ARCH:
+        raise ValueError(f"{path} is a checkpoint of architecture {stored.get('arch')!r}, not {ARCH!r}; use ESNet weights")
+    num_classes = _num_classes(path, state)
     if labels is not None and labels.num_classes != num_classes:
         raise ValueError(
             f"{path} predicts {num_classes} classes but the class list has {labels.num_classes} "
             f"(labels {labels.name!r}): use a labels file with exactly {num_classes} classes"
         )
-    if meta is None:
+    if stored is None:
         meta = _authors_meta(num_classes, labels)
-    elif labels is not None:
-        meta = {**meta, **labels.to_meta(), "num_classes": labels.num_classes}
-    if int(meta.get("num_classes", num_classes)) != num_classes:
-        raise ValueError(f"{path}: metadata says {meta['num_classes']} classes but the weights have {num_classes}")
-    expected_names = list(meta["class_names"])
-    if len(expected_names) != num_classes:
+    else:
+        meta = ModelMeta.from_dict(stored)
+        if labels is not None:
+            meta = meta.replace(labels=labels)
+    if meta.num_classes != num_classes:
         raise ValueError(
-            f"{path} predicts {num_classes} classes but the class list has {len(expected_names)}: "
+            f"{path} predicts {num_classes} classes but the class list has {meta.num_classes}: "
             f"use a labels file with exactly {num_classes} classes"
         )
-    if class_names is not None and list(class_names) != expected_names:
+    if class_names is not None and list(class_names) != meta.class_names:
         raise ValueError(
-            f"{path} predicts {num_classes} classes {expected_names[:5]}... but {len(class_names)} classes "
+            f"{path} predicts {num_classes} classes {meta.class_names[:5]}... but {len(class_names)} classes "
             f"{list(class_names)[:5]}... were requested; use weights trained on that class list"
         )
     state = {k: v for k, v in state.items() if not k.startswith(_ENCODER_HEAD_PREFIX)}
@@ -281,7 +252,15 @@ def load_checkpoint(
             f"{path} does not match ESNet({num_classes}): {len(missing)} missing keys {missing[:4]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:4]}; is it from another ESNet variant or model?"
         )
-    meta.setdefault("normalization", dict(DEFAULT_NORMALIZATION))
-    meta.setdefault("input_size", list(DEFAULT_INPUT_SIZE))
-    meta["source"] = str(path)
-    return model.to(device).eval(), meta
+    return model.to(device).eval(), meta.replace(source=str(path))
+
+
+def _num_classes(path: pathlib.Path, state: Mapping[str, torch.Tensor]) -> int:
+    out_key = "decoder.output_conv.weight"
+    if out_key not in state or "encoder.initial_block.conv.weight" not in state:
+        some = ", ".join(list(state)[:3])
+        raise ValueError(
+            f"{path} is not an ESNet checkpoint (no {out_key!r}; its keys start with {some}); "
+            f"use ESNet weights (see shared/reference/esnet_reference_state_dict_keys.tsv for the layout)"
+        )
+    return int(state[out_key].shape[1])

@@ -34,6 +34,7 @@ __all__ = [
     "esnet",
     "check_input_size",
     "nearest_valid_sizes",
+    "parse_size",
 ]
 
 BN_EPS = 1e-3
@@ -58,6 +59,16 @@ def check_input_size(width: int, height: int, what: str = "input") -> None:
                 f"{what} {name}={value} must be a positive multiple of {OUTPUT_STRIDE} "
                 f"(ESNet downsamples 3 times); try {lo} or {hi}"
             )
+
+
+def parse_size(text: str, what: str = "--input-size") -> tuple[int, int]:
+    """``"512x256"`` -> ``(512, 256)``, a network input size (both sides multiples of 8)."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{what} {text!r} must look like WIDTHxHEIGHT, e.g. 1024x512") from None
+    check_input_size(w, h, what=what)
+    return w, h
 
 
 class Downsampler(nn.Module):

@@ -443,7 +443,7 @@ def _onnx_for(
     options: Mapping[str, Any],
     cuda_fp16: bool,
 ) -> pathlib.Path:
-    onnx_path = options.get("onnx_path") or meta.get("onnx_path")
+    onnx_path = options.get("onnx_path") or meta.onnx_path
     if onnx_path:
         return pathlib.Path(onnx_path)
     if precision == "int8":
@@ -476,7 +476,7 @@ def create_backend(
     ``options``: for ``torch`` the keyword arguments of :class:`TorchBackend`; for
     ``onnxruntime``/``tensorrt`` ``onnx_path`` (use this file instead of exporting),
     ``cache_dir``, ``threads`` and ``spin`` (CPU: let idle ORT threads spin; ``None`` keeps
-    ORT's default).  ``meta["onnx_path"]`` (set when the weights are an .onnx file) also selects
+    ORT's default).  ``meta.onnx_path`` (set when the weights are an .onnx file) also selects
     the file.
     """
     options = dict(options or {})

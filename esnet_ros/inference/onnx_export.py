@@ -1,4 +1,4 @@
-"""``esnet export``: ESNet to ONNX, BatchNorm folded, with the checkpoint's metadata inside.
+"""ESNet to ONNX, BatchNorm folded, with the checkpoint's metadata inside (``esnet export``'s library).
 
 The model's metadata (class names, palette, normalization, input size, ...) travels in the
 ONNX ``metadata_props`` as JSON under the key ``esnet_ros`` (plus a few flat keys for tools
@@ -15,23 +15,23 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import pathlib
 import warnings
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from esnet_ros.core.model import check_input_size
+from esnet_ros.core.metadata import META_KEY, ModelMeta
+from esnet_ros.core.model import ESNet, check_input_size
+from esnet_ros.inference.fold import blocked_layout_downsamplers, fold_batchnorm
 
-__all__ = ["export_onnx", "read_onnx_metadata", "verify_onnx", "add_arguments", "run", "META_KEY", "OPSET"]
+__all__ = ["export_onnx", "read_onnx_metadata", "write_onnx_metadata", "verify_onnx", "META_KEY", "OPSET"]
 
 log = logging.getLogger(__name__)
 
-META_KEY = "esnet_ros"
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 PARITY_TOL = 1e-4
@@ -39,10 +39,10 @@ PARITY_TOL = 1e-4
 
 def export_onnx(
     model: torch.nn.Module,
-    meta: Mapping[str, Any],
+    meta: ModelMeta,
     output: str | pathlib.Path,
     *,
-    input_size: tuple[int, int] = (1024, 512),
+    input_size: tuple[int, int] | None = None,
     dynamic: bool = False,
     fold_bn: bool = True,
     fp16: bool = False,
@@ -51,16 +51,14 @@ def export_onnx(
 ) -> pathlib.Path:
     """Write ``model`` as ONNX (input ``input`` (N,3,H,W) float, output ``logits`` (N,C,H,W)).
 
-    ``dynamic`` leaves N, H and W symbolic.  ``fp16`` exports half weights and I/O (for ONNX
-    Runtime's CUDA provider).  ``verify`` compares ONNX Runtime with PyTorch (max |diff| <= 1e-4
-    for fp32) and raises ``ValueError`` when they differ.  Returns the output path.
+    ``input_size`` defaults to ``meta.input_size``.  ``dynamic`` leaves N, H and W symbolic.
+    ``fp16`` exports half weights and I/O (for ONNX Runtime's CUDA provider).  ``verify``
+    compares ONNX Runtime with PyTorch (max |diff| <= 1e-4 for fp32) and raises ``ValueError``
+    when they differ.  Returns the output path.
     """
     import onnx
 
-    from esnet_ros.core.model import ESNet
-    from esnet_ros.inference.fold import blocked_layout_downsamplers, fold_batchnorm
-
-    w, h = int(input_size[0]), int(input_size[1])
+    w, h = (int(v) for v in (input_size or meta.input_size))
     check_input_size(w, h, what="export input")
     output = pathlib.Path(output)
     if output.suffix != ".onnx":
@@ -69,35 +67,12 @@ def export_onnx(
     net = net.eval().cpu()
     if fp16:
         net = net.half()
-    dummy = torch.rand(1, 3, h, w, dtype=torch.float16 if fp16 else torch.float32)
-    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
-    with warnings.catch_warnings(), torch.inference_mode():
-        # the TorchScript-based exporter: deprecated but exact for this plain conv net, fast, and
-        # without onnxscript's extra dependencies; the tracer warnings are about static shapes
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", category=UserWarning)
-        torch.onnx.export(
-            net,
-            (dummy,),
-            str(tmp),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            opset_version=opset,
-            dynamic_axes=axes if dynamic else None,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    _trace(net, tmp, (w, h), torch.float16 if fp16 else torch.float32, dynamic, opset)
     proto = onnx.load(str(tmp))
-    info = dict(meta)
-    info.update(
-        onnx_input_size=None if dynamic else [w, h],
-        onnx_dynamic=bool(dynamic),
-        onnx_bn_folded=bool(fold_bn),
-        onnx_precision="fp16" if fp16 else "fp32",
-    )
+    info = meta.replace(onnx_input_size=None if dynamic else (w, h), onnx_dynamic=bool(dynamic),
+                        onnx_bn_folded=bool(fold_bn), onnx_precision="fp16" if fp16 else "fp32")
     _set_metadata(proto, info)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(tmp))
@@ -107,12 +82,36 @@ def export_onnx(
     return output
 
 
-def _set_metadata(proto: Any, meta: Mapping[str, Any]) -> None:
+def _trace(net: torch.nn.Module, path: pathlib.Path, size: tuple[int, int], dtype: torch.dtype, dynamic: bool,
+           opset: int) -> None:
+    w, h = size
+    dummy = torch.rand(1, 3, h, w, dtype=dtype)
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    with warnings.catch_warnings(), torch.inference_mode():
+        # the TorchScript-based exporter: deprecated but exact for this plain conv net, fast, and
+        # without onnxscript's extra dependencies; the tracer warnings are about static shapes
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_axes=axes if dynamic else None,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _set_metadata(proto: Any, meta: ModelMeta) -> None:
     flat = {
-        META_KEY: json.dumps(dict(meta), default=str),
-        "num_classes": str(meta.get("num_classes", "")),
-        "class_names": ",".join(meta.get("class_names", [])),
-        "normalization": json.dumps(meta.get("normalization", {})),
+        META_KEY: json.dumps(meta.to_dict(), default=str),
+        "num_classes": str(meta.num_classes),
+        "class_names": ",".join(meta.class_names),
+        "normalization": json.dumps(meta.normalization.to_dict()),
     }
     del proto.metadata_props[:]
     for key, value in flat.items():
@@ -122,7 +121,16 @@ def _set_metadata(proto: Any, meta: Mapping[str, Any]) -> None:
     proto.doc_string = "ESNet semantic segmentation (Wang et al. 2019); input (N,3,H,W) normalized, output logits"
 
 
-def read_onnx_metadata(path: str | pathlib.Path) -> dict[str, Any]:
+def write_onnx_metadata(path: str | pathlib.Path, meta: ModelMeta) -> None:
+    """Replace the metadata stored in an ONNX file (e.g. after int8 quantization)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    _set_metadata(proto, meta)
+    onnx.save(proto, str(path))
+
+
+def read_onnx_metadata(path: str | pathlib.Path) -> ModelMeta:
     """The esnet_ros metadata stored in an ONNX file (``ValueError`` if it has none)."""
     import onnx
 
@@ -136,7 +144,7 @@ def read_onnx_metadata(path: str | pathlib.Path) -> dict[str, Any]:
             f"{path} has no esnet_ros metadata (class names, normalization); export it with `esnet export`, "
             f"which stores them in metadata_props"
         )
-    return json.loads(props[META_KEY])
+    return ModelMeta.from_dict(json.loads(props[META_KEY]), source=str(path))
 
 
 def verify_onnx(
@@ -163,49 +171,3 @@ def verify_onnx(
         raise ValueError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g} > {limit:g}; report this export bug")
     log.info("verified %s: max |onnxruntime - torch| = %.2e", path, diff)
     return diff
-
-
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="", help="checkpoint (.safetensors or .pt; default: the bundled demo model)")
-    parser.add_argument("--output", required=True, help="ONNX file to write (.onnx)")
-    parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's)")
-    parser.add_argument("--height", type=int, default=None, help="network input height (default: the checkpoint's)")
-    parser.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
-    parser.add_argument("--labels", default=None, help="class/palette YAML for metadata-less custom checkpoints")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
-    parser.add_argument("--no-fold", action="store_true", help="keep BatchNorm layers (default: folded)")
-    parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
-    parser.add_argument("--int8", action="store_true", help="also quantize to int8 (static, calibrated); see esnet_ros/inference/quantize.py")
-    parser.add_argument("--calibration-dir", default=None, help="images for int8 calibration (png/jpg, searched recursively)")
-    parser.add_argument("--calibration-images", type=int, default=32, help="how many calibration images (default 32)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
-    from esnet_ros.core.labels import load_labels_yaml
-
-    labels = load_labels_yaml(args.labels) if args.labels else None
-    weights = resolve_weights(args.weights)
-    model, meta = load_checkpoint(weights, "cpu", labels=labels)
-    default_w, default_h = meta.get("input_size", (1024, 512))
-    size = (args.width or int(default_w), args.height or int(default_h))
-    output = pathlib.Path(args.output)
-    if args.int8:
-        if not args.calibration_dir:
-            raise ValueError("--int8 needs --calibration-dir DIR with images like the deployment's (e.g. esnet synth output)")
-        from esnet_ros.inference.quantize import quantize_model
-
-        fp32_path = output.with_name(output.stem + "_fp32.onnx")
-        export_onnx(model, meta, fp32_path, input_size=size, dynamic=False, fold_bn=not args.no_fold,
-                    opset=args.opset, verify=not args.no_verify)
-        quantize_model(fp32_path, output, args.calibration_dir, num_images=args.calibration_images)
-        print(f"wrote {output} (int8) and {fp32_path} (fp32), input {size[0]}x{size[1]}")
-        return 0
-    export_onnx(model, meta, output, input_size=size, dynamic=args.dynamic, fold_bn=not args.no_fold,
-                opset=args.opset, verify=not args.no_verify)
-    shape = "dynamic (N,3,H,W)" if args.dynamic else f"(1,3,{size[1]},{size[0]})"
-    print(f"wrote {output}: input {shape}, {meta['num_classes']} classes, metadata in metadata_props['{META_KEY}']")
-    return 0

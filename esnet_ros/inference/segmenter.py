@@ -1,18 +1,25 @@
 """The inference engine: one uint8 image in, the outputs you ask for out.
 
+The node, ``esnet predict``, ``esnet evaluate`` and int8 calibration all run this class, so what
+they write, score and calibrate on is what ``/esnet/labels`` carries.
+
 On CUDA all pre- and post-processing is written in torch ops and runs on the GPU (resize,
 normalize, argmax, colorize and blend on the device, one packed copy back).  On the CPU the
-hot steps take cheaper routes with the same results: OpenCV's bilinear resize on float pixels
-(equal to ``F.interpolate(..., "bilinear", align_corners=False)``), normalization written
-straight into the backend's input buffer, a running-max argmax over the channel planes split
-across threads, and nearest upsampling through index maps built from torch's own ``nearest``
-rule.  Buffers are allocated once per image size and reused; only the returned arrays are new.
-:func:`argmax_channels` and :func:`nearest_index` are tested against the torch ops they replace.
+hot steps take the cheaper routes of :mod:`esnet_ros.inference.cpu_ops`, with the same results.
+Buffers are allocated once per image size and reused; only the returned arrays are new.
+
+How labels come back to the input's size is an explicit choice (:data:`UPSAMPLE_MODES`):
+
+- ``nearest`` (:data:`DEFAULT_UPSAMPLE`): argmax at network resolution, then labels (and the
+  confidence) upsampled by nearest neighbour: cheap, blocky edges;
+- ``bilinear``: logits upsampled bilinearly to the input's size, then the argmax (and the
+  confidence: the max softmax of the upsampled logits): what the Cityscapes benchmark scores,
+  smoother edges, and it costs a C-plane resize and an argmax at full resolution.
 
 Example::
 
-    seg = Segmenter("weights.safetensors", device="auto", input_size=(1024, 512))
-    out = seg(image_bgr, color_order="bgr", outputs=("labels", "overlay"))
+    seg = Segmenter("weights.safetensors", device="auto", input_size=(512, 256))
+    out = seg(image_bgr, color_order="bgr", outputs=("labels", "overlay"), upsample="nearest")
     out.labels      # (H,W) uint8 class ids at input resolution
 """
 
@@ -20,36 +27,45 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pathlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from esnet_ros.inference.backends import create_backend, resolve_device, resolve_precision
-from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
+from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet
+from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta
 from esnet_ros.core.model import check_input_size
+from esnet_ros.inference.backends import create_backend, resolve_device, resolve_precision
+from esnet_ros.inference.cpu_ops import (
+    CpuBuffers,
+    argmax_channels,
+    normalize_into,
+    resize_bilinear_planes,
+    resize_nearest,
+)
+from esnet_ros.inference.onnx_export import read_onnx_metadata
 
 __all__ = [
     "Segmenter",
     "SegmentationResult",
     "OUTPUTS",
     "RESOLUTIONS",
+    "UPSAMPLE_MODES",
+    "DEFAULT_UPSAMPLE",
     "validate_image",
-    "argmax_channels",
-    "nearest_index",
 ]
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("labels", "confidence", "color", "overlay")
 RESOLUTIONS = ("input", "network")
-COLOR_ORDERS = ("rgb", "bgr")
+#: how labels are brought back to the input's size (see the module docstring)
+UPSAMPLE_MODES = ("nearest", "bilinear")
+DEFAULT_UPSAMPLE = "nearest"
 
 
 @dataclasses.dataclass
@@ -90,17 +106,41 @@ def _check_choice(name: str, value: str, allowed: Iterable[str]) -> str:
     return v
 
 
+def _load(weights: Any, backend: str, labels: LabelSet | None) -> tuple[torch.nn.Module | None, ModelMeta, str]:
+    """``(model or None for an .onnx file, metadata, backend)`` from what :class:`Segmenter` was given."""
+    if isinstance(weights, tuple):
+        model, meta = weights
+        meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
+    else:
+        path = resolve_weights(weights)
+        if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
+            model, meta = None, read_onnx_metadata(path).replace(onnx_path=str(path))
+            if str(backend).strip().lower() in ("torch", "auto"):
+                backend = "onnxruntime"
+        else:
+            model, meta = load_checkpoint(path, "cpu", labels=labels)
+    num_classes = model.num_classes if model is not None else meta.num_classes
+    if labels is not None:
+        if labels.num_classes != num_classes:
+            raise ValueError(
+                f"the labels list {labels.num_classes} classes but the model predicts {num_classes}; "
+                f"use a labels file with {num_classes} classes"
+            )
+        meta = meta.replace(labels=labels)
+    return model, meta, backend
+
+
 class Segmenter:
     """ESNet inference on any size of uint8 image, on the CPU or CUDA.
 
     Args:
-        weights: a checkpoint path, a ``(model, metadata)`` pair, or ``None`` for the bundled
+        weights: a checkpoint path, a ``(model, ModelMeta)`` pair, or ``None`` for the bundled
             demo model (trained on synthetic scenes: not for real cameras).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32`` or ``fp16`` (CUDA only).
         backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
-            checkpoint was trained at (1024x512 for the authors' weights).
+            checkpoint was trained at (``ModelMeta.input_size``).
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
         backend_options: passed to :func:`esnet_ros.inference.backends.create_backend` (e.g.
             ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
@@ -110,7 +150,7 @@ class Segmenter:
 
     def __init__(
         self,
-        weights: str | pathlib.Path | tuple[torch.nn.Module, Mapping[str, Any]] | None = None,
+        weights: str | pathlib.Path | tuple[torch.nn.Module, ModelMeta | Mapping[str, Any]] | None = None,
         *,
         device: str = "auto",
         precision: str = "auto",
@@ -121,57 +161,30 @@ class Segmenter:
     ) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        if isinstance(weights, tuple):
-            model, meta = weights
-            meta = dict(meta)
-        else:
-            path = resolve_weights(weights)
-            if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
-                from esnet_ros.inference.onnx_export import read_onnx_metadata
-
-                model, meta = None, read_onnx_metadata(path)
-                meta["onnx_path"] = str(path)
-                if str(backend).strip().lower() in ("torch", "auto"):
-                    backend = "onnxruntime"
-            else:
-                model, meta = load_checkpoint(path, "cpu", labels=labels)
-        num_classes = model.num_classes if model is not None else int(meta["num_classes"])
-        if labels is not None:
-            if labels.num_classes != num_classes:
-                raise ValueError(
-                    f"the labels list {labels.num_classes} classes but the model predicts {num_classes}; "
-                    f"use a labels file with {num_classes} classes"
-                )
-            meta.update(labels.to_meta())
+        model, meta, backend = _load(weights, backend, labels)
         self.meta = meta
-        self.labels = labels_from_meta(meta)
-        size = tuple(input_size) if input_size is not None else tuple(meta.get("input_size", (1024, 512)))
+        self.labels = meta.labels
+        size = tuple(input_size) if input_size is not None else meta.input_size
         check_input_size(int(size[0]), int(size[1]), what="network input")
         self.input_size = (int(size[0]), int(size[1]))
-        fixed = meta.get("onnx_input_size")
+        fixed = meta.onnx_input_size
         if model is None and fixed and tuple(fixed) != self.input_size:
             raise ValueError(
-                f"{meta.get('onnx_path')} was exported for {fixed[0]}x{fixed[1]} but input_size is "
+                f"{meta.onnx_path} was exported for {fixed[0]}x{fixed[1]} but input_size is "
                 f"{self.input_size[0]}x{self.input_size[1]}; use input_size=({fixed[0]}, {fixed[1]}) or export with --dynamic"
             )
         self.backend = create_backend(
             backend, model, meta, self.device, self.precision, self.input_size, options=backend_options
         )
-        norm = meta["normalization"]
-        scale = float(norm["scale"])
-        mean = torch.tensor(norm["mean"], dtype=torch.float32)
-        std = torch.tensor(norm["std"], dtype=torch.float32)
         # x_norm = pixel * gain + bias, per channel in the model's color order
-        self._gain = (scale / std).view(1, 3, 1, 1).to(self.device)
-        self._bias = (-mean / std).view(1, 3, 1, 1).to(self.device)
-        self.model_color_order = norm["color_order"]
-        self._palette = torch.from_numpy(self.labels.palette()).to(self.device)
+        self._gain_np, self._bias_np = meta.normalization.gain_bias()
+        self._gain = torch.from_numpy(self._gain_np).view(1, 3, 1, 1).to(self.device)
+        self._bias = torch.from_numpy(self._bias_np).view(1, 3, 1, 1).to(self.device)
+        self.model_color_order = meta.normalization.color_order
         self._palette_np = np.ascontiguousarray(self.labels.palette())
-        self._gain_np = self._gain.flatten().cpu().numpy()
-        self._bias_np = self._bias.flatten().cpu().numpy()
-        self._bias_zero = not bool(np.any(self._bias_np))
+        self._palette = torch.from_numpy(self._palette_np).to(self.device)
         self._pinned: torch.Tensor | None = None
-        self._cpu = _CpuBuffers() if self.device.type == "cpu" else None
+        self._cpu = CpuBuffers() if self.device.type == "cpu" else None
         log.info(
             "Segmenter: %s backend on %s (%s), network input %dx%d, %d classes (%s)",
             self.backend.name, self.device, self.precision, *self.input_size, self.labels.num_classes, self.labels.name,
@@ -186,7 +199,7 @@ class Segmenter:
         self.backend.release()
         self._pinned = None
         if self._cpu is not None:
-            self._cpu = _CpuBuffers()
+            self._cpu = CpuBuffers()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -203,7 +216,7 @@ class Segmenter:
         return self._pinned.to(self.device, non_blocking=True)
 
     def preprocess(self, image: torch.Tensor, color_order: str) -> torch.Tensor:
-        """(H,W,3) uint8 -> (1,3,h,w) float normalized, in the model's color order."""
+        """(H,W,3) uint8 tensor -> (1,3,h,w) float normalized, in the model's color order (torch ops)."""
         x = image.permute(2, 0, 1).unsqueeze(0)
         if color_order != self.model_color_order:
             x = x.flip(1)
@@ -213,55 +226,22 @@ class Segmenter:
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return x * self._gain + self._bias
 
+    def network_input(self, image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
+        """The ``(1,3,h,w)`` float32 array the network gets for ``image`` (a new array: int8 calibration)."""
+        image = validate_image(image)
+        color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
+        if self.device.type == "cuda":
+            return self.preprocess(self._upload(image), color_order).float().cpu().numpy()
+        return self._preprocess_cpu(image, color_order).numpy().copy()
+
     def _preprocess_cpu(self, image: np.ndarray, color_order: str) -> torch.Tensor:
-        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, written into a reused buffer.
-
-        One pass converts and normalizes (in the model's channel order) at input resolution,
-        OpenCV resizes (bilinear commutes with the per-channel affine: its weights sum to 1), and
-        ``cv2.split`` writes the planes straight into the backend's NCHW input buffer (or the
-        resize writes the NHWC buffer of a channels_last backend directly).
-        """
-        import cv2
-
-        buf = self._cpu
+        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, written into a reused buffer."""
         w, h = self.input_size
         x = self.backend.input_buffer((1, 3, h, w))
         if x is None:
-            x = buf.tensor("input", (1, 3, h, w), torch.float32)
+            x = self._cpu.tensor("input", (1, 3, h, w), torch.float32)
         flip = color_order != self.model_color_order
-        gain, bias = (self._gain_np[::-1], self._bias_np[::-1]) if flip else (self._gain_np, self._bias_np)
-        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        norm = buf.array("normalized", image.shape, np.float32)
-        # per-channel broadcasting over a last axis of 3 is slow in NumPy: scalars, or OpenCV
-        if np.all(gain == gain[0]):
-            np.multiply(image, gain[0], out=norm, casting="unsafe")
-        else:
-            np.copyto(norm, image, casting="unsafe")
-            cv2.multiply(norm, (*(float(g) for g in gain), 0.0), dst=norm)
-        if not self._bias_zero:
-            if np.all(bias == bias[0]):
-                np.add(norm, bias[0], out=norm)
-            else:
-                cv2.add(norm, (*(float(b) for b in bias), 0.0), dst=norm)
-        if image.shape[:2] != (h, w):
-            resized = buf.array("resized", (h, w, 3), np.float32)
-            got = cv2.resize(norm, (w, h), dst=resized, interpolation=cv2.INTER_LINEAR)
-            if not np.shares_memory(got, resized):
-                resized[...] = got
-            norm = resized
-        if nhwc:  # (h,w,3) view of the channels_last buffer
-            out_hwc = x[0].permute(1, 2, 0).numpy()
-            if flip:
-                out_hwc[...] = norm[:, :, ::-1]
-            else:
-                out_hwc[...] = norm
-            return x
-        planes = x[0].numpy()
-        targets = [planes[2], planes[1], planes[0]] if flip else [planes[0], planes[1], planes[2]]
-        for target, got in zip(targets, cv2.split(norm, targets)):
-            if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
-                target[...] = got
-        return x
+        return normalize_into(image, x, self._gain_np, self._bias_np, flip, self._cpu)
 
     # -- the call -----------------------------------------------------------------------------
 
@@ -273,11 +253,17 @@ class Segmenter:
         outputs: Iterable[str] = ("labels",),
         resolution: str = "input",
         alpha: float = 0.5,
+        upsample: str = DEFAULT_UPSAMPLE,
     ) -> SegmentationResult:
-        """Segment one ``(H,W,3) uint8`` image; compute only ``outputs`` (see :data:`OUTPUTS`)."""
+        """Segment one ``(H,W,3) uint8`` image; compute only ``outputs`` (see :data:`OUTPUTS`).
+
+        ``upsample`` (:data:`UPSAMPLE_MODES`) says how labels reach the input's size when
+        ``resolution="input"``; at ``resolution="network"`` both modes give the same result.
+        """
         image = validate_image(image)
         color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
         resolution = _check_choice("resolution", resolution, RESOLUTIONS)
+        upsample = _check_choice("upsample", upsample, UPSAMPLE_MODES)
         wanted = tuple(dict.fromkeys(_check_choice("outputs", o, OUTPUTS) for o in outputs))
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha={alpha} must be within 0..1 (0: input only, 1: mask only)")
@@ -294,60 +280,46 @@ class Segmenter:
         if cuda:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        if cuda:
-            result = self._postprocess(logits, src, wanted, resolution, float(alpha), color_order)
-        else:
-            result = self._postprocess_cpu(logits, image, wanted, resolution, float(alpha), color_order)
+        post = _Post(wanted, resolution, float(alpha), color_order, upsample)
+        result = self._postprocess(logits, src, post) if cuda else self._postprocess_cpu(logits, image, post)
         t3 = time.perf_counter()
         result.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return result
 
-    def _postprocess(
-        self,
-        logits: torch.Tensor,
-        src: torch.Tensor,
-        wanted: tuple[str, ...],
-        resolution: str,
-        alpha: float,
-        color_order: str,
-    ) -> SegmentationResult:
+    def _postprocess(self, logits: torch.Tensor, src: torch.Tensor, post: "_Post") -> SegmentationResult:
+        """Device tensors: argmax (after a bilinear upsample of the logits if asked), colors, one copy back."""
         logits = logits[0]
-        out_hw = tuple(src.shape[:2]) if resolution == "input" else tuple(logits.shape[1:])
-        labels = logits.argmax(0).to(torch.uint8)
+        out_hw = tuple(src.shape[:2]) if post.resolution == "input" else tuple(logits.shape[1:])
+        bilinear = post.upsample == "bilinear" and tuple(logits.shape[1:]) != out_hw
+        if bilinear:
+            logits = F.interpolate(logits[None].float(), size=out_hw, mode="bilinear", align_corners=False)[0]
         device_out: dict[str, torch.Tensor] = {}
-        if "confidence" in wanted:
+        if "confidence" in post.wanted:
             # max softmax = 1 / sum(exp(l - max l)), computed in fp32 for stability
             lf = logits.float()
             conf = 1.0 / torch.exp(lf - lf.amax(0, keepdim=True)).sum(0)
             device_out["confidence"] = _resize_nearest(conf.mul(255.0).round_().to(torch.uint8), out_hw)
-        labels = _resize_nearest(labels, out_hw)
-        if "labels" in wanted:
+        labels = _resize_nearest(logits.argmax(0).to(torch.uint8), out_hw)
+        if "labels" in post.wanted:
             device_out["labels"] = labels
-        if "color" in wanted or "overlay" in wanted:
+        if "color" in post.wanted or "overlay" in post.wanted:
             color = self._palette[labels.long()]
-            if "color" in wanted:
+            if "color" in post.wanted:
                 device_out["color"] = color
-            if "overlay" in wanted:
-                base = src if resolution == "input" else _resize_image(src, out_hw)
-                device_out["overlay"] = _blend(base, color, alpha, rgb_to_input=color_order == "bgr")
+            if "overlay" in post.wanted:
+                base = src if post.resolution == "input" else _resize_image(src, out_hw)
+                device_out["overlay"] = _blend(base, color, post.alpha, rgb_to_input=post.color_order == "bgr")
         return SegmentationResult(**_to_host(device_out, self.device))
 
-
-    def _postprocess_cpu(
-        self,
-        logits: torch.Tensor,
-        image: np.ndarray,
-        wanted: tuple[str, ...],
-        resolution: str,
-        alpha: float,
-        color_order: str,
-    ) -> SegmentationResult:
+    def _postprocess_cpu(self, logits: torch.Tensor, image: np.ndarray, post: "_Post") -> SegmentationResult:
         """CPU: the same outputs as :meth:`_postprocess` without torch's slow strided reductions."""
         buf = self._cpu
         lg = logits[0].float()
-        c, h, w = lg.shape
-        out_hw = tuple(image.shape[:2]) if resolution == "input" else (h, w)
-        want_conf = "confidence" in wanted
+        out_hw = tuple(image.shape[:2]) if post.resolution == "input" else tuple(lg.shape[1:])
+        if post.upsample == "bilinear" and tuple(lg.shape[1:]) != out_hw:
+            lg = torch.from_numpy(resize_bilinear_planes(lg.contiguous().numpy(), out_hw, buf))
+        h, w = lg.shape[1:]
+        want_conf = "confidence" in post.wanted
         labels_net = buf.array("labels_net", (h, w), np.uint8)
         conf_net = buf.array("conf_net", (h, w), np.uint8) if want_conf else None
         if lg.is_contiguous():  # NCHW planes: running max over channels, rows split across threads
@@ -355,142 +327,35 @@ class Segmenter:
         else:  # e.g. channels_last logits: torch reduces over the contiguous channel dim well
             labels_net[...] = lg.argmax(0).numpy()
             if want_conf:
-                mx = lg.amax(0, keepdim=True)
-                conf = 1.0 / torch.exp(lg - mx).sum(0)
+                conf = 1.0 / torch.exp(lg - lg.amax(0, keepdim=True)).sum(0)
                 conf_net[...] = conf.mul(255.0).round_().to(torch.uint8).numpy()
         out: dict[str, np.ndarray] = {}
-        labels = _resize_nearest_np(labels_net, out_hw, buf)
-        if "labels" in wanted:
+        labels = resize_nearest(labels_net, out_hw, buf)
+        if "labels" in post.wanted:
             out["labels"] = labels
         if want_conf:
-            out["confidence"] = _resize_nearest_np(conf_net, out_hw, buf)
-        if "color" in wanted or "overlay" in wanted:
+            out["confidence"] = resize_nearest(conf_net, out_hw, buf)
+        if "color" in post.wanted or "overlay" in post.wanted:
             color = np.take(self._palette_np, labels, axis=0)
-            if "color" in wanted:
+            if "color" in post.wanted:
                 out["color"] = color
-            if "overlay" in wanted:
+            if "overlay" in post.wanted:
                 src = torch.from_numpy(image)
-                base = src if resolution == "input" else _resize_image(src, out_hw)
-                out["overlay"] = _blend(base, torch.from_numpy(color), alpha, rgb_to_input=color_order == "bgr").numpy()
+                base = src if post.resolution == "input" else _resize_image(src, out_hw)
+                blended = _blend(base, torch.from_numpy(color), post.alpha, rgb_to_input=post.color_order == "bgr")
+                out["overlay"] = blended.numpy()
         return SegmentationResult(**out)
 
 
-class _CpuBuffers:
-    """Arrays reused from frame to frame (one set per shape), and a small thread pool."""
+@dataclasses.dataclass(frozen=True)
+class _Post:
+    """One call's post-processing choices."""
 
-    def __init__(self) -> None:
-        self._arrays: dict[str, np.ndarray] = {}
-        self._tensors: dict[str, torch.Tensor] = {}
-        self.index_maps: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] = {}
-        self.pool: ThreadPoolExecutor | None = None
-
-    def array(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        a = self._arrays.get(key)
-        if a is None or a.shape != tuple(shape) or a.dtype != dtype:
-            a = self._arrays[key] = np.empty(shape, dtype)
-        return a
-
-    def tensor(self, key: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        t = self._tensors.get(key)
-        if t is None or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
-            t = self._tensors[key] = torch.empty(shape, dtype=dtype)
-        return t
-
-    @staticmethod
-    def thread_count() -> int:
-        return min(torch.get_num_threads(), os.cpu_count() or 1, 8)
-
-    def threads(self) -> ThreadPoolExecutor | None:
-        n = self.thread_count()
-        if n < 2:
-            return None
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(n, thread_name_prefix="esnet_post")
-        return self.pool
-
-
-def argmax_channels(
-    logits: np.ndarray,
-    labels: np.ndarray,
-    confidence: np.ndarray | None = None,
-    buffers: _CpuBuffers | None = None,
-) -> None:
-    """``labels[...] = logits.argmax(0)`` (first maximum wins, as in torch), for ``(C,H,W)`` float32.
-
-    Optionally ``confidence[...] = round(255 * max softmax)``.  A running maximum over the C
-    planes, in row bands spread over a few threads (NumPy releases the GIL): 25x faster on the
-    CPU than ``torch.argmax(dim=0)``.  At most 256 classes (labels are uint8).
-    """
-    c, h, w = logits.shape
-    buffers = buffers or _CpuBuffers()
-    best = buffers.array("argmax_best", (h, w), np.float32)
-    mask = buffers.array("argmax_mask", (h, w), np.bool_)
-    step = buffers.array("argmax_step", (h, w), np.uint8)
-    acc = tmp = None
-    if confidence is not None:
-        acc = buffers.array("argmax_acc", (h, w), np.float32)
-        tmp = buffers.array("argmax_tmp", (h, w), np.float32)
-    pool = buffers.threads() if h * w >= 1 << 16 else None
-    workers = buffers.thread_count() if pool is not None else 1
-    # Bands of up to ~128k pixels, at least one per worker: NumPy's per-call overhead (4 calls per
-    # plane and band) outweighs cache misses below that (1024x512x19: 16k-pixel bands 14.5 ms,
-    # 128k 4.6 ms on 2 cores).
-    band = max(1, min((128 * 1024) // max(w, 1), -(-h // workers)))
-
-    def work(r0: int) -> None:
-        r1 = min(h, r0 + band)
-        b, m, lab, s = best[r0:r1], mask[r0:r1], labels[r0:r1], step[r0:r1]
-        np.copyto(b, logits[0, r0:r1])
-        lab.fill(0)
-        for k in range(1, c):
-            plane = logits[k, r0:r1]
-            np.greater(plane, b, out=m)
-            np.maximum(b, plane, out=b)
-            # k exceeds every label so far, so max(lab, k * m) sets k exactly where plane k is a
-            # new strict maximum: 3-4x faster than a masked copy (np.copyto(..., where=m))
-            np.multiply(m, np.uint8(k), out=s)
-            np.maximum(lab, s, out=lab)
-        if confidence is not None:
-            a, t = acc[r0:r1], tmp[r0:r1]
-            a.fill(0.0)
-            for k in range(c):  # max softmax = 1 / sum exp(l - max)
-                np.subtract(logits[k, r0:r1], b, out=t)
-                np.exp(t, out=t)
-                np.add(a, t, out=a)
-            np.divide(255.0, a, out=a)
-            np.rint(a, out=a)
-            np.copyto(confidence[r0:r1], a, casting="unsafe")
-
-    starts = range(0, h, band)
-    if pool is None:
-        for r0 in starts:
-            work(r0)
-    else:
-        for _ in pool.map(work, starts):
-            pass
-
-
-def nearest_index(src: int, dst: int) -> np.ndarray:
-    """Source index of each of ``dst`` outputs under torch's ``nearest`` rule (``floor(i * src / dst)``
-    in float32, as ``F.interpolate(mode="nearest")`` computes it)."""
-    probe = torch.arange(src, dtype=torch.float32).view(1, 1, src)
-    return F.interpolate(probe, size=dst, mode="nearest").view(-1).to(torch.int64).numpy()
-
-
-def _resize_nearest_np(a: np.ndarray, hw: tuple[int, int], buffers: _CpuBuffers) -> np.ndarray:
-    """(h,w) uint8 -> a new (H,W) array by nearest neighbour, exactly like :func:`_resize_nearest`."""
-    h, w = a.shape
-    H, W = hw
-    if (h, w) == (H, W):
-        return a.copy()
-    key = (h, w, H, W)
-    maps = buffers.index_maps.get(key)
-    if maps is None:
-        maps = buffers.index_maps[key] = (nearest_index(h, H), nearest_index(w, W))
-    rows, cols = maps
-    cols_done = buffers.array("nearest_cols", (h, W), a.dtype)
-    np.take(a, cols, axis=1, out=cols_done)
-    return np.take(cols_done, rows, axis=0)
+    wanted: tuple[str, ...]
+    resolution: str
+    alpha: float
+    color_order: str
+    upsample: str
 
 
 def _resize_nearest(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

@@ -206,20 +206,20 @@ def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera
 
 def network_input_size(weights: str | os.PathLike, width: int | None = None, height: int | None = None):
     """``((W, H), meta, labels)``: the network input recorded in the checkpoint unless overridden."""
-    from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint
+    from esnet_ros.core.checkpoint import load_checkpoint
 
     path = pathlib.Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights {path} not found; pass --weights PATH to a checkpoint (.safetensors or .pt)")
     _, meta = load_checkpoint(path, "cpu")
-    size = tuple(int(v) for v in meta.get("input_size", (1024, 512)))
+    size = meta.input_size
     w = int(width) if width else size[0]
     h = int(height) if height else size[1]
     for name, v in (("--width", w), ("--height", h)):
         if v <= 0 or v % 8:
             lo, hi = max(8, v - v % 8), v - v % 8 + 8
             raise ValueError(f"{name} {v} must be a positive multiple of 8 (ESNet downsamples 3 times); try {lo} or {hi}")
-    return (w, h), meta, labels_from_meta(meta)
+    return (w, h), meta, meta.labels
 
 
 def parse_camera_size(text: str) -> tuple[int, int]:

@@ -1,144 +1,60 @@
-"""``esnet evaluate``: mIoU, category mIoU, per-class IoU and pixel accuracy, as Cityscapes measures them.
+"""Scoring the engine: a dataset's mIoU as the node would segment it, and what int8 costs.
 
-Predictions are made at the network input size and evaluated at the **full label resolution**:
-the logits are bilinearly upsampled to each ground-truth image's size before the argmax (what
-the Cityscapes benchmark scores).  ``esnet predict`` writes exactly these predictions, so the
-official ``cityscapesscripts`` evaluation of its ``labelIds`` PNGs gives the same numbers.
+:func:`evaluate_dataset` runs every image through the same :class:`Segmenter` the node runs
+(``upsample`` as the node's parameter of that name) and scores its labels at the **full label
+resolution** with :class:`ConfusionMatrix` (the Cityscapes benchmark's rules).  ``esnet predict``
+writes exactly these labels, so the official ``cityscapesscripts`` evaluation of its
+``labelIds`` PNGs gives the same numbers.
 
-    esnet evaluate --weights W --data DIR --split val --json out.json [--confusion-png cm.png]
-
-The JSON holds ``miou``, ``category_miou``, ``per_class_iou`` (class name -> IoU; ``null`` for
-classes with neither ground truth nor predictions), ``per_category_iou`` and ``pixel_accuracy``,
-all fractions 0..1.
+The report (:func:`evaluation_report`) holds ``miou``, ``category_miou``, ``per_class_iou``
+(class name -> IoU; NaN for classes with neither ground truth nor predictions),
+``per_category_iou`` and ``pixel_accuracy``, all fractions 0..1.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import math
 import pathlib
 import time
-from typing import Any, Mapping
+from typing import Any, Sequence
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
-from esnet_ros.data.datasets import LABEL_KINDS, Resize, SegmentationDataset
 from esnet_ros.core.labels import load_labels_yaml
-from esnet_ros.training.metrics import ConfusionMatrix, save_confusion_png
-from esnet_ros.core.model import check_input_size
+from esnet_ros.data.datasets import SegmentationDataset
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
+from esnet_ros.training.metrics import ConfusionMatrix
 
-__all__ = ["add_arguments", "run", "evaluate_dataset", "Predictor", "load_model", "json_safe"]
-
-log = logging.getLogger(__name__)
-
-
-def json_safe(value: Any) -> Any:
-    """NaN -> None, recursively (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
+__all__ = ["build_segmenter", "evaluate_dataset", "evaluation_report", "compare_predictions"]
 
 
-def load_model(weights: str | None, device: torch.device, labels_yaml: str | None = None):
-    """``(model, meta, labels)`` from a checkpoint (the bundled demo model when ``weights`` is empty)."""
-    path = resolve_weights(weights)
+def build_segmenter(weights: str | pathlib.Path | None, *, device: str = "auto", labels_yaml: str | None = None,
+                    input_size: tuple[int, int] | None = None) -> Segmenter:
+    """The engine for ``weights`` (the bundled demo model when empty), as the CLIs configure it."""
     labels = load_labels_yaml(labels_yaml) if labels_yaml else None
-    model, meta = load_checkpoint(path, device, labels=labels)
-    return model, meta, labels_from_meta(meta)
+    return Segmenter(weights or None, device=device, input_size=input_size, labels=labels)
 
 
-class Predictor:
-    """Full-resolution train ids from uint8 images: resize (bilinear) to the network input,
-    normalize as the checkpoint records, run, upsample the logits bilinearly, argmax.
-
-    The training loop's validation and ``esnet evaluate``/``esnet predict`` all use this math.
-    """
-
-    def __init__(self, model: torch.nn.Module, meta: Mapping[str, Any], device: torch.device,
-                 input_size: tuple[int, int] | None = None) -> None:
-        size = tuple(input_size) if input_size else tuple(meta.get("input_size", (1024, 512)))
-        check_input_size(int(size[0]), int(size[1]), what="network input")
-        self.model = model.eval()
-        self.device = device
-        self.input_size = (int(size[0]), int(size[1]))
-        norm = meta["normalization"]
-        self.color_order = norm["color_order"]
-        std = torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1)
-        self.gain = (float(norm["scale"]) / std).to(device)
-        self.bias = (-torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1) / std).to(device)
-
-    def preprocess(self, image_rgb: np.ndarray) -> torch.Tensor:
-        """``(H,W,3)`` uint8 RGB -> ``(1,3,h,w)`` normalized network input."""
-        resized, _ = Resize(self.input_size, resize_label=False)(image_rgb, np.zeros((1, 1), np.uint8))
-        x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None].float().to(self.device)
-        if self.color_order == "bgr":
-            x = x.flip(1)
-        return x * self.gain + self.bias
-
-    @torch.inference_mode()
-    def logits(self, image_rgb: np.ndarray) -> torch.Tensor:
-        """``(C,H,W)`` float logits at the image's resolution."""
-        out = self.model(self.preprocess(image_rgb))
-        h, w = image_rgb.shape[:2]
-        if tuple(out.shape[2:]) != (h, w):
-            out = F.interpolate(out.float(), size=(h, w), mode="bilinear", align_corners=False)
-        return out[0]
-
-    def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
-        """``(H,W)`` uint8 train ids at the image's resolution."""
-        return self.logits(image_rgb).argmax(0).to(torch.uint8).cpu().numpy()
-
-
-def evaluate_dataset(predictor: Predictor, dataset: SegmentationDataset, *, progress: bool = False) -> ConfusionMatrix:
-    """Confusion matrix of ``predictor`` over every image of ``dataset`` at full label resolution."""
+def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsample: str = DEFAULT_UPSAMPLE,
+                     progress: bool = False) -> ConfusionMatrix:
+    """Confusion matrix of ``segmenter``'s labels over every image of ``dataset``, at full label resolution."""
     confmat = ConfusionMatrix.for_labels(dataset.labels)
-    indices = range(len(dataset))
+    indices: Any = range(len(dataset))
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # a progress bar for the CLI only
 
         indices = tqdm(indices, desc=f"evaluate {dataset.split}", unit="image")
     for i in indices:
         image, label = dataset.load(i)
-        confmat.update(torch.from_numpy(label), torch.from_numpy(predictor(image)))
+        confmat.update(label, segmenter(image, "rgb", upsample=upsample).labels)
     return confmat
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled demo model)")
-    parser.add_argument("--data", required=True, help="dataset folder (Cityscapes layout, or images/ + labels/)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
-    parser.add_argument("--label-kind", default="labelIds", choices=LABEL_KINDS,
-                        help="Cityscapes layout: *_gtFine_labelIds.png (default) or *_gtFine_labelTrainIds.png")
-    parser.add_argument("--input-size", default=None,
-                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
-    parser.add_argument("--confusion-png", default=None, help="write the confusion matrix to this PNG")
-
-
-def run(args: argparse.Namespace) -> int:
-    from esnet_ros.inference.backends import resolve_device
-    from esnet_ros.training.train import parse_size
-
-    device = resolve_device(args.device)
-    model, meta, labels = load_model(args.weights, device, args.labels)
-    size = parse_size(args.input_size) if args.input_size else None
-    predictor = Predictor(model, meta, device, size)
-    dataset = SegmentationDataset(args.data, args.split, labels, label_kind=args.label_kind)
-    start = time.perf_counter()
-    confmat = evaluate_dataset(predictor, dataset, progress=True)
+def evaluation_report(confmat: ConfusionMatrix, segmenter: Segmenter, dataset: SegmentationDataset, *,
+                      upsample: str, seconds: float) -> dict[str, Any]:
+    """The JSON report of ``esnet evaluate`` (NaN where undefined: pass it through ``json_safe``)."""
     result = confmat.compute()
-    report = {
+    return {
         "miou": result["miou"],
         "category_miou": result["category_miou"],
         "per_class_iou": result["per_class_iou"],
@@ -146,20 +62,52 @@ def run(args: argparse.Namespace) -> int:
         "pixel_accuracy": result["pixel_accuracy"],
         "num_images": len(dataset),
         "pixels": result["pixels"],
-        "split": args.split,
-        "data": str(args.data),
-        "weights": str(meta.get("source", args.weights)),
-        "input_size": list(predictor.input_size),
+        "split": dataset.split,
+        "data": str(dataset.root),
+        "weights": str(segmenter.meta.source or segmenter.meta.onnx_path or ""),
+        "input_size": list(segmenter.input_size),
+        "upsample": upsample,
         "evaluated_at": "full label resolution",
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(seconds, 2),
     }
-    print(confmat)
-    if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(json_safe(report), indent=2) + "\n")
-        log.info("wrote %s", path)
-    if args.confusion_png:
-        save_confusion_png(confmat, args.confusion_png, title=f"{labels.name} {args.split}")
-        log.info("wrote %s", args.confusion_png)
-    return 0
+
+
+def compare_predictions(
+    fp32_onnx: str | pathlib.Path,
+    int8_onnx: str | pathlib.Path,
+    images: Sequence[str | pathlib.Path],
+    *,
+    ground_truth: Sequence[np.ndarray] | None = None,
+    threads: int | None = None,
+) -> dict[str, float]:
+    """Labels of the fp32 and int8 models on ``images``, through the engine, at network resolution.
+
+    Returns pixel ``agreement``, ``miou_vs_fp32`` (int8 labels scored against fp32 labels) and,
+    with ``ground_truth`` (train-id maps at network resolution, 255 = ignore),
+    ``miou_fp32``, ``miou_int8`` and ``miou_drop`` (points).
+    """
+    options = {"threads": threads} if threads else None
+    fp32 = Segmenter(fp32_onnx, device="cpu", backend="onnxruntime", backend_options=options)
+    int8 = Segmenter(int8_onnx, device="cpu", backend="onnxruntime", precision="int8", backend_options=options)
+    labels = fp32.labels
+    vs_fp32, m32, m8 = (ConfusionMatrix.for_labels(labels) for _ in range(3))
+    agree = total = 0
+    started = time.perf_counter()
+    for i, path in enumerate(images):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"cannot read image {path}; is it a PNG/JPEG file?")
+        p32 = fp32(image, "bgr", resolution="network").labels
+        p8 = int8(image, "bgr", resolution="network").labels
+        agree += int((p32 == p8).sum())
+        total += p32.size
+        vs_fp32.update(p32, p8)
+        if ground_truth is not None:
+            m32.update(ground_truth[i], p32)
+            m8.update(ground_truth[i], p8)
+    out = {"agreement": agree / max(total, 1), "miou_vs_fp32": vs_fp32.compute()["miou"], "images": len(images),
+           "seconds": round(time.perf_counter() - started, 2)}
+    if ground_truth is not None:
+        out.update(miou_fp32=m32.compute()["miou"], miou_int8=m8.compute()["miou"])
+        out["miou_drop"] = 100.0 * (out["miou_fp32"] - out["miou_int8"])
+    return out

@@ -31,10 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from esnet_ros.core.checkpoint import (
-    DEFAULT_NORMALIZATION,
-    load_checkpoint,
-)
+from esnet_ros.core.checkpoint import load_checkpoint
+from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta
 from esnet_ros.data.datasets import (
     SegmentationDataset,
     class_pixel_counts,
@@ -48,7 +46,7 @@ from esnet_ros.training.distributed import ShardSampler, collate_eval, init_dist
 from esnet_ros.training.loop import evaluate, train_one_epoch, upsample_argmax
 from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
-from esnet_ros.core.model import ESNet, check_input_size
+from esnet_ros.core.model import ESNet, check_input_size, parse_size
 
 __all__ = [
     "main",
@@ -68,15 +66,6 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 # Arguments
 # --------------------------------------------------------------------------------------------
-
-
-def parse_size(text: str, what: str = "--input-size") -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"{what} {text!r} must look like WIDTHxHEIGHT, e.g. 1024x512") from None
-    check_input_size(w, h, what=what)
-    return w, h
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,12 +91,14 @@ def build_labels(data: str | pathlib.Path, labels_yaml: str | None) -> LabelSet:
 def build_dataset(args, split: str, labels: LabelSet, train: bool) -> SegmentationDataset:
     """The training (augmented, labels at input size) or validation (full-res labels) dataset."""
     size = parse_size(args.input_size)
+    norm = _meta_base(args, labels)["normalization"]  # the normalization the checkpoints will record
     if train:
         crop = parse_size(args.crop_size, "--crop-size") if getattr(args, "crop_size", None) else None
-        transforms = train_transforms(size, flip=not args.no_flip, translate=args.translate,
+        transforms = train_transforms(size, normalization=norm, flip=not args.no_flip, translate=args.translate,
                                       ignore_index=labels.ignore_index, crop_size=crop)
     else:
-        transforms = eval_transforms(size, full_resolution_labels=not getattr(args, "val_at_input_size", False))
+        transforms = eval_transforms(size, normalization=norm,
+                                     full_resolution_labels=not getattr(args, "val_at_input_size", False))
     cache = size if (train and getattr(args, "cache", False)) else None
     dataset = SegmentationDataset(args.data, split, labels, transforms, label_kind=args.label_kind, cache_size=cache)
     limit = getattr(args, "max_train_images", 0)
@@ -159,7 +150,7 @@ def _precision(args, device: torch.device) -> tuple[torch.dtype | None, bool]:
     return None, False
 
 
-def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> dict[str, Any]:
+def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> ModelMeta:
     """Copy a model file's weights into ``model`` (fine-tuning); returns the file's metadata.
 
     ``load_checkpoint`` refuses a file whose class count differs from ``labels``, naming the fix.
@@ -253,7 +244,7 @@ def build_model(args, labels: LabelSet, device: torch.device, is_main: bool = Tr
         if resume["encoder_head"] != (model.encoder_output_conv is not None):
             model = ESNet(labels.num_classes, encoder_head=resume["encoder_head"]).to(device)
         model.load_state_dict(resume["model"])
-    init_meta: dict[str, Any] = {}
+    init_meta: ModelMeta | None = None
     if args.init_weights:
         init_meta = init_from(model, args.init_weights, labels)
         if is_main:
@@ -280,10 +271,10 @@ def _meta_base(args, labels: LabelSet) -> dict[str, Any]:
                 normalization=DEFAULT_NORMALIZATION)
 
 
-def _keep_history(recipe: dict, history: dict) -> None:
+def _keep_history(recipe: dict, history: ModelMeta | None) -> None:
     """Every command that trained these weights, in order: the resumed or initial file's, then this one."""
-    if history:
-        before = history.get("recipe", {})
+    if history is not None:
+        before = history.recipe
         recipe["commands"] = list(before.get("commands") or [before.get("command", "?")]) + [recipe["command"]]
 
 
@@ -321,7 +312,7 @@ def main(args, defaults: dict[str, Any] | None = None) -> dict:
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     train_loader, val_loader = build_loaders(args, train_set, val_set, rank, world, device)
     recipe = _recipe(args, labels, weights, world, amp_dtype, defaults)
-    _keep_history(recipe, resume.get("meta", {}) if resume is not None else init_meta)
+    _keep_history(recipe, ModelMeta.from_dict(resume["meta"]) if resume is not None else init_meta)
     run = TrainingRun(args=args, model=model, criterion=criterion, device=device, labels=labels,
                       train_loader=train_loader, val_loader=val_loader, out=out, is_main=is_main,
                       meta_base=_meta_base(args, labels), recipe=recipe, scaler=scaler, amp_dtype=amp_dtype,

@@ -43,10 +43,10 @@ def test_authors_formats_reproduce_the_reference(tmp_path, fixture, layout, capl
     with caplog.at_level(logging.WARNING, logger="esnet_ros.core.checkpoint"):
         model, meta = load_checkpoint(path)
     assert_reproduces(model, fixture)
-    assert meta["class_names"] == list(cityscapes().names)
-    assert meta["normalization"]["scale"] == pytest.approx(1 / 255)
-    assert meta["normalization"]["color_order"] == "rgb"
-    assert "Cityscapes 19 classes" in " ".join(meta["assumed_defaults"])
+    assert meta.class_names == list(cityscapes().names)
+    assert meta.normalization.scale == pytest.approx(1 / 255)
+    assert meta.normalization.color_order == "rgb"
+    assert "Cityscapes 19 classes" in " ".join(meta.assumed_defaults)
     assert "assumed" in caplog.text and "pixel/255" in caplog.text
 
 
@@ -64,10 +64,14 @@ def test_our_format_roundtrips_weights_and_metadata(tmp_path, fixture):
     path = save_checkpoint(tmp_path / "ours.safetensors", model, meta)
     loaded, got = load_checkpoint(path)
     assert_reproduces(loaded, fixture)
+    stored = got.to_dict()
     for key in ("arch", "arch_version", "num_classes", "class_names", "palette", "input_size", "normalization", "dataset", "recipe", "metrics", "license"):
-        assert key in got, key
-    assert got["input_size"] == [512, 256] and got["metrics"]["val_miou"] == 0.5
-    assert got["arch"] == "esnet" and "assumed_defaults" not in got
+        assert key in stored, key
+    assert stored["input_size"] == [512, 256] and stored["metrics"]["val_miou"] == 0.5
+    assert stored["arch"] == "esnet" and "assumed_defaults" not in stored
+    assert got.input_size == (512, 256) and got.metrics == {"val_miou": 0.5} and got.recipe == {"epochs": 3, "lr": 5e-4}
+    assert got == meta.replace(labels=got.labels) and got.labels.names == cityscapes().names
+    assert got.source == str(path)
 
 
 def test_tiny_weights_are_saved_as_zeros_and_the_logits_keep(tmp_path, fixture):
@@ -141,8 +145,7 @@ def test_wrong_architecture(tmp_path):
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)}, path)
     with pytest.raises(ValueError, match="not an ESNet checkpoint.*conv1.weight"):
         load_checkpoint(path)
-    meta = make_metadata(cityscapes())
-    meta["arch"] = "erfnet"
+    meta = make_metadata(cityscapes()).replace(arch="erfnet")
     theirs = save_checkpoint(tmp_path / "erf.safetensors", ESNet(19), meta)
     with pytest.raises(ValueError, match="architecture 'erfnet'"):
         load_checkpoint(theirs)

@@ -63,18 +63,18 @@ def test_loss_goes_down_and_run_files(data, tmp_path):
     assert saved["epochs"] == 6 and saved["lr"] == 5e-3 and saved["input_size"] == "64x32"
     # the best model carries the full metadata: classes, input size, recipe with the command, metrics
     model, meta = load_checkpoint(out / "best.safetensors")
-    assert meta["class_names"] == list(cityscapes().names)
-    assert meta["input_size"] == [64, 32]
-    assert meta["normalization"]["scale"] == pytest.approx(1 / 255)
-    assert meta["recipe"]["optimizer"] == {"name": "Adam", "lr": 5e-3, "betas": [0.9, 0.999], "eps": 1e-8,
+    assert meta.class_names == list(cityscapes().names)
+    assert list(meta.input_size) == [64, 32]
+    assert meta.normalization.scale == pytest.approx(1 / 255)
+    assert meta.recipe["optimizer"] == {"name": "Adam", "lr": 5e-3, "betas": [0.9, 0.999], "eps": 1e-8,
                                            "weight_decay": 1e-4}
-    assert meta["recipe"]["schedule"]["power"] == 0.9
-    assert "--input-size 64x32" in meta["recipe"]["command"]
-    assert meta["recipe"]["class_weights"]["spec"] == "none"
+    assert meta.recipe["schedule"]["power"] == 0.9
+    assert "--input-size 64x32" in meta.recipe["command"]
+    assert meta.recipe["class_weights"]["spec"] == "none"
     best_row = max(rows, key=lambda r: float(r["val_miou"]))
-    assert meta["metrics"]["miou"] == pytest.approx(float(best_row["val_miou"]), abs=1e-4)
-    assert best["miou"] == meta["metrics"]["miou"]
-    assert set(meta["metrics"]["per_class_iou"]) == set(cityscapes().names)
+    assert meta.metrics["miou"] == pytest.approx(float(best_row["val_miou"]), abs=1e-4)
+    assert best["miou"] == meta.metrics["miou"]
+    assert set(meta.metrics["per_class_iou"]) == set(cityscapes().names)
 
 
 def test_resume_restores_model_optimizer_scheduler_epoch(data, tmp_path):
@@ -138,7 +138,7 @@ def test_init_weights_fine_tunes_with_a_fresh_schedule_and_keeps_the_history(dat
     assert (fresh - torch.nn.utils.parameters_to_vector(tuned.parameters())).abs().max() > 0.01
     state = torch.load(out / "checkpoint.pth", weights_only=True)
     assert state["epoch"] == 1 and float(state["optimizer"]["state"][0]["step"]) == 2  # a new optimizer
-    commands = meta["recipe"]["commands"]
+    commands = meta.recipe["commands"]
     assert len(commands) == 2 and "--init-weights" not in commands[0] and "--init-weights" in commands[1]
     with pytest.raises(ValueError, match="--init-weights and --resume both set"):
         main(_args(data, tmp_path / "both", "--init-weights", str(first / "last.safetensors"),
@@ -154,8 +154,8 @@ def test_crop_training(data, tmp_path):
     out = tmp_path / "run"
     main(_args(data, out, "--epochs", "1", "--crop-size", "32x16"))
     _, meta = load_checkpoint(out / "best.safetensors")
-    assert meta["recipe"]["augmentation"]["crop_size"] == [32, 16]
-    assert meta["input_size"] == [64, 32]  # inference runs on whole images at the input size
+    assert meta.recipe["augmentation"]["crop_size"] == [32, 16]
+    assert list(meta.input_size) == [64, 32]  # inference runs on whole images at the input size
     with pytest.raises(ValueError, match="--crop-size 128x64 must fit in --input-size 64x32"):
         main(_args(data, tmp_path / "bad", "--crop-size", "128x64"))
 
@@ -168,7 +168,7 @@ def test_two_stage_training(data, tmp_path):
     assert rows[0]["val_miou"] == ""  # the encoder stage is not validated (no decoder output)
     assert rows[1]["val_miou"]
     _, meta = load_checkpoint(out / "best.safetensors")  # the 1x1 encoder head is not in the weights
-    assert meta["recipe"]["encoder_epochs"] == 1
+    assert meta.recipe["encoder_epochs"] == 1
 
 
 def test_bad_arguments(data, tmp_path, capsys):
@@ -220,7 +220,7 @@ def test_bf16_autocast_channels_last_on_cpu(data, tmp_path):
     losses = [float(r["train_loss"]) for r in _rows(out)]
     assert losses[-1] < 0.8 * losses[0], losses
     model, meta = load_checkpoint(out / "best.safetensors")
-    assert meta["recipe"]["autocast"] == "bfloat16"
+    assert meta.recipe["autocast"] == "bfloat16"
     # the weights stay float32 and are saved in the standard layout, whatever the training layout was
     weight = next(v for v in model.state_dict().values() if v.dim() == 4)
     assert weight.dtype == torch.float32 and weight.is_contiguous()

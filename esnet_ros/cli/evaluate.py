@@ -1,0 +1,64 @@
+"""``esnet evaluate``: mIoU, category mIoU, per-class IoU and pixel accuracy of what the node would publish.
+
+    esnet evaluate --weights W --data DIR --split val --json out.json [--upsample bilinear] [--confusion-png cm.png]
+
+Every image goes through the node's engine (see :mod:`esnet_ros.training.evaluation`) and is scored
+at the full label resolution as the Cityscapes benchmark does.  The JSON holds ``miou``,
+``category_miou``, ``per_class_iou`` (class name -> IoU; ``null`` for classes with neither ground
+truth nor predictions), ``per_category_iou`` and ``pixel_accuracy``, all fractions 0..1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import time
+
+from esnet_ros.core.model import parse_size
+from esnet_ros.core.summary import json_safe
+from esnet_ros.data.datasets import LABEL_KINDS, SegmentationDataset
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
+from esnet_ros.training.evaluation import build_segmenter, evaluate_dataset, evaluation_report
+from esnet_ros.training.metrics import save_confusion_png
+
+__all__ = ["add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled demo model)")
+    parser.add_argument("--data", required=True, help="dataset folder (Cityscapes layout, or images/ + labels/)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
+    parser.add_argument("--label-kind", default="labelIds", choices=LABEL_KINDS,
+                        help="Cityscapes layout: *_gtFine_labelIds.png (default) or *_gtFine_labelTrainIds.png")
+    parser.add_argument("--input-size", default=None,
+                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--upsample", default=DEFAULT_UPSAMPLE, choices=UPSAMPLE_MODES,
+                        help=f"labels to the image's size: nearest (labels) or bilinear (logits); default {DEFAULT_UPSAMPLE}")
+    parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    parser.add_argument("--confusion-png", default=None, help="write the confusion matrix to this PNG")
+
+
+def run(args: argparse.Namespace) -> int:
+    segmenter = build_segmenter(args.weights, device=args.device, labels_yaml=args.labels,
+                                input_size=parse_size(args.input_size) if args.input_size else None)
+    dataset = SegmentationDataset(args.data, args.split, segmenter.labels, label_kind=args.label_kind)
+    start = time.perf_counter()
+    confmat = evaluate_dataset(segmenter, dataset, upsample=args.upsample, progress=True)
+    report = evaluation_report(confmat, segmenter, dataset, upsample=args.upsample,
+                               seconds=time.perf_counter() - start)
+    print(confmat)
+    if args.json:
+        path = pathlib.Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+        log.info("wrote %s", path)
+    if args.confusion_png:
+        save_confusion_png(confmat, args.confusion_png, title=f"{segmenter.labels.name} {args.split}")
+        log.info("wrote %s", args.confusion_png)
+    return 0
