@@ -357,9 +357,9 @@ def test_label_info_matches_the_class_map_is_latched_and_follows_a_model_swap(cl
     assert pub.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
     # a model swap (the bundled model, its own class list) republishes it: a newer stamp, the new classes
-    from esnet_ros.core.checkpoint import labels_from_meta, load_checkpoint, resolve_weights
+    from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 
-    bundled = labels_from_meta(load_checkpoint(resolve_weights(""), "cpu")[1])
+    bundled = load_checkpoint(resolve_weights(""), "cpu")[1].labels
     before = stamp_ns(info)
     assert all(r.successful for r in client.set_parameters(weights=""))
     try:
