@@ -173,8 +173,10 @@ class _WriterStage:
                 if self.video is not None:
                     self._video_frame(messages, source)
                 self.counters.written(1e3 * (time.perf_counter() - t0))
+            self.out.finish()
         except BaseException as exc:  # e.g. a full disk: stop everything, the caller reports it
             self.stop.fail(exc)
+            self.out.abort()
             while self.queue.get() is not None:  # drain so that the producer never blocks
                 pass
 

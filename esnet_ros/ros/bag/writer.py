@@ -76,7 +76,11 @@ def _check_output(path: pathlib.Path, overwrite: bool) -> None:
 
 
 class BagOutput:
-    """The output bag: :meth:`add` topics, :meth:`write` CDR bytes, :meth:`close` renames it into place."""
+    """The output bag: :meth:`add` topics, :meth:`write` CDR bytes, :meth:`close` renames it into place.
+
+    The storage is opened at the first write and finished by :meth:`finish`, in one thread (sqlite3
+    connections belong to the thread that opened them); :meth:`close` and :meth:`abort` may follow in another.
+    """
 
     def __init__(self, path: str | os.PathLike, *, storage: str = "mcap", overwrite: bool = False) -> None:
         if storage not in STORAGES:
@@ -89,35 +93,55 @@ class BagOutput:
         shutil.rmtree(self.staging, ignore_errors=True)
         try:
             self.staging.mkdir()
-            self._writer = Writer(self.staging / self.path.name, version=9, storage_plugin=STORAGES[storage])
-            self._writer.open()
-        except (OSError, WriterError) as exc:
-            shutil.rmtree(self.staging, ignore_errors=True)
+        except OSError as exc:
             raise ValueError(f"--output {self.path}: cannot create the bag ({exc}); choose a writable folder") from None
+        self._topics: list[tuple[str, str, tuple, TopicInfo | None]] = []
+        self._writer: Writer | None = None
         self._connections: dict[str, Any] = {}
+        self._finished = False
         self.counts: dict[str, int] = {}
 
     def add(self, topic: str, msgtype: str, qos: tuple = (OUTPUT_QOS,), source: TopicInfo | None = None) -> bool:
         """Declare a topic; a copied input topic of a type we have no definition for is refused (False)."""
-        store = typestore()
-        if msgtype in store.types:
-            conn = self._writer.add_connection(topic, msgtype, typestore=store, offered_qos_profiles=list(qos))
-        elif source is not None and source.msgdef and source.digest:
-            conn = self._writer.add_connection(topic, msgtype, msgdef=source.msgdef, rihs01=source.digest,
-                                               offered_qos_profiles=list(qos))
-        else:
+        if msgtype not in typestore().types and not (source is not None and source.msgdef and source.digest):
             return False
-        self._connections[topic] = conn
+        self._topics.append((topic, msgtype, tuple(qos), source))
         self.counts[topic] = 0
         return True
 
+    def _open(self) -> None:
+        store = typestore()
+        writer = Writer(self.staging / self.path.name, version=9, storage_plugin=STORAGES[self.storage])
+        try:
+            writer.open()
+        except (OSError, WriterError) as exc:
+            raise ValueError(f"--output {self.path}: cannot create the bag ({exc}); choose a writable folder") from None
+        self._writer = writer
+        for topic, msgtype, qos, source in self._topics:
+            if msgtype in store.types:
+                conn = writer.add_connection(topic, msgtype, typestore=store, offered_qos_profiles=list(qos))
+            else:
+                conn = writer.add_connection(topic, msgtype, msgdef=source.msgdef, rihs01=source.digest,
+                                             offered_qos_profiles=list(qos))
+            self._connections[topic] = conn
+
     def write(self, topic: str, timestamp: int, data: bytes | memoryview) -> None:
+        if self._writer is None:
+            self._open()
         self._writer.write(self._connections[topic], int(timestamp), data)
         self.counts[topic] += 1
 
-    def close(self) -> pathlib.Path:
-        """Finish the storage file and metadata.yaml, then move the bag to its path (replacing an old one)."""
+    def finish(self) -> None:
+        """Complete the storage file and metadata.yaml (in the thread that wrote)."""
+        if self._writer is None:
+            self._open()
         self._writer.close()
+        self._finished = True
+
+    def close(self) -> pathlib.Path:
+        """Finish (if not done) and move the bag to its path, replacing an old one."""
+        if not self._finished:
+            self.finish()
         old = None
         if self.path.exists():
             old = self.staging.with_name(self.staging.name + "-old")
@@ -130,7 +154,9 @@ class BagOutput:
 
     def abort(self) -> None:
         """Remove everything written so far (nothing is left at the output path)."""
+        writer, self._writer = self._writer, None
         try:
-            self._writer.abort()
+            if writer is not None and not self._finished:
+                writer.abort()
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
