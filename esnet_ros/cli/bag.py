@@ -16,7 +16,7 @@ import pathlib
 
 from esnet_ros.inference.backends import BACKENDS, PRECISIONS
 from esnet_ros.inference.segmenter import RESOLUTIONS
-from esnet_ros.ros.bag import OUTPUT_NAMES, STORAGES, VIDEO_STREAMS, BagJob, format_summary, segment_bag
+from esnet_ros.ros.bag import OUTPUT_NAMES, STORAGES, VIDEO_STREAMS, BagJob, format_summary
 from esnet_ros.training.train import parse_size
 
 __all__ = ["add_arguments", "run", "build_segmenter"]
@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         _write_json(args.json, result)
         return 0
+    from esnet_ros.ros.bag.pipeline import segment_bag  # rclpy: loaded only when a bag is segmented
+
     job = _job(args)
     summary = segment_bag(job, build_segmenter(args))
     print(format_summary(summary))

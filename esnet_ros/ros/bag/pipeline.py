@@ -14,9 +14,7 @@ at once, finishes the frames under way and closes the output bag so that it is c
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
-import pathlib
 import queue
 import signal
 import threading
@@ -27,6 +25,7 @@ import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
+from esnet_ros.ros.bag.job import OUTPUT_NAMES, BagJob
 from esnet_ros.ros.bag.reader import BagInput, TopicInfo, select_image_topic
 from esnet_ros.ros.bag.summary import RunCounters, summarize
 from esnet_ros.ros.bag.video import VideoSink
@@ -34,35 +33,13 @@ from esnet_ros.ros.bag.writer import OUTPUT_TOPICS, BagOutput
 from esnet_ros.ros.frames import FrameProcessor
 from esnet_ros.ros.images import ImageConversionError, compressed_to_color_input, image_to_numpy, to_color_input
 
-__all__ = ["BagJob", "segment_bag", "OUTPUT_NAMES"]
+__all__ = ["segment_bag"]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAMES = tuple(OUTPUT_TOPICS)
 _QUEUE_FRAMES = 4
 _POLL_S = 0.05
 _MESSAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
-
-
-@dataclasses.dataclass
-class BagJob:
-    """What to segment and where to; the engine settings live in the Segmenter passed beside it."""
-
-    input: pathlib.Path
-    output: pathlib.Path
-    topic: str | None = None
-    outputs: tuple[str, ...] = OUTPUT_NAMES
-    copy_topics: tuple[str, ...] | None = None  # None: none; ("*",): every topic of the input
-    storage: str | None = None  # None: the input's storage
-    overwrite: bool = False
-    video: pathlib.Path | None = None
-    video_stream: str = "overlay"
-    video_fps: float | None = None
-    max_input_pixels: int = 16_777_216
-    output_resolution: str = "input"
-    overlay_alpha: float = 0.5
-    upsample: str | None = None
-    progress: bool = True
 
 
 class _Stop:
