@@ -15,7 +15,7 @@ import logging
 import pathlib
 
 from esnet_ros.inference.backends import BACKENDS, PRECISIONS
-from esnet_ros.inference.segmenter import RESOLUTIONS
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, RESOLUTIONS, UPSAMPLE_MODES
 from esnet_ros.ros.bag import OUTPUT_NAMES, STORAGES, VIDEO_STREAMS, BagJob, format_summary
 from esnet_ros.training.train import parse_size
 
@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--input-size", default=None, help="network input WIDTHxHEIGHT (default: the checkpoint's)")
     engine.add_argument("--output-resolution", choices=RESOLUTIONS, default="input")
     engine.add_argument("--overlay-alpha", type=float, default=0.5, help="0 = camera image only, 1 = class colors only")
-    engine.add_argument("--upsample", default=None, help="nearest or bilinear (default: the node's)")
+    engine.add_argument("--upsample", choices=UPSAMPLE_MODES, default=DEFAULT_UPSAMPLE,
+                        help=f"labels from the network to the output resolution (default {DEFAULT_UPSAMPLE}, as the node)")
     engine.add_argument("--max-input-pixels", type=int, default=BagJob.max_input_pixels)
     bench = parser.add_argument_group("benchmark")
     bench.add_argument("--bench", action="store_true", help="time esnet bag against the model alone (JSON)")

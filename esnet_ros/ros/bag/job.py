@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE
 from esnet_ros.ros.bag.writer import OUTPUT_TOPICS
 
 __all__ = ["BagJob", "OUTPUT_NAMES"]
@@ -29,5 +30,5 @@ class BagJob:
     max_input_pixels: int = 16_777_216
     output_resolution: str = "input"
     overlay_alpha: float = 0.5
-    upsample: str | None = None
+    upsample: str = DEFAULT_UPSAMPLE
     progress: bool = True

@@ -30,7 +30,7 @@ from esnet_ros.ros.bag.reader import BagInput, TopicInfo, select_image_topic
 from esnet_ros.ros.bag.summary import RunCounters, summarize
 from esnet_ros.ros.bag.video import VideoSink
 from esnet_ros.ros.bag.writer import OUTPUT_TOPICS, BagOutput
-from esnet_ros.ros.frames import FrameProcessor
+from esnet_ros.ros.frames import FrameProcessor, InferenceError
 from esnet_ros.ros.images import ImageConversionError, compressed_to_color_input, image_to_numpy, to_color_input
 
 __all__ = ["segment_bag"]
@@ -123,10 +123,11 @@ def _input_bgr(msg: Any) -> np.ndarray:
 
 
 def _as_bgr(msg: Any) -> np.ndarray | None:
+    """An output Image as a BGR array of its own (the processor reuses its buffers for the next frame)."""
     if msg is None:
         return None
     image = image_to_numpy(msg)
-    return image[..., ::-1] if msg.encoding == "rgb8" else image
+    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "rgb8" else image)
 
 
 class _WriterStage:
@@ -143,12 +144,12 @@ class _WriterStage:
                 if item[0] == "copy":
                     self.out.write(item[1], item[2], item[3])
                     continue
-                _, timestamp, messages, source = item
+                _, timestamp, serialized, video_frame = item
                 t0 = time.perf_counter()
-                for name, msg in messages.items():
-                    self.out.write(OUTPUT_TOPICS[name][0], timestamp, serialize_message(msg))
+                for name, data in serialized.items():
+                    self.out.write(OUTPUT_TOPICS[name][0], timestamp, data)
                 if self.video is not None:
-                    self._video_frame(messages, source)
+                    self._video_frame(*video_frame)
                 self.counters.written(1e3 * (time.perf_counter() - t0))
             self.out.finish()
         except BaseException as exc:  # e.g. a full disk: stop everything, the caller reports it
@@ -157,9 +158,9 @@ class _WriterStage:
             while self.queue.get() is not None:  # drain so that the producer never blocks
                 pass
 
-    def _video_frame(self, messages: dict[str, Any], source: Any) -> None:
+    def _video_frame(self, source: Any, overlay: np.ndarray | None, color: np.ndarray | None) -> None:
         image = _input_bgr(source) if self.video.stream == "side_by_side" else None
-        self.video.write(self.video.compose(image, _as_bgr(messages.get("overlay")), _as_bgr(messages.get("color"))))
+        self.video.write(self.video.compose(image, overlay, color))
 
     def finish(self) -> None:
         self.queue.put(None)
@@ -199,17 +200,20 @@ def _process_frames(q_in: queue.Queue, writer: _WriterStage, processor: FramePro
             tick()
             continue
         _, timestamp, msg = item
+        serialized: dict[str, bytes] = {}
         try:
-            result = processor.process(msg, wanted, counters.counts())
-        except ImageConversionError as exc:
+            result = processor.process(msg, wanted, counters.counts(),
+                                       publish=lambda name, m: serialized.__setitem__(name, serialize_message(m)))
+        except (ImageConversionError, InferenceError) as exc:
             counters.reject(exc.cause, str(exc))
             tick()
             continue
         counters.processed(result)
         tick()
-        if not _put(writer.queue, ("frame", timestamp, result.messages, msg), stop):
-            return
-        if stop.event.is_set():
+        video_frame = None
+        if writer.video is not None:
+            video_frame = (msg, _as_bgr(result.messages.get("overlay")), _as_bgr(result.messages.get("color")))
+        if not _put(writer.queue, ("frame", timestamp, serialized, video_frame), stop) or stop.event.is_set():
             return
 
 
@@ -260,9 +264,8 @@ def _run_threads(job: BagJob, bag: BagInput, image: TopicInfo, copies: list[Topi
                  video: VideoSink | None, segmenter: Any) -> tuple[RunCounters, _Stop, float]:
     from tqdm import tqdm
 
-    kwargs = {"upsample": job.upsample} if job.upsample else {}
-    processor = FrameProcessor(segmenter, max_input_pixels=job.max_input_pixels,
-                               output_resolution=job.output_resolution, overlay_alpha=job.overlay_alpha, **kwargs)
+    processor = FrameProcessor(segmenter, max_input_pixels=job.max_input_pixels, output_resolution=job.output_resolution,
+                               overlay_alpha=job.overlay_alpha, upsample=job.upsample)
     counters, stop = RunCounters(), _Stop()
     writer = _WriterStage(out, video, counters, stop)
     q_in: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)

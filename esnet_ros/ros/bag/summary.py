@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from esnet_ros.ros.images import image_to_numpy
-
 __all__ = ["RunCounters", "summarize", "format_summary"]
 
 log = logging.getLogger(__name__)
@@ -19,7 +17,11 @@ _LOG_EVERY = 100  # a rejection cause is logged on its 1st, 101st, 201st ... occ
 
 
 class RunCounters:
-    """Frames processed, written and rejected (by the node's causes), stage timings and class pixel sums."""
+    """Frames processed, written and rejected (by the node's causes), stage timings and class pixel sums.
+
+    Stages: ``decode``, ``preprocess``, ``inference``, ``postprocess`` (the engine), ``build`` (output
+    messages + CDR, on the inference thread) and ``write`` (storage and video, on the writer thread).
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -43,22 +45,20 @@ class RunCounters:
             log.warning("skipped a frame (%s): %s%s", cause, text, more)
 
     def processed(self, result: Any) -> None:
-        """Count a frame and keep its stage timings (from its stats message) and class pixel counts."""
+        """Count a frame and keep its stage timings and class pixel shares (from its stats, else its labels)."""
+        for stage in ("decode", "preprocess", "inference", "postprocess", "publish"):
+            if stage in result.timings_ms:
+                self.timings["build" if stage == "publish" else stage].append(float(result.timings_ms[stage]))
         stats = result.messages.get("stats")
-        fractions = None
         if stats is not None:
-            for stage in ("decode", "preprocess", "inference", "postprocess"):
-                self.timings[stage].append(float(getattr(stats, f"{stage}_ms")))
             fractions = np.asarray(stats.class_fraction, dtype=np.float64)
-        elif "labels" in result.messages:
-            labels = image_to_numpy(result.messages["labels"])
-            fractions = np.bincount(labels.ravel(), minlength=256)[:255] / max(labels.size, 1)
+        else:
+            fractions = np.bincount(result.labels.ravel(), minlength=256)[:255] / max(result.labels.size, 1)
         with self.lock:
             self.frames_processed += 1
-            if fractions is not None:
-                if self.class_sums is None or self.class_sums.shape != fractions.shape:
-                    self.class_sums = np.zeros_like(fractions)
-                self.class_sums += fractions
+            if self.class_sums is None or self.class_sums.shape != fractions.shape:
+                self.class_sums = np.zeros_like(fractions)
+            self.class_sums += fractions
 
     def written(self, write_ms: float) -> None:
         with self.lock:
