@@ -309,7 +309,8 @@ def test_unwritable_output(scene_bag, tmp_path, capsys):
 
 
 def test_label_pairs_for_evaluation(scene_bag, tmp_path, scenes, reference_segmenter):
-    from esnet_ros.ros.bag.record import label_pairs
+    from esnet_ros.ros.bag.record import bag_confusion, label_pairs
+    from esnet_ros.training.metrics import ConfusionMatrix
 
     path, _ = scene_bag
     out = tmp_path / "seg"
@@ -320,6 +321,25 @@ def test_label_pairs_for_evaluation(scene_bag, tmp_path, scenes, reference_segme
     for (pred, gt), (bgr, truth) in zip(pairs, scenes):
         assert pred.shape == gt.shape == (H, W)
         np.testing.assert_array_equal(gt, truth)
+        network = reference_segmenter(bgr, color_order="bgr", outputs=("labels",), resolution="network").labels
+        np.testing.assert_array_equal(pred, cv2.resize(network, (W, H), interpolation=cv2.INTER_NEAREST))
+    labels = reference_segmenter.labels
+    confmat, frames = bag_confusion(out, labels, "/camera/labels_gt")
+    expected = ConfusionMatrix.for_labels(labels)
+    for pred, gt in pairs:
+        expected.update(gt, pred)
+    assert frames == N and confmat.compute()["miou"] == pytest.approx(expected.compute()["miou"])
+    with pytest.raises(ValueError, match="has no topic /camera/nothing"):
+        list(label_pairs(out, "/camera/nothing"))
+
+
+def test_synth_cli_records_a_bag(tmp_path, store):
+    from esnet_ros.cli import main
+
+    assert main(["synth", "--bag", str(tmp_path / "rec"), "--val", "2", "--size", f"{W}x{H}", "--storage", "mcap"]) == 0
+    msgs = read_bag(tmp_path / "rec", store)
+    assert [len(msgs[t]) for t in ("/camera/image_raw", "/camera/labels_gt")] == [2, 2]
+    assert msgs["/camera/image_raw"][0][1].header.stamp == msgs["/camera/labels_gt"][0][1].header.stamp
 
 
 def test_synthetic_recording(tmp_path, store):

@@ -13,14 +13,18 @@ import os
 import pathlib
 from typing import Iterator
 
+import cv2
 import numpy as np
 from rosbags.typesys.store import Typestore
 
+from esnet_ros.core.labels import LabelSet
 from esnet_ros.data.synth import label_ids_to_train_ids, scene_pairs
 from esnet_ros.ros.bag.reader import BagInput
 from esnet_ros.ros.bag.writer import BagOutput, typestore
+from esnet_ros.training.metrics import ConfusionMatrix
 
-__all__ = ["IMAGE_TOPIC", "GT_TOPIC", "PREDICTION_TOPIC", "write_synthetic_bag", "image_message", "label_pairs"]
+__all__ = ["IMAGE_TOPIC", "GT_TOPIC", "PREDICTION_TOPIC", "write_synthetic_bag", "image_message", "label_pairs",
+           "bag_confusion"]
 
 IMAGE_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/labels_gt"
@@ -78,8 +82,6 @@ def label_pairs(path: str | os.PathLike, gt_topic: str = GT_TOPIC,
 
     A prediction at network resolution is compared after nearest upsampling to the ground truth's size.
     """
-    import cv2
-
     store = typestore()
     with BagInput(path) as bag:
         for topic in (gt_topic, prediction_topic):
@@ -99,3 +101,20 @@ def label_pairs(path: str | os.PathLike, gt_topic: str = GT_TOPIC,
                 yield pred, gt
             else:
                 mine[stamp] = labels
+
+
+def bag_confusion(path: str | os.PathLike, labels: LabelSet, gt_topic: str = GT_TOPIC,
+                  prediction_topic: str = PREDICTION_TOPIC) -> tuple[ConfusionMatrix, int]:
+    """The confusion matrix of a segmented recording against its ground truth, and the number of frames.
+
+    ``esnet evaluate --bag DIR --gt-topic T`` reports from it what ``esnet evaluate`` reports for a folder.
+    """
+    confmat = ConfusionMatrix.for_labels(labels)
+    frames = 0
+    for prediction, truth in label_pairs(path, gt_topic, prediction_topic):
+        confmat.update(truth, prediction)
+        frames += 1
+    if not frames:
+        raise ValueError(f"{path}: no {prediction_topic} message has the stamp of a {gt_topic} message; "
+                         f"segment the recording with esnet bag --copy-topics {gt_topic}")
+    return confmat, frames

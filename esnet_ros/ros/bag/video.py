@@ -25,6 +25,15 @@ CODECS = {".mp4": ("avc1", "mp4v"), ".m4v": ("avc1", "mp4v"), ".mov": ("avc1", "
 
 
 def _codec_works(fourcc: str, suffix: str) -> bool:
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # a failing probe is expected, not an error
+    try:
+        return _probe(fourcc, suffix)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _probe(fourcc: str, suffix: str) -> bool:
     with tempfile.TemporaryDirectory(prefix="esnet-video-") as tmp:
         path = str(pathlib.Path(tmp) / f"probe{suffix}")
         writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 10.0, (64, 32))
