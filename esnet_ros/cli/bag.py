@@ -1,7 +1,7 @@
 """``esnet bag INPUT --output OUTPUT``: segment every frame of a rosbag2 recording (MCAP or sqlite3) offline.
 
     esnet bag drive/ --output drive_seg/ [--topic /camera/image_raw] [--json run.json] [--video overlay.mp4]
-    esnet bag --bench [--bench-size 1280x720] [--bench-frames 60]      # frames/s vs. the model alone
+    esnet bag --bench [--bench-size 1280x720] [--bench-frames 60] [--outputs labels,stats]  # vs. the model alone
 
 Writes a new recording with /esnet/labels, /esnet/color, /esnet/overlay, /esnet/confidence and
 /esnet/stats (the node's messages for the same frames and settings), see :mod:`esnet_ros.ros.bag`.
@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bench:
         from esnet_ros.ros.bag.bench import bench_bag
 
+        outputs = tuple(o.strip() for o in args.outputs.split(",") if o.strip())
         result = bench_bag(build_segmenter(args), size=parse_size(args.bench_size, "--bench-size"),
-                           frames=args.bench_frames)
+                           frames=args.bench_frames, outputs=outputs)
         print(json.dumps(result, indent=2))
         _write_json(args.json, result)
         return 0

@@ -20,7 +20,8 @@ class RunCounters:
     """Frames processed, written and rejected (by the node's causes), stage timings and class pixel sums.
 
     Stages: ``decode``, ``preprocess``, ``inference``, ``postprocess`` (the engine), ``build`` (output
-    messages + CDR, on the inference thread) and ``write`` (storage and video, on the writer thread).
+    messages + CDR, on the inference thread), ``total`` (the node's recipe for the frame, all of the above)
+    and ``write`` (storage and video, on the writer thread).
     """
 
     def __init__(self) -> None:
@@ -46,7 +47,7 @@ class RunCounters:
 
     def processed(self, result: Any) -> None:
         """Count a frame and keep its stage timings and class pixel shares (from its stats, else its labels)."""
-        for stage in ("decode", "preprocess", "inference", "postprocess", "publish"):
+        for stage in ("decode", "preprocess", "inference", "postprocess", "publish", "total"):
             if stage in result.timings_ms:
                 self.timings["build" if stage == "publish" else stage].append(float(result.timings_ms[stage]))
         stats = result.messages.get("stats")
@@ -67,8 +68,8 @@ class RunCounters:
 
 
 def _stage_summary(timings: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    return {stage: {"median_ms": round(float(np.median(v)), 3), "p90_ms": round(float(np.percentile(v, 90)), 3)}
-            for stage, v in timings.items() if v}
+    return {stage: {"median_ms": round(float(np.median(v)), 3), "mean_ms": round(float(np.mean(v)), 3),
+                    "p90_ms": round(float(np.percentile(v, 90)), 3)} for stage, v in timings.items() if v}
 
 
 def _class_shares(counters: RunCounters, names: list[str]) -> dict[str, float]:
