@@ -48,6 +48,7 @@ REQUIREMENTS = {
     "ros": (lambda: _importable("rclpy") and _importable("esnet_ros.msg"), "rclpy / built esnet_ros.msg not importable (run make setup and source tools/env.sh)"),
     "ros_launch": (lambda: _importable("launch") and _importable("launch_ros"), "ROS 2 'launch'/'launch_ros' not installed (not on PyPI; needs a ROS 2 distro)"),
     "vision_msgs": (lambda: _importable("vision_msgs"), "vision_msgs not installed (not on PyPI; needs a ROS 2 distro)"),
+    "cv_bridge": (lambda: _importable("cv_bridge"), "ROS 2 cv_bridge not installed (not on PyPI; needs a ROS 2 distro)"),
     "cuda": (_cuda_available, "no CUDA device on this machine"),
 }
 
@@ -57,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Not "launch": launch_pytest registers that name for its own marker (with a required fixture=).
     config.addinivalue_line("markers", "ros_launch: needs ROS 2 launch / launch_ros / launch_pytest")
     config.addinivalue_line("markers", "vision_msgs: needs vision_msgs")
+    config.addinivalue_line("markers", "cv_bridge: needs ROS 2's cv_bridge (compared with our conversion)")
     config.addinivalue_line("markers", "cuda: needs a CUDA device")
     config.addinivalue_line("markers", "slow: takes more than ~20 s")
 

@@ -4,12 +4,15 @@ ROS 2's ``cv_bridge`` is not on PyPI, so this is our own implementation of the p
 
 - :func:`image_to_numpy` turns any Image with a cv_bridge encoding into an ``(H,W)`` or
   ``(H,W,C)`` array that is a **view** of the message's buffer (no copy, no Python loop): row
-  padding (``step`` > width x pixel size) is skipped by strides, and ``is_bigendian`` selects
-  the byte order of multi-byte encodings (``mono16``, ``16UC1``, ``32FC1``, ...).
+  padding (``step`` > width x pixel size) is skipped by strides. Multi-byte encodings
+  (``mono16``, ``16UC1``, ``32FC1``, ...) are read in the order ``is_bigendian`` names and
+  returned in the host's native order (one copy when they differ: torch takes only native).
 - :func:`to_color_input` / :func:`compressed_to_color_input` give what the segmenter takes: an
   ``(H,W,3) uint8`` view plus the channel order, for the five camera encodings (``rgb8``,
   ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``; the generic ``8UC1/3/4`` are read as
   ``mono8/bgr8/bgra8`` as cv_bridge does).
+- Compressed frames are decoded as cv_bridge and image_transport do (``IMREAD_UNCHANGED``):
+  no EXIF rotation, alpha dropped after decoding, bytes after the end marker ignored.
 - :func:`numpy_to_image` / :class:`ImagePublisherBuffer` build outgoing Images with one copy
   into a reused buffer.
 
@@ -31,6 +34,7 @@ __all__ = [
     "ImageConversionError",
     "CAUSES",
     "COLOR_ENCODINGS",
+    "NAMED_ENCODINGS",
     "ColorInput",
     "encoding_info",
     "image_to_numpy",
@@ -53,7 +57,6 @@ CAUSES = (
     "compressed_truncated",
     "compressed_corrupt",
     "png_16bit",
-    "png_alpha",
 )
 
 #: the encodings the segmentation node accepts, with (color order, encoding of the overlay)
@@ -81,29 +84,34 @@ class ImageConversionError(ValueError):
 
 # -- encodings (names as in sensor_msgs/image_encodings.hpp) --------------------------------------
 
-_NAMED = {
+#: every named (non ``8UC3``-style) encoding of sensor_msgs/image_encodings.hpp: (channels, dtype);
+#: nv12/nv21/nv24 have 2 channels there although their planes do not fit that (see to_color_input)
+NAMED_ENCODINGS = {
     "mono8": (1, "u1"), "mono16": (1, "u2"),
     "rgb8": (3, "u1"), "bgr8": (3, "u1"), "rgba8": (4, "u1"), "bgra8": (4, "u1"),
     "rgb16": (3, "u2"), "bgr16": (3, "u2"), "rgba16": (4, "u2"), "bgra16": (4, "u2"),
     "yuv422": (2, "u1"), "uyvy": (2, "u1"), "yuv422_yuy2": (2, "u1"), "yuyv": (2, "u1"),
-    "nv21": (1, "u1"), "nv24": (1, "u1"),
+    "nv12": (2, "u1"), "nv21": (2, "u1"), "nv24": (2, "u1"),
+    **{f"bayer_{p}{bits}": (1, "u1" if bits == 8 else "u2") for p in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)},
 }
 _GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-9]\d*)$")
 _GENERIC_DTYPES = {"8U": "u1", "8S": "i1", "16U": "u2", "16S": "i2", "32S": "i4", "32F": "f4", "64F": "f8"}
-_BAYER = re.compile(r"^bayer_(rggb|bggr|gbrg|grbg)(8|16)$")
+# YUV layouts the node refuses, with the reason given to the user
+_YUV_HELP = {
+    **dict.fromkeys(("yuv422", "uyvy", "yuyv", "yuv422_yuy2"), "a YUV 4:2:2 layout"),
+    **dict.fromkeys(("nv12", "nv21", "nv24"), "a semi-planar YUV layout that cv_bridge cannot read either "
+                                              "(sensor_msgs gives it 2 channels, which its planes do not fit)"),
+}
 
 
 def encoding_info(encoding: str) -> tuple[int, np.dtype]:
     """``(channels, dtype)`` of a cv_bridge encoding name (byte order: little endian)."""
-    if encoding in _NAMED:
-        channels, code = _NAMED[encoding]
+    if encoding in NAMED_ENCODINGS:
+        channels, code = NAMED_ENCODINGS[encoding]
         return channels, np.dtype(code)
     m = _GENERIC.match(encoding)
     if m:
         return int(m.group(2)), np.dtype(_GENERIC_DTYPES[m.group(1)])
-    m = _BAYER.match(encoding)
-    if m:
-        return 1, np.dtype("u1" if m.group(2) == "8" else "u2")
     shown = repr(encoding[:64]) + ("..." if len(encoding) > 64 else "")
     what = "an empty encoding" if encoding == "" else f"unknown encoding {shown}"
     raise ImageConversionError(
@@ -127,6 +135,8 @@ def _check_size(width: int, height: int, max_pixels: int | None) -> None:
 
 def image_to_numpy(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
     """A sensor_msgs/Image as an ``(H,W)`` (1 channel) or ``(H,W,C)`` array viewing ``msg.data``.
+
+    Multi-byte values come back in native byte order: a copy when ``is_bigendian`` differs from the host.
 
     Raises :class:`ImageConversionError` for an unknown encoding, a zero or too large size, a
     ``step`` smaller than a row, or ``data`` whose length is not ``step * height``.
@@ -165,6 +175,8 @@ def image_to_numpy(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
             strides=(step, channels * dtype.itemsize, dtype.itemsize),
             writeable=buf.flags.writeable,
         )
+    if not image.dtype.isnative:
+        image = image.astype(image.dtype.newbyteorder("="))  # torch.from_numpy refuses non-native arrays
     return image[:, :, 0] if channels == 1 else image
 
 
@@ -188,10 +200,13 @@ def to_color_input(msg: Any, *, max_pixels: int | None = None) -> ColorInput:
     encoding = str(msg.encoding)
     if encoding not in COLOR_ENCODINGS:
         encoding_info(encoding)  # raises "unknown_encoding" for names that are no encoding at all
+        if encoding in _YUV_HELP:
+            how = f"{encoding} is {_YUV_HELP[encoding]}; set the camera's pixel format to RGB/BGR or convert first"
+        else:
+            how = "debayer / convert first, e.g. with image_proc"
         raise ImageConversionError(
             "unsupported_encoding",
-            f"encoding {encoding!r} is not supported by the segmentation node; {SUPPORTED_HELP} "
-            f"(debayer / convert first, e.g. with image_proc)",
+            f"encoding {encoding!r} is not supported by the segmentation node; {SUPPORTED_HELP} ({how})",
         )
     image = image_to_numpy(msg, max_pixels=max_pixels)
     order, overlay = COLOR_ENCODINGS[encoding]
@@ -205,44 +220,48 @@ def to_color_input(msg: Any, *, max_pixels: int | None = None) -> ColorInput:
 # -- compressed ------------------------------------------------------------------------------------
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"IEND\xaeB`\x82"
 _JPEG_SOI = b"\xff\xd8\xff"
 # SOF markers carry the frame size (C4 DHT, C8 JPG and CC DAC are not frames)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # color type -> channels
+_PNG_COLOR_TYPES = (0, 2, 3, 4, 6)  # gray, RGB, palette, gray+alpha, RGBA
 _FORMAT_ORDER = re.compile(r"^\s*(\w+)\s*;")
 
 
 def _png_header(data: bytes) -> tuple[int, int]:
-    """Check a PNG's structure and return ``(width, height)``; refuse 16-bit and alpha."""
+    """Walk a PNG's chunks up to IEND and return ``(width, height)``; refuse 16-bit.
+
+    Bytes after the IEND chunk are ignored (libpng, and so cv_bridge, ignore them too).
+    """
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise ImageConversionError("compressed_truncated", f"PNG of {len(data)} B ends before its IHDR header; the message is truncated")
     width = int.from_bytes(data[16:20], "big")
     height = int.from_bytes(data[20:24], "big")
     depth, color_type = data[24], data[25]
-    if color_type not in _PNG_CHANNELS:
+    if color_type not in _PNG_COLOR_TYPES:
         raise ImageConversionError("compressed_corrupt", f"PNG has an invalid color type {color_type}; the data is corrupt")
     if depth == 16:
         raise ImageConversionError(
             "png_16bit", "PNG has 16 bits per channel; the node takes 8-bit images: compress from rgb8/bgr8/mono8"
         )
-    idat = data.find(b"IDAT")
-    has_trns = data.find(b"tRNS", 0, idat if idat > 0 else len(data)) > 0  # palette transparency
-    if color_type in (4, 6) or has_trns:
-        raise ImageConversionError(
-            "png_alpha", "PNG has an alpha channel; publish 8-bit PNG without alpha (compress from rgb8/bgr8/mono8)"
-        )
-    if not data.rstrip(b"\x00").endswith(_PNG_IEND):
-        raise ImageConversionError("compressed_truncated", f"PNG of {len(data)} B has no IEND chunk at its end; the message is truncated")
-    return width, height
+    pos, end = 8, len(data)
+    while pos + 12 <= end:  # chunk: length (4), type (4), data, CRC (4)
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return width, height
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    raise ImageConversionError("compressed_truncated", f"PNG of {len(data)} B ends before its IEND chunk; the message is truncated")
 
 
 def _jpeg_header(data: bytes) -> tuple[int, int]:
-    """Walk the JPEG markers up to the frame header and return ``(width, height)``."""
+    """Walk the JPEG markers to the first scan and return ``(width, height)`` from the frame header.
+
+    An EOI marker must follow the scan; bytes after it are ignored (libjpeg, and so cv_bridge,
+    ignore them too). Entropy-coded data never holds ``FF D9`` (0xFF is stuffed there).
+    """
     end = len(data)
     pos = 2
-    for _ in range(1024):  # marker segments before SOF: a handful in practice
-        while pos < end and data[pos] == 0xFF and pos + 1 < end and data[pos + 1] == 0xFF:
+    size = None
+    for _ in range(1024):  # marker segments before the scan: a handful in practice
+        while pos + 1 < end and data[pos] == 0xFF and data[pos + 1] == 0xFF:
             pos += 1  # fill bytes
         if pos + 4 > end:
             break
@@ -250,61 +269,69 @@ def _jpeg_header(data: bytes) -> tuple[int, int]:
             raise ImageConversionError("compressed_corrupt", f"JPEG has no marker at byte {pos}; the data is corrupt")
         marker = data[pos + 1]
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in _JPEG_SOF:
-            if pos + 9 > end:
-                break
-            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        if marker in _JPEG_SOF and pos + 9 <= end:
+            size = int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")
+        elif marker == 0xDA and size is not None:
+            if data.rfind(b"\xff\xd9", pos + 2 + length) < 0:  # from the end: EOI is last or nearly
                 raise ImageConversionError(
-                    "compressed_truncated", f"JPEG of {len(data)} B does not end with its EOI marker; the message is truncated"
+                    "compressed_truncated", f"JPEG of {len(data)} B has no EOI marker after its scan; the message is truncated"
                 )
-            return width, height
+            return size
         if marker == 0xDA or length < 2:
             raise ImageConversionError("compressed_corrupt", "JPEG has no frame header (SOF) before its scan; the data is corrupt")
         pos += 2 + length
-    raise ImageConversionError("compressed_truncated", f"JPEG of {len(data)} B ends before its frame header; the message is truncated")
+    where = "its first scan" if size else "its frame header"
+    raise ImageConversionError("compressed_truncated", f"JPEG of {len(data)} B ends before {where}; the message is truncated")
+
+
+def _compressed_size(msg: Any) -> tuple[bytes, int, int]:
+    """The payload of a CompressedImage as bytes, with the ``(width, height)`` in its JPEG/PNG header."""
+    data = msg.data
+    if len(data) == 0:
+        raise ImageConversionError("compressed_empty", "CompressedImage has no data; the camera sent an empty frame")
+    raw = bytes(data if isinstance(data, (bytes, bytearray)) else memoryview(data).cast("B"))
+    if raw.startswith(_PNG_MAGIC):
+        return (raw, *_png_header(raw))
+    if raw.startswith(_JPEG_SOI):
+        return (raw, *_jpeg_header(raw))
+    fmt = str(msg.format)[:64]
+    raise ImageConversionError(
+        "compressed_format",
+        f"CompressedImage (format {fmt!r}) is neither JPEG nor PNG (first bytes {raw[:8].hex()}); "
+        f"use the compressed (jpeg/png) transport",
+    )
 
 
 def compressed_to_color_input(msg: Any, *, max_pixels: int | None = None) -> ColorInput:
     """A sensor_msgs/CompressedImage (JPEG or PNG, found by its magic bytes) decoded for the segmenter.
 
-    ``format`` is read the way image_transport writes it (``"rgb8; jpeg compressed bgr8"``): an
-    original ``rgb8``/``rgba8`` image gives an rgb8 overlay, anything else bgr8 (OpenCV's order).
-    The size in the header is checked against ``max_pixels`` before anything is decoded.
+    Decoded as cv_bridge's ``toCvCopy``/``compressed_imgmsg_to_cv2`` do (``IMREAD_UNCHANGED``): the
+    EXIF orientation is not applied, gray stays gray (viewed as 3 channels), alpha is dropped.
+    ``format`` is read the way image_transport writes it (``"rgba8; png compressed bgra8"``): an
+    original ``rgb8``/``rgba8``/``mono8`` image gives an rgb8 overlay, anything else bgr8 (OpenCV's
+    order). The size in the header is checked against ``max_pixels`` before anything is decoded.
     """
     import cv2
 
-    data = msg.data
-    if len(data) == 0:
-        raise ImageConversionError("compressed_empty", "CompressedImage has no data; the camera sent an empty frame")
-    head = bytes(data[:8])
-    raw = data if isinstance(data, (bytes, bytearray)) else memoryview(data).cast("B")
-    if head.startswith(_PNG_MAGIC):
-        width, height = _png_header(bytes(raw))
-    elif head.startswith(_JPEG_SOI):
-        width, height = _jpeg_header(bytes(raw))
-    else:
-        fmt = str(msg.format)[:64]
-        raise ImageConversionError(
-            "compressed_format",
-            f"CompressedImage (format {fmt!r}) is neither JPEG nor PNG (first bytes {head.hex()}); "
-            f"use the compressed (jpeg/png) transport",
-        )
+    raw, width, height = _compressed_size(msg)
     _check_size(width, height, max_pixels)
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.shape[:2] != (height, width):
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.shape[:2] != (height, width) or image.dtype != np.uint8:
         raise ImageConversionError(
-            "compressed_corrupt", f"CompressedImage ({len(data)} B, {width}x{height} in its header) could not be decoded; the data is corrupt"
+            "compressed_corrupt", f"CompressedImage ({len(raw)} B, {width}x{height} in its header) could not be decoded; the data is corrupt"
         )
     m = _FORMAT_ORDER.match(str(msg.format))
-    original = m.group(1).lower() if m else ""
-    if original in ("rgb8", "rgba8"):
+    rgb = (m.group(1).lower() if m else "") in ("rgb8", "rgba8", "mono8", "8uc1")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels == 1:
+        image = _gray_to_3(image)
+    elif rgb and channels == 3:
         cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
-        return ColorInput(image, "rgb", "rgb8")
-    if original in ("mono8", "8uc1"):
-        return ColorInput(image, "rgb", "rgb8")
-    return ColorInput(image, "bgr", "bgr8")
+    elif rgb:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    elif channels == 4:
+        image = image[:, :, :3]
+    return ColorInput(image, "rgb", "rgb8") if rgb else ColorInput(image, "bgr", "bgr8")
 
 
 # -- outgoing images -------------------------------------------------------------------------------

@@ -14,28 +14,26 @@ the latest (both with the full checkpoint metadata), ``args.yaml``, ``metrics.cs
 
 Distributed (:mod:`esnet_ros.training.distributed`): launch with ``torchrun --nproc_per_node N -m esnet_ros.cli train ...``; RANK,
 WORLD_SIZE and LOCAL_RANK select the process (gloo on CPU, nccl on CUDA).  AMP runs on CUDA.
+
+This module builds a run (arguments, data, model, recipe) and holds :func:`main`;
+:mod:`esnet_ros.training.stages` runs the stages and epochs and writes the run's files;
+:mod:`esnet_ros.training.loop` holds one epoch of training and the validation pass.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pathlib
-import sys
-import time
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from esnet_ros.core.checkpoint import (
     DEFAULT_NORMALIZATION,
     load_checkpoint,
-    make_metadata,
-    save_checkpoint,
 )
 from esnet_ros.data.datasets import (
     SegmentationDataset,
@@ -46,17 +44,10 @@ from esnet_ros.data.datasets import (
     train_transforms,
 )
 from esnet_ros.core.labels import LabelSet, cityscapes, load_labels_yaml
-from esnet_ros.training.distributed import ShardSampler, barrier, collate_eval, init_distributed
-from esnet_ros.training.metrics import ConfusionMatrix
-from esnet_ros.training.run_files import (
-    RESUME_FORMAT,
-    append_csv,
-    command_line,
-    load_resume,
-    plot_training_curve,
-    save_resume,
-    write_args_yaml,
-)
+from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
+from esnet_ros.training.loop import evaluate, train_one_epoch, upsample_argmax
+from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
+from esnet_ros.training.stages import TrainingRun, run_stages
 from esnet_ros.core.model import ESNet, check_input_size
 
 __all__ = [
@@ -67,6 +58,7 @@ __all__ = [
     "evaluate",
     "upsample_argmax",
     "build_loaders",
+    "build_model",
     "parse_size",
 ]
 
@@ -141,15 +133,21 @@ def class_weights(args, dataset: SegmentationDataset) -> torch.Tensor | None:
     return torch.tensor(values, dtype=torch.float32)
 
 
-def poly_scheduler(optimizer: torch.optim.Optimizer, total_iters: int, power: float):
-    """``lr = base * (1 - it/total) ** power``, stepped every iteration."""
-    total = max(1, int(total_iters))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1.0 - it / total) ** power)
-
-
-def build_optimizer(args, model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=args.lr, betas=tuple(args.betas), eps=args.eps,
-                            weight_decay=args.weight_decay)
+def build_loaders(args, train_set, val_set, rank: int, world: int, device: torch.device):
+    """``(train_loader, val_loader)``: distributed sampling of the training set; validation split
+    without padding so every image is scored once (``val_loader`` is ``None`` without a val set)."""
+    train_sampler = (torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed)
+                     if world > 1 else torch.utils.data.RandomSampler(train_set))
+    loader_kw = {"num_workers": args.workers, "pin_memory": device.type == "cuda",
+                 "persistent_workers": args.workers > 0}
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, sampler=train_sampler,
+                                               drop_last=len(train_set) >= args.batch_size * world, **loader_kw)
+    val_loader = None
+    if val_set is not None:
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size,
+                                                 sampler=ShardSampler(len(val_set), rank, world),
+                                                 collate_fn=collate_eval, **loader_kw)
+    return train_loader, val_loader
 
 
 def _precision(args, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -159,97 +157,6 @@ def _precision(args, device: torch.device) -> tuple[torch.dtype | None, bool]:
     if device.type == "cuda" and not args.no_amp:
         return torch.float16, False
     return None, False
-
-
-def _downsample_targets(target: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour downsampling of an (N,H,W) int64 label map."""
-    return F.interpolate(target[:, None].float(), size=hw, mode="nearest")[:, 0].long()
-
-
-# --------------------------------------------------------------------------------------------
-# Train / evaluate
-# --------------------------------------------------------------------------------------------
-
-
-def train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch: int, *, encoder_only: bool = False,
-                    scaler=None, amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-                    print_freq: int = 20, progress: bool = True, writer=None, global_step: int = 0) -> float:
-    """One pass over ``loader``; returns the mean loss (over this process's batches).
-
-    ``amp_dtype`` turns on autocast: float16 needs a gradient ``scaler``, bfloat16 does not.
-    ``channels_last`` feeds the images in that layout (the model's own, set by the caller).
-    """
-    model.train()
-    if amp_dtype is None and scaler is not None:
-        amp_dtype = torch.float16
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    total, count = 0.0, 0
-    iterator = loader
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = iterator = tqdm(loader, desc=f"epoch {epoch}{' (encoder)' if encoder_only else ''}", unit="batch",
-                              dynamic_ncols=True, leave=False)
-    for i, (images, targets) in enumerate(iterator):
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
-        targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(images, encoder_only=encoder_only)
-            if encoder_only:
-                targets = _downsample_targets(targets, tuple(logits.shape[2:]))
-            loss = criterion(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at epoch {epoch}, iteration {i}; lower --lr or check the labels")
-        total += value
-        count += 1
-        if bar is not None:
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        if writer is not None:
-            writer.add_scalar("train/loss_iter", value, global_step + i)
-        if not progress and print_freq and (i % print_freq == 0):
-            log.info("epoch %d [%d/%d] loss %.4f lr %.2e", epoch, i, len(loader), value, optimizer.param_groups[0]["lr"])
-    if bar is not None:
-        bar.close()
-    return total / max(count, 1)
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, loader, device, confmat: ConfusionMatrix, *, progress: bool = False) -> ConfusionMatrix:
-    """Fill ``confmat`` with predictions at each target's resolution; all-reduced across processes."""
-    model.eval()
-    iterator = loader
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(loader, desc="val", unit="batch", dynamic_ncols=True, leave=False)
-    for images, targets in iterator:
-        images = images.to(device, non_blocking=True)
-        if isinstance(targets, torch.Tensor):
-            targets = list(targets)
-        logits = model(images)
-        for logit, target in zip(logits, targets):
-            pred = upsample_argmax(logit, tuple(target.shape))
-            confmat.update(target.to(device), pred)
-    confmat.all_reduce()
-    return confmat
-
-
-def upsample_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(C,h,w)`` logits -> ``(H,W)`` train ids at ``size`` (bilinear logits, then argmax)."""
-    if tuple(logits.shape[1:]) != tuple(size):
-        logits = F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-    return logits.argmax(0)
 
 
 def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> dict[str, Any]:
@@ -294,46 +201,6 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
 # --------------------------------------------------------------------------------------------
 
 
-def build_loaders(args, train_set, val_set, rank: int, world: int, device: torch.device):
-    """``(train_loader, val_loader)``: distributed sampling of the training set; validation split
-    without padding so every image is scored once (``val_loader`` is ``None`` without a val set)."""
-    train_sampler = (torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed)
-                     if world > 1 else torch.utils.data.RandomSampler(train_set))
-    loader_kw = {"num_workers": args.workers, "pin_memory": device.type == "cuda",
-                 "persistent_workers": args.workers > 0}
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, sampler=train_sampler,
-                                               drop_last=len(train_set) >= args.batch_size * world, **loader_kw)
-    val_loader = None
-    if val_set is not None:
-        val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size,
-                                                 sampler=ShardSampler(len(val_set), rank, world),
-                                                 collate_fn=collate_eval, **loader_kw)
-    return train_loader, val_loader
-
-
-def _resume_position(resume: dict | None, stages: list[tuple[str, int]]):
-    """``(stage index, epoch in that stage, best, best metrics)`` to continue from."""
-    if resume is None:
-        return 0, 0, {"miou": -1.0}, {}
-    names = [s for s, _ in stages]
-    if resume["stage"] not in names:
-        raise ValueError(f"--resume checkpoint is in stage {resume['stage']!r} but this run has stages {names}; "
-                         f"use the same --encoder-epochs as the run being resumed")
-    best = {"miou": float(resume.get("best_miou", -1.0))}
-    return names.index(resume["stage"]), int(resume["epoch"]), best, dict(resume.get("meta", {}).get("metrics", {}))
-
-
-def _plain_args(args) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-            if isinstance(v, (str, int, float, bool, list, tuple, type(None))) and not k.startswith("_")}
-
-
-def _stages(args) -> list[tuple[str, int]]:
-    """``[(stage, epochs)]``: optional encoder stage, then the full network."""
-    out = [("encoder", args.encoder_epochs)] if args.encoder_epochs > 0 else []
-    return out + [("full", args.epochs)]
-
-
 def _validate_args(args) -> None:
     size = parse_size(args.input_size)
     if args.crop_size:
@@ -356,15 +223,10 @@ def _validate_args(args) -> None:
                          "--init-weights starts a new one. Pass one of them")
 
 
-def main(args, defaults: dict[str, Any] | None = None) -> dict:
-    """Train; returns the best validation metrics (an empty dict without validation).
 
-    ``defaults``: the argument parser's defaults, so that the recorded command names only the
-    options that differ (:func:`esnet_ros.training.run_files.command_line`).
-    """
-    _validate_args(args)
-    rank, world, local_rank, device = init_distributed(args.device)
-    is_main = rank == 0
+
+def _set_up_process(args, rank: int, world: int, device: torch.device) -> None:
+    """CPU threads (cores shared by this machine's processes), flushed denormals, seeds per rank."""
     if device.type == "cpu":
         threads = args.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
         torch.set_num_threads(threads)
@@ -373,20 +235,18 @@ def main(args, defaults: dict[str, Any] | None = None) -> dict:
         torch.set_flush_denormal(True)
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
-    out = pathlib.Path(args.output_dir)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_args_yaml(out / "args.yaml", args)
-    labels = build_labels(args.data, args.labels)
-    train_set = build_dataset(args, args.train_split, labels, train=True)
-    val_set = build_dataset(args, args.val_split, labels, train=False) if args.val_split else None
-    weights = class_weights(args, train_set)
-    if is_main:
-        log.info("train: %d images, val: %d images, %d classes (%s), device %s, world size %d",
-                 len(train_set), len(val_set) if val_set else 0, labels.num_classes, labels.name, device, world)
-        if weights is not None:
-            log.info("class weights: %s", ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights.tolist())))
 
+
+def _log_data(train_set, val_set, labels: LabelSet, weights: torch.Tensor | None, device, world: int) -> None:
+    log.info("train: %d images, val: %d images, %d classes (%s), device %s, world size %d",
+             len(train_set), len(val_set) if val_set else 0, labels.num_classes, labels.name, device, world)
+    if weights is not None:
+        log.info("class weights: %s", ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights.tolist())))
+
+
+def build_model(args, labels: LabelSet, device: torch.device, is_main: bool = True):
+    """``(model, resume state or None, init metadata)``: a new ESNet (with the 1x1 encoder head for two
+    stages), then the weights of ``--resume`` (with that run's head) or ``--init-weights`` (fine-tuning)."""
     model = ESNet(labels.num_classes, encoder_head=args.encoder_epochs > 0).to(device)
     resume = load_resume(args.resume, labels.num_classes) if args.resume else None
     if resume is not None:
@@ -398,7 +258,11 @@ def main(args, defaults: dict[str, Any] | None = None) -> dict:
         init_meta = init_from(model, args.init_weights, labels)
         if is_main:
             log.info("initialized from %s", args.init_weights)
-    amp_dtype, channels_last = _precision(args, device)
+    return model, resume, init_meta
+
+
+def _place_model(model: ESNet, device: torch.device, world: int, channels_last: bool) -> nn.Module:
+    """The model in its training memory layout, wrapped in DDP for more than one process."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if world > 1:
@@ -406,119 +270,60 @@ def main(args, defaults: dict[str, Any] | None = None) -> dict:
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model.encoder_output_conv is not None,
         )
+    return model
+
+
+def _meta_base(args, labels: LabelSet) -> dict[str, Any]:
+    """:func:`make_metadata`'s arguments besides the recipe and metrics."""
+    return dict(labels=labels, input_size=parse_size(args.input_size),
+                dataset=args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
+                normalization=DEFAULT_NORMALIZATION)
+
+
+def _keep_history(recipe: dict, history: dict) -> None:
+    """Every command that trained these weights, in order: the resumed or initial file's, then this one."""
+    if history:
+        before = history.get("recipe", {})
+        recipe["commands"] = list(before.get("commands") or [before.get("command", "?")]) + [recipe["command"]]
+
+
+def _open_writer(out: pathlib.Path):
+    from torch.utils.tensorboard import SummaryWriter  # heavy: only when training
+
+    return SummaryWriter(log_dir=str(out / "tb"))
+
+
+def main(args, defaults: dict[str, Any] | None = None) -> dict:
+    """Train; returns the best validation metrics (an empty dict without validation).
+
+    ``defaults``: the argument parser's defaults, so that the recorded command names only the
+    options that differ (:func:`esnet_ros.training.run_files.command_line`).
+    """
+    _validate_args(args)
+    rank, world, _, device = init_distributed(args.device)
+    is_main = rank == 0
+    _set_up_process(args, rank, world, device)
+    out = pathlib.Path(args.output_dir)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_args_yaml(out / "args.yaml", args)
+    labels = build_labels(args.data, args.labels)
+    train_set = build_dataset(args, args.train_split, labels, train=True)
+    val_set = build_dataset(args, args.val_split, labels, train=False) if args.val_split else None
+    weights = class_weights(args, train_set)
+    if is_main:
+        _log_data(train_set, val_set, labels, weights, device, world)
+    model, resume, init_meta = build_model(args, labels, device, is_main)
+    amp_dtype, channels_last = _precision(args, device)
+    model = _place_model(model, device, world, channels_last)
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
                                     ignore_index=labels.ignore_index)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-
     train_loader, val_loader = build_loaders(args, train_set, val_set, rank, world, device)
-    meta_base = dict(labels=labels, input_size=parse_size(args.input_size),
-                     dataset=args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
-                     normalization=DEFAULT_NORMALIZATION)
     recipe = _recipe(args, labels, weights, world, amp_dtype, defaults)
-    history = resume.get("meta", {}) if resume is not None else init_meta
-    if history:  # keep the history: every command that trained these weights, in order
-        before = history.get("recipe", {})
-        recipe["commands"] = list(before.get("commands") or [before.get("command", "?")]) + [recipe["command"]]
-    writer = None
-    if is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(out / "tb"))
-
-    stages = _stages(args)
-    start_stage, start_epoch, best, best_metrics = _resume_position(resume, stages)
-    if resume is not None and is_main:
-        log.info("resuming %s at stage %s, epoch %d", args.resume, resume["stage"], start_epoch)
-
-    global_epoch = sum(n for _, n in stages[:start_stage]) + start_epoch
-    started = time.perf_counter()
-    for stage_index in range(start_stage, len(stages)):
-        stage, epochs = stages[stage_index]
-        encoder_only = stage == "encoder"
-        optimizer = build_optimizer(args, model)
-        scheduler = poly_scheduler(optimizer, epochs * len(train_loader), args.poly_power)
-        first_epoch = 0
-        if resume is not None and stage_index == start_stage:
-            optimizer.load_state_dict(resume["optimizer"])
-            scheduler.load_state_dict(resume["scheduler"])
-            if scaler is not None and resume.get("scaler"):
-                scaler.load_state_dict(resume["scaler"])
-            first_epoch = start_epoch
-        for epoch in range(first_epoch, epochs):
-            t0 = time.perf_counter()
-            if isinstance(train_loader.sampler, torch.utils.data.distributed.DistributedSampler):
-                train_loader.sampler.set_epoch(global_epoch)
-            loss = train_one_epoch(model, criterion, optimizer, scheduler, train_loader, device, epoch,
-                                   encoder_only=encoder_only, scaler=scaler, amp_dtype=amp_dtype,
-                                   channels_last=channels_last, print_freq=args.print_freq if is_main else 0,
-                                   progress=is_main and sys.stderr.isatty(), writer=writer,
-                                   global_step=global_epoch * len(train_loader))
-            row = {"epoch": global_epoch, "stage": stage, "train_loss": f"{loss:.5f}",
-                   "lr": f"{optimizer.param_groups[0]['lr']:.3e}"}
-            last = epoch == epochs - 1
-            metrics = None
-            if val_loader is not None and not encoder_only and ((epoch + 1) % args.eval_every == 0 or last):
-                confmat = evaluate(model, val_loader, device, ConfusionMatrix.for_labels(labels),
-                                   progress=is_main and sys.stderr.isatty())
-                metrics = confmat.compute()
-                row.update(val_miou=f"{metrics['miou']:.5f}", val_category_miou=f"{metrics['category_miou']:.5f}",
-                           val_pixel_accuracy=f"{metrics['pixel_accuracy']:.5f}")
-            row["epoch_time_s"] = f"{time.perf_counter() - t0:.1f}"
-            if is_main:
-                _log_epoch(writer, row, metrics, global_epoch, loss)
-                append_csv(out / "metrics.csv", row)
-                plot_training_curve(out / "metrics.csv", out / "training_curve.png")
-                meta_metrics = _meta_metrics(metrics, split=args.val_split, epoch=global_epoch,
-                                             elapsed=time.perf_counter() - started)
-                if metrics is not None and metrics["miou"] > best["miou"]:
-                    best, best_metrics = {"miou": metrics["miou"]}, meta_metrics
-                    save_checkpoint(out / "best.safetensors", model,
-                                    make_metadata(**meta_base, recipe=recipe, metrics=best_metrics))
-                if not encoder_only:
-                    save_checkpoint(out / "last.safetensors", model,
-                                    make_metadata(**meta_base, recipe=recipe, metrics=meta_metrics or {}))
-                save_resume(out / "checkpoint.pth", model=model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler, epoch=epoch + 1, stage=stage, best_miou=best["miou"],
-                            meta=make_metadata(**meta_base, recipe=recipe, metrics=best_metrics),
-                            args_dict=_plain_args(args))
-            barrier()
-            global_epoch += 1
-    if writer is not None:
-        writer.close()
-    if is_main:
-        log.info("done in %.1f min; best val mIoU %s", (time.perf_counter() - started) / 60,
-                 f"{100 * best['miou']:.2f}%" if best["miou"] >= 0 else "n/a")
-    return best_metrics
-
-
-def _meta_metrics(metrics: dict | None, *, split: str, epoch: int, elapsed: float) -> dict:
-    if metrics is None:
-        return {}
-    return {
-        "split": split,
-        "epoch": epoch,
-        "miou": round(metrics["miou"], 5),
-        "category_miou": round(metrics["category_miou"], 5) if not math.isnan(metrics["category_miou"]) else None,
-        "pixel_accuracy": round(metrics["pixel_accuracy"], 5),
-        "pixels": int(metrics["pixels"]),
-        "per_class_iou": {k: (round(v, 5) if not math.isnan(v) else None) for k, v in metrics["per_class_iou"].items()},
-        "train_time_s": round(elapsed, 1),
-        "evaluated_at": "full label resolution",
-    }
-
-
-def _log_epoch(writer, row: dict, metrics: dict | None, epoch: int, loss: float) -> None:
-    msg = f"epoch {epoch} [{row['stage']}] loss {loss:.4f} lr {row['lr']}"
-    if metrics is not None:
-        msg += (f" | val mIoU {100 * metrics['miou']:.2f}% category {100 * metrics['category_miou']:.2f}% "
-                f"pixel acc {100 * metrics['pixel_accuracy']:.2f}%")
-    log.info(msg + f" ({row['epoch_time_s']} s)")
-    if writer is None:
-        return
-    writer.add_scalar("train/loss", loss, epoch)
-    writer.add_scalar("train/lr", float(row["lr"]), epoch)
-    if metrics is not None:
-        writer.add_scalar("val/miou", metrics["miou"], epoch)
-        writer.add_scalar("val/category_miou", metrics["category_miou"], epoch)
-        writer.add_scalar("val/pixel_accuracy", metrics["pixel_accuracy"], epoch)
-    writer.flush()
+    _keep_history(recipe, resume.get("meta", {}) if resume is not None else init_meta)
+    run = TrainingRun(args=args, model=model, criterion=criterion, device=device, labels=labels,
+                      train_loader=train_loader, val_loader=val_loader, out=out, is_main=is_main,
+                      meta_base=_meta_base(args, labels), recipe=recipe, scaler=scaler, amp_dtype=amp_dtype,
+                      channels_last=channels_last, writer=_open_writer(out) if is_main else None)
+    return run_stages(run, resume)

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import array
+import os
+import pathlib
+import re
+import sys
 import types
 
 import cv2
 import numpy as np
 import pytest
 
+from image_samples import (
+    compressed,
+    compressed_cases,
+    decode,
+    encode,
+    gray_alpha_png,
+    make_image,
+    palette_png,
+    smooth_image,
+    with_exif_orientation,
+)
+
 from esnet_ros.ros.images import (
     CAUSES,
+    NAMED_ENCODINGS,
     ImageConversionError,
     ImagePublisherBuffer,
     compressed_to_color_input,
@@ -20,26 +37,6 @@ from esnet_ros.ros.images import (
 )
 
 RNG = np.random.default_rng(7)
-
-
-def make_image(array_hwc: np.ndarray, encoding: str, *, pad: int = 0, bigendian: int = 0, **overrides):
-    """A duck-typed sensor_msgs/Image (ros_image reads messages by attribute)."""
-    a = np.asarray(array_hwc)
-    h, w = a.shape[:2]
-    if bigendian and a.dtype.itemsize > 1:
-        a = a.astype(a.dtype.newbyteorder(">"))
-    rows = a.reshape(h, -1).view(np.uint8)
-    step = rows.shape[1] + pad
-    padded = np.zeros((h, step), np.uint8)
-    padded[:, : rows.shape[1]] = rows
-    fields = dict(height=h, width=w, encoding=encoding, step=step, is_bigendian=bigendian,
-                  data=array.array("B", padded.tobytes()))
-    fields.update(overrides)
-    return types.SimpleNamespace(**fields)
-
-
-def compressed(data: bytes, fmt: str = "bgr8; jpeg compressed bgr8"):
-    return types.SimpleNamespace(format=fmt, data=array.array("B", data))
 
 
 def rejected(cause: str, fn, *args, **kwargs) -> str:
@@ -84,11 +81,19 @@ def test_odd_sizes_keep_their_shape():
 
 @pytest.mark.parametrize("bigendian", [0, 1])
 def test_multibyte_encodings_honour_is_bigendian(bigendian):
+    torch = pytest.importorskip("torch")
     values = np.array([[1, 258, 65535], [4096, 0, 777]], np.uint16)
     msg = make_image(values, "16UC1", bigendian=bigendian)
     np.testing.assert_array_equal(image_to_numpy(msg), values)
     depth = np.array([[0.5, -2.25]], np.float32)
     np.testing.assert_array_equal(image_to_numpy(make_image(depth, "32FC1", bigendian=bigendian)), depth)
+    # values right *and* native byte order, whatever the message's: torch refuses byte-swapped arrays
+    for array_in, encoding in ((values, "16UC1"), (values, "mono16"), (depth, "32FC1"),
+                               (np.array([[-3, 70000]], np.int32), "32SC1"), (np.dstack([values, values]), "16UC2")):
+        out = image_to_numpy(make_image(array_in, encoding, pad=2, bigendian=bigendian))
+        assert out.dtype.isnative and out.dtype == array_in.dtype.newbyteorder("="), (encoding, out.dtype)
+        np.testing.assert_array_equal(out, array_in)
+        np.testing.assert_array_equal(torch.from_numpy(out).numpy(), array_in)
     # the same bytes read with the wrong flag give different values: the flag matters
     wrong = make_image(values, "16UC1", bigendian=bigendian)
     wrong.is_bigendian = 1 - bigendian
@@ -107,6 +112,59 @@ def test_encoding_info_names():
     assert encoding_info("bayer_rggb8") == (1, np.dtype("u1"))
     assert encoding_info("32FC3") == (3, np.dtype("f4"))
     assert encoding_info("yuv422") == (2, np.dtype("u1"))
+    for yuv in ("nv12", "nv21", "nv24"):  # 2 channels of 8 bits, as sensor_msgs says
+        assert encoding_info(yuv) == (2, np.dtype("u1"))
+
+
+def sensor_msgs_header() -> pathlib.Path | None:
+    """sensor_msgs' own image_encodings.hpp: from the venv's wheels, or a sourced ROS 2 install."""
+    roots = [pathlib.Path(sys.prefix) / "include"]
+    roots += [pathlib.Path(p) / "include" for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    for root in roots:
+        for name in ("sensor_msgs/sensor_msgs/image_encodings.hpp", "sensor_msgs/image_encodings.hpp"):
+            if (root / name).is_file():
+                return root / name
+    return None
+
+
+def header_encodings(text: str) -> dict[str, tuple[int, int]]:
+    """``{name: (channels, bit depth)}`` for every encoding constant, read from numChannels/bitDepth."""
+    names = dict(re.findall(r'const char (\w+)\[\] = "([^"]+)";', text))
+    generic = re.compile(re.search(r'cv_type_regex\("([^"]+)"\)', text).group(1))
+
+    def returns(function: str) -> dict[str, int]:
+        body = text[text.index(f"int {function}("):]
+        body = body[: body.index("\n}\n")]
+        table: dict[str, int] = {}
+        for condition, value in re.findall(r"if \(([^{}]*?)\)\s*\{\s*return (\d+);", body):
+            for ident in re.findall(r"\b[A-Z][A-Z0-9_]*\b", condition):
+                table.setdefault(names[ident], int(value))
+        return table
+
+    channels, depths = returns("numChannels"), returns("bitDepth")
+    out = {}
+    for name in names.values():
+        m = generic.fullmatch(name)
+        if m:  # the header's own rule: "8UC3" -> 3 channels, atoi("8UC3") = 8 bits
+            out[name] = (int(m.group(3) or 1), int(m.group(1)))
+        else:
+            out[name] = (channels[name], depths[name])
+    return out
+
+
+def test_encodings_table_matches_sensor_msgs_header():
+    path = sensor_msgs_header()
+    if path is None:
+        pytest.skip("sensor_msgs/image_encodings.hpp not found under the venv or AMENT_PREFIX_PATH (make setup installs it)")
+    theirs = header_encodings(path.read_text())
+    assert len(theirs) >= 50 and theirs["rgb8"] == (3, 8) and theirs["32FC4"] == (4, 32), "header parsed wrongly"
+    assert {"nv12", "nv21", "nv24"} <= set(theirs)
+    assert set(NAMED_ENCODINGS) == {n for n in theirs if not re.fullmatch(r"\d+[USF]C\d+", n)}
+    for name, (channels, depth) in theirs.items():
+        ours_channels, dtype = encoding_info(name)
+        assert (ours_channels, dtype.itemsize * 8) == (channels, depth), name
+        if re.fullmatch(r"\d+[USF]C\d+", name):
+            assert dtype.kind == {"U": "u", "S": "i", "F": "f"}[re.search(r"[USF]", name).group()], name
 
 
 # -- rejections --------------------------------------------------------------------------------------
@@ -118,6 +176,17 @@ def test_unsupported_encodings(encoding):
     msg = make_image(np.zeros((2, 2, channels), dtype), encoding)
     text = rejected("unsupported_encoding", to_color_input, msg)
     assert encoding in text and "rgb8, bgr8, rgba8, bgra8 or mono8" in text
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21", "nv24", "uyvy", "yuyv"])
+def test_yuv_encodings_are_refused_with_the_fix(encoding):
+    # decided: refused, not converted. cv_bridge cannot read nv12/nv21/nv24 ("Unrecognized image encoding")
+    # and their planes (Y then interleaved UV) do not fit the 2 channels sensor_msgs gives them.
+    msg = make_image(np.zeros((4, 6, 2), np.uint8), encoding)
+    text = rejected("unsupported_encoding", to_color_input, msg)
+    assert f"encoding {encoding!r}" in text and "publish rgb8, bgr8" in text and "pixel format to RGB/BGR" in text
+    if encoding.startswith("nv"):
+        assert "cv_bridge cannot read" in text
 
 
 @pytest.mark.parametrize("encoding", ["", "BGR8", "jpeg", "x" * 5000])
@@ -158,17 +227,6 @@ def test_too_many_pixels():
 # -- compressed --------------------------------------------------------------------------------------
 
 
-def smooth_image(h=24, w=32) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 90)], -1).astype(np.uint8)
-
-
-def encode(ext: str, image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(ext, image)
-    assert ok
-    return buf.tobytes()
-
-
 def test_png_decodes_exactly_in_bgr_order():
     bgr = smooth_image()
     out = compressed_to_color_input(compressed(encode(".png", bgr), "bgr8; png compressed bgr8"))
@@ -204,8 +262,93 @@ def test_compressed_rejections():
     assert "neither JPEG nor PNG" in text
     png16 = encode(".png", smooth_image().astype(np.uint16) * 257)
     assert "16 bits" in rejected("png_16bit", compressed_to_color_input, compressed(png16))
-    rgba = np.dstack([smooth_image(), np.full((24, 32), 200, np.uint8)])
-    assert "alpha" in rejected("png_alpha", compressed_to_color_input, compressed(encode(".png", rgba)))
+    # PNG with alpha is no longer refused (issue 14): see test_png_with_alpha_as_compressed_image_transport_writes_it
+
+
+# -- compressed exactly as cv_bridge / image_transport decode it (issue 14) -------------------------------
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_exif_orientation_is_not_applied(orientation):
+    bgr = smooth_image(24, 32)  # not square: a 90-degree turn would change the shape
+    plain = encode(".jpg", bgr)
+    tagged = with_exif_orientation(plain, orientation)
+    unrotated = decode(plain)
+    # the segment is real: OpenCV's default decode turns the image (this is what the node used to get)
+    applied = decode(tagged)
+    if orientation >= 5:
+        assert applied.shape == (32, 24, 3)
+    elif orientation > 1:
+        assert applied.shape == (24, 32, 3) and not np.array_equal(applied, unrotated)
+    out = compressed_to_color_input(compressed(tagged))
+    assert out.image.shape == (24, 32, 3) and out.color_order == "bgr"
+    np.testing.assert_array_equal(out.image, unrotated)
+    assert np.abs(out.image.astype(int) - bgr).mean() < 4, "pixels where the camera put them"
+    rgb = compressed_to_color_input(compressed(tagged, "rgb8; jpeg compressed bgr8"))
+    np.testing.assert_array_equal(rgb.image, unrotated[:, :, ::-1])
+
+
+@pytest.mark.parametrize("tail", [b"\x00", b"\x00" * 64, b"trailing bytes \xff\xd8\xff\xe0 and more", bytes(range(256))])
+def test_bytes_after_the_end_marker_are_ignored(tail):
+    bgr = smooth_image()
+    jpg, png = encode(".jpg", bgr), encode(".png", bgr)
+    np.testing.assert_array_equal(compressed_to_color_input(compressed(jpg + tail)).image, decode(jpg))
+    np.testing.assert_array_equal(compressed_to_color_input(compressed(png + tail, "bgr8; png compressed bgr8")).image, bgr)
+    # really truncated files are still refused, with their cause, trailing bytes or not
+    noisy = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # a scan much longer than the headers
+    jpg, png = encode(".jpg", noisy), encode(".png", noisy)
+    text = rejected("compressed_truncated", compressed_to_color_input, compressed(jpg[: len(jpg) // 2] + tail))
+    assert "no EOI marker" in text
+    text = rejected("compressed_truncated", compressed_to_color_input, compressed(png[: len(png) // 2] + tail))
+    assert "IEND" in text
+
+
+def test_jpeg_refusals_name_their_cause():
+    jpg = encode(".jpg", smooth_image())
+    sos = jpg.index(b"\xff\xda")
+    text = rejected("compressed_truncated", compressed_to_color_input, compressed(jpg[: sos + 20]))
+    assert "no EOI marker after its scan" in text
+    sof = jpg.index(b"\xff\xc0")
+    assert "frame header" in rejected("compressed_truncated", compressed_to_color_input, compressed(jpg[: sof + 3]))
+    no_sof = jpg[:sof] + b"\xff\xfe" + jpg[sof + 2:]  # the frame header turned into a comment
+    assert "no frame header (SOF)" in rejected("compressed_corrupt", compressed_to_color_input, compressed(no_sof))
+
+
+@pytest.mark.parametrize("fmt, order", [("bgra8; png compressed bgra8", "bgr"), ("rgba8; png compressed bgra8", "rgb")])
+def test_png_with_alpha_as_compressed_image_transport_writes_it(fmt, order):
+    # compressed_image_transport turns an rgba8 image to bgra8 before PNG-encoding it (OpenCV's order)
+    bgr = smooth_image()
+    bgra = np.dstack([bgr, np.arange(24 * 32, dtype=np.uint8).reshape(24, 32)])
+    out = compressed_to_color_input(compressed(encode(".png", bgra), fmt))
+    assert out.color_order == order and out.overlay_encoding == order + "8"
+    assert out.image.shape == (24, 32, 3) and out.image.dtype == np.uint8
+    np.testing.assert_array_equal(out.image, bgr if order == "bgr" else bgr[:, :, ::-1])
+
+
+def test_png_gray_alpha_and_palette_transparency_are_accepted():
+    data, gray = gray_alpha_png()
+    out = compressed_to_color_input(compressed(data, "mono8; png compressed mono8"))
+    np.testing.assert_array_equal(out.image, np.repeat(gray[:, :, None], 3, axis=2))
+    data, bgr = palette_png()
+    out = compressed_to_color_input(compressed(data, "bgr8; png compressed bgr8"))
+    np.testing.assert_array_equal(out.image, bgr)
+
+
+def test_gray_jpeg_is_accepted():
+    gray = smooth_image()[:, :, 1]
+    jpg = encode(".jpg", gray)
+    out = compressed_to_color_input(compressed(jpg, "mono8; jpeg compressed mono8"))
+    assert out.color_order == "rgb" and out.overlay_encoding == "rgb8" and out.image.shape == (24, 32, 3)
+    np.testing.assert_array_equal(out.image, np.repeat(decode(jpg, cv2.IMREAD_GRAYSCALE)[:, :, None], 3, axis=2))
+    assert np.abs(out.image[:, :, 0].astype(int) - gray).mean() < 4
+
+
+def test_every_compressed_case_is_accepted():
+    # the same cases test_cv_bridge_parity.py compares with cv_bridge where it is installed
+    for name, (data, fmt) in compressed_cases().items():
+        out = compressed_to_color_input(compressed(data, fmt))
+        assert out.image.shape == (24, 32, 3) and out.image.dtype == np.uint8, name
+        assert out.color_order == ("rgb" if fmt.split(";")[0] in ("rgb8", "rgba8", "mono8") else "bgr"), name
 
 
 def test_compressed_size_checked_before_decoding():

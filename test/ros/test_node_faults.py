@@ -247,7 +247,6 @@ def test_bad_compressed_images(client, node_process, outputs):
             "compressed_corrupt": png[:idat] + bytes(b ^ 0x5A for b in png[idat: idat + 40]) + png[idat + 40:],
             "compressed_format": b"GIF89a" + bytes(64),
             "png_16bit": cv2.imencode(".png", GOOD.astype(np.uint16) * 257)[1].tobytes(),
-            "png_alpha": cv2.imencode(".png", np.dstack([GOOD, np.full(GOOD.shape[:2], 9, np.uint8)]))[1].tobytes(),
             "too_large": cv2.imencode(".jpg", np.zeros((250, 250, 3), np.uint8))[1].tobytes(),
         }
         good = CompressedImage(format="bgr8; jpeg compressed bgr8", data=jpg)
