@@ -13,7 +13,6 @@ at once, finishes the frames under way and closes the output bag so that it is c
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import signal
