@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
+from tqdm import tqdm
 
 from esnet_ros.ros.bag.job import OUTPUT_NAMES, BagJob
 from esnet_ros.ros.bag.reader import BagInput, TopicInfo, select_image_topic
@@ -261,8 +262,6 @@ def _failure(job: BagJob, error: BaseException, counters: RunCounters) -> BaseEx
 
 def _run_threads(job: BagJob, bag: BagInput, image: TopicInfo, copies: list[TopicInfo], out: BagOutput,
                  video: VideoSink | None, segmenter: Any) -> tuple[RunCounters, _Stop, float]:
-    from tqdm import tqdm
-
     processor = FrameProcessor(segmenter, max_input_pixels=job.max_input_pixels, output_resolution=job.output_resolution,
                                overlay_alpha=job.overlay_alpha, upsample=job.upsample)
     counters, stop = RunCounters(), _Stop()
@@ -280,6 +279,7 @@ def _run_threads(job: BagJob, bag: BagInput, image: TopicInfo, copies: list[Topi
         reader.start()
         _process_frames(q_in, writer, processor, job.outputs, counters, stop, bar.update)
     finally:
+        stop.event.set()  # the reader ends too when the frames stopped early (an error, Ctrl-C)
         reader_done = _join_reader(reader, q_in, stop)
         writer.finish()
         seconds = time.perf_counter() - start
