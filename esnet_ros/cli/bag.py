@@ -102,6 +102,6 @@ def run(args: argparse.Namespace) -> int:
 
     job = _job(args)
     summary = segment_bag(job, build_segmenter(args))
-    print(format_summary(summary))
+    print(format_summary(summary), flush=True)  # before the interpreter's (slow) exit with torch loaded
     _write_json(args.json, summary)
     return 130 if summary["interrupted"] else 0
