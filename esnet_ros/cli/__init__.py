@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "evaluate": ("esnet_ros.cli.evaluate", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
     "predict": ("esnet_ros.cli.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
     "export": ("esnet_ros.cli.export", "export to ONNX with the checkpoint's metadata"),
+    "bag": ("esnet_ros.cli.bag", "segment every frame of a rosbag2 recording (MCAP/sqlite3) into a new one"),
     "bench": ("esnet_ros.cli.bench", "benchmark the model and the node end to end (JSON)"),
     "soak": ("esnet_ros.cli.soak", "run the node against a synthetic camera for minutes (JSON)"),
     "demo": ("esnet_ros.cli.demo", "synthetic camera + segmentation node + live summary"),

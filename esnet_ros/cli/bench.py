@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.core.summary import json_safe
 from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.benchmark import Entry, background_load, loadavg, machine_info, model_entries, parse_sizes, time_entries
@@ -85,7 +86,7 @@ def accuracy(
     results: list[dict[str, Any]],
     entries: list[Entry],
     model: torch.nn.Module,
-    meta: dict[str, Any],
+    meta: ModelMeta,
     data: str,
     split: str,
     num_threads: int,

@@ -13,8 +13,9 @@ Formats (all at the input image's full resolution):
 
 Output names keep the input's sub-folders; a Cityscapes ``<stem>_leftImg8bit.png`` becomes
 ``<stem>_<format>.png`` (which the official evaluation matches by ``<city>_<seq>_<frame>*.png``).
-The predictions come from the node's engine (:class:`esnet_ros.inference.segmenter.Segmenter`) with the
-same settings, so they are what ``/esnet/labels`` carries and what ``esnet evaluate`` scores.
+The labels come from the node's engine (:class:`esnet_ros.inference.segmenter.Segmenter`) with the
+same ``--upsample`` (default ``nearest``, as the node's ``upsample`` parameter): they are what
+``/esnet/labels`` carries for the same image, and what ``esnet evaluate`` scores.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from esnet_ros.cli.evaluate import add_engine_arguments, build_segmenter
-from esnet_ros.core.image_files import IMAGE_EXTENSIONS
-from esnet_ros.data.datasets import read_image
-from esnet_ros.inference.segmenter import SegmentationResult
+from esnet_ros.core.model import parse_size
+from esnet_ros.data.datasets import IMAGE_EXTENSIONS, read_image
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
+from esnet_ros.training.evaluation import build_segmenter
 
 __all__ = ["add_arguments", "run", "FORMATS", "ENGINE_OUTPUT", "find_images", "output_path", "render"]
 
@@ -78,7 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--format", default="labelIds", choices=FORMATS, help="what to write (default labelIds)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colors, 0..1")
-    add_engine_arguments(parser)
+    parser.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
+    parser.add_argument("--input-size", default=None,
+                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--upsample", default=DEFAULT_UPSAMPLE, choices=UPSAMPLE_MODES,
+                        help=f"labels to the image's size: nearest (labels) or bilinear (logits); default {DEFAULT_UPSAMPLE}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,13 +93,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be within 0..1")
     root, images = find_images(args.input)
-    segmenter = build_segmenter(args)
+    segmenter = build_segmenter(args.weights, device=args.device, labels_yaml=args.labels,
+                                input_size=parse_size(args.input_size) if args.input_size else None)
     out = pathlib.Path(args.output)
+    from tqdm import tqdm  # progress bar: only when predicting
+
     for image_path in tqdm(images, desc="predict", unit="image"):
         image = read_image(image_path)
-        result = segmenter(image, color_order="rgb", outputs=(ENGINE_OUTPUT[args.format],), alpha=args.alpha,
-                           upsample=args.upsample)
-        array = render(result, segmenter.labels, args.format)
+        train_ids = segmenter(image, "rgb", upsample=args.upsample).labels
+        array = render(train_ids, image, segmenter.labels, args.format, args.alpha)
         path = output_path(image_path, root, out, args.format)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), array):

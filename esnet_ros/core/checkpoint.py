@@ -25,17 +25,23 @@ import torch
 from esnet_ros.core.labels import LabelSet, cityscapes
 from esnet_ros.core.metadata import (
     ARCH,
+    ARCH_VERSION,
     DEFAULT_INPUT_SIZE,
     DEFAULT_NORMALIZATION,
     FORMAT,
+    FORMAT_VERSION,
     META_KEY,
     ModelMeta,
     Normalization,
-    as_meta,
 )
 from esnet_ros.core.model import ESNet
 
 __all__ = [
+    "ARCH",
+    "ARCH_VERSION",
+    "FORMAT_VERSION",
+    "DEFAULT_NORMALIZATION",
+    "ModelMeta",
     "make_metadata",
     "save_checkpoint",
     "load_checkpoint",
@@ -69,15 +75,12 @@ def make_metadata(
     normalization: Normalization | Mapping[str, Any] | None = None,
     license: str = "MIT",
 ) -> ModelMeta:
-    """Everything inference needs to use a model correctly, plus its provenance.
-
-    ``dataset`` renames the label set (it is stored as the metadata's ``dataset``).
-    """
+    """Everything inference needs to use a model correctly, plus its provenance."""
     if normalization is None:
         normalization = DEFAULT_NORMALIZATION
     elif not isinstance(normalization, Normalization):
         normalization = Normalization.from_dict(normalization)
-    if dataset is not None and dataset != labels.name:
+    if dataset is not None:  # recorded as the class list's name, which the file stores under "dataset"
         labels = dataclasses.replace(labels, name=dataset)
     return ModelMeta(labels=labels, input_size=tuple(input_size), normalization=normalization,
                      recipe=dict(recipe or {}), metrics=dict(metrics or {}), license=license)
@@ -109,7 +112,7 @@ def save_checkpoint(path: str | pathlib.Path, model: torch.nn.Module, meta: Mode
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp), metadata={META_KEY: json.dumps(as_meta(meta).to_dict())})
+    save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta.to_dict())})
     tmp.replace(path)  # never leave a half-written checkpoint behind
     return path
 
@@ -196,8 +199,9 @@ def _authors_meta(num_classes: int, labels: LabelSet | None) -> ModelMeta:
             )
         labels = cityscapes()
         assumed.append("Cityscapes 19 classes and palette")
-    meta = ModelMeta.from_dict({"dataset": labels.name, "assumed_defaults": assumed}, labels=labels)
-    log.warning("checkpoint has no esnet_ros metadata (authors' format); assumed: %s", "; ".join(meta.assumed_defaults))
+    assumed += ["normalization pixel/255 in RGB order", f"network input {DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}"]
+    meta = make_metadata(labels, dataset=labels.name).replace(assumed_defaults=tuple(assumed))
+    log.warning("checkpoint has no esnet_ros metadata (authors' format); assumed: %s", "; ".join(assumed))
     return meta
 
 
@@ -218,14 +222,7 @@ def load_checkpoint(
     state = _strip_prefix(state)
     if stored is not None and stored.get("arch", ARCH) != ARCH:
         raise ValueError(f"{path} is a checkpoint of architecture {stored.get('arch')!r}, not {ARCH!r}; use ESNet weights")
-    out_key = "decoder.output_conv.weight"
-    if out_key not in state or "encoder.initial_block.conv.weight" not in state:
-        some = ", ".join(list(state)[:3])
-        raise ValueError(
-            f"{path} is not an ESNet checkpoint (no {out_key!r}; its keys start with {some}); "
-            f"use ESNet weights (see shared/reference/esnet_reference_state_dict_keys.tsv for the layout)"
-        )
-    num_classes = int(state[out_key].shape[1])
+    num_classes = _num_classes(path, state)
     if labels is not None and labels.num_classes != num_classes:
         raise ValueError(
             f"{path} predicts {num_classes} classes but the class list has {labels.num_classes} "
@@ -234,18 +231,17 @@ def load_checkpoint(
     if stored is None:
         meta = _authors_meta(num_classes, labels)
     else:
-        if int(stored.get("num_classes", num_classes)) != num_classes:
-            raise ValueError(f"{path}: metadata says {stored['num_classes']} classes but the weights have {num_classes}")
-        meta = ModelMeta.from_dict(stored, labels=labels)
-    expected_names = list(meta.class_names)
-    if len(expected_names) != num_classes:
+        meta = ModelMeta.from_dict(stored)
+        if labels is not None:
+            meta = meta.replace(labels=labels)
+    if meta.num_classes != num_classes:
         raise ValueError(
-            f"{path} predicts {num_classes} classes but the class list has {len(expected_names)}: "
+            f"{path} predicts {num_classes} classes but the class list has {meta.num_classes}: "
             f"use a labels file with exactly {num_classes} classes"
         )
-    if class_names is not None and list(class_names) != expected_names:
+    if class_names is not None and list(class_names) != meta.class_names:
         raise ValueError(
-            f"{path} predicts {num_classes} classes {expected_names[:5]}... but {len(class_names)} classes "
+            f"{path} predicts {num_classes} classes {meta.class_names[:5]}... but {len(class_names)} classes "
             f"{list(class_names)[:5]}... were requested; use weights trained on that class list"
         )
     state = {k: v for k, v in state.items() if not k.startswith(_ENCODER_HEAD_PREFIX)}
@@ -257,3 +253,14 @@ def load_checkpoint(
             f"{len(unexpected)} unexpected keys {unexpected[:4]}; is it from another ESNet variant or model?"
         )
     return model.to(device).eval(), meta.replace(source=str(path))
+
+
+def _num_classes(path: pathlib.Path, state: Mapping[str, torch.Tensor]) -> int:
+    out_key = "decoder.output_conv.weight"
+    if out_key not in state or "encoder.initial_block.conv.weight" not in state:
+        some = ", ".join(list(state)[:3])
+        raise ValueError(
+            f"{path} is not an ESNet checkpoint (no {out_key!r}; its keys start with {some}); "
+            f"use ESNet weights (see shared/reference/esnet_reference_state_dict_keys.tsv for the layout)"
+        )
+    return int(state[out_key].shape[1])

@@ -1,18 +1,22 @@
-"""Typed model metadata: what a checkpoint (or an exported ONNX file) says about its model.
+"""Typed model metadata: what inference needs to use a model correctly, plus its provenance.
 
-:class:`ModelMeta` travels with the weights (JSON under :data:`META_KEY` in a ``.safetensors``
-header or in ONNX ``metadata_props``) and is the one source that training, the engine and int8
-calibration read: the class list and palette, the network input size, and the pixel
-:class:`Normalization` (``x = (pixel * scale - mean) / std`` in ``color_order``).
+A :class:`ModelMeta` travels with the weights (in the ``.safetensors`` header and in an exported
+ONNX file's ``metadata_props``, as JSON under :data:`META_KEY`), in the spirit of timm's
+``PretrainedCfg`` and torchvision's ``Weights.meta``.  Training builds its pixel normalization
+from :attr:`ModelMeta.normalization`; the engine and int8 calibration read the same object.
 
-Older files may lack keys; :meth:`ModelMeta.from_dict` fills them here and only here, with these
-documented defaults (each one it used is listed in ``assumed_defaults``):
+Files written before a field existed load with these documented defaults, applied here and
+nowhere else (:meth:`ModelMeta.from_dict`):
 
-- ``input_size``: 1024x512 (the paper's Cityscapes input, :data:`DEFAULT_INPUT_SIZE`);
-- ``normalization``: pixel/255 in RGB order, no mean/std (the ERFNet lineage, :data:`DEFAULT_NORMALIZATION`);
-- ``recipe``/``metrics``: empty; ``license``: ``"unknown"``.
+- ``input_size``: 1024x512 (the paper's Cityscapes input);
+- ``normalization``: pixel/255 in RGB order, mean 0, std 1 (the ERFNet lineage);
+- ``recipe``, ``metrics``: empty; ``license``: ``MIT``; ``dataset`` (the class list's name): ``custom``.
 
-A file without a class list is refused unless the caller supplies a :class:`LabelSet`.
+Example::
+
+    meta = make_metadata(cityscapes(), input_size=(512, 256))      # esnet_ros.core.checkpoint
+    x = meta.normalization.apply(pixels_rgb)                       # (N,3,H,W) float, model order
+    ModelMeta.from_dict(meta.to_dict())                            # the same metadata again
 """
 
 from __future__ import annotations
@@ -21,33 +25,31 @@ import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from esnet_ros.core.labels import LabelSet
 
 __all__ = [
     "META_KEY",
-    "ARCH",
-    "ARCH_VERSION",
     "FORMAT",
     "FORMAT_VERSION",
+    "ARCH",
+    "ARCH_VERSION",
     "DEFAULT_INPUT_SIZE",
-    "DEFAULT_NORMALIZATION",
     "COLOR_ORDERS",
     "Normalization",
+    "DEFAULT_NORMALIZATION",
     "ModelMeta",
-    "as_meta",
 ]
 
-#: The key our metadata is stored under (safetensors header and ONNX metadata_props).
+#: the key of our JSON metadata in a .safetensors header and in ONNX metadata_props
 META_KEY = "esnet_ros"
-ARCH = "esnet"
-ARCH_VERSION = 1
 FORMAT = "esnet_ros"
 FORMAT_VERSION = 1
+ARCH = "esnet"
+ARCH_VERSION = 1
 DEFAULT_INPUT_SIZE = (1024, 512)
 COLOR_ORDERS = ("rgb", "bgr")
-# keys written by esnet export / quantization; kept as they are in ONNX files
-_ONNX_KEYS = ("onnx_input_size", "onnx_dynamic", "onnx_bn_folded", "onnx_precision", "int8_calibration")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,20 +62,27 @@ class Normalization:
     color_order: str = "rgb"
 
     def __post_init__(self) -> None:
-        order = str(self.color_order).lower()
-        if order not in COLOR_ORDERS:
-            raise ValueError(f"normalization color_order={self.color_order!r} must be 'rgb' or 'bgr'")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(float(s) == 0 for s in self.std):
-            raise ValueError(f"normalization mean and std need 3 values each, std non-zero; got {self}")
-        object.__setattr__(self, "color_order", order)
         object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        object.__setattr__(self, "color_order", str(self.color_order).lower())
+        if self.color_order not in COLOR_ORDERS:
+            raise ValueError(f"normalization color_order={self.color_order!r} must be 'rgb' or 'bgr'")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s == 0 for s in self.std):
+            raise ValueError(f"normalization mean and std need 3 values each, std non-zero; got {self}")
 
     def gain_bias(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(gain, bias)``, each ``(3,) float32``: ``x = pixel * gain + bias`` (the same affine map)."""
+        """``(gain, bias)``, float32 ``(3,)`` each: ``x = pixel * gain + bias`` in the model's order."""
         std = np.asarray(self.std, np.float32)
         return (np.float32(self.scale) / std).astype(np.float32), (-np.asarray(self.mean, np.float32) / std)
+
+    def apply(self, pixels: torch.Tensor, color_order: str = "rgb") -> torch.Tensor:
+        """``(N,3,H,W)`` or ``(3,H,W)`` pixels (any dtype) in ``color_order`` -> normalized float32, model order."""
+        x = pixels.float()
+        if str(color_order).lower() != self.color_order:
+            x = x.flip(-3)
+        gain, bias = (torch.from_numpy(v).to(x.device).view(3, 1, 1) for v in self.gain_bias())
+        return x * gain + bias
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "color_order": self.color_order}
@@ -83,20 +92,21 @@ class Normalization:
         missing = {"scale", "mean", "std", "color_order"} - set(d)
         if missing:
             raise ValueError(f"normalization {dict(d)} lacks {sorted(missing)}; give scale, mean, std and color_order")
-        return cls(scale=d["scale"], mean=tuple(d["mean"]), std=tuple(d["std"]), color_order=d["color_order"])
+        return cls(d["scale"], tuple(d["mean"]), tuple(d["std"]), d["color_order"])
 
 
 DEFAULT_NORMALIZATION = Normalization()
+
+#: keys written by ModelMeta.to_dict besides the label keys and the extras
+_ONNX_FIELDS = ("onnx_input_size", "onnx_dynamic", "onnx_bn_folded", "onnx_precision", "int8_calibration")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelMeta:
     """Everything inference needs to use a model correctly, plus its provenance.
 
-    ``labels`` (names, palette, raw ids; its ``name`` is the dataset), ``input_size`` ``(W, H)`` the
-    network was trained at, ``normalization``, the training ``recipe`` and ``metrics``, ``license``.
-    ``source`` is the file it was read from; ``onnx`` holds what an ONNX export recorded
-    (``onnx_input_size``, ``onnx_precision``, ...); ``extra`` keeps keys this version does not know.
+    ``source`` and ``onnx_path`` say where this copy was loaded from; they are not written.
+    ``extra`` keeps keys this version does not know, so that they survive a load and save.
     """
 
     labels: LabelSet
@@ -108,48 +118,44 @@ class ModelMeta:
     arch: str = ARCH
     arch_version: int = ARCH_VERSION
     assumed_defaults: tuple[str, ...] = ()
-    source: str | None = None
-    onnx_path: str | None = None
-    onnx: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    onnx_input_size: tuple[int, int] | None = None
+    onnx_dynamic: bool | None = None
+    onnx_bn_folded: bool | None = None
+    onnx_precision: str | None = None
+    int8_calibration: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    source: str | None = dataclasses.field(default=None, compare=False)
+    onnx_path: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.labels, LabelSet):
-            raise TypeError(f"ModelMeta.labels must be a LabelSet, got {type(self.labels).__name__}")
-        if not isinstance(self.normalization, Normalization):
-            raise TypeError(f"ModelMeta.normalization must be a Normalization, got {type(self.normalization).__name__}")
         w, h = (int(v) for v in self.input_size)
         object.__setattr__(self, "input_size", (w, h))
+        if self.onnx_input_size is not None:
+            object.__setattr__(self, "onnx_input_size", tuple(int(v) for v in self.onnx_input_size))
+        if not isinstance(self.normalization, Normalization):
+            object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
         object.__setattr__(self, "assumed_defaults", tuple(self.assumed_defaults))
-
-    # -- views ------------------------------------------------------------------------------------
 
     @property
     def num_classes(self) -> int:
         return self.labels.num_classes
 
     @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.labels.names
-
-    @property
     def dataset(self) -> str:
+        """The dataset the model was trained on (stored as the class list's name)."""
         return self.labels.name
 
     @property
-    def onnx_input_size(self) -> tuple[int, int] | None:
-        """The fixed ``(W, H)`` of an ONNX export (``None`` for checkpoints and dynamic exports)."""
-        size = self.onnx.get("onnx_input_size")
-        return (int(size[0]), int(size[1])) if size else None
+    def class_names(self) -> list[str]:
+        return list(self.labels.names)
 
     def replace(self, **changes: Any) -> "ModelMeta":
+        """A copy with ``changes`` (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
-    # -- the stored format ------------------------------------------------------------------------
-
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form stored in checkpoints and ONNX files (flat keys, as always)."""
-        out = {
+        """The JSON-ready form stored in checkpoints and ONNX files."""
+        out: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "arch": self.arch,
@@ -161,53 +167,37 @@ class ModelMeta:
             "recipe": dict(self.recipe),
             "metrics": dict(self.metrics),
             "license": self.license,
-            **dict(self.onnx),
-            **dict(self.extra),
         }
         if self.assumed_defaults:
             out["assumed_defaults"] = list(self.assumed_defaults)
-        if self.source is not None:
-            out["source"] = self.source
+        for key in _ONNX_FIELDS:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else (dict(value) if key == "int8_calibration" else value)
+        out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, labels: LabelSet | None = None) -> "ModelMeta":
-        """Read the stored form; missing keys get the module's documented defaults (and are listed)."""
-        d = dict(d)
-        assumed = list(d.pop("assumed_defaults", None) or [])
-        if labels is None:
-            if "class_names" not in d or "palette" not in d:
-                raise ValueError(
-                    "model metadata has no class list (class_names, palette); pass a labels file "
-                    "(labels_file:=classes.yaml, see esnet_ros/core/labels.py)"
-                )
-            labels = LabelSet.from_meta(d)
-        if "input_size" not in d:
-            assumed.append(f"network input {DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}")
-        if "normalization" not in d:
-            assumed.append("normalization pixel/255 in RGB order")
+    def from_dict(cls, d: Mapping[str, Any], *, source: str | None = None) -> "ModelMeta":
+        """Read :meth:`to_dict`'s form; missing fields take the module's documented defaults."""
+        if "class_names" not in d or "palette" not in d:
+            raise ValueError(f"model metadata lacks class_names/palette (keys: {sorted(d)[:8]}); re-save the checkpoint")
+        labels = LabelSet.from_meta(dict(d))
+        if int(d.get("num_classes", labels.num_classes)) != labels.num_classes:
+            raise ValueError(f"metadata says {d['num_classes']} classes but lists {labels.num_classes} class names")
         known = {f.name for f in dataclasses.fields(cls)} | set(labels.to_meta()) | {"format", "format_version", "num_classes"}
         return cls(
             labels=labels,
             input_size=tuple(d.get("input_size") or DEFAULT_INPUT_SIZE),
-            normalization=Normalization.from_dict(d["normalization"]) if "normalization" in d else DEFAULT_NORMALIZATION,
+            normalization=Normalization.from_dict(d["normalization"]) if d.get("normalization") else DEFAULT_NORMALIZATION,
             recipe=dict(d.get("recipe") or {}),
             metrics=dict(d.get("metrics") or {}),
-            license=str(d.get("license", "unknown")),
+            license=str(d.get("license", "MIT")),
             arch=str(d.get("arch", ARCH)),
             arch_version=int(d.get("arch_version", ARCH_VERSION)),
-            assumed_defaults=tuple(dict.fromkeys(assumed)),
-            source=d.get("source"),
+            assumed_defaults=tuple(d.get("assumed_defaults") or ()),
+            **{key: d.get(key) for key in _ONNX_FIELDS},
+            extra={k: v for k, v in d.items() if k not in known},
+            source=source if source is not None else d.get("source"),
             onnx_path=d.get("onnx_path"),
-            onnx={k: d[k] for k in _ONNX_KEYS if k in d},
-            extra={k: v for k, v in d.items() if k not in known and k not in _ONNX_KEYS},
         )
-
-
-def as_meta(meta: "ModelMeta | Mapping[str, Any]") -> ModelMeta:
-    """``meta`` itself, or a stored-form mapping read with :meth:`ModelMeta.from_dict`."""
-    if isinstance(meta, ModelMeta):
-        return meta
-    if isinstance(meta, Mapping):
-        return ModelMeta.from_dict(meta)
-    raise TypeError(f"model metadata must be a ModelMeta or a mapping, got {type(meta).__name__}")

@@ -44,6 +44,16 @@ __all__ = [
 BN_EPS = 1e-3
 
 
+def parse_size(text: str, what: str = "--input-size") -> tuple[int, int]:
+    """``"512x256"`` -> ``(512, 256)``, a network input size (both sides multiples of 8)."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{what} {text!r} must look like WIDTHxHEIGHT, e.g. 1024x512") from None
+    check_input_size(w, h, what=what)
+    return w, h
+
+
 class Downsampler(nn.Module):
     """Stride-2 downsampling: ``[conv3x3(in -> out-in), maxpool2x2]`` concatenated, BN, ReLU.
 

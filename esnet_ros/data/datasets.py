@@ -20,10 +20,9 @@ cityscapesscripts table: every id without a train id becomes ``ignore_index``).
 A label value that is neither a class of the list nor ``ignore_index`` is an error, not
 something silently ignored.
 
-Samples are ``(image uint8 RGB, label uint8 train ids)`` passed through the dataset's transforms;
-:func:`esnet_ros.data.transforms.train_transforms`/``eval_transforms`` turn them into a ``(3,H,W)``
-float tensor normalized as the model's :class:`~esnet_ros.core.metadata.ModelMeta` records it and a
-``(H,W)`` int64 tensor of train ids (``ignore_index`` where unlabeled).
+Samples are ``(image, target)`` after the transforms (:mod:`esnet_ros.data.transforms`): a
+``(3,H,W)`` float tensor normalized as the model's metadata records it and a ``(H,W)`` int64
+tensor of train ids (``ignore_index`` where unlabeled).
 """
 
 from __future__ import annotations
@@ -38,7 +37,16 @@ import torch
 
 from esnet_ros.core.image_files import IMAGE_EXTENSIONS, read_bgr
 from esnet_ros.core.labels import LabelSet, cityscapes
-from esnet_ros.data.transforms import Resize
+from esnet_ros.data.transforms import (
+    Compose,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomTranslate,
+    Resize,
+    ToTensor,
+    eval_transforms,
+    train_transforms,
+)
 
 __all__ = [
     "Sample",

@@ -1,10 +1,8 @@
-"""Transforms on ``(image uint8 HxWx3 RGB, label uint8 HxW)`` pairs, and the pipelines built from a model's metadata.
+"""Transforms on ``(image uint8 (H,W,3) RGB, label uint8 (H,W))`` pairs, for training and validation.
 
-:func:`train_transforms` and :func:`eval_transforms` take the :class:`~esnet_ros.core.metadata.ModelMeta`
-that the checkpoint will carry: its ``input_size``, its class list's ``ignore_index`` and its
-:class:`~esnet_ros.core.metadata.Normalization`, the same object the engine
-(:class:`esnet_ros.inference.segmenter.Segmenter`) and int8 calibration read, so training and
-inference cannot normalize pixels differently.
+The last step, :class:`ToTensor`, normalizes with a :class:`~esnet_ros.core.metadata.Normalization`:
+the one the checkpoint records (``ModelMeta.normalization``), which the engine and int8
+calibration read too, so training and inference cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta, Normalization
+from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, Normalization
 
 __all__ = [
     "Compose",
@@ -113,43 +111,38 @@ def _pad(array: np.ndarray, h: int, w: int, fill: int) -> np.ndarray:
 
 
 class ToTensor:
-    """RGB ``(H,W,3)`` uint8 -> ``(3,H,W)`` float ``(pixel * scale - mean) / std`` in the model's
-    color order; labels -> ``(H,W)`` int64."""
+    """``(3,H,W)`` float normalized by ``normalization`` (a model's :class:`ModelMeta.normalization`;
+    pixel/255 in RGB order by default) and ``(H,W)`` int64 targets.  Images come in RGB order."""
 
     def __init__(self, normalization: Normalization = DEFAULT_NORMALIZATION) -> None:
+        if not isinstance(normalization, Normalization):
+            raise TypeError(f"ToTensor needs a Normalization (ModelMeta.normalization), got {type(normalization).__name__}")
         self.normalization = normalization
-        gain, bias = normalization.gain_bias()
-        self._gain = torch.from_numpy(gain).view(3, 1, 1)
-        self._bias = torch.from_numpy(bias).view(3, 1, 1)
-        self._bias_zero = not bool(np.any(bias))
 
     def __call__(self, image, label):
-        if self.normalization.color_order == "bgr":
-            image = image[..., ::-1]
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().mul_(self._gain)
-        if not self._bias_zero:
-            x.add_(self._bias)
-        return x, torch.from_numpy(np.ascontiguousarray(label)).long()
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        image = self.normalization.apply(pixels, color_order="rgb")
+        return image, torch.from_numpy(np.ascontiguousarray(label)).long()
 
 
-def train_transforms(meta: ModelMeta, *, flip: bool = True, translate: int = 2,
+def train_transforms(input_size: tuple[int, int], *, normalization: Normalization = DEFAULT_NORMALIZATION,
+                     flip: bool = True, translate: int = 2, ignore_index: int = 255,
                      crop_size: tuple[int, int] | None = None) -> Compose:
-    """Resize to ``meta.input_size``, random horizontal flip, small random translation (the paper's
-    recipe), normalized as ``meta.normalization``.
+    """Resize to the network input, random horizontal flip, small random translation (the paper's recipe).
 
     ``crop_size`` then trains on random windows of the resized image (same scale, cheaper steps).
     """
-    ignore_index = meta.labels.ignore_index
-    steps: list[Callable] = [Resize(meta.input_size)]
-    if crop_size is not None and tuple(crop_size) != tuple(meta.input_size):
+    steps: list[Callable] = [Resize(input_size)]
+    if crop_size is not None and tuple(crop_size) != tuple(input_size):
         steps.append(RandomCrop(crop_size, ignore_index))
     if flip:
         steps.append(RandomHorizontalFlip())
     if translate:
         steps.append(RandomTranslate(translate, ignore_index))
-    return Compose(steps + [ToTensor(meta.normalization)])
+    return Compose(steps + [ToTensor(normalization)])
 
 
-def eval_transforms(meta: ModelMeta, *, full_resolution_labels: bool = True) -> Compose:
-    """Image resized to ``meta.input_size`` and normalized; labels kept at full resolution (the Cityscapes benchmark)."""
-    return Compose([Resize(meta.input_size, resize_label=not full_resolution_labels), ToTensor(meta.normalization)])
+def eval_transforms(input_size: tuple[int, int], *, normalization: Normalization = DEFAULT_NORMALIZATION,
+                    full_resolution_labels: bool = True) -> Compose:
+    """Image resized to the network input; labels kept at full resolution (the Cityscapes benchmark)."""
+    return Compose([Resize(input_size, resize_label=not full_resolution_labels), ToTensor(normalization)])

@@ -29,6 +29,7 @@ import torch
 from esnet_ros.core.sizes import parse_size
 from esnet_ros.core.summary import summarize
 from esnet_ros.inference.backends import create_backend
+from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.inference.onnx_export import read_onnx_metadata
 from esnet_ros.inference.devices import (
     cpu_has_bf16,
@@ -201,7 +202,7 @@ def bench_input(backend: Any, size: tuple[int, int], device: torch.device) -> to
 def time_model(
     entry: Entry,
     model: torch.nn.Module,
-    meta: dict[str, Any],
+    meta: ModelMeta,
     device: torch.device,
     size: tuple[int, int],
     *,
@@ -240,7 +241,8 @@ def fixed_size(entry: Entry) -> tuple[int, int] | None:
     path = entry.options.get("onnx_path")
     if not path:
         return None
-    return read_onnx_metadata(path).onnx_input_size
+    size = read_onnx_metadata(path).onnx_input_size
+    return (int(size[0]), int(size[1])) if size else None
 
 
 @contextlib.contextmanager
@@ -268,7 +270,7 @@ def background_load(cores: int = 1) -> Iterator[list[int]]:
 def time_entries(
     entries: list[Entry],
     model: torch.nn.Module,
-    meta: dict[str, Any],
+    meta: ModelMeta,
     device: torch.device,
     sizes: list[tuple[int, int]],
     *,

@@ -1,12 +1,16 @@
-"""CPU kernels of the engine: NumPy/OpenCV routes to the same results as the torch ops they replace.
+"""The engine's CPU kernels: NumPy/OpenCV routes to the results of the torch ops they replace.
 
-:func:`preprocess_into` (uint8 image -> normalized network input, as the engine and int8
-calibration need it), :func:`argmax_channels` (a running-max argmax over channel planes, split across threads),
-:func:`nearest_index`/:func:`resize_nearest_np` (nearest upsampling through index maps built from
-torch's own ``nearest`` rule), :func:`resize_bilinear_planes` (OpenCV's bilinear resize, equal to
-``F.interpolate(..., "bilinear", align_corners=False)``) and :class:`CpuBuffers` (arrays reused
-from frame to frame).  Each is tested against the torch op it replaces: :func:`resize_nearest`,
-:func:`resize_image` and :func:`blend` are those torch ops (the CUDA path runs them on the GPU).
+- :func:`normalize_into`: uint8 pixels -> the normalized network input, written into the
+  backend's buffer (OpenCV's bilinear resize on float pixels equals
+  ``F.interpolate(..., "bilinear", align_corners=False)``);
+- :func:`argmax_channels`: ``logits.argmax(0)`` (and the max softmax) over channel planes, in
+  row bands spread over a few threads;
+- :func:`resize_nearest`: labels brought to another size through index maps built from torch's
+  own ``nearest`` rule (:func:`nearest_index`);
+- :func:`resize_bilinear_planes`: logits brought to another size, bilinear (OpenCV, per plane).
+
+:class:`CpuBuffers` holds the arrays reused from frame to frame.  Each kernel is tested against
+the torch op it replaces.
 """
 
 from __future__ import annotations
@@ -24,15 +28,12 @@ from esnet_ros.core.metadata import Normalization
 
 __all__ = [
     "CpuBuffers",
-    "preprocess_into",
+    "normalize_into",
     "network_input",
     "argmax_channels",
     "nearest_index",
-    "resize_nearest_np",
-    "resize_bilinear_planes",
     "resize_nearest",
-    "resize_image",
-    "blend",
+    "resize_bilinear_planes",
 ]
 
 
@@ -70,6 +71,64 @@ class CpuBuffers:
         return self.pool
 
 
+def _affine(image: np.ndarray, gain: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
+    """``out = image * gain + bias`` per channel (scalars or OpenCV: NumPy broadcasts over 3 slowly)."""
+    if np.all(gain == gain[0]):
+        np.multiply(image, gain[0], out=out, casting="unsafe")
+    else:
+        np.copyto(out, image, casting="unsafe")
+        cv2.multiply(out, (*(float(g) for g in gain), 0.0), dst=out)
+    if not np.any(bias):
+        return
+    if np.all(bias == bias[0]):
+        np.add(out, bias[0], out=out)
+    else:
+        cv2.add(out, (*(float(b) for b in bias), 0.0), dst=out)
+
+
+def normalize_into(
+    image: np.ndarray, x: torch.Tensor, gain: np.ndarray, bias: np.ndarray, flip: bool, buffers: CpuBuffers
+) -> torch.Tensor:
+    """``(H,W,3)`` uint8 -> ``x`` ``(1,3,h,w)`` float32: ``pixel * gain + bias``, resized bilinear.
+
+    ``gain``/``bias`` are per channel in the model's order; ``flip`` reverses the image's channel
+    order to the model's.  One pass converts and normalizes at input resolution, OpenCV resizes
+    (bilinear commutes with the per-channel affine: its weights sum to 1), and ``cv2.split``
+    writes the planes straight into ``x`` (or the resize fills a channels_last ``x`` directly).
+    """
+    h, w = x.shape[2:]
+    if flip:
+        gain, bias = gain[::-1], bias[::-1]
+    norm = buffers.array("normalized", image.shape, np.float32)
+    _affine(image, gain, bias, norm)
+    if image.shape[:2] != (h, w):
+        resized = buffers.array("resized", (h, w, 3), np.float32)
+        got = cv2.resize(norm, (w, h), dst=resized, interpolation=cv2.INTER_LINEAR)
+        if not np.shares_memory(got, resized):
+            resized[...] = got
+        norm = resized
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        out_hwc = x[0].permute(1, 2, 0).numpy()  # (h,w,3) view of the channels_last buffer
+        out_hwc[...] = norm[:, :, ::-1] if flip else norm
+        return x
+    planes = x[0].numpy()
+    targets = [planes[2], planes[1], planes[0]] if flip else [planes[0], planes[1], planes[2]]
+    for target, got in zip(targets, cv2.split(norm, targets)):
+        if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
+            target[...] = got
+    return x
+
+
+def network_input(image: np.ndarray, normalization: Normalization, size: tuple[int, int],
+                  color_order: str = "bgr") -> np.ndarray:
+    """A new ``(1,3,h,w)`` float32 array: ``image`` as the engine's CPU path feeds the network at ``size``
+    (W, H); int8 calibration reads its inputs through this, so it sees what the node's network sees."""
+    w, h = size
+    gain, bias = normalization.gain_bias()
+    x = torch.empty((1, 3, h, w), dtype=torch.float32)
+    return normalize_into(image, x, gain, bias, color_order != normalization.color_order, CpuBuffers()).numpy()
+
+
 def argmax_channels(
     logits: np.ndarray,
     labels: np.ndarray,
@@ -87,10 +146,8 @@ def argmax_channels(
     best = buffers.array("argmax_best", (h, w), np.float32)
     mask = buffers.array("argmax_mask", (h, w), np.bool_)
     step = buffers.array("argmax_step", (h, w), np.uint8)
-    acc = tmp = None
-    if confidence is not None:
-        acc = buffers.array("argmax_acc", (h, w), np.float32)
-        tmp = buffers.array("argmax_tmp", (h, w), np.float32)
+    acc = buffers.array("argmax_acc", (h, w), np.float32) if confidence is not None else None
+    tmp = buffers.array("argmax_tmp", (h, w), np.float32) if confidence is not None else None
     pool = buffers.threads() if h * w >= 1 << 16 else None
     workers = buffers.thread_count() if pool is not None else 1
     # Bands of up to ~128k pixels, at least one per worker: NumPy's per-call overhead (4 calls per
@@ -131,58 +188,6 @@ def argmax_channels(
             pass
 
 
-def preprocess_into(
-    image: np.ndarray, color_order: str, normalization: Normalization, out: torch.Tensor, buffers: CpuBuffers
-) -> torch.Tensor:
-    """(H,W,3) uint8 in ``color_order`` -> ``out``, a (1,3,h,w) float32 tensor, normalized as ``normalization``.
-
-    The engine's CPU pre-processing (int8 calibration runs it too). One pass converts and
-    normalizes (in the model's channel order) at input resolution, OpenCV resizes (bilinear
-    commutes with the per-channel affine: its weights sum to 1), and ``cv2.split`` writes the
-    planes straight into ``out`` (or the resize writes a channels_last ``out`` directly).
-    """
-    h, w = out.shape[2:]
-    flip = color_order != normalization.color_order
-    gain, bias = normalization.gain_bias()
-    if flip:
-        gain, bias = gain[::-1], bias[::-1]
-    nhwc = out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
-    norm = buffers.array("normalized", image.shape, np.float32)
-    # per-channel broadcasting over a last axis of 3 is slow in NumPy: scalars, or OpenCV
-    if np.all(gain == gain[0]):
-        np.multiply(image, gain[0], out=norm, casting="unsafe")
-    else:
-        np.copyto(norm, image, casting="unsafe")
-        cv2.multiply(norm, (*(float(g) for g in gain), 0.0), dst=norm)
-    if np.any(bias):
-        if np.all(bias == bias[0]):
-            np.add(norm, bias[0], out=norm)
-        else:
-            cv2.add(norm, (*(float(b) for b in bias), 0.0), dst=norm)
-    if image.shape[:2] != (h, w):
-        resized = buffers.array("resized", (h, w, 3), np.float32)
-        got = cv2.resize(norm, (w, h), dst=resized, interpolation=cv2.INTER_LINEAR)
-        if not np.shares_memory(got, resized):
-            resized[...] = got
-        norm = resized
-    if nhwc:  # (h,w,3) view of the channels_last buffer
-        out[0].permute(1, 2, 0).numpy()[...] = norm[:, :, ::-1] if flip else norm
-        return out
-    planes = out[0].numpy()
-    targets = [planes[2], planes[1], planes[0]] if flip else [planes[0], planes[1], planes[2]]
-    for target, got in zip(targets, cv2.split(norm, targets)):
-        if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
-            target[...] = got
-    return out
-
-
-def network_input(image: np.ndarray, color_order: str, normalization: Normalization,
-                  size: tuple[int, int]) -> np.ndarray:
-    """A new ``(1,3,H,W)`` float32 array: :func:`preprocess_into` at network size ``(W, H)``."""
-    w, h = size
-    return preprocess_into(image, color_order, normalization, torch.empty(1, 3, h, w), CpuBuffers()).numpy()
-
-
 def nearest_index(src: int, dst: int) -> np.ndarray:
     """Source index of each of ``dst`` outputs under torch's ``nearest`` rule (``floor(i * src / dst)``
     in float32, as ``F.interpolate(mode="nearest")`` computes it)."""
@@ -190,8 +195,8 @@ def nearest_index(src: int, dst: int) -> np.ndarray:
     return F.interpolate(probe, size=dst, mode="nearest").view(-1).to(torch.int64).numpy()
 
 
-def resize_nearest_np(a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers) -> np.ndarray:
-    """(h,w) uint8 -> a new (H,W) array by nearest neighbour, exactly like :func:`resize_nearest`."""
+def resize_nearest(a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers) -> np.ndarray:
+    """``(h,w)`` -> a new ``(H,W)`` array by nearest neighbour, exactly as ``F.interpolate(mode="nearest")``."""
     h, w = a.shape
     H, W = hw
     if (h, w) == (H, W):
@@ -207,45 +212,13 @@ def resize_nearest_np(a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers) -
 
 
 def resize_bilinear_planes(planes: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers) -> np.ndarray:
-    """``(C,h,w) float32`` -> ``(C,H,W)`` bilinear (half-pixel centres, as ``align_corners=False``).
-
-    The result lives in a buffer of ``buffers`` (valid until the next call); the planes are
-    resized in parallel on the buffers' threads (OpenCV releases the GIL).
-    """
+    """``(C,h,w)`` float32 -> ``(C,H,W)`` float32 (a reused buffer), bilinear with half-pixel centres:
+    ``F.interpolate(..., mode="bilinear", align_corners=False)`` up to float rounding."""
     c = planes.shape[0]
     H, W = hw
-    out = buffers.array("bilinear_planes", (c, H, W), np.float32)
-
-    def work(k: int) -> None:
+    out = buffers.array("planes_bilinear", (c, H, W), np.float32)
+    for k in range(c):  # OpenCV spreads each plane over its own threads
         got = cv2.resize(planes[k], (W, H), dst=out[k], interpolation=cv2.INTER_LINEAR)
         if not np.shares_memory(got, out[k]):
             out[k] = got
-
-    pool = buffers.threads()
-    if pool is None:
-        for k in range(c):
-            work(k)
-    else:
-        for _ in pool.map(work, range(c)):
-            pass
     return out
-
-
-def resize_nearest(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """(h,w) integer map -> (H,W) by nearest neighbour (labels must never be interpolated)."""
-    if tuple(t.shape) == tuple(hw):
-        return t
-    return F.interpolate(t[None, None].float(), size=hw, mode="nearest")[0, 0].to(t.dtype)
-
-
-def resize_image(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """(H,W,3) uint8 -> (h,w,3) uint8, bilinear."""
-    x = F.interpolate(img.permute(2, 0, 1)[None].float(), size=hw, mode="bilinear", align_corners=False)
-    return x[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
-
-
-def blend(base: torch.Tensor, color_rgb: torch.Tensor, alpha: float, rgb_to_input: bool) -> torch.Tensor:
-    """(1-alpha)*base + alpha*color, uint8, with the color mask put in the base's channel order."""
-    color = color_rgb.flip(-1) if rgb_to_input else color_rgb
-    out = torch.lerp(base.float(), color.float(), alpha)
-    return out.round_().to(torch.uint8)

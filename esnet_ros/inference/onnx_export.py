@@ -1,4 +1,4 @@
-"""ESNet to ONNX, BatchNorm folded, with the checkpoint's metadata inside.
+"""ESNet to ONNX, BatchNorm folded, with the checkpoint's metadata inside (``esnet export``'s library).
 
 The model's metadata (class names, palette, normalization, input size, ...) travels in the
 ONNX ``metadata_props`` as JSON under the key ``esnet_ros`` (plus a few flat keys for tools
@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from esnet_ros.core.metadata import META_KEY, ModelMeta, as_meta
-from esnet_ros.core.model import ESNet
-from esnet_ros.core.sizes import check_input_size
+from esnet_ros.core.metadata import META_KEY, ModelMeta
+from esnet_ros.core.model import ESNet, check_input_size
 from esnet_ros.inference.fold import blocked_layout_downsamplers, fold_batchnorm
 
-__all__ = ["export_onnx", "read_onnx_metadata", "set_onnx_metadata", "verify_onnx", "OPSET"]
+__all__ = ["export_onnx", "read_onnx_metadata", "write_onnx_metadata", "verify_onnx", "META_KEY", "OPSET"]
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +51,13 @@ def export_onnx(
 ) -> pathlib.Path:
     """Write ``model`` as ONNX (input ``input`` (N,3,H,W) float, output ``logits`` (N,C,H,W)).
 
-    ``input_size`` ``(W, H)`` defaults to the metadata's.  ``dynamic`` leaves N, H and W symbolic.  ``fp16`` exports half weights and I/O (for ONNX
-    Runtime's CUDA provider).  ``verify`` compares ONNX Runtime with PyTorch (max |diff| <= 1e-4
-    for fp32) and raises ``ValueError`` when they differ.  Returns the output path.
+    ``input_size`` defaults to ``meta.input_size``.  ``dynamic`` leaves N, H and W symbolic.
+    ``fp16`` exports half weights and I/O (for ONNX Runtime's CUDA provider).  ``verify``
+    compares ONNX Runtime with PyTorch (max |diff| <= 1e-4 for fp32) and raises ``ValueError``
+    when they differ.  Returns the output path.
     """
     import onnx
 
-    meta = as_meta(meta)
     w, h = (int(v) for v in (input_size or meta.input_size))
     check_input_size(w, h, what="export input")
     output = pathlib.Path(output)
@@ -70,16 +69,11 @@ def export_onnx(
         net = net.half()
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
-    _trace(net, tmp, (w, h), fp16=fp16, dynamic=dynamic, opset=opset)
+    _trace(net, tmp, (w, h), torch.float16 if fp16 else torch.float32, dynamic, opset)
     proto = onnx.load(str(tmp))
-    info = meta.replace(onnx={
-        **meta.onnx,
-        "onnx_input_size": None if dynamic else [w, h],
-        "onnx_dynamic": bool(dynamic),
-        "onnx_bn_folded": bool(fold_bn),
-        "onnx_precision": "fp16" if fp16 else "fp32",
-    })
-    set_onnx_metadata(proto, info)
+    info = meta.replace(onnx_input_size=None if dynamic else (w, h), onnx_dynamic=bool(dynamic),
+                        onnx_bn_folded=bool(fold_bn), onnx_precision="fp16" if fp16 else "fp32")
+    _set_metadata(proto, info)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(tmp))
     tmp.replace(output)
@@ -88,11 +82,10 @@ def export_onnx(
     return output
 
 
-def _trace(net: torch.nn.Module, path: pathlib.Path, size: tuple[int, int], *, fp16: bool, dynamic: bool,
+def _trace(net: torch.nn.Module, path: pathlib.Path, size: tuple[int, int], dtype: torch.dtype, dynamic: bool,
            opset: int) -> None:
-    """Trace ``net`` into an ONNX file at ``path`` (the TorchScript-based exporter)."""
     w, h = size
-    dummy = torch.rand(1, 3, h, w, dtype=torch.float16 if fp16 else torch.float32)
+    dummy = torch.rand(1, 3, h, w, dtype=dtype)
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
     with warnings.catch_warnings(), torch.inference_mode():
         # the TorchScript-based exporter: deprecated but exact for this plain conv net, fast, and
@@ -113,8 +106,7 @@ def _trace(net: torch.nn.Module, path: pathlib.Path, size: tuple[int, int], *, f
         )
 
 
-def set_onnx_metadata(proto: Any, meta: ModelMeta) -> None:
-    """Store ``meta`` in an ONNX model's ``metadata_props`` (JSON under ``META_KEY``, plus flat keys)."""
+def _set_metadata(proto: Any, meta: ModelMeta) -> None:
     flat = {
         META_KEY: json.dumps(meta.to_dict(), default=str),
         "num_classes": str(meta.num_classes),
@@ -127,6 +119,15 @@ def set_onnx_metadata(proto: Any, meta: ModelMeta) -> None:
         entry.key, entry.value = key, value
     proto.producer_name = "esnet_ros"
     proto.doc_string = "ESNet semantic segmentation (Wang et al. 2019); input (N,3,H,W) normalized, output logits"
+
+
+def write_onnx_metadata(path: str | pathlib.Path, meta: ModelMeta) -> None:
+    """Replace the metadata stored in an ONNX file (e.g. after int8 quantization)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    _set_metadata(proto, meta)
+    onnx.save(proto, str(path))
 
 
 def read_onnx_metadata(path: str | pathlib.Path) -> ModelMeta:
@@ -143,7 +144,7 @@ def read_onnx_metadata(path: str | pathlib.Path) -> ModelMeta:
             f"{path} has no esnet_ros metadata (class names, normalization); export it with `esnet export`, "
             f"which stores them in metadata_props"
         )
-    return ModelMeta.from_dict(json.loads(props[META_KEY]))
+    return ModelMeta.from_dict(json.loads(props[META_KEY]), source=str(path))
 
 
 def verify_onnx(

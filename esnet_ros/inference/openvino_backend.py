@@ -71,7 +71,9 @@ def quantize_int8(model: Any, meta: ModelMeta, files: list[pathlib.Path], size: 
         import nncf
     except ImportError as exc:
         raise ValueError("precision=int8 on backend:=openvino needs NNCF: pip install nncf") from exc
-    dataset = nncf.Dataset(files, lambda path: network_input(read_bgr(path), "bgr", meta.normalization, size))
+    from esnet_ros.inference.quantize import calibration_input
+
+    dataset = nncf.Dataset(files, lambda path: calibration_input(path, meta, size))
     log.info("quantizing to int8 with NNCF on %d calibration images (once; later starts reuse the cache)", len(files))
     return nncf.quantize(model, dataset, subset_size=len(files), preset=nncf.QuantizationPreset.MIXED)
 

@@ -1,39 +1,59 @@
 """int8 on the CPU: post-training static quantization of an exported ESNet with ONNX Runtime.
 
 Calibration runs the fp32 model on images the user supplies (ideally from the deployment's
-camera; the synthetic set from ``esnet synth`` for the demo model), preprocessed by the engine
-(:meth:`Segmenter.network_input`, from the model's own metadata), and records activation ranges; weights are quantized per channel (int8, symmetric),
-activations per tensor (uint8).  The result is a QDQ ONNX model that ONNX Runtime runs with its
-int8 (VNNI/AMX where the CPU has them) kernels; the esnet_ros metadata is copied over.
+camera; the synthetic set from ``esnet synth`` for the demo model), preprocessed by the engine's
+own kernel (:func:`esnet_ros.inference.cpu_ops.network_input`, which the :class:`Segmenter` runs:
+the same resize and ``ModelMeta.normalization`` as the node), and records activation ranges; weights are quantized per channel
+(int8, symmetric), activations per tensor (uint8).  The result is a QDQ ONNX model that ONNX
+Runtime runs with its int8 (VNNI/AMX where the CPU has them) kernels; the esnet_ros metadata is
+copied over.
 
 Usually run through ``esnet export --int8 --calibration-dir DIR``; then
 ``Segmenter("esnet_int8.onnx", precision="int8")`` or the node with ``weights:=esnet_int8.onnx``.
-:func:`esnet_ros.training.evaluation.compare_predictions` measures what int8 costs (pixel agreement
-and the mIoU of the int8 labels against the fp32 labels, or against ground truth when given).
+:func:`esnet_ros.training.evaluation.compare_predictions` measures what int8 costs.
 """
 
 from __future__ import annotations
 
 import logging
 import pathlib
-from typing import Any, Iterator
+from typing import Iterator
 
+import cv2
 import numpy as np
 
-from esnet_ros.core.image_files import calibration_images, read_bgr
-from esnet_ros.inference.onnx_export import read_onnx_metadata, set_onnx_metadata
-from esnet_ros.inference.segmenter import Segmenter
+from esnet_ros.core.metadata import ModelMeta
+from esnet_ros.inference.cpu_ops import network_input
+from esnet_ros.inference.onnx_export import read_onnx_metadata, write_onnx_metadata
 
-__all__ = ["quantize_model"]
+__all__ = ["IMAGE_EXTENSIONS", "CALIBRATION_METHODS", "calibration_images", "calibration_input", "quantize_model"]
 
 log = logging.getLogger(__name__)
 
-def _fixed_size_engine(fp32_onnx: str | pathlib.Path, **options: Any) -> Segmenter:
-    """The engine on a fixed-size fp32 export (int8 quantization needs fixed shapes)."""
-    meta = read_onnx_metadata(fp32_onnx)
-    if meta.onnx_input_size is None:
-        raise ValueError("int8 quantization needs a fixed-size export; export without --dynamic")
-    return Segmenter(fp32_onnx, device="cpu", input_size=meta.onnx_input_size, **options)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathlib.Path]:
+    """Up to ``limit`` images under ``directory`` (recursive), spread evenly over the sorted list."""
+    root = pathlib.Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"calibration directory {root} does not exist; pass a folder of PNG/JPEG images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and "gtFine" not in p.parts)
+    if not files:
+        raise FileNotFoundError(f"no .png/.jpg images under {root}; pass a folder of camera-like images")
+    if limit < 1:
+        raise ValueError(f"calibration image count {limit} must be >= 1")
+    idx = np.linspace(0, len(files) - 1, num=min(limit, len(files))).round().astype(int)
+    return [files[i] for i in sorted(set(idx.tolist()))]
+
+
+def calibration_input(path: str | pathlib.Path, meta: ModelMeta, size: tuple[int, int]) -> np.ndarray:
+    """The ``(1,3,h,w)`` float32 network input for the image file ``path``, as the engine makes it."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"cannot read calibration image {path}; is it a PNG/JPEG file?")
+    return network_input(image, meta.normalization, size, color_order="bgr")
 
 
 def quantize_model(
@@ -45,15 +65,14 @@ def quantize_model(
     method: str = "minmax",
 ) -> pathlib.Path:
     """Write an int8 (QDQ) copy of ``fp32_onnx`` calibrated on images from ``calibration_dir``."""
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    engine = _fixed_size_engine(fp32_onnx)
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method {method!r} must be one of: {', '.join(CALIBRATION_METHODS)}")
+    meta = read_onnx_metadata(fp32_onnx)
+    if meta.onnx_input_size is None:
+        raise ValueError("int8 quantization needs a fixed-size export; export without --dynamic")
     files = calibration_images(calibration_dir, num_images)
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    if method not in methods:
-        raise ValueError(f"calibration method {method!r} must be one of: {', '.join(methods)}")
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -61,7 +80,7 @@ def quantize_model(
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             path = next(self._it, None)
-            return None if path is None else {"input": engine.network_input(read_bgr(path), "bgr").numpy()}
+            return None if path is None else {"input": calibration_input(path, meta, meta.onnx_input_size)}
 
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -74,12 +93,8 @@ def quantize_model(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        calibrate_method=methods[method],
+        calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.capitalize())),
     )
-    proto = onnx.load(str(output))
     calibration = {"images": len(files), "method": method, "directory": str(calibration_dir)}
-    meta = engine.meta.replace(onnx_path=None, onnx={**engine.meta.onnx, "onnx_precision": "int8",
-                                                     "int8_calibration": calibration})
-    set_onnx_metadata(proto, meta)
-    onnx.save(proto, str(output))
+    write_onnx_metadata(output, meta.replace(onnx_precision="int8", int8_calibration=calibration))
     return output

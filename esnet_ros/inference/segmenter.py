@@ -1,21 +1,24 @@
 """The inference engine: one uint8 image in, the outputs you ask for out.
 
+The node, ``esnet predict``, ``esnet evaluate`` and int8 calibration all run this class, so what
+they write, score and calibrate on is what ``/esnet/labels`` carries.
+
 On CUDA all pre- and post-processing is written in torch ops and runs on the GPU (resize,
 normalize, argmax, colorize and blend on the device, one packed copy back).  On the CPU the
-hot steps take cheaper routes with the same results: OpenCV's bilinear resize on float pixels
-(equal to ``F.interpolate(..., "bilinear", align_corners=False)``), normalization written
-straight into the backend's input buffer, a running-max argmax over the channel planes split
-across threads, and nearest upsampling through index maps built from torch's own ``nearest``
-rule (:mod:`esnet_ros.inference.cpu_ops`).  Buffers are allocated once per image size and reused;
-only the returned arrays are new.
+hot steps take the cheaper routes of :mod:`esnet_ros.inference.cpu_ops`, with the same results.
+Buffers are allocated once per image size and reused; only the returned arrays are new.
 
-Labels come back to the input's size by one of :data:`UPSAMPLE_MODES`: ``nearest`` (the default:
-argmax at network resolution, then nearest-neighbour labels; cheapest) or ``bilinear`` (bilinear
-logits at input resolution, then argmax; smoother edges, costs more at large inputs).
+How labels come back to the input's size is an explicit choice (:data:`UPSAMPLE_MODES`):
+
+- ``nearest`` (:data:`DEFAULT_UPSAMPLE`): argmax at network resolution, then labels (and the
+  confidence) upsampled by nearest neighbour: cheap, blocky edges;
+- ``bilinear``: logits upsampled bilinearly to the input's size, then the argmax (and the
+  confidence: the max softmax of the upsampled logits): what the Cityscapes benchmark scores,
+  smoother edges, and it costs a C-plane resize and an argmax at full resolution.
 
 Example::
 
-    seg = Segmenter("weights.safetensors", device="auto", input_size=(1024, 512))
+    seg = Segmenter("weights.safetensors", device="auto", input_size=(512, 256))
     out = seg(image_bgr, color_order="bgr", outputs=("labels", "overlay"), upsample="nearest")
     out.labels      # (H,W) uint8 class ids at input resolution
 """
@@ -32,22 +35,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from esnet_ros.inference.backends import create_backend, resolve_device, resolve_precision
 from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet
-from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta, as_meta
-from esnet_ros.core.sizes import check_input_size
-from esnet_ros.inference.onnx_export import read_onnx_metadata
+from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta
+from esnet_ros.core.model import check_input_size
+from esnet_ros.inference.backends import create_backend, resolve_device, resolve_precision
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
-    blend,
-    preprocess_into,
+    normalize_into,
     resize_bilinear_planes,
-    resize_image,
     resize_nearest,
-    resize_nearest_np,
 )
+from esnet_ros.inference.onnx_export import read_onnx_metadata
 
 __all__ = [
     "Segmenter",
@@ -57,14 +57,13 @@ __all__ = [
     "UPSAMPLE_MODES",
     "DEFAULT_UPSAMPLE",
     "validate_image",
-    "load_model",
 ]
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("labels", "confidence", "color", "overlay")
 RESOLUTIONS = ("input", "network")
-#: How labels are brought back to the input's size: nearest-neighbour labels, or bilinear logits then argmax.
+#: how labels are brought back to the input's size (see the module docstring)
 UPSAMPLE_MODES = ("nearest", "bilinear")
 DEFAULT_UPSAMPLE = "nearest"
 
@@ -107,31 +106,42 @@ def _check_choice(name: str, value: str, allowed: Iterable[str]) -> str:
     return v
 
 
-def load_model(
-    weights: str | pathlib.Path | None, labels: LabelSet | None = None
-) -> tuple[torch.nn.Module | None, ModelMeta]:
-    """``(model on the CPU, metadata)`` from a checkpoint, or ``(None, metadata)`` from an ``.onnx`` export.
-
-    ``None`` or ``""`` means the bundled demo model.
-    """
-    path = resolve_weights(weights)
-    if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
-        return None, read_onnx_metadata(path).replace(onnx_path=str(path))
-    return load_checkpoint(path, "cpu", labels=labels)
+def _load(weights: Any, backend: str, labels: LabelSet | None) -> tuple[torch.nn.Module | None, ModelMeta, str]:
+    """``(model or None for an .onnx file, metadata, backend)`` from what :class:`Segmenter` was given."""
+    if isinstance(weights, tuple):
+        model, meta = weights
+        meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
+    else:
+        path = resolve_weights(weights)
+        if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
+            model, meta = None, read_onnx_metadata(path).replace(onnx_path=str(path))
+            if str(backend).strip().lower() in ("torch", "auto"):
+                backend = "onnxruntime"
+        else:
+            model, meta = load_checkpoint(path, "cpu", labels=labels)
+    num_classes = model.num_classes if model is not None else meta.num_classes
+    if labels is not None:
+        if labels.num_classes != num_classes:
+            raise ValueError(
+                f"the labels list {labels.num_classes} classes but the model predicts {num_classes}; "
+                f"use a labels file with {num_classes} classes"
+            )
+        meta = meta.replace(labels=labels)
+    return model, meta, backend
 
 
 class Segmenter:
     """ESNet inference on any size of uint8 image, on the CPU or CUDA.
 
     Args:
-        weights: a checkpoint path, a ``(model, metadata)`` pair, or ``None`` for the bundled
+        weights: a checkpoint path, a ``(model, ModelMeta)`` pair, or ``None`` for the bundled
             demo model (trained on synthetic scenes: not for real cameras).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fp16 on CUDA; on the CPU bf16 with OpenVINO on AMX/AVX512-BF16, else fp32),
             ``fp32``, ``fp16`` (CUDA only), ``bf16`` (OpenVINO) or ``int8``.
         backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
-            checkpoint was trained at (1024x512 for the authors' weights), or a fixed-size ONNX export's.
+            checkpoint was trained at (``ModelMeta.input_size``), or a fixed-size ONNX file's.
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).
         backend_options: passed to :func:`esnet_ros.inference.backends.create_backend` (e.g.
             ``{"compile": "default"}`` for torch, ``{"cache_dir": ...}`` for onnxruntime).
@@ -142,7 +152,7 @@ class Segmenter:
 
     def __init__(
         self,
-        weights: str | pathlib.Path | tuple[torch.nn.Module, Mapping[str, Any]] | None = None,
+        weights: str | pathlib.Path | tuple[torch.nn.Module, ModelMeta | Mapping[str, Any]] | None = None,
         *,
         device: str = "auto",
         precision: str = "auto",
@@ -154,28 +164,14 @@ class Segmenter:
     ) -> None:
         self.device = resolve_device(device)
         resolve_precision(precision, self.device)  # bad values fail before the weights load; auto waits for the backend
-        if isinstance(weights, tuple):
-            model, meta = weights[0], as_meta(weights[1])
-        else:
-            model, meta = load_model(weights, labels)
-        if model is None and str(backend).strip().lower() in ("torch", "auto"):
-            backend = "onnxruntime"  # an exported model runs in ONNX Runtime
-        num_classes = model.num_classes if model is not None else meta.num_classes
-        if labels is not None:
-            if labels.num_classes != num_classes:
-                raise ValueError(
-                    f"the labels list {labels.num_classes} classes but the model predicts {num_classes}; "
-                    f"use a labels file with {num_classes} classes"
-                )
-            meta = meta.replace(labels=labels)
-        self.meta: ModelMeta = meta
+        model, meta, backend = _load(weights, backend, labels)
+        self.meta = meta
         self.labels = meta.labels
-        # default: a fixed-size export's own size, else the size the checkpoint was trained at
         size = tuple(input_size) if input_size is not None else (meta.onnx_input_size or meta.input_size)
         check_input_size(int(size[0]), int(size[1]), what="network input")
         self.input_size = (int(size[0]), int(size[1]))
         fixed = meta.onnx_input_size
-        if model is None and fixed and fixed != self.input_size:
+        if model is None and fixed and tuple(fixed) != self.input_size:
             raise ValueError(
                 f"{meta.onnx_path} was exported for {fixed[0]}x{fixed[1]} but input_size is "
                 f"{self.input_size[0]}x{self.input_size[1]}; use input_size=({fixed[0]}, {fixed[1]}) or export with --dynamic"
@@ -186,12 +182,12 @@ class Segmenter:
         )
         self.precision = self.backend.precision
         # x_norm = pixel * gain + bias, per channel in the model's color order
-        gain, bias = meta.normalization.gain_bias()
-        self._gain = torch.from_numpy(gain).view(1, 3, 1, 1).to(self.device)
-        self._bias = torch.from_numpy(bias).view(1, 3, 1, 1).to(self.device)
+        self._gain_np, self._bias_np = meta.normalization.gain_bias()
+        self._gain = torch.from_numpy(self._gain_np).view(1, 3, 1, 1).to(self.device)
+        self._bias = torch.from_numpy(self._bias_np).view(1, 3, 1, 1).to(self.device)
         self.model_color_order = meta.normalization.color_order
-        self._palette = torch.from_numpy(self.labels.palette()).to(self.device)
         self._palette_np = np.ascontiguousarray(self.labels.palette())
+        self._palette = torch.from_numpy(self._palette_np).to(self.device)
         self._pinned: torch.Tensor | None = None
         self._cpu = CpuBuffers() if self.device.type == "cpu" else None
         log.info(
@@ -225,7 +221,7 @@ class Segmenter:
         return self._pinned.to(self.device, non_blocking=True)
 
     def preprocess(self, image: torch.Tensor, color_order: str) -> torch.Tensor:
-        """(H,W,3) uint8 -> (1,3,h,w) float normalized, in the model's color order."""
+        """(H,W,3) uint8 tensor -> (1,3,h,w) float normalized, in the model's color order (torch ops)."""
         x = image.permute(2, 0, 1).unsqueeze(0)
         if color_order != self.model_color_order:
             x = x.flip(1)
@@ -235,22 +231,22 @@ class Segmenter:
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return x * self._gain + self._bias
 
+    def network_input(self, image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
+        """The ``(1,3,h,w)`` float32 array the network gets for ``image`` (a new array: int8 calibration)."""
+        image = validate_image(image)
+        color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
+        if self.device.type == "cuda":
+            return self.preprocess(self._upload(image), color_order).float().cpu().numpy()
+        return self._preprocess_cpu(image, color_order).numpy().copy()
+
     def _preprocess_cpu(self, image: np.ndarray, color_order: str) -> torch.Tensor:
-        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, straight into the backend's input buffer."""
+        """CPU: (H,W,3) uint8 -> (1,3,h,w) float32 normalized, written into a reused buffer."""
         w, h = self.input_size
         x = self.backend.input_buffer((1, 3, h, w))
         if x is None:
             x = self._cpu.tensor("input", (1, 3, h, w), torch.float32)
-        return preprocess_into(image, color_order, self.meta.normalization, x, self._cpu)
-
-    @torch.inference_mode()
-    def network_input(self, image: np.ndarray, color_order: str = "rgb") -> torch.Tensor:
-        """A copy of the ``(1,3,h,w)`` float32 tensor the backend gets for ``image`` (int8 calibration reads it)."""
-        image = validate_image(image)
-        color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
-        if self.device.type == "cuda":
-            return self.preprocess(self._upload(image), color_order).float().cpu()
-        return self._preprocess_cpu(image, color_order).float().contiguous().clone()
+        flip = color_order != self.model_color_order
+        return normalize_into(image, x, self._gain_np, self._bias_np, flip, self._cpu)
 
     # -- the call -----------------------------------------------------------------------------
 
@@ -266,13 +262,13 @@ class Segmenter:
     ) -> SegmentationResult:
         """Segment one ``(H,W,3) uint8`` image; compute only ``outputs`` (see :data:`OUTPUTS`).
 
-        ``upsample`` (one of :data:`UPSAMPLE_MODES`) chooses how labels and confidence reach the
-        input's size when ``resolution="input"``: ``nearest`` labels, or ``bilinear`` logits then argmax.
+        ``upsample`` (:data:`UPSAMPLE_MODES`) says how labels reach the input's size when
+        ``resolution="input"``; at ``resolution="network"`` both modes give the same result.
         """
         image = validate_image(image)
         color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
         resolution = _check_choice("resolution", resolution, RESOLUTIONS)
-        bilinear = _check_choice("upsample", upsample, UPSAMPLE_MODES) == "bilinear"
+        upsample = _check_choice("upsample", upsample, UPSAMPLE_MODES)
         wanted = tuple(dict.fromkeys(_check_choice("outputs", o, OUTPUTS) for o in outputs))
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha={alpha} must be within 0..1 (0: input only, 1: mask only)")
@@ -289,66 +285,46 @@ class Segmenter:
         if cuda:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        if cuda:
-            result = self._postprocess(logits, src, wanted, resolution, float(alpha), color_order, bilinear)
-        else:
-            result = self._postprocess_cpu(logits, image, wanted, resolution, float(alpha), color_order, bilinear)
+        post = _Post(wanted, resolution, float(alpha), color_order, upsample)
+        result = self._postprocess(logits, src, post) if cuda else self._postprocess_cpu(logits, image, post)
         t3 = time.perf_counter()
         result.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return result
 
-    def _postprocess(
-        self,
-        logits: torch.Tensor,
-        src: torch.Tensor,
-        wanted: tuple[str, ...],
-        resolution: str,
-        alpha: float,
-        color_order: str,
-        bilinear: bool = False,
-    ) -> SegmentationResult:
+    def _postprocess(self, logits: torch.Tensor, src: torch.Tensor, post: "_Post") -> SegmentationResult:
+        """Device tensors: argmax (after a bilinear upsample of the logits if asked), colors, one copy back."""
         logits = logits[0]
-        out_hw = tuple(src.shape[:2]) if resolution == "input" else tuple(logits.shape[1:])
-        if bilinear and out_hw != tuple(logits.shape[1:]):
+        out_hw = tuple(src.shape[:2]) if post.resolution == "input" else tuple(logits.shape[1:])
+        bilinear = post.upsample == "bilinear" and tuple(logits.shape[1:]) != out_hw
+        if bilinear:
             logits = F.interpolate(logits[None].float(), size=out_hw, mode="bilinear", align_corners=False)[0]
-        labels = logits.argmax(0).to(torch.uint8)
         device_out: dict[str, torch.Tensor] = {}
-        if "confidence" in wanted:
+        if "confidence" in post.wanted:
             # max softmax = 1 / sum(exp(l - max l)), computed in fp32 for stability
             lf = logits.float()
             conf = 1.0 / torch.exp(lf - lf.amax(0, keepdim=True)).sum(0)
-            device_out["confidence"] = resize_nearest(conf.mul(255.0).round_().to(torch.uint8), out_hw)
-        labels = resize_nearest(labels, out_hw)
-        if "labels" in wanted:
+            device_out["confidence"] = _resize_nearest(conf.mul(255.0).round_().to(torch.uint8), out_hw)
+        labels = _resize_nearest(logits.argmax(0).to(torch.uint8), out_hw)
+        if "labels" in post.wanted:
             device_out["labels"] = labels
-        if "color" in wanted or "overlay" in wanted:
+        if "color" in post.wanted or "overlay" in post.wanted:
             color = self._palette[labels.long()]
-            if "color" in wanted:
+            if "color" in post.wanted:
                 device_out["color"] = color
-            if "overlay" in wanted:
-                base = src if resolution == "input" else resize_image(src, out_hw)
-                device_out["overlay"] = blend(base, color, alpha, rgb_to_input=color_order == "bgr")
+            if "overlay" in post.wanted:
+                base = src if post.resolution == "input" else _resize_image(src, out_hw)
+                device_out["overlay"] = _blend(base, color, post.alpha, rgb_to_input=post.color_order == "bgr")
         return SegmentationResult(**_to_host(device_out, self.device))
 
-
-    def _postprocess_cpu(
-        self,
-        logits: torch.Tensor,
-        image: np.ndarray,
-        wanted: tuple[str, ...],
-        resolution: str,
-        alpha: float,
-        color_order: str,
-        bilinear: bool = False,
-    ) -> SegmentationResult:
+    def _postprocess_cpu(self, logits: torch.Tensor, image: np.ndarray, post: "_Post") -> SegmentationResult:
         """CPU: the same outputs as :meth:`_postprocess` without torch's slow strided reductions."""
         buf = self._cpu
         lg = logits[0].float()
-        out_hw = tuple(image.shape[:2]) if resolution == "input" else tuple(lg.shape[1:])
-        if bilinear and out_hw != tuple(lg.shape[1:]):  # bilinear logits at the output size, then argmax
-            lg = torch.from_numpy(resize_bilinear_planes(np.ascontiguousarray(lg.numpy()), out_hw, buf))
-        c, h, w = lg.shape
-        want_conf = "confidence" in wanted
+        out_hw = tuple(image.shape[:2]) if post.resolution == "input" else tuple(lg.shape[1:])
+        if post.upsample == "bilinear" and tuple(lg.shape[1:]) != out_hw:
+            lg = torch.from_numpy(resize_bilinear_planes(lg.contiguous().numpy(), out_hw, buf))
+        h, w = lg.shape[1:]
+        want_conf = "confidence" in post.wanted
         labels_net = buf.array("labels_net", (h, w), np.uint8)
         conf_net = buf.array("conf_net", (h, w), np.uint8) if want_conf else None
         if lg.is_contiguous():  # NCHW planes: running max over channels, rows split across threads
@@ -356,24 +332,55 @@ class Segmenter:
         else:  # e.g. channels_last logits: torch reduces over the contiguous channel dim well
             labels_net[...] = lg.argmax(0).numpy()
             if want_conf:
-                mx = lg.amax(0, keepdim=True)
-                conf = 1.0 / torch.exp(lg - mx).sum(0)
+                conf = 1.0 / torch.exp(lg - lg.amax(0, keepdim=True)).sum(0)
                 conf_net[...] = conf.mul(255.0).round_().to(torch.uint8).numpy()
         out: dict[str, np.ndarray] = {}
-        labels = resize_nearest_np(labels_net, out_hw, buf)
-        if "labels" in wanted:
+        labels = resize_nearest(labels_net, out_hw, buf)
+        if "labels" in post.wanted:
             out["labels"] = labels
         if want_conf:
-            out["confidence"] = resize_nearest_np(conf_net, out_hw, buf)
-        if "color" in wanted or "overlay" in wanted:
+            out["confidence"] = resize_nearest(conf_net, out_hw, buf)
+        if "color" in post.wanted or "overlay" in post.wanted:
             color = np.take(self._palette_np, labels, axis=0)
-            if "color" in wanted:
+            if "color" in post.wanted:
                 out["color"] = color
-            if "overlay" in wanted:
+            if "overlay" in post.wanted:
                 src = torch.from_numpy(image)
-                base = src if resolution == "input" else resize_image(src, out_hw)
-                out["overlay"] = blend(base, torch.from_numpy(color), alpha, rgb_to_input=color_order == "bgr").numpy()
+                base = src if post.resolution == "input" else _resize_image(src, out_hw)
+                blended = _blend(base, torch.from_numpy(color), post.alpha, rgb_to_input=post.color_order == "bgr")
+                out["overlay"] = blended.numpy()
         return SegmentationResult(**out)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Post:
+    """One call's post-processing choices."""
+
+    wanted: tuple[str, ...]
+    resolution: str
+    alpha: float
+    color_order: str
+    upsample: str
+
+
+def _resize_nearest(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(h,w) integer map -> (H,W) by nearest neighbour (labels must never be interpolated)."""
+    if tuple(t.shape) == tuple(hw):
+        return t
+    return F.interpolate(t[None, None].float(), size=hw, mode="nearest")[0, 0].to(t.dtype)
+
+
+def _resize_image(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(H,W,3) uint8 -> (h,w,3) uint8, bilinear."""
+    x = F.interpolate(img.permute(2, 0, 1)[None].float(), size=hw, mode="bilinear", align_corners=False)
+    return x[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+
+
+def _blend(base: torch.Tensor, color_rgb: torch.Tensor, alpha: float, rgb_to_input: bool) -> torch.Tensor:
+    """(1-alpha)*base + alpha*color, uint8, with the color mask put in the base's channel order."""
+    color = color_rgb.flip(-1) if rgb_to_input else color_rgb
+    out = torch.lerp(base.float(), color.float(), alpha)
+    return out.round_().to(torch.uint8)
 
 
 def _to_host(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, np.ndarray]:

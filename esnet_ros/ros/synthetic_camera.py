@@ -21,21 +21,22 @@ import logging
 import re
 import sys
 import time
-from typing import Sequence
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import Image
 
 from esnet_ros.ros.dds import use_large_message_profile
+from esnet_ros.ros.descriptors import descriptor
 from esnet_ros.data.synth import render_scene, scene_rng
 
 __all__ = ["SyntheticCamera", "render_pool", "main", "published_in_log", "IMAGE_TOPIC", "GT_TOPIC", "RELIABILITIES",
@@ -73,36 +74,29 @@ def _image_msg(array: np.ndarray, encoding: str, frame_id: str) -> Image:
     return msg
 
 
-def _describe(description: str, *, read_only: bool = True, int_range: tuple[int, int] | None = None,
-              float_range: tuple[float, float] | None = None, choices: Sequence[str] | None = None) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=description, read_only=read_only)
-    if int_range is not None:
-        d.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
-    if float_range is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1], step=0.0)]
-    if choices is not None:
-        d.additional_constraints = "one of: " + ", ".join(choices)
-    return d
+def _ro(description: str, *, read_only: bool = True, **kwargs) -> ParameterDescriptor:
+    """The camera's parameters are read-only unless said otherwise (they shape the prebuilt pool)."""
+    return descriptor(description, read_only=read_only, **kwargs)
 
 
 # name: (default, descriptor)
 PARAMETERS = {
-    "width": (1280, _describe("image width in pixels (scenes are drawn at this size)", int_range=(16, 8192))),
-    "height": (720, _describe("image height in pixels", int_range=(16, 8192))),
-    "rate_hz": (15.0, _describe("publishing rate in frames per second (may be changed at run time)",
+    "width": (1280, _ro("image width in pixels (scenes are drawn at this size)", int_range=(16, 8192))),
+    "height": (720, _ro("image height in pixels", int_range=(16, 8192))),
+    "rate_hz": (15.0, _ro("publishing rate in frames per second (may be changed at run time)",
                                 read_only=False, float_range=(0.1, 1000.0))),
-    "encoding": ("bgr8", _describe("pixel encoding of camera/image_raw", choices=ENCODINGS)),
-    "frame_id": ("camera_optical_frame", _describe("frame_id of every header (1..256 characters)")),
-    "reliability": ("reliable", _describe(
+    "encoding": ("bgr8", _ro("pixel encoding of camera/image_raw", choices=ENCODINGS)),
+    "frame_id": ("camera_optical_frame", _ro("frame_id of every header (1..256 characters)")),
+    "reliability": ("reliable", _ro(
         "QoS reliability of both image topics; frames over ~0.5 MB need 'reliable' on default Fast DDS",
         choices=RELIABILITIES)),
-    "qos_depth": (5, _describe("QoS history depth (keep last N) of both image topics", int_range=(1, 1000))),
-    "pool_size": (10, _describe("number of distinct scenes rendered at start and cycled through "
+    "qos_depth": (5, _ro("QoS history depth (keep last N) of both image topics", int_range=(1, 1000))),
+    "pool_size": (10, _ro("number of distinct scenes rendered at start and cycled through "
                                 "(about 0.5 s each at 720p)", int_range=(1, 1000))),
-    "seed": (0, _describe("random seed of the scenes (scene i = synth.scene_rng(seed, 'test', i))",
+    "seed": (0, _ro("random seed of the scenes (scene i = synth.scene_rng(seed, 'test', i))",
                           int_range=(0, 2**31 - 1))),
-    "publish_ground_truth": (True, _describe("also publish the trainId ground truth on camera/labels_gt")),
-    "max_frames": (0, _describe("stop publishing after this many frames (0: never stop)", int_range=(0, 2**31 - 1))),
+    "publish_ground_truth": (True, _ro("also publish the trainId ground truth on camera/labels_gt")),
+    "max_frames": (0, _ro("stop publishing after this many frames (0: never stop)", int_range=(0, 2**31 - 1))),
 }
 
 
@@ -243,8 +237,21 @@ def published_in_log(text: str) -> int | None:
     return int(found[-1]) if found else None
 
 
+def usage() -> str:
+    """What ``synthetic_camera --help`` prints: the command line and every parameter with its default."""
+    lines = ["usage: synthetic_camera [-h] [--ros-args -p NAME:=VALUE ...]", "",
+             __doc__.strip().splitlines()[0], "", "parameters (-p NAME:=VALUE):"]
+    for name, (default, d) in PARAMETERS.items():
+        lines.append(f"  {name} (default {default!r}{', read-only' if d.read_only else ''}): {d.description}")
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> int:
     """``synthetic_camera`` / ``python -m esnet_ros.ros.synthetic_camera [--ros-args -p rate_hz:=30 ...]``."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if {"-h", "--help"} & set(remove_ros_args(["synthetic_camera", *argv])[1:]):
+        print(usage())
+        return 0
     try:
         use_large_message_profile()
         with rclpy.init(args=args):

@@ -1,68 +1,60 @@
-"""Scoring what the engine publishes: a dataset's mIoU through :class:`Segmenter`, and int8 vs fp32.
+"""Scoring the engine: a dataset's mIoU as the node would segment it, and what int8 costs.
 
-Predictions come from the node's own engine (:class:`esnet_ros.inference.segmenter.Segmenter`),
-evaluated at the **full label resolution**, with its ``upsample`` option (``nearest`` labels by
-default, as the node publishes them; ``bilinear`` logits then argmax, as the Cityscapes benchmark
-usually scores). ``esnet predict`` writes exactly these predictions, so the official
-``cityscapesscripts`` evaluation of its ``labelIds`` PNGs gives the same numbers. The metrics are
-:class:`esnet_ros.training.metrics.ConfusionMatrix`'s (the one mIoU of the package).
+:func:`evaluate_dataset` runs every image through the same :class:`Segmenter` the node runs
+(``upsample`` as the node's parameter of that name) and scores its labels at the **full label
+resolution** with :class:`ConfusionMatrix` (the Cityscapes benchmark's rules).  ``esnet predict``
+writes exactly these labels, so the official ``cityscapesscripts`` evaluation of its
+``labelIds`` PNGs gives the same numbers.
 
-The report holds ``miou``, ``category_miou``, ``per_class_iou`` (class name -> IoU; ``None`` for
-classes with neither ground truth nor predictions), ``per_category_iou`` and ``pixel_accuracy``,
-all fractions 0..1. ``esnet evaluate`` is :mod:`esnet_ros.cli.evaluate`.
+The report (:func:`evaluation_report`) holds ``miou``, ``category_miou``, ``per_class_iou``
+(class name -> IoU; NaN for classes with neither ground truth nor predictions),
+``per_category_iou`` and ``pixel_accuracy``, all fractions 0..1.
 """
 
 from __future__ import annotations
 
-import logging
 import pathlib
 import time
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
-from esnet_ros.core.image_files import read_bgr
+from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
 
-__all__ = ["evaluate_dataset", "evaluation_report", "compare_predictions"]
-
-log = logging.getLogger(__name__)
+__all__ = ["build_segmenter", "evaluate_dataset", "evaluation_report", "compare_predictions"]
 
 
-def evaluate_dataset(
-    segmenter: Segmenter,
-    dataset: SegmentationDataset,
-    *,
-    upsample: str = DEFAULT_UPSAMPLE,
-    progress: bool = False,
-) -> ConfusionMatrix:
-    """Confusion matrix of ``segmenter``'s labels over every image of ``dataset`` at full label resolution."""
+def build_segmenter(weights: str | pathlib.Path | None, *, device: str = "auto", labels_yaml: str | None = None,
+                    input_size: tuple[int, int] | None = None) -> Segmenter:
+    """The engine for ``weights`` (the bundled demo model when empty), as the CLIs configure it."""
+    labels = load_labels_yaml(labels_yaml) if labels_yaml else None
+    return Segmenter(weights or None, device=device, input_size=input_size, labels=labels)
+
+
+def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsample: str = DEFAULT_UPSAMPLE,
+                     progress: bool = False) -> ConfusionMatrix:
+    """Confusion matrix of ``segmenter``'s labels over every image of ``dataset``, at full label resolution."""
     confmat = ConfusionMatrix.for_labels(dataset.labels)
-    indices = range(len(dataset))
+    indices: Any = range(len(dataset))
     if progress:
-        from tqdm import tqdm  # the progress bar only for interactive runs
+        from tqdm import tqdm  # a progress bar for the CLI only
 
         indices = tqdm(indices, desc=f"evaluate {dataset.split}", unit="image")
     for i in indices:
         image, label = dataset.load(i)
-        confmat.update(label, segmenter(image, color_order="rgb", upsample=upsample).labels)
+        confmat.update(label, segmenter(image, "rgb", upsample=upsample).labels)
     return confmat
 
 
-def evaluation_report(
-    segmenter: Segmenter,
-    dataset: SegmentationDataset,
-    *,
-    upsample: str = DEFAULT_UPSAMPLE,
-    progress: bool = False,
-) -> tuple[dict[str, Any], ConfusionMatrix]:
-    """``(report, confusion matrix)``: the metrics plus what produced them (weights, sizes, time)."""
-    start = time.perf_counter()
-    confmat = evaluate_dataset(segmenter, dataset, upsample=upsample, progress=progress)
+def evaluation_report(confmat: ConfusionMatrix, segmenter: Segmenter, dataset: SegmentationDataset, *,
+                      upsample: str, seconds: float) -> dict[str, Any]:
+    """The JSON report of ``esnet evaluate`` (NaN where undefined: pass it through ``json_safe``)."""
     result = confmat.compute()
-    report = {
+    return {
         "miou": result["miou"],
         "category_miou": result["category_miou"],
         "per_class_iou": result["per_class_iou"],
@@ -72,15 +64,12 @@ def evaluation_report(
         "pixels": result["pixels"],
         "split": dataset.split,
         "data": str(dataset.root),
-        "weights": segmenter.meta.onnx_path or segmenter.meta.source,
+        "weights": str(segmenter.meta.source or segmenter.meta.onnx_path or ""),
         "input_size": list(segmenter.input_size),
         "upsample": upsample,
-        "backend": segmenter.backend.name,
-        "precision": segmenter.precision,
         "evaluated_at": "full label resolution",
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(seconds, 2),
     }
-    return report, confmat
 
 
 def compare_predictions(
@@ -91,28 +80,32 @@ def compare_predictions(
     ground_truth: Sequence[np.ndarray] | None = None,
     threads: int | None = None,
 ) -> dict[str, float]:
-    """Labels of an fp32 and an int8 export on ``images`` (at network resolution), both through the engine.
+    """Labels of the fp32 and int8 models on ``images``, through the engine, at network resolution.
 
     Returns pixel ``agreement``, ``miou_vs_fp32`` (int8 labels scored against fp32 labels) and,
     with ``ground_truth`` (train-id maps at network resolution, 255 = ignore),
     ``miou_fp32``, ``miou_int8`` and ``miou_drop`` (points).
     """
-    options = {"threads": threads} if threads else None
-    fp32 = Segmenter(fp32_onnx, device="cpu", backend="onnxruntime", precision="fp32", backend_options=options)
-    int8 = Segmenter(int8_onnx, device="cpu", backend="onnxruntime", precision="int8", backend_options=options)
-    vs_fp32, m32, m8 = (ConfusionMatrix.for_labels(fp32.labels) for _ in range(3))
+    fp32 = Segmenter(fp32_onnx, device="cpu", backend="onnxruntime", precision="fp32", num_threads=threads or 0)
+    int8 = Segmenter(int8_onnx, device="cpu", backend="onnxruntime", precision="int8", num_threads=threads or 0)
+    labels = fp32.labels
+    vs_fp32, m32, m8 = (ConfusionMatrix.for_labels(labels) for _ in range(3))
     agree = total = 0
+    started = time.perf_counter()
     for i, path in enumerate(images):
-        bgr = read_bgr(path)
-        p32 = fp32(bgr, color_order="bgr", resolution="network").labels
-        p8 = int8(bgr, color_order="bgr", resolution="network").labels
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"cannot read image {path}; is it a PNG/JPEG file?")
+        p32 = fp32(image, "bgr", resolution="network").labels
+        p8 = int8(image, "bgr", resolution="network").labels
         agree += int((p32 == p8).sum())
         total += p32.size
         vs_fp32.update(p32, p8)
         if ground_truth is not None:
             m32.update(ground_truth[i], p32)
             m8.update(ground_truth[i], p8)
-    out = {"agreement": agree / max(total, 1), "miou_vs_fp32": vs_fp32.compute()["miou"], "images": len(images)}
+    out = {"agreement": agree / max(total, 1), "miou_vs_fp32": vs_fp32.compute()["miou"], "images": len(images),
+           "seconds": round(time.perf_counter() - started, 2)}
     if ground_truth is not None:
         out.update(miou_fp32=m32.compute()["miou"], miou_int8=m8.compute()["miou"])
         out["miou_drop"] = 100.0 * (out["miou_fp32"] - out["miou_int8"])

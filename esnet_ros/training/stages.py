@@ -161,7 +161,7 @@ def write_checkpoints(run: TrainingRun, stage: str, epoch: int, metrics: dict | 
                         make_metadata(**run.meta_base, recipe=run.recipe, metrics=meta_metrics or {}))
     save_resume(run.out / "checkpoint.pth", model=run.model, optimizer=optimizer, scheduler=scheduler,
                 scaler=run.scaler, epoch=epoch + 1, stage=stage, best_miou=run.best_miou,
-                meta=make_metadata(**run.meta_base, recipe=run.recipe, metrics=run.best_metrics),
+                meta=make_metadata(**run.meta_base, recipe=run.recipe, metrics=run.best_metrics).to_dict(),
                 args_dict=_plain_args(run.args))
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from esnet_ros.core.checkpoint import load_checkpoint, make_metadata
+from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta
 from esnet_ros.data.datasets import (
     SegmentationDataset,
@@ -45,8 +45,7 @@ from esnet_ros.training.distributed import ShardSampler, collate_eval, init_dist
 from esnet_ros.training.loop import evaluate, train_one_epoch, upsample_argmax
 from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
-from esnet_ros.core.model import ESNet
-from esnet_ros.core.sizes import parse_size
+from esnet_ros.core.model import ESNet, check_input_size, parse_size
 
 __all__ = [
     "main",
@@ -60,6 +59,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+# --------------------------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,12 +89,14 @@ def build_labels(data: str | pathlib.Path, labels_yaml: str | None) -> LabelSet:
 def build_dataset(args, split: str, labels: LabelSet, train: bool) -> SegmentationDataset:
     """The training (augmented, labels at input size) or validation (full-res labels) dataset."""
     size = parse_size(args.input_size)
-    meta = make_metadata(**_meta_base(args, labels))  # what the checkpoints will record: one normalization
+    norm = _meta_base(args, labels)["normalization"]  # the normalization the checkpoints will record
     if train:
         crop = parse_size(args.crop_size, "--crop-size") if getattr(args, "crop_size", None) else None
-        transforms = train_transforms(meta, flip=not args.no_flip, translate=args.translate, crop_size=crop)
+        transforms = train_transforms(size, normalization=norm, flip=not args.no_flip, translate=args.translate,
+                                      ignore_index=labels.ignore_index, crop_size=crop)
     else:
-        transforms = eval_transforms(meta, full_resolution_labels=not getattr(args, "val_at_input_size", False))
+        transforms = eval_transforms(size, normalization=norm,
+                                     full_resolution_labels=not getattr(args, "val_at_input_size", False))
     cache = size if (train and getattr(args, "cache", False)) else None
     dataset = SegmentationDataset(args.data, split, labels, transforms, label_kind=args.label_kind, cache_size=cache)
     limit = getattr(args, "max_train_images", 0)

@@ -166,3 +166,36 @@ def test_official_cityscapes_evaluation_agrees(tmp_path):
         else:
             assert iou == pytest.approx(theirs, abs=1e-9), name
     assert not (data / "evaluationResults").exists()  # the dataset folder was left alone
+
+
+def test_predict_and_evaluate_run_the_node_engine_with_either_upsample_mode(tmp_path):
+    """predict writes exactly the Segmenter's labels (what /esnet/labels carries) for each --upsample;
+    evaluate scores those labels and records the mode."""
+    from esnet_ros.data.datasets import read_image
+    from esnet_ros.inference.segmenter import Segmenter
+
+    data = tmp_path / "data"
+    write_dataset(data, train=0, val=2, seed=5, size=(64, 32), progress=False)
+    weights = _random_model(tmp_path / "random.safetensors", input_size=(32, 16))  # labels need upsampling
+    images = data / "leftImg8bit" / "val"
+    segmenter = Segmenter(weights, device="cpu")
+    written = {}
+    for mode in ("nearest", "bilinear"):
+        out = tmp_path / mode
+        assert cli.main(["predict", "--weights", str(weights), "--input", str(images), "--output", str(out),
+                         "--format", "trainIds", "--device", "cpu", "--upsample", mode]) == 0
+        for image_path in sorted(images.rglob("*.png")):
+            got = cv2.imread(str(out / image_path.parent.name / image_path.name.replace("leftImg8bit", "trainIds")),
+                             cv2.IMREAD_UNCHANGED)
+            expected = segmenter(read_image(image_path), "rgb", upsample=mode).labels
+            assert got.shape == (32, 64)
+            np.testing.assert_array_equal(got, expected)
+            written[mode, image_path.name] = got
+        report = _evaluate(tmp_path, weights, data, "--upsample", mode)
+        assert report["upsample"] == mode and report["input_size"] == [32, 16]
+        assert 0.0 <= report["miou"] <= 1.0
+    assert any((written["nearest", n] != written["bilinear", n]).any() for _, n in written)
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses other modes
+        cli.main(["predict", "--weights", str(weights), "--input", str(images), "--output", str(tmp_path / "x"),
+                  "--upsample", "cubic"])
+    assert exit_info.value.code == 2

@@ -1,4 +1,4 @@
-"""The CPU post-processing helpers equal the torch ops they replace."""
+"""The engine's CPU kernels equal the torch ops they replace."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
     nearest_index,
+    normalize_into,
     resize_bilinear_planes,
     resize_nearest,
-    resize_nearest_np,
 )
 
 
@@ -36,14 +36,34 @@ def test_nearest_index_and_resize_equal_torch_nearest(src, dst):
     expected = F.interpolate(probe, size=(1, dst), mode="nearest").view(-1).long().numpy()
     np.testing.assert_array_equal(nearest_index(src, dst), expected)
     labels = np.random.default_rng(1).integers(0, 19, (src, src + 3), dtype=np.uint8)
-    got = resize_nearest_np(labels, (dst, dst + 1), CpuBuffers())
-    np.testing.assert_array_equal(got, resize_nearest(torch.from_numpy(labels), (dst, dst + 1)).numpy())
+    got = resize_nearest(labels, (dst, dst + 1), CpuBuffers())
+    expected = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=(dst, dst + 1), mode="nearest")
+    np.testing.assert_array_equal(got, expected[0, 0].to(torch.uint8).numpy())
 
 
-@pytest.mark.parametrize("src, dst", [((32, 64), (720, 1280)), ((256, 512), (1024, 2048)), ((8, 16), (7, 9))])
+@pytest.mark.parametrize("src, dst", [((8, 16), (12, 20)), ((32, 64), (90, 160)), ((16, 32), (16, 32)), ((64, 128), (32, 64))])
 def test_resize_bilinear_planes_equals_torch_bilinear(src, dst):
     planes = np.random.default_rng(2).standard_normal((5, *src)).astype(np.float32)
     got = resize_bilinear_planes(planes, dst, CpuBuffers())
     expected = F.interpolate(torch.from_numpy(planes)[None], size=dst, mode="bilinear", align_corners=False)[0]
-    assert got.shape == (5, *dst)
-    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-4)
+    assert got.shape == (5, *dst) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)  # float rounding only
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_normalize_into_equals_torch(flip, channels_last):
+    image = np.random.default_rng(3).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    gain = np.array([1 / 255, 2 / 255, 4 / 255], np.float32)
+    bias = np.array([0.0, -1.0, -2.0], np.float32)
+    x = torch.empty(1, 3, 16, 32)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    got = normalize_into(image, x, gain, bias, flip, CpuBuffers())
+    assert got is x
+    t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    if flip:
+        t = t.flip(1)
+    t = F.interpolate(t, size=(16, 32), mode="bilinear", align_corners=False)
+    expected = t * torch.from_numpy(gain).view(1, 3, 1, 1) + torch.from_numpy(bias).view(1, 3, 1, 1)
+    torch.testing.assert_close(got.contiguous(), expected, rtol=0, atol=1e-4)

@@ -1,5 +1,5 @@
-"""BN folding and the other inference rewrites keep ESNet's logits (1e-4) (the CPU post-processing
-helpers are tested in test_cpu_ops.py)."""
+"""BN folding and the other inference rewrites keep ESNet's logits (1e-4). (The CPU kernels' tests
+are in test_cpu_ops.py.)"""
 
 import pytest
 import torch

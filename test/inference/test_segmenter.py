@@ -9,8 +9,7 @@ from torch import nn
 
 from esnet_ros.core.checkpoint import make_metadata
 from esnet_ros.core.labels import LabelSet
-import torch.nn.functional as F
-
+from esnet_ros.inference.cpu_ops import network_input
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES, Segmenter
 
 LABELS = LabelSet("toy", ("left", "right", "never"), ((200, 0, 0), (0, 100, 0), (0, 0, 50)))
@@ -85,6 +84,52 @@ def test_output_resolution_modes():
     assert net.labels[:, :6].max() == 0 and net.labels[:, 10:].min() == 1
 
 
+def test_upsample_modes_by_hand():
+    """nearest: argmax at network size, labels repeated; bilinear: logits interpolated, then argmax."""
+    assert UPSAMPLE_MODES == ("nearest", "bilinear") and DEFAULT_UPSAMPLE == "nearest"
+    seg = make(size=(8, 8))
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[:, :3, 0] = 255  # red in columns 0..2: class 0 there, class 1 elsewhere
+    default = seg(img, outputs=("labels", "confidence"), resolution="input")
+    # the 8x8 image is the network input: both modes agree when no upsampling is needed
+    for mode in UPSAMPLE_MODES:
+        same = seg(img, outputs=("labels",), upsample=mode).labels
+        np.testing.assert_array_equal(same, default.labels)
+    big = np.repeat(np.repeat(img, 4, axis=0), 4, axis=1)[:, :30]  # 32x30: not a multiple of the net size
+    near = seg(big, outputs=("labels", "confidence"), upsample="nearest")
+    bil = seg(big, outputs=("labels", "confidence"), upsample="bilinear")
+    # reference: torch on the 8x8 network logits (the network sees big resized to 8x8, bilinear)
+    x = torch.nn.functional.interpolate(torch.from_numpy(big).permute(2, 0, 1)[None].float(), size=(8, 8),
+                                        mode="bilinear", align_corners=False) / 255
+    logits = RedOracle()(x)
+    up = torch.nn.functional.interpolate(logits, size=(32, 30), mode="bilinear", align_corners=False)[0]
+    np.testing.assert_array_equal(bil.labels, up.argmax(0).numpy())
+    nn_labels = torch.nn.functional.interpolate(logits.argmax(1, keepdim=True).float(), size=(32, 30), mode="nearest")
+    np.testing.assert_array_equal(near.labels, nn_labels[0, 0].numpy())
+    assert (near.labels != bil.labels).any()  # the boundary moves: they really differ
+    conf = (up.softmax(0).amax(0) * 255).round().numpy()
+    assert np.abs(bil.confidence.astype(int) - conf).max() <= 1  # confidence of the upsampled logits
+    assert near.confidence.shape == bil.confidence.shape == (32, 30)
+    # network resolution: the upsample mode does not matter
+    np.testing.assert_array_equal(seg(big, resolution="network", upsample="bilinear").labels,
+                                  seg(big, resolution="network", upsample="nearest").labels)
+
+
+def test_network_input_is_what_the_backend_gets():
+    seg = make(size=(16, 8))
+    img = half_red(12, 20)
+    x = seg.network_input(img, "rgb")
+    assert x.shape == (1, 3, 8, 16) and x.dtype == np.float32
+    expected = torch.nn.functional.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(8, 16),
+                                               mode="bilinear", align_corners=False) / 255
+    np.testing.assert_allclose(x, expected.numpy(), rtol=0, atol=1e-5)
+    # int8 calibration reads its inputs through the same kernel
+    np.testing.assert_array_equal(x, network_input(img, seg.meta.normalization, seg.input_size, "rgb"))
+    again = seg.network_input(img, "rgb")
+    seg(half_red(), outputs=("labels",))  # the engine's own buffers are reused; the returned array is not
+    np.testing.assert_array_equal(x, again)
+
+
 def test_non_contiguous_views_are_accepted():
     img = half_red(8, 32)[:, ::2]  # a strided view, like a padded camera row
     out = make()(img, outputs=("labels",))
@@ -137,6 +182,8 @@ def test_bad_arguments():
         seg(half_red(), color_order="yuv")
     with pytest.raises(ValueError, match="resolution='full'"):
         seg(half_red(), resolution="full")
+    with pytest.raises(ValueError, match="upsample='cubic' must be one of: nearest, bilinear"):
+        seg(half_red(), upsample="cubic")
     with pytest.raises(ValueError, match="alpha=1.5 must be within 0..1"):
         seg(half_red(), outputs=("overlay",), alpha=1.5)
     with pytest.raises(ValueError, match="network input width=1020 .*try 1016 or 1024"):
@@ -171,6 +218,12 @@ def test_cuda_path_equals_cpu_path(reference_checkpoint):
     outs = ("labels", "confidence", "color", "overlay")
     a = cpu(img, "bgr", outputs=outs)
     b = gpu(img, "bgr", outputs=outs)
+    assert (a.labels == b.labels).mean() > 0.999
+    assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
+    big = rng.integers(0, 256, (200, 390, 3), dtype=np.uint8)
+    a = cpu(big, "bgr", outputs=("labels", "confidence"), upsample="bilinear")
+    b = gpu(big, "bgr", outputs=("labels", "confidence"), upsample="bilinear")
+    assert a.labels.shape == b.labels.shape == (200, 390)
     assert (a.labels == b.labels).mean() > 0.999
     assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
     half = Segmenter(reference_checkpoint, device="cuda", precision="fp16", input_size=(128, 64))

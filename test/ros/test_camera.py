@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pytest
 
+from node_harness import REPO
+
 pytestmark = pytest.mark.ros
 
 TIMEOUT_S = 60.0
@@ -239,3 +241,14 @@ def test_invalid_parameters_are_refused_with_a_reason(param, expected):
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_prints_usage_and_exits_0():
+    """``synthetic_camera --help`` prints its usage and parameters instead of starting to publish."""
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "synthetic_camera"), "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("usage: synthetic_camera"), out.stdout[:500]
+    for name in ("rate_hz", "width", "encoding", "reliability", "max_frames"):
+        assert f"  {name} (default " in out.stdout, name
+    assert "rendering" not in out.stdout + out.stderr, "it must not start the camera"

@@ -273,10 +273,12 @@ def test_compressed_input(client, camera, outputs, node_process):
 
 
 def test_runtime_parameter_changes(client, camera, outputs, node_process):
-    # refused: not divisible by 8, with the reason and the nearest valid sizes
+    # refused: not divisible by 8 (rclpy's step-8 range gives the reason; the node logs the nearest valid sizes)
+    mark = node_process.mark()
     result = client.set_parameters(input_width=1020)[0]
     assert not result.successful
-    assert "divisible by 8" in result.reason and "1016 or 1024" in result.reason
+    assert "input_width is not a valid step" in result.reason and "step: 8" in result.reason, result.reason
+    node_process.wait_for(r"input_width=1020 must be divisible by 8 .*try 1016 or 1024", 5, start=mark)
     assert client.get_parameters("input_width") == [NET_W]
     got = camera.roundtrip(make_image(scene(40, 60), "rgb8"), outputs)
     assert got["stats"].network_width == NET_W
@@ -328,3 +330,45 @@ def test_config_yaml_documents_every_parameter_with_its_default():
     docs = (REPO / "README.md").read_text()
     missing = [name for name in PARAMETERS if f"`{name}`" not in docs]
     assert not missing, f"README.md does not document {missing}"
+
+
+@pytest.mark.vision_msgs
+def test_label_info_matches_the_class_map_is_latched_and_follows_a_model_swap(client, camera, outputs, node_process):
+    """/esnet/label_info (vision_msgs/LabelInfo, for Nav2's semantic_segmentation_layer)."""
+    from vision_msgs.msg import LabelInfo
+
+    from esnet_ros.msg import ClassMap
+
+    def latest(msg_type, topic, count=1):
+        collector, sub = client.collect(msg_type, topic, latched=True, depth=1)
+        try:
+            client.spin_until(lambda: len(collector.messages) >= count, 20.0, f"the latched {topic}")
+        finally:
+            client.node.destroy_subscription(sub)
+        return collector.messages[-1]
+
+    camera.roundtrip(make_image(scene(20, 20), "rgb8"), {"labels": outputs["labels"]})  # surely active by now
+    info, class_map = latest(LabelInfo, "/esnet/label_info"), latest(ClassMap, "/esnet/class_map")
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(c.id, c.name) for c in class_map.classes]
+    assert len(info.class_map) == 19
+    # a late subscriber got it: transient local; the node offers exactly that
+    (pub,) = client.node.get_publishers_info_by_topic("/esnet/label_info")
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    assert pub.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    # a model swap (the bundled model, its own class list) republishes it: a newer stamp, the new classes
+    from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
+
+    bundled = load_checkpoint(resolve_weights(""), "cpu")[1].labels
+    before = stamp_ns(info)
+    assert all(r.successful for r in client.set_parameters(weights=""))
+    try:
+        collector, sub = client.collect(LabelInfo, "/esnet/label_info", latched=True, depth=1)
+        deadline = time.monotonic() + 60
+        while not (collector.messages and stamp_ns(collector.messages[-1]) > before):
+            assert time.monotonic() < deadline, "label_info never carried the bundled model's classes"
+            camera.roundtrip(make_image(scene(20, 20), "rgb8"), {"labels": outputs["labels"]})  # the swap is per frame
+        client.node.destroy_subscription(sub)
+        assert [(c.class_id, c.class_name) for c in collector.messages[-1].class_map] == list(enumerate(bundled.names))
+    finally:
+        assert all(r.successful for r in client.set_parameters(weights=str(REFERENCE)))

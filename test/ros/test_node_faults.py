@@ -347,17 +347,20 @@ def test_invalid_runtime_parameters_are_refused_and_nothing_changes(client, node
         ({"input_transport": "udp"}, "one of: raw, compressed"),
         ({"device": "gpu"}, "one of: auto, cpu, cuda, cuda:N"),
         ({"precision": "fp8"}, "one of: auto, fp32, fp16"),
-        ({"input_width": 1020}, "try 1016 or 1024"),
+        ({"input_width": 1020}, "input_width is not a valid step"),  # rclpy's step-8 range; the hint: below
         ({"output_qos.reliability": "best_effort"}, "read-only"),
         ({"max_rate_hz": -1.0}, "max_rate_hz"),
         ({"image_topic": " "}, "image_topic must not be empty"),
-        ({"input_width": 256, "input_height": 100, "_atomic": True}, "input_height=100 must be divisible by 8"),
+        ({"input_width": 256, "input_height": 100, "_atomic": True}, "input_height is not a valid step"),
     ]
+    mark = node_process.mark()
     for values, reason in cases:  # the last one is atomic: all or nothing
         results = client.set_parameters(**values)
         assert not all(r.successful for r in results), values
         assert any(reason in r.reason for r in results), (values, [r.reason for r in results])
     assert client.get_parameters(*names) == before
+    node_process.wait_for(r"input_width=1020 must be divisible by 8 .*try 1016 or 1024", 5, start=mark)
+    node_process.wait_for(r"input_height=100 must be divisible by 8", 5, start=mark)
     got = assert_serves(node_process, camera, outputs)
     assert got["stats"].network_width == reference["stats"].network_width == NET_W
 
@@ -526,3 +529,67 @@ def test_lifecycle_deactivate_releases_and_activate_serves_again(client, node_pr
     assert_serves(node_process, camera, outputs)
     client.node.destroy_client(change)
     client.node.destroy_client(get)
+
+
+# -- process and graph ------------------------------------------------------------------------------
+
+
+def _in_graph(client, name: str, ns: str) -> bool:
+    return (name, ns) in client.node.get_node_names_and_namespaces()
+
+
+def test_node_leaves_the_graph_within_two_seconds_of_sigint(rclpy_context):
+    """The fast exit destroys the node and the context, so DDS announces the departure (no ~20 s lease)."""
+    import time
+
+    ns = "/graph_leave"
+    proc = NodeProcess(BASE_PARAMS, ros_args=("-r", f"__ns:={ns}"))
+    client = Client(rclpy_context, "esnet_test_graph_client")
+    try:
+        proc.wait_for(r"subscribed to", 90)
+        client.spin_until(lambda: _in_graph(client, "esnet_segmentation", ns), 20, "the node in the graph")
+        t0 = time.monotonic()
+        rc, _ = proc.stop(signal.SIGINT)
+        client.spin_until(lambda: not _in_graph(client, "esnet_segmentation", ns), 2.0 - (time.monotonic() - t0),
+                          "the node gone from get_node_names_and_namespaces()")
+        assert rc == 0, proc.log[-3000:]
+    finally:
+        client.close()
+        proc.stop(signal.SIGKILL)
+
+
+def test_autostart_failure_hint_names_the_namespaced_node(rclpy_context, tmp_path):
+    missing = tmp_path / "missing.safetensors"
+    proc = NodeProcess({**BASE_PARAMS, "weights": str(missing)}, ros_args=("-r", "__ns:=/front"))
+    try:
+        line = proc.wait_for(r"stays unconfigured", 90)
+        assert "`ros2 lifecycle set /front/esnet_segmentation configure`" in line, line
+        assert proc.count(r"configure failed: .*missing\.safetensors") == 1
+    finally:
+        rc, _ = proc.stop()
+    assert rc == 0 and "Traceback" not in proc.log, proc.log[-3000:]
+
+
+def test_no_size_parameters_serve_the_bundled_model_at_its_own_size(rclpy_context):
+    """input_width/input_height default 0: the checkpoint's input_size (512x256 for the bundled model)."""
+    from esnet_ros.msg import SegmentationStats
+    from sensor_msgs.msg import Image
+
+    ns = "/bundled"
+    proc = NodeProcess({"device": "cpu"}, ros_args=("-r", f"__ns:={ns}"))
+    client = Client(rclpy_context, "esnet_test_bundled_client")
+    try:
+        line = proc.wait_for(r"network input .* \(from ", 90)
+        assert "network input 512x256 (from the checkpoint)" in line, line
+        proc.wait_for(r"subscribed to", 30)
+        stats, _ = client.collect(SegmentationStats, f"{ns}/esnet/stats")
+        labels, _ = client.collect(Image, f"{ns}/esnet/labels")
+        cam = Camera(client, f"{ns}/camera/image_raw")
+        cam.wait_for_subscriber()
+        got = cam.roundtrip(make_image(scene(120, 160), "bgr8"), {"stats": stats, "labels": labels})
+        assert (got["stats"].network_width, got["stats"].network_height) == (512, 256)
+        assert (got["labels"].width, got["labels"].height) == (160, 120)
+    finally:
+        client.close()
+        rc, _ = proc.stop()
+    assert rc == 0 and "Traceback" not in proc.log, proc.log[-3000:]

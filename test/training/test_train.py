@@ -63,8 +63,8 @@ def test_loss_goes_down_and_run_files(data, tmp_path):
     assert saved["epochs"] == 6 and saved["lr"] == 5e-3 and saved["input_size"] == "64x32"
     # the best model carries the full metadata: classes, input size, recipe with the command, metrics
     model, meta = load_checkpoint(out / "best.safetensors")
-    assert list(meta.class_names) == list(cityscapes().names)
-    assert meta.input_size == (64, 32)
+    assert meta.class_names == list(cityscapes().names)
+    assert list(meta.input_size) == [64, 32]
     assert meta.normalization.scale == pytest.approx(1 / 255)
     assert meta.recipe["optimizer"] == {"name": "Adam", "lr": 5e-3, "betas": [0.9, 0.999], "eps": 1e-8,
                                            "weight_decay": 1e-4}
@@ -155,7 +155,7 @@ def test_crop_training(data, tmp_path):
     main(_args(data, out, "--epochs", "1", "--crop-size", "32x16"))
     _, meta = load_checkpoint(out / "best.safetensors")
     assert meta.recipe["augmentation"]["crop_size"] == [32, 16]
-    assert meta.input_size == (64, 32)  # inference runs on whole images at the input size
+    assert list(meta.input_size) == [64, 32]  # inference runs on whole images at the input size
     with pytest.raises(ValueError, match="--crop-size 128x64 must fit in --input-size 64x32"):
         main(_args(data, tmp_path / "bad", "--crop-size", "128x64"))
 

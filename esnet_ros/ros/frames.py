@@ -1,0 +1,272 @@
+"""One camera frame through the engine: the recipe the node runs, shared with offline tools.
+
+:class:`FrameProcessor` converts a sensor_msgs ``Image``/``CompressedImage`` (:mod:`esnet_ros.ros.images`),
+runs the :class:`~esnet_ros.inference.segmenter.Segmenter` with the node's settings
+(``output_resolution``, ``overlay_alpha``, ``upsample``) and builds the output messages, each with the
+input's header:
+
+=============  ===========================  ========================================
+output         message                      content
+=============  ===========================  ========================================
+``labels``     sensor_msgs/Image ``mono8``  class id per pixel
+``color``      sensor_msgs/Image ``rgb8``   the class palette
+``overlay``    sensor_msgs/Image            the input blended with the palette, in the
+                                            input's color encoding (``rgb8``/``bgr8``)
+``confidence`` sensor_msgs/Image ``mono8``  max softmax x 255
+``stats``      esnet_ros/SegmentationStats  sizes, stage times, counts, class fractions
+=============  ===========================  ========================================
+
+The node and ``esnet bag`` both call :meth:`FrameProcessor.process`, so a bag processed offline
+carries exactly the messages the node would have published for the same frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage
+
+from esnet_ros.inference.segmenter import Segmenter
+from esnet_ros.core.labels import LabelSet
+from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
+from esnet_ros.ros.images import (
+    ColorInput,
+    ImageConversionError,
+    ImagePublisherBuffer,
+    compressed_to_color_input,
+    to_color_input,
+)
+
+try:  # optional: the Nav2 semantic_segmentation_layer contract
+    from vision_msgs.msg import LabelInfo, VisionClass
+except ImportError:
+    LabelInfo = VisionClass = None
+
+__all__ = [
+    "IMAGE_OUTPUTS",
+    "OUTPUTS",
+    "FrameProcessor",
+    "FrameResult",
+    "InferenceError",
+    "LabelInfo",
+    "LatestSlot",
+    "class_map_messages",
+    "ImageConversionError",
+    "segmenter_outputs",
+    "stamp_ns",
+]
+
+#: the image outputs, in publishing order
+IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
+#: every output a frame can produce
+OUTPUTS = IMAGE_OUTPUTS + ("stats",)
+#: encodings of the image outputs; the overlay's follows the input (``ColorInput.overlay_encoding``)
+FIXED_ENCODINGS = {"labels": "mono8", "color": "rgb8", "confidence": "mono8"}
+
+Publish = Callable[[str, Any], None]
+
+
+class InferenceError(RuntimeError):
+    """The engine failed on a frame (e.g. CUDA out of memory); ``cause`` is ``"inference_error"``."""
+
+    cause = "inference_error"
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """What :meth:`FrameProcessor.process` produced for one frame.
+
+    ``messages``: output name -> message, in :data:`OUTPUTS` order, only the wanted ones.
+    ``timings_ms``: ``decode``, ``preprocess``, ``inference``, ``postprocess``, ``publish``, ``total``.
+    ``input_size``: the camera frame's ``(width, height)``. ``labels``: the ``(H,W) uint8`` class ids.
+    """
+
+    messages: dict[str, Any]
+    timings_ms: dict[str, float]
+    input_size: tuple[int, int]
+    labels: np.ndarray
+
+
+def segmenter_outputs(wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """Labels always (stats and every other output derive from them), plus the wanted images."""
+    return ("labels",) + tuple(o for o in wanted if o in IMAGE_OUTPUTS and o != "labels")
+
+
+def stamp_ns(stamp: Any) -> int:
+    """A ``builtin_interfaces/Time`` in integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class LatestSlot:
+    """A one-frame mailbox: ``put`` replaces a waiting frame (returns True when it did)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float) -> Any:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> bool:
+        with self._cond:
+            had, self._item = self._item is not None, None
+            return had
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+
+
+def class_map_messages(labels: LabelSet, model_name: str, stamp: Any) -> tuple[Any, Any]:
+    """The ``esnet/class_map`` message, and ``esnet/label_info``'s (None without vision_msgs)."""
+    msg = ClassMap()
+    msg.header.stamp = stamp
+    msg.model_name = model_name
+    msg.dataset = labels.name
+    msg.classes = [ClassInfo(id=i, name=name, r=int(c[0]), g=int(c[1]), b=int(c[2]))
+                   for i, (name, c) in enumerate(zip(labels.names, labels.colors))]
+    msg.ignore_id = int(labels.ignore_index)
+    if LabelInfo is None:
+        return msg, None
+    info = LabelInfo()
+    info.header = msg.header
+    info.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(labels.names)]
+    info.threshold = 0.0
+    return msg, info
+
+
+class FrameProcessor:
+    """Convert -> segment -> build messages, for one frame at a time (see the module docstring).
+
+    ``segmenter``: the engine. ``max_input_pixels``: larger frames are refused (cause ``too_large``)
+    before any decoding. ``output_resolution`` (``input``/``network``), ``overlay_alpha`` (0..1) and
+    ``upsample`` (``nearest``/``bilinear``) go to the engine call. ``clock_ns`` gives "now" for
+    ``stats.age_ms`` (NaN without it, or for a zero stamp). ``buffers``: one
+    :class:`~esnet_ros.ros.images.ImagePublisherBuffer` per image output, reused between frames
+    (one copy per output, no allocation); a processor without them makes its own. Either way an
+    Image message stays valid only until the next :meth:`process` call: publish or serialize it first.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        *,
+        max_input_pixels: int,
+        output_resolution: str,
+        overlay_alpha: float,
+        upsample: str,
+        clock_ns: Callable[[], int] | None = None,
+        buffers: dict[str, ImagePublisherBuffer] | None = None,
+    ) -> None:
+        if int(max_input_pixels) < 1:
+            raise ValueError(f"max_input_pixels={max_input_pixels} must be at least 1; e.g. {7680 * 4320} (8K)")
+        self.segmenter = segmenter
+        self.max_input_pixels = int(max_input_pixels)
+        self.output_resolution = output_resolution
+        self.overlay_alpha = float(overlay_alpha)
+        self.upsample = upsample
+        self.clock_ns = clock_ns
+        self.buffers = buffers if buffers is not None else {name: ImagePublisherBuffer() for name in IMAGE_OUTPUTS}
+
+    def convert(self, msg: Any) -> ColorInput:
+        """The message as the engine's input; raises :class:`ImageConversionError` (with ``.cause``)."""
+        if isinstance(msg, CompressedImage):
+            return compressed_to_color_input(msg, max_pixels=self.max_input_pixels)
+        return to_color_input(msg, max_pixels=self.max_input_pixels)
+
+    def process(
+        self,
+        msg: Any,
+        wanted: tuple[str, ...] = OUTPUTS,
+        counts: tuple[int, int, int] = (0, 0, 0),
+        *,
+        publish: Publish | None = None,
+    ) -> FrameResult:
+        """Run one frame and build the ``wanted`` outputs' messages, each with ``msg.header``.
+
+        ``counts``: ``(frame_index, dropped_total, rejected_total)`` for the stats message.
+        ``publish(name, message)``, when given, is called for each message as soon as it is built
+        (the images before the stats, whose ``publish_ms``/``total_ms`` include that work).
+        Raises :class:`ImageConversionError` for a frame that cannot be read and
+        :class:`InferenceError` when the engine fails; nothing is built or published then.
+        """
+        unknown = [o for o in wanted if o not in OUTPUTS]
+        if unknown:
+            raise ValueError(f"outputs {unknown} unknown; choose from: {', '.join(OUTPUTS)}")
+        t0 = time.perf_counter()
+        frame = self.convert(msg)
+        t1 = time.perf_counter()
+        try:
+            result = self.segmenter(
+                frame.image, color_order=frame.color_order, outputs=segmenter_outputs(wanted),
+                resolution=self.output_resolution, alpha=self.overlay_alpha, upsample=self.upsample,
+            )
+        except RuntimeError as exc:  # e.g. CUDA out of memory: the caller counts it and keeps serving
+            raise InferenceError(f"inference failed: {exc}") from exc
+        t2 = time.perf_counter()
+        messages: dict[str, Any] = {}
+        for name in IMAGE_OUTPUTS:
+            if name in wanted:
+                encoding = FIXED_ENCODINGS.get(name, frame.overlay_encoding)
+                messages[name] = self.buffers[name].fill(getattr(result, name), encoding, msg.header)
+                if publish is not None:
+                    publish(name, messages[name])
+        t3 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "publish": (t3 - t2) * 1e3}
+        height, width = frame.image.shape[:2]
+        if "stats" in wanted:
+            messages["stats"] = self._stats(msg.header, (width, height), result.labels, timings, counts, t0)
+            if publish is not None:
+                publish("stats", messages["stats"])
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return FrameResult(messages, timings, (width, height), result.labels)
+
+    def age_ms(self, stamp: Any) -> float:
+        """Milliseconds from ``stamp`` to now (``clock_ns``); NaN for a zero stamp or without a clock."""
+        ns = stamp_ns(stamp)
+        if ns == 0 or self.clock_ns is None:
+            return math.nan
+        return (self.clock_ns() - ns) / 1e6
+
+    def _stats(self, header: Any, input_size: tuple[int, int], labels: np.ndarray, timings: dict[str, float],
+               counts: tuple[int, int, int], t0: float) -> Any:
+        seg = self.segmenter
+        stats = SegmentationStats(header=header)
+        stats.input_width, stats.input_height = input_size
+        stats.network_width, stats.network_height = seg.input_size
+        stats.device, stats.backend, stats.precision = str(seg.device), seg.backend.name, seg.precision
+        stats.decode_ms, stats.publish_ms = timings["decode"], timings["publish"]
+        stats.preprocess_ms = timings["preprocess"]
+        stats.inference_ms = timings["inference"]
+        stats.postprocess_ms = timings["postprocess"]
+        stats.frame_index, stats.dropped_total, stats.rejected_total = counts
+        n = seg.num_classes
+        pixels = cv2.calcHist([labels], [0], None, [256], [0, 256]).ravel()[:n]  # 3x faster than bincount
+        stats.class_ids = list(range(n))
+        stats.class_fraction = (pixels / max(labels.size, 1)).astype(np.float32).tolist()
+        stats.total_ms = (time.perf_counter() - t0) * 1e3
+        stats.age_ms = self.age_ms(header.stamp)
+        return stats

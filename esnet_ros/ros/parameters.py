@@ -1,0 +1,198 @@
+"""The segmentation node's parameters: the table with descriptors, their validation, the model config.
+
+docs/node.md and config/esnet.yaml document the same table as :data:`PARAMETERS`; every descriptor
+comes from :func:`esnet_ros.ros.descriptors.descriptor`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+
+from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
+from esnet_ros.core.labels import LabelSet, load_labels_yaml
+from esnet_ros.core.model import OUTPUT_STRIDE, nearest_valid_sizes
+from esnet_ros.inference.backends import BACKENDS, PRECISIONS, resolve_device, resolve_precision
+from esnet_ros.inference.onnx_export import read_onnx_metadata
+from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
+from esnet_ros.ros.descriptors import choices_of, descriptor
+from esnet_ros.ros.qos import RELIABILITIES
+
+__all__ = [
+    "PARAMETERS",
+    "MODEL_PARAMS",
+    "SIZE_PARAMS",
+    "INPUT_PARAMS",
+    "CHOICE_PARAMS",
+    "MAX_INPUT_SIZE",
+    "ModelConfig",
+    "check_model_config",
+    "check_choices",
+    "check_size",
+]
+
+SIZE_PARAMS = ("input_width", "input_height")
+MODEL_PARAMS = ("weights", "labels_file", "device", "precision", "backend", "input_width", "input_height")
+INPUT_PARAMS = ("image_topic", "input_transport", "input_qos.reliability", "input_qos.depth")
+#: string parameters with a fixed set of values (their descriptor's ``additional_constraints``)
+CHOICE_PARAMS = ("precision", "output_resolution", "upsample", "input_transport", "input_qos.reliability",
+                 "output_qos.reliability", "backend")
+MAX_INPUT_SIZE = 8192
+SIZE_HELP = "0 takes the checkpoint's input_size"
+
+
+def _size_descriptor(description: str) -> ParameterDescriptor:
+    # rclpy accepts from_value + k*step (and to_value): 0, 8, 16, ... 8192
+    return descriptor(description, int_range=(0, MAX_INPUT_SIZE), int_step=OUTPUT_STRIDE)
+
+
+#: name -> (default, descriptor)
+PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
+    "weights": ("", descriptor(
+        "ESNet checkpoint (.safetensors, or the authors' .pt state_dict). Empty: the bundled demo "
+        "model, trained on synthetic scenes (not for real cameras). Changing it reloads in the "
+        "background; a missing or corrupt file is refused and the old model keeps serving.")),
+    "labels_file": ("", descriptor(
+        "Class/palette YAML for a custom dataset (format: esnet_ros/core/labels.py). Empty: the "
+        "checkpoint's own classes.")),
+    "device": ("auto", descriptor(
+        "Inference device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N. "
+        "Changing it reloads in the background.", choices=("auto", "cpu", "cuda", "cuda:N"))),
+    "precision": ("auto", descriptor(
+        "auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 (CUDA only) or int8 (an int8 ONNX model "
+        "from `esnet export --int8`, CPU only).", choices=PRECISIONS)),
+    "backend": ("auto", descriptor(
+        "Inference backend: auto (onnxruntime on the CPU, torch on CUDA), torch, onnxruntime or "
+        "tensorrt; changing it reloads in the background.", choices=BACKENDS)),
+    "input_width": (0, _size_descriptor(
+        f"Network input width in pixels (the camera image is resized to it); a multiple of 8; {SIZE_HELP} "
+        "(set both sizes or neither).")),
+    "input_height": (0, _size_descriptor(f"Network input height in pixels; a multiple of 8; {SIZE_HELP}.")),
+    "output_resolution": ("input", descriptor(
+        "Size of labels/color/overlay/confidence: input (the camera's, pixels line up with it) or "
+        "network (input_width x input_height, cheaper).", choices=("input", "network"))),
+    "upsample": (DEFAULT_UPSAMPLE, descriptor(
+        "How labels are brought back to the camera's size (output_resolution=input): nearest (labels "
+        "upsampled, cheaper) or bilinear (logits upsampled, then the argmax; smoother edges).",
+        choices=UPSAMPLE_MODES)),
+    "image_topic": ("camera/image_raw", descriptor(
+        "Camera topic (relative names resolve in the node's namespace; remapping works too). With "
+        "input_transport=compressed the node subscribes to <image_topic>/compressed.")),
+    "input_transport": ("raw", descriptor(
+        "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage, JPEG or PNG).",
+        choices=("raw", "compressed"))),
+    "input_qos.reliability": ("auto", descriptor(
+        "Camera subscription reliability. auto: reliable if any camera publisher is reliable, best "
+        "effort if all are (re-checked as publishers come and go).", choices=RELIABILITIES)),
+    "input_qos.depth": (1, descriptor(
+        "Camera subscription queue depth (the node keeps only the newest frame anyway).", int_range=(1, 100))),
+    "output_qos.reliability": ("reliable", descriptor(
+        "Reliability of labels/color/overlay/confidence/stats. Best effort loses large frames on "
+        "default Fast DDS (see docs/node.md).", choices=("reliable", "best_effort"), read_only=True)),
+    "output_qos.depth": (1, descriptor("Queue depth of the outputs.", int_range=(1, 100), read_only=True)),
+    "overlay_alpha": (0.5, descriptor(
+        "Overlay blend: 0 shows the camera image only, 1 the class colors only.", float_range=(0.0, 1.0))),
+    "max_rate_hz": (0.0, descriptor(
+        "Upper bound on processed frames per second (newer frames replace waiting ones); 0: unlimited.",
+        float_range=(0.0, 1000.0))),
+    "max_input_pixels": (7680 * 4320, descriptor(
+        "Camera frames with more pixels than this are rejected (cause too_large) before any decoding.",
+        int_range=(1, 1 << 31))),
+    "autostart": (True, descriptor(
+        "Configure and activate at start-up; false leaves the node unconfigured for a lifecycle manager.",
+        read_only=True)),
+}
+
+
+def check_size(name: str, value: Any) -> str:
+    """Why ``name=value`` is no valid network size ("" when it is): a multiple of 8 in 0..8192."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return f"{name}={value!r} must be an integer (a multiple of {OUTPUT_STRIDE}; {SIZE_HELP})"
+    if not 0 <= value <= MAX_INPUT_SIZE:
+        return f"{name}={value} must be within 0..{MAX_INPUT_SIZE} ({SIZE_HELP})"
+    if value % OUTPUT_STRIDE:
+        lo, hi = nearest_valid_sizes(value)
+        return (f"{name}={value} must be divisible by {OUTPUT_STRIDE} (ESNet downsamples 3 times); "
+                f"try {lo} or {hi}")
+    return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What a Segmenter is built from (the model parameters)."""
+
+    weights: str
+    labels_file: str
+    device: str
+    precision: str
+    backend: str
+    input_width: int
+    input_height: int
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> "ModelConfig":
+        return cls(**{name: values[name] for name in MODEL_PARAMS})
+
+    def weights_path(self) -> pathlib.Path:
+        return resolve_weights(self.weights)
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The network size the parameters ask for; None: the checkpoint's (both sizes 0)."""
+        return None if self.input_width == self.input_height == 0 else (self.input_width, self.input_height)
+
+
+def check_model_config(cfg: ModelConfig) -> tuple[Any, LabelSet | None]:
+    """Validate ``cfg`` cheaply and load its weights on the CPU: ``((model, meta) or onnx path, labels)``.
+
+    Raises ``ValueError``/``FileNotFoundError`` naming the parameter and the fix.
+    """
+    for name, value in (("input_width", cfg.input_width), ("input_height", cfg.input_height)):
+        reason = check_size(name, value)
+        if reason:
+            raise ValueError(reason)
+    if (cfg.input_width == 0) != (cfg.input_height == 0):
+        raise ValueError(
+            f"input_width={cfg.input_width} and input_height={cfg.input_height}: set both (multiples of "
+            f"{OUTPUT_STRIDE}) or neither (0 and 0: the checkpoint's input_size)")
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"backend={cfg.backend!r} must be one of: {', '.join(BACKENDS)}")
+    if cfg.device != "auto" or cfg.precision != "auto":  # auto always resolves (the Segmenter logs its choice)
+        resolve_precision(cfg.precision, resolve_device(cfg.device))
+    labels = load_labels_yaml(cfg.labels_file) if cfg.labels_file else None
+    path = cfg.weights_path()
+    if not cfg.weights and not path.is_file():
+        raise FileNotFoundError(
+            f"weights is empty but the bundled demo model {path} is missing; set weights:=/path/to/model.safetensors"
+        )
+    if path.suffix == ".onnx":  # an exported model: check it is readable and carries our metadata
+        _check_onnx(path)
+        return str(path), labels
+    model, meta = load_checkpoint(path, "cpu", labels=labels)
+    return (model, meta), labels
+
+
+def _check_onnx(path: pathlib.Path) -> None:
+    try:
+        read_onnx_metadata(path)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as exc:  # protobuf's DecodeError and friends: re-raised with the fix
+        raise ValueError(f"weights {path} is not a readable ONNX file ({exc}); re-export it with `esnet export`") from exc
+
+
+def check_choices(values: dict[str, Any]) -> str:
+    """Why string parameters are outside their allowed values ("" when all are fine; rclpy checks ranges)."""
+    for name in CHOICE_PARAMS:
+        allowed = choices_of(PARAMETERS[name][1])
+        if str(values[name]) not in allowed:
+            return f"{name}={values[name]!r} must be one of: {', '.join(allowed)}"
+    device = str(values["device"])
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        return f"device={device!r} must be one of: auto, cpu, cuda, cuda:N"
+    if not str(values["image_topic"]).strip():
+        return "image_topic must not be empty; e.g. camera/image_raw"
+    return ""
