@@ -1,7 +1,6 @@
 """``esnet predict``: write a prediction PNG for every image of a folder (or one image).
 
     esnet predict --weights W --input DIR --output DIR [--format labelIds|trainIds|color|overlay]
-                  [--upsample nearest|bilinear]
 
 Formats (all at the input image's full resolution):
 
@@ -26,14 +25,13 @@ import pathlib
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from esnet_ros.core.model import parse_size
 from esnet_ros.data.datasets import IMAGE_EXTENSIONS, read_image
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
 from esnet_ros.training.evaluation import build_segmenter
 
-__all__ = ["add_arguments", "run", "FORMATS", "ENGINE_OUTPUT", "find_images", "output_path", "render"]
+__all__ = ["add_arguments", "run", "FORMATS", "find_images", "output_path", "render"]
 
 log = logging.getLogger(__name__)
 FORMATS = ("labelIds", "trainIds", "color", "overlay")
@@ -61,20 +59,20 @@ def output_path(image: pathlib.Path, root: pathlib.Path, out: pathlib.Path, fmt:
     return out / image.parent.relative_to(root) / f"{stem}_{fmt}.png"
 
 
-#: the engine output each format is made from
-ENGINE_OUTPUT = {"labelIds": "labels", "trainIds": "labels", "color": "color", "overlay": "overlay"}
-
-
-def render(result: SegmentationResult, labels, fmt: str) -> np.ndarray:
-    """The array to write for ``fmt`` from an RGB image's result: ``(H,W)`` uint8 ids, or ``(H,W,3)`` uint8 **BGR**."""
+def render(train_ids: np.ndarray, image_rgb: np.ndarray, labels, fmt: str, alpha: float = 0.5) -> np.ndarray:
+    """The array to write for ``fmt``: ``(H,W)`` uint8 ids, or ``(H,W,3)`` uint8 **BGR** for OpenCV."""
     if fmt == "trainIds":
-        return result.labels
+        return train_ids
     if fmt == "labelIds":
-        return labels.train_to_raw_lut()[result.labels]
-    return np.ascontiguousarray(getattr(result, ENGINE_OUTPUT[fmt])[..., ::-1])
+        return labels.train_to_raw_lut()[train_ids]
+    color = labels.palette()[train_ids]
+    if fmt == "overlay":
+        color = np.round(image_rgb * (1.0 - alpha) + color * alpha).astype(np.uint8)
+    return np.ascontiguousarray(color[..., ::-1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--input", required=True, help="folder of images (searched recursively) or one image")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--format", default="labelIds", choices=FORMATS, help="what to write (default labelIds)")

@@ -11,8 +11,7 @@ import argparse
 import logging
 import time
 
-from esnet_ros.core.sizes import parse_size
-from esnet_ros.data.synth import write_dataset
+from esnet_ros.data.synth import parse_size, write_dataset
 
 __all__ = ["add_arguments", "run"]
 
@@ -31,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.size, "--size", network=False)
+    size = parse_size(args.size)
     start = time.perf_counter()
     if args.bag:
         from esnet_ros.ros.bag.record import write_synthetic_bag  # rosbags: only for recordings

@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler
-from esnet_ros.core.sizes import check_input_size
+from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler, check_input_size
 
 __all__ = [
     "fold_batchnorm",

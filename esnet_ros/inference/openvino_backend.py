@@ -7,9 +7,8 @@ cache, or the user's ``.onnx``).  Precisions:
 - ``bf16``: ``INFERENCE_PRECISION_HINT=bf16``; convs run on AMX tiles (OpenVINO keeps a few layers,
   e.g. the transposed convs, in fp32);
 - ``int8``: post-training quantization with NNCF, calibrated on the user's images (the same image
-  source and preprocessing as ``esnet export --int8``: :func:`esnet_ros.core.image_files.calibration_images`
-  and the engine's :func:`esnet_ros.inference.cpu_ops.preprocess_into`), or an int8 QDQ ``.onnx`` from
-  ``esnet export --int8`` run as is.  Layers NNCF leaves unquantized run in fp32.
+  source and preprocessing as ``esnet export --int8``, :mod:`esnet_ros.inference.quantize`), or an int8
+  QDQ ``.onnx`` from ``esnet export --int8`` run as is.  Layers NNCF leaves unquantized run in fp32.
 
 Logits come back NCHW by default.  ``logits_layout="nhwc"`` returns them channels-last (a ``(1,C,H,W)``
 view of a ``(1,H,W,C)`` buffer) instead: OpenVINO's final reorder from its blocked layout to NCHW costs
@@ -37,15 +36,12 @@ import hashlib
 import logging
 import os
 import pathlib
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from esnet_ros.core.image_files import calibration_images, read_bgr
-from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.inference.backend_base import Backend, cache_dir, file_digest
-from esnet_ros.inference.cpu_ops import network_input
 from esnet_ros.inference.devices import openvino_version, thread_count
 
 __all__ = ["OpenVinoBackend", "CALIBRATION_IMAGES", "calibration_digest", "quantize_int8"]
@@ -65,7 +61,7 @@ def calibration_digest(files: list[pathlib.Path]) -> str:
     return h.hexdigest()[:12]
 
 
-def quantize_int8(model: Any, meta: ModelMeta, files: list[pathlib.Path], size: tuple[int, int]) -> Any:
+def quantize_int8(model: Any, meta: Mapping[str, Any], files: list[pathlib.Path], size: tuple[int, int]) -> Any:
     """NNCF post-training quantization of an ``openvino.Model`` on ``files`` (preprocessed as the engine does)."""
     try:
         import nncf
@@ -109,7 +105,7 @@ class OpenVinoBackend(Backend):
         precision: str,
         input_size: tuple[int, int],
         *,
-        meta: ModelMeta | None = None,
+        meta: Mapping[str, Any] | None = None,
         ov_device: str = "CPU",
         num_threads: int = 0,
         cache: str | os.PathLike | None = None,
@@ -156,6 +152,8 @@ class OpenVinoBackend(Backend):
         return name
 
     def _calibration_files(self, directory: str | os.PathLike | None, count: int) -> list[pathlib.Path] | None:
+        from esnet_ros.inference.quantize import calibration_images
+
         if directory is None:
             return None  # an int8 .onnx needs none; checked in _read_model
         return calibration_images(directory, count)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esnet_ros.core.metadata import ARCH, ARCH_VERSION, ModelMeta
+from esnet_ros.core.checkpoint import ARCH, ARCH_VERSION
 
 __all__ = ["RESUME_FORMAT", "CSV_FIELDS", "bare_model", "save_resume", "load_resume", "command_line",
            "write_args_yaml", "append_csv", "plot_training_curve"]
@@ -26,7 +26,7 @@ def bare_model(model: nn.Module) -> nn.Module:
 
 
 def save_resume(path: pathlib.Path, *, model, optimizer, scheduler, scaler, epoch: int, stage: str, best_miou: float,
-                meta: ModelMeta, args_dict: dict) -> None:
+                meta: dict, args_dict: dict) -> None:
     """Everything ``--resume`` needs, as plain containers (loads with ``torch.load(weights_only=True)``)."""
     state = {
         "format": RESUME_FORMAT,
@@ -41,7 +41,7 @@ def save_resume(path: pathlib.Path, *, model, optimizer, scheduler, scaler, epoc
         "epoch": int(epoch),
         "stage": stage,
         "best_miou": float(best_miou),
-        "meta": meta.to_dict(),
+        "meta": meta,
         "args": args_dict,
     }
     tmp = path.with_suffix(".tmp")

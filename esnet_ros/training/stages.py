@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from esnet_ros.core.checkpoint import make_metadata, save_checkpoint
-from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.training.distributed import barrier
 from esnet_ros.training.loop import build_optimizer, evaluate, poly_scheduler, train_one_epoch
@@ -79,7 +78,7 @@ def resume_position(resume: dict | None, stages: list[tuple[str, int]]):
         raise ValueError(f"--resume checkpoint is in stage {resume['stage']!r} but this run has stages {names}; "
                          f"use the same --encoder-epochs as the run being resumed")
     best_miou = float(resume.get("best_miou", -1.0))
-    return names.index(resume["stage"]), int(resume["epoch"]), best_miou, dict(ModelMeta.from_dict(resume["meta"]).metrics)
+    return names.index(resume["stage"]), int(resume["epoch"]), best_miou, dict(resume.get("meta", {}).get("metrics", {}))
 
 
 def run_stages(run: TrainingRun, resume: dict | None) -> dict:

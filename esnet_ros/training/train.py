@@ -37,9 +37,10 @@ from esnet_ros.data.datasets import (
     SegmentationDataset,
     class_pixel_counts,
     enet_class_weights,
+    eval_transforms,
     is_cityscapes_layout,
+    train_transforms,
 )
-from esnet_ros.data.transforms import eval_transforms, train_transforms
 from esnet_ros.core.labels import LabelSet, cityscapes, load_labels_yaml
 from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
 from esnet_ros.training.loop import evaluate, train_one_epoch, upsample_argmax
@@ -56,6 +57,7 @@ __all__ = [
     "upsample_argmax",
     "build_loaders",
     "build_model",
+    "parse_size",
 ]
 
 log = logging.getLogger(__name__)

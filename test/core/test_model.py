@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler, esnet
-from esnet_ros.core.sizes import check_input_size
+from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler, check_input_size, esnet
 
 
 def count(model: torch.nn.Module) -> int:

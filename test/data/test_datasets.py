@@ -7,20 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from esnet_ros.core.checkpoint import make_metadata
-from esnet_ros.core.labels import cityscapes, load_labels_yaml
-from esnet_ros.core.metadata import Normalization
-from esnet_ros.core.model import ESNet
-from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, enet_class_weights, find_samples
-from esnet_ros.data.transforms import (
+from esnet_ros.data.datasets import (
     RandomHorizontalFlip,
     RandomTranslate,
     Resize,
-    ToTensor,
+    SegmentationDataset,
+    class_pixel_counts,
+    enet_class_weights,
     eval_transforms,
+    find_samples,
     train_transforms,
 )
-from esnet_ros.inference.segmenter import Segmenter
+from esnet_ros.core.labels import cityscapes, load_labels_yaml
 from esnet_ros.data.synth import write_dataset
 
 YAML = """name: tiny
@@ -66,37 +64,15 @@ def test_cityscapes_label_ids_map_to_the_train_ids_files(synth_root):
 
 def test_training_and_eval_samples(synth_root):
     labels = cityscapes()
-    meta = make_metadata(labels, input_size=(32, 16))
-    train = SegmentationDataset(synth_root, "train", labels, train_transforms(meta))
+    train = SegmentationDataset(synth_root, "train", labels, train_transforms((32, 16)))
     image, target = train[0]
     assert image.shape == (3, 16, 32) and image.dtype == torch.float32
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0  # pixel/255
     assert target.shape == (16, 32) and target.dtype == torch.int64
     assert set(target.unique().tolist()) <= set(range(19)) | {255}
-    val = SegmentationDataset(synth_root, "val", labels, eval_transforms(meta))
+    val = SegmentationDataset(synth_root, "val", labels, eval_transforms((32, 16)))
     image, target = val[0]
     assert image.shape == (3, 16, 32) and target.shape == (32, 64)  # labels at full resolution
-
-
-@pytest.mark.parametrize("norm", [
-    Normalization(),
-    Normalization(scale=1.0, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), color_order="rgb"),
-    Normalization(scale=1 / 255, mean=(0.406, 0.456, 0.485), std=(0.225, 0.224, 0.229), color_order="bgr"),
-])
-def test_training_normalizes_as_the_engine(norm):
-    """ToTensor (training) and the Segmenter (node, evaluate, calibration) read one Normalization."""
-    labels = cityscapes()
-    meta = make_metadata(labels, input_size=(32, 16), normalization=norm)
-    rgb = np.random.default_rng(4).integers(0, 256, (16, 32, 3), dtype=np.uint8)
-    x, _ = eval_transforms(meta)(rgb, np.zeros((16, 32), np.uint8))
-    pixels = rgb[..., ::-1] if norm.color_order == "bgr" else rgb  # mean/std are in the model's color order
-    expected = (torch.from_numpy(pixels.astype(np.float32)) * norm.scale - torch.tensor(norm.mean)) / torch.tensor(norm.std)
-    expected = expected.permute(2, 0, 1)
-    torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-4)
-    engine = Segmenter((ESNet(19), meta), device="cpu")
-    torch.testing.assert_close(engine.network_input(rgb, "rgb")[0], x, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(engine.network_input(rgb[..., ::-1].copy(), "bgr")[0], x, rtol=1e-5, atol=1e-4)
-    assert ToTensor(norm)(rgb, np.zeros((16, 32), np.uint8))[0].shape == (3, 16, 32)
 
 
 def test_resize_flip_translate():

@@ -10,8 +10,7 @@ import torch
 
 from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.cli import main as esnet_main
-from esnet_ros.core.metadata import META_KEY
-from esnet_ros.inference.onnx_export import export_onnx, read_onnx_metadata, verify_onnx
+from esnet_ros.inference.onnx_export import META_KEY, export_onnx, read_onnx_metadata, verify_onnx
 from esnet_ros.inference.segmenter import Segmenter
 
 ort = pytest.importorskip("onnxruntime")
