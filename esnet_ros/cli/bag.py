@@ -17,7 +17,7 @@ import pathlib
 from esnet_ros.inference.backends import BACKENDS, PRECISIONS
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, RESOLUTIONS, UPSAMPLE_MODES
 from esnet_ros.ros.bag import OUTPUT_NAMES, STORAGES, VIDEO_STREAMS, BagJob, format_summary
-from esnet_ros.training.train import parse_size
+from esnet_ros.core.sizes import parse_size
 
 __all__ = ["add_arguments", "run", "build_segmenter"]
 

@@ -11,7 +11,8 @@ import argparse
 import logging
 import time
 
-from esnet_ros.data.synth import parse_size, write_dataset
+from esnet_ros.core.sizes import parse_size
+from esnet_ros.data.synth import write_dataset
 
 __all__ = ["add_arguments", "run"]
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size", network=False)
     start = time.perf_counter()
     if args.bag:
         from esnet_ros.ros.bag.record import write_synthetic_bag  # rosbags: only for recordings

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# the size helpers live in the torch-free core.sizes (light front ends import them from there)
+from esnet_ros.core.sizes import OUTPUT_STRIDE, check_input_size, nearest_valid_sizes, parse_size
+
 __all__ = [
     "ESNet",
     "Downsampler",
@@ -32,44 +35,13 @@ __all__ = [
     "PFCU",
     "Upsampler",
     "esnet",
+    "OUTPUT_STRIDE",
     "check_input_size",
     "nearest_valid_sizes",
     "parse_size",
 ]
 
 BN_EPS = 1e-3
-OUTPUT_STRIDE = 8
-
-
-def nearest_valid_sizes(value: int, multiple: int = OUTPUT_STRIDE) -> tuple[int, int]:
-    """The two multiples of ``multiple`` around ``value`` (the lower one is at least ``multiple``)."""
-    lower = max(multiple, value // multiple * multiple)
-    upper = max(multiple, -(-value // multiple) * multiple)
-    if upper == lower:
-        upper = lower + multiple
-    return lower, upper
-
-
-def check_input_size(width: int, height: int, what: str = "input") -> None:
-    """Raise ``ValueError`` naming the nearest valid sizes unless both sides divide by 8."""
-    for name, value in (("width", width), ("height", height)):
-        if value <= 0 or value % OUTPUT_STRIDE:
-            lo, hi = nearest_valid_sizes(max(int(value), 1))
-            raise ValueError(
-                f"{what} {name}={value} must be a positive multiple of {OUTPUT_STRIDE} "
-                f"(ESNet downsamples 3 times); try {lo} or {hi}"
-            )
-
-
-def parse_size(text: str, what: str = "--input-size") -> tuple[int, int]:
-    """``"512x256"`` -> ``(512, 256)``, a network input size (both sides multiples of 8)."""
-    try:
-        w, h = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"{what} {text!r} must look like WIDTHxHEIGHT, e.g. 1024x512") from None
-    check_input_size(w, h, what=what)
-    return w, h
-
 
 class Downsampler(nn.Module):
     """Stride-2 downsampling: ``[conv3x3(in -> out-in), maxpool2x2]`` concatenated, BN, ReLU.

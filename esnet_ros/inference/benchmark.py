@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from esnet_ros.core.model import check_input_size
+from esnet_ros.core.sizes import parse_size
 from esnet_ros.core.summary import summarize
 from esnet_ros.inference.backends import create_backend
 from esnet_ros.core.metadata import ModelMeta
@@ -73,12 +73,7 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
         part = part.strip().lower()
         if not part:
             continue
-        try:
-            w, h = (int(v) for v in part.split("x"))
-        except ValueError as exc:
-            raise ValueError(f"--sizes entry {part!r} must look like 1024x512 (WIDTHxHEIGHT)") from exc
-        check_input_size(w, h, what=f"--sizes {part}")
-        sizes.append((w, h))
+        sizes.append(parse_size(part, "--sizes entry"))
     if not sizes:
         raise ValueError("--sizes is empty; e.g. --sizes 1024x512,512x256")
     return sizes

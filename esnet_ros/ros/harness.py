@@ -23,6 +23,8 @@ import sys
 import time
 from typing import Iterable
 
+from esnet_ros.core.sizes import parse_size
+
 __all__ = [
     "Child",
     "interruptible",
@@ -224,10 +226,4 @@ def network_input_size(weights: str | os.PathLike, width: int | None = None, hei
 
 def parse_camera_size(text: str) -> tuple[int, int]:
     """``"1280x720"`` -> ``(1280, 720)``; a clear error for anything else (``--camera-size``)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--camera-size {text!r} must look like WIDTHxHEIGHT, e.g. 1280x720") from None
-    if w < 16 or h < 16:
-        raise ValueError(f"--camera-size {text!r} is too small; use at least 16x16")
-    return w, h
+    return parse_size(text, "--camera-size", network=False, example="1280x720")

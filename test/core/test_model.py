@@ -75,3 +75,23 @@ def test_reference_logits_reproduced(reference_checkpoint):
         logits = model(fixture["input"])
     assert logits.shape == fixture["logits"].shape == (1, 19, 64, 128)
     assert (logits - fixture["logits"]).abs().max().item() <= 1e-5
+
+
+def test_parse_size_is_defined_once_and_torch_free():
+    """core.sizes holds the one WIDTHxHEIGHT parser (network inputs and image sizes); no torch import."""
+    import subprocess
+    import sys
+
+    from esnet_ros.core import model, sizes
+
+    assert model.parse_size is sizes.parse_size and model.check_input_size is sizes.check_input_size
+    assert sizes.parse_size(" 512X256 ") == (512, 256)
+    with pytest.raises(ValueError, match=r"--crop-size height=250 must be a positive multiple of 8.*try 248 or 256"):
+        sizes.parse_size("512x250", "--crop-size")
+    assert sizes.parse_size("1282x721", "--size", network=False) == (1282, 721)
+    with pytest.raises(ValueError, match="--size '8x8' is too small; use at least 16x16"):
+        sizes.parse_size("8x8", "--size", network=False)
+    with pytest.raises(ValueError, match=r"--camera-size '1x2x3' must look like WIDTHxHEIGHT, e.g. 1280x720"):
+        sizes.parse_size("1x2x3", "--camera-size", network=False, example="1280x720")
+    code = "import sys, esnet_ros.core.sizes; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -10,12 +10,12 @@ import pytest
 from cityscapesscripts.helpers.labels import id2label, name2label
 
 from esnet_ros import cli
+from esnet_ros.core.sizes import parse_size
 from esnet_ros.data.synth import (
     CLASSES_DRAWN,
     TRAIN_CITIES,
     VAL_CITIES,
     label_ids_to_train_ids,
-    parse_size,
     render_scene,
     scene_rng,
     write_dataset,

@@ -1,10 +1,8 @@
 """BN folding and the other inference rewrites keep ESNet's logits (1e-4). (The CPU kernels' tests
 are in test_cpu_ops.py.)"""
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from esnet_ros.inference.backends import TorchBackend

@@ -20,7 +20,7 @@ def test_summarize_and_sizes():
     assert s["median_ms"] == 3.0 and s["min_ms"] == 1.0 and s["fps"] == pytest.approx(333.33, abs=0.01)
     assert s["p90_ms"] == pytest.approx(7.6)
     assert parse_sizes("1024x512, 512x256") == [(1024, 512), (512, 256)]
-    with pytest.raises(ValueError, match="must look like 1024x512"):
+    with pytest.raises(ValueError, match="must look like WIDTHxHEIGHT, e.g. 1024x512"):
         parse_sizes("1024*512")
     with pytest.raises(ValueError, match="height=250 must be a positive multiple of 8"):
         parse_sizes("512x250")

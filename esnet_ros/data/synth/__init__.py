@@ -45,7 +45,6 @@ from esnet_ros.data.synth.scene import CLASSES_DRAWN, label_ids_to_train_ids
 from esnet_ros.data.synth.writer import (
     TRAIN_CITIES,
     VAL_CITIES,
-    parse_size,
     scene_pairs,
     scene_paths,
     write_dataset,
@@ -59,7 +58,6 @@ __all__ = [
     "write_pairs",
     "write_dataset",
     "scene_paths",
-    "parse_size",
     "label_ids_to_train_ids",
     "CLASSES_DRAWN",
     "TRAIN_CITIES",

@@ -15,17 +15,6 @@ TRAIN_CITIES = ("synthbourg", "synthhausen", "synthstadt")
 VAL_CITIES = ("synthville",)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"2048x1024"`` -> ``(2048, 1024)``."""
-    try:
-        w, h = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size {text!r} must look like WIDTHxHEIGHT, e.g. 2048x1024") from None
-    if w < 16 or h < 16:
-        raise ValueError(f"--size {text!r} is too small; use at least 16x16")
-    return w, h
-
-
 def scene_paths(root: pathlib.Path, split: str, city: str, index: int) -> dict[str, pathlib.Path]:
     """Paths of scene ``index`` in the Cityscapes layout: image, labelIds, labelTrainIds, instanceIds."""
     stem = f"{city}_{index:06d}_000019"
