@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from esnet_ros.core.model import parse_size
-from esnet_ros.data.datasets import IMAGE_EXTENSIONS, read_image
+from esnet_ros.core.image_files import IMAGE_EXTENSIONS
+from esnet_ros.data.datasets import read_image
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
 from esnet_ros.training.evaluation import build_segmenter
 

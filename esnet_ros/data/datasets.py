@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import torch
 
+from esnet_ros.core.image_files import IMAGE_EXTENSIONS, read_bgr
 from esnet_ros.core.labels import LabelSet, cityscapes
 from esnet_ros.data.transforms import (
     Compose,
@@ -68,7 +69,6 @@ __all__ = [
 ]
 
 LABEL_KINDS = ("labelIds", "labelTrainIds")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
 
 
@@ -190,10 +190,7 @@ def label_mapping(labels: LabelSet, label_kind: str = "labelIds") -> tuple[np.nd
 
 def read_image(path: str | pathlib.Path) -> np.ndarray:
     """``(H,W,3)`` uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}; is it a PNG/JPEG file?")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: str | pathlib.Path, lut: np.ndarray, valid: np.ndarray, labels: LabelSet) -> np.ndarray:

@@ -41,6 +41,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from esnet_ros.core.image_files import calibration_images
 from esnet_ros.inference.backend_base import Backend, cache_dir, file_digest
 from esnet_ros.inference.devices import openvino_version, thread_count
 
@@ -152,8 +153,6 @@ class OpenVinoBackend(Backend):
         return name
 
     def _calibration_files(self, directory: str | os.PathLike | None, count: int) -> list[pathlib.Path] | None:
-        from esnet_ros.inference.quantize import calibration_images
-
         if directory is None:
             return None  # an int8 .onnx needs none; checked in _read_model
         return calibration_images(directory, count)

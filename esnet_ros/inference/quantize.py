@@ -19,41 +19,23 @@ import logging
 import pathlib
 from typing import Iterator
 
-import cv2
 import numpy as np
 
+from esnet_ros.core.image_files import calibration_images, read_bgr
 from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.inference.cpu_ops import network_input
 from esnet_ros.inference.onnx_export import read_onnx_metadata, write_onnx_metadata
 
-__all__ = ["IMAGE_EXTENSIONS", "CALIBRATION_METHODS", "calibration_images", "calibration_input", "quantize_model"]
+__all__ = ["CALIBRATION_METHODS", "calibration_input", "quantize_model"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-
-
-def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathlib.Path]:
-    """Up to ``limit`` images under ``directory`` (recursive), spread evenly over the sorted list."""
-    root = pathlib.Path(directory)
-    if not root.is_dir():
-        raise FileNotFoundError(f"calibration directory {root} does not exist; pass a folder of PNG/JPEG images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and "gtFine" not in p.parts)
-    if not files:
-        raise FileNotFoundError(f"no .png/.jpg images under {root}; pass a folder of camera-like images")
-    if limit < 1:
-        raise ValueError(f"calibration image count {limit} must be >= 1")
-    idx = np.linspace(0, len(files) - 1, num=min(limit, len(files))).round().astype(int)
-    return [files[i] for i in sorted(set(idx.tolist()))]
 
 
 def calibration_input(path: str | pathlib.Path, meta: ModelMeta, size: tuple[int, int]) -> np.ndarray:
     """The ``(1,3,h,w)`` float32 network input for the image file ``path``, as the engine makes it."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read calibration image {path}; is it a PNG/JPEG file?")
-    return network_input(image, meta.normalization, size, color_order="bgr")
+    return network_input(read_bgr(path), meta.normalization, size, color_order="bgr")
 
 
 def quantize_model(

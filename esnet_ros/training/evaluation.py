@@ -17,9 +17,9 @@ import pathlib
 import time
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
+from esnet_ros.core.image_files import read_bgr
 from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
@@ -93,9 +93,7 @@ def compare_predictions(
     agree = total = 0
     started = time.perf_counter()
     for i, path in enumerate(images):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"cannot read image {path}; is it a PNG/JPEG file?")
+        image = read_bgr(path)
         p32 = fp32(image, "bgr", resolution="network").labels
         p8 = int8(image, "bgr", resolution="network").labels
         agree += int((p32 == p8).sum())

@@ -1,0 +1,35 @@
+"""Image files on disk: which suffixes the tools read, and reading one as uint8 BGR (OpenCV only)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import cv2
+import numpy as np
+
+__all__ = ["IMAGE_EXTENSIONS", "read_bgr", "calibration_images"]
+
+#: the image files that datasets, ``esnet predict`` and int8 calibration read
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def read_bgr(path: str | pathlib.Path) -> np.ndarray:
+    """An image file as ``(H,W,3) uint8`` BGR (``FileNotFoundError`` naming the file otherwise)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read image {path}; is it a PNG/JPEG file?")
+    return bgr
+
+
+def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathlib.Path]:
+    """Up to ``limit`` images under ``directory`` (recursive), spread evenly over the sorted list."""
+    root = pathlib.Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"calibration directory {root} does not exist; pass a folder of PNG/JPEG images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and "gtFine" not in p.parts)
+    if not files:
+        raise FileNotFoundError(f"no .png/.jpg images under {root}; pass a folder of camera-like images")
+    if limit < 1:
+        raise ValueError(f"calibration image count {limit} must be >= 1")
+    idx = np.linspace(0, len(files) - 1, num=min(limit, len(files))).round().astype(int)
+    return [files[i] for i in sorted(set(idx.tolist()))]
