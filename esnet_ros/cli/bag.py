@@ -14,12 +14,12 @@ import json
 import logging
 import pathlib
 
-from esnet_ros.inference.backends import BACKENDS, PRECISIONS
-from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, RESOLUTIONS, UPSAMPLE_MODES
+from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
+from esnet_ros.inference.segmenter import RESOLUTIONS
 from esnet_ros.ros.bag import OUTPUT_NAMES, STORAGES, VIDEO_STREAMS, BagJob, format_summary
 from esnet_ros.core.sizes import parse_size
 
-__all__ = ["add_arguments", "run", "build_segmenter"]
+__all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-stream", choices=VIDEO_STREAMS, default="overlay", help="what the video shows")
     parser.add_argument("--video-fps", type=float, default=None, help="video frame rate (default: the recording's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    engine = parser.add_argument_group("engine (the node's parameters of the same names)")
-    engine.add_argument("--weights", default="", help="checkpoint or .onnx (default: the bundled demo model)")
-    engine.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    engine.add_argument("--backend", choices=BACKENDS, default="torch")
-    engine.add_argument("--precision", choices=PRECISIONS, default="auto")
-    engine.add_argument("--input-size", default=None, help="network input WIDTHxHEIGHT (default: the checkpoint's)")
+    engine = add_engine_arguments(parser)
     engine.add_argument("--output-resolution", choices=RESOLUTIONS, default="input")
     engine.add_argument("--overlay-alpha", type=float, default=0.5, help="0 = camera image only, 1 = class colors only")
-    engine.add_argument("--upsample", choices=UPSAMPLE_MODES, default=DEFAULT_UPSAMPLE,
-                        help=f"labels from the network to the output resolution (default {DEFAULT_UPSAMPLE}, as the node)")
     engine.add_argument("--max-input-pixels", type=int, default=BagJob.max_input_pixels)
     bench = parser.add_argument_group("benchmark")
     bench.add_argument("--bench", action="store_true", help="time esnet bag against the model alone (JSON)")
     bench.add_argument("--bench-size", default="1280x720", help="camera frame WIDTHxHEIGHT for --bench")
     bench.add_argument("--bench-frames", type=int, default=60, help="frames in the benchmark's recording")
-
-
-def build_segmenter(args: argparse.Namespace):
-    """The engine, built as the node builds it from its parameters."""
-    from esnet_ros.inference.segmenter import Segmenter
-
-    size = parse_size(args.input_size) if args.input_size else None
-    return Segmenter(args.weights or None, device=args.device, precision=args.precision, backend=args.backend,
-                     input_size=size)
 
 
 def _job(args: argparse.Namespace) -> BagJob:

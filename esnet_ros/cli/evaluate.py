@@ -16,11 +16,10 @@ import logging
 import pathlib
 import time
 
-from esnet_ros.core.model import parse_size
+from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
 from esnet_ros.core.summary import json_safe
 from esnet_ros.data.datasets import LABEL_KINDS, SegmentationDataset
-from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
-from esnet_ros.training.evaluation import build_segmenter, evaluate_dataset, evaluation_report
+from esnet_ros.training.evaluation import evaluate_dataset, evaluation_report
 from esnet_ros.training.metrics import save_confusion_png
 
 __all__ = ["add_arguments", "run"]
@@ -29,24 +28,17 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--data", required=True, help="dataset folder (Cityscapes layout, or images/ + labels/)")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
     parser.add_argument("--label-kind", default="labelIds", choices=LABEL_KINDS,
                         help="Cityscapes layout: *_gtFine_labelIds.png (default) or *_gtFine_labelTrainIds.png")
-    parser.add_argument("--input-size", default=None,
-                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--upsample", default=DEFAULT_UPSAMPLE, choices=UPSAMPLE_MODES,
-                        help=f"labels to the image's size: nearest (labels) or bilinear (logits); default {DEFAULT_UPSAMPLE}")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     parser.add_argument("--confusion-png", default=None, help="write the confusion matrix to this PNG")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    segmenter = build_segmenter(args.weights, device=args.device, labels_yaml=args.labels,
-                                input_size=parse_size(args.input_size) if args.input_size else None)
+    segmenter = build_segmenter(args)
     dataset = SegmentationDataset(args.data, args.split, segmenter.labels, label_kind=args.label_kind)
     start = time.perf_counter()
     confmat = evaluate_dataset(segmenter, dataset, upsample=args.upsample, progress=True)

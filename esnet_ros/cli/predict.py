@@ -26,11 +26,9 @@ import pathlib
 import cv2
 import numpy as np
 
-from esnet_ros.core.model import parse_size
+from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
 from esnet_ros.core.image_files import IMAGE_EXTENSIONS
 from esnet_ros.data.datasets import read_image
-from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
-from esnet_ros.training.evaluation import build_segmenter
 
 __all__ = ["add_arguments", "run", "FORMATS", "find_images", "output_path", "render"]
 
@@ -73,17 +71,11 @@ def render(train_ids: np.ndarray, image_rgb: np.ndarray, labels, fmt: str, alpha
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--input", required=True, help="folder of images (searched recursively) or one image")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--format", default="labelIds", choices=FORMATS, help="what to write (default labelIds)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colors, 0..1")
-    parser.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
-    parser.add_argument("--input-size", default=None,
-                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--upsample", default=DEFAULT_UPSAMPLE, choices=UPSAMPLE_MODES,
-                        help=f"labels to the image's size: nearest (labels) or bilinear (logits); default {DEFAULT_UPSAMPLE}")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be within 0..1")
     root, images = find_images(args.input)
-    segmenter = build_segmenter(args.weights, device=args.device, labels_yaml=args.labels,
-                                input_size=parse_size(args.input_size) if args.input_size else None)
+    segmenter = build_segmenter(args)
     out = pathlib.Path(args.output)
     from tqdm import tqdm  # progress bar: only when predicting
 

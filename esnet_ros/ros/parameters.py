@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 SIZE_PARAMS = ("input_width", "input_height")
-MODEL_PARAMS = ("weights", "labels_file", "device", "precision", "backend", "input_width", "input_height")
+MODEL_PARAMS = ("weights", "labels_file", "device", "precision", "backend", "num_threads", "input_width",
+                "input_height")
 INPUT_PARAMS = ("image_topic", "input_transport", "input_qos.reliability", "input_qos.depth")
 #: string parameters with a fixed set of values (their descriptor's ``additional_constraints``)
 CHOICE_PARAMS = ("precision", "output_resolution", "upsample", "input_transport", "input_qos.reliability",
@@ -62,11 +63,17 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "Inference device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N. "
         "Changing it reloads in the background.", choices=("auto", "cpu", "cuda", "cuda:N"))),
     "precision": ("auto", descriptor(
-        "auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 (CUDA only) or int8 (an int8 ONNX model "
-        "from `esnet export --int8`, CPU only).", choices=PRECISIONS)),
+        "auto (fp16 on CUDA; on the CPU bf16 with OpenVINO where the CPU has AMX or AVX512-BF16, else "
+        "fp32; logged with the reason), fp32, fp16 (CUDA only), bf16 (OpenVINO) or int8 (an int8 ONNX "
+        "model from `esnet export --int8`, or OpenVINO's NNCF quantization; never automatic).", choices=PRECISIONS)),
     "backend": ("auto", descriptor(
-        "Inference backend: auto (onnxruntime on the CPU, torch on CUDA), torch, onnxruntime or "
-        "tensorrt; changing it reloads in the background.", choices=BACKENDS)),
+        "Inference backend: auto (on the CPU OpenVINO where installed and the CPU has bf16, else "
+        "onnxruntime; torch on CUDA), torch, onnxruntime, openvino or tensorrt; changing it reloads "
+        "in the background and a failed switch keeps the old engine serving.", choices=BACKENDS)),
+    "num_threads": (0, descriptor(
+        "CPU threads for inference (0: all cores). Thread pools never busy-spin, so a shared robot CPU "
+        "keeps time for the camera driver and the planner. Changing it reloads in the background.",
+        int_range=(0, 1024))),
     "input_width": (0, _size_descriptor(
         f"Network input width in pixels (the camera image is resized to it); a multiple of 8; {SIZE_HELP} "
         "(set both sizes or neither).")),
@@ -129,6 +136,7 @@ class ModelConfig:
     device: str
     precision: str
     backend: str
+    num_threads: int
     input_width: int
     input_height: int
 

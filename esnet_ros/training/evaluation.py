@@ -20,19 +20,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from esnet_ros.core.image_files import read_bgr
-from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
 
-__all__ = ["build_segmenter", "evaluate_dataset", "evaluation_report", "compare_predictions"]
-
-
-def build_segmenter(weights: str | pathlib.Path | None, *, device: str = "auto", labels_yaml: str | None = None,
-                    input_size: tuple[int, int] | None = None) -> Segmenter:
-    """The engine for ``weights`` (the bundled demo model when empty), as the CLIs configure it."""
-    labels = load_labels_yaml(labels_yaml) if labels_yaml else None
-    return Segmenter(weights or None, device=device, input_size=input_size, labels=labels)
+__all__ = ["evaluate_dataset", "evaluation_report", "compare_predictions"]
 
 
 def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsample: str = DEFAULT_UPSAMPLE,

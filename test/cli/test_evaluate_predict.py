@@ -178,7 +178,7 @@ def test_predict_and_evaluate_run_the_node_engine_with_either_upsample_mode(tmp_
     write_dataset(data, train=0, val=2, seed=5, size=(64, 32), progress=False)
     weights = _random_model(tmp_path / "random.safetensors", input_size=(32, 16))  # labels need upsampling
     images = data / "leftImg8bit" / "val"
-    segmenter = Segmenter(weights, device="cpu")
+    segmenter = Segmenter(weights, device="cpu", backend="auto", precision="auto")  # the node's and the CLIs' defaults
     written = {}
     for mode in ("nearest", "bilinear"):
         out = tmp_path / mode

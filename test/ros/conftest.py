@@ -42,7 +42,7 @@ def outputs(client):
 
 @pytest.fixture(scope="module")
 def reference_segmenter():
-    """The engine in this process, with the weights and network size the test nodes use."""
+    """The engine in this process, with the settings the test nodes use (backend and precision auto, as theirs)."""
     from esnet_ros.inference.segmenter import Segmenter
 
-    return Segmenter(str(REFERENCE), device="cpu", input_size=(NET_W, NET_H))
+    return Segmenter(str(REFERENCE), device="cpu", backend="auto", precision="auto", input_size=(NET_W, NET_H))

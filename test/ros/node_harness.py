@@ -289,3 +289,12 @@ class Camera:
 def next_stamp() -> int:
     """A fresh, increasing stamp index for :func:`set_stamp` (unique across the session)."""
     return next(_stamps)
+
+
+def auto_engine() -> tuple[str, str]:
+    """``(backend, precision)`` that backend:=auto precision:=auto picks on this machine's CPU (the node's rule)."""
+    import torch
+
+    from esnet_ros.inference.devices import resolve_choice
+
+    return resolve_choice("auto", "auto", torch.device("cpu"))

@@ -20,6 +20,7 @@ from node_harness import (
     Camera,
     NodeProcess,
     as_encoding,
+    auto_engine,
     image_array,
     make_image,
     next_stamp,
@@ -118,7 +119,8 @@ def test_stats_fields_are_filled_and_plausible(client, camera, outputs):
     second = camera.roundtrip(make_image(scene(40, 60, seed=1), "rgb8"), outputs)
     stats = second["stats"]
     assert (stats.input_width, stats.input_height, stats.network_width, stats.network_height) == (60, 40, NET_W, NET_H)
-    assert (stats.device, stats.backend, stats.precision) == ("cpu", "onnxruntime", "fp32")  # backend auto on CPU
+    # backend/precision auto on the CPU: OpenVINO bf16 where the CPU has AMX/AVX512-BF16, else onnxruntime fp32
+    assert (stats.device, stats.backend, stats.precision) == ("cpu", *auto_engine())
     for field in ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms", "total_ms"):
         assert 0.0 <= getattr(stats, field) < 10_000, field
     assert stats.inference_ms > 0 and stats.total_ms >= stats.inference_ms

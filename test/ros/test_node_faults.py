@@ -26,6 +26,7 @@ from node_harness import (
     Client,
     NodeProcess,
     as_encoding,
+    auto_engine,
     image_array,
     make_image,
     scene,
@@ -412,7 +413,8 @@ def test_device_cuda_without_cuda_fails_configure_clearly_and_auto_falls_back(rc
     assert rc == 0 and "Traceback" not in proc.log, proc.log
     # device:=auto on this machine: one info line, then the CPU
     assert node_process.count(r"device=auto: no CUDA device available, running on the CPU") == 1
-    assert node_process.count(r"onnxruntime on cpu \(fp32\)") >= 1
+    backend, precision = auto_engine()
+    assert node_process.count(rf"{backend} on cpu \({precision}\)") >= 1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
