@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool-size", type=int, default=10, help="distinct synthetic scenes the camera cycles through (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
     parser.add_argument("--save-frames", type=int, default=5, help="overlay PNGs to write, spread over the run (default 5)")
+    parser.add_argument("--all-outputs", action="store_true",
+                        help="also subscribe to color, overlay and confidence while measuring (every output computed)")
+    parser.add_argument("--background-load", type=int, default=0, metavar="CORES",
+                        help="keep CORES cores busy with CPU hogs while measuring, as on a shared robot CPU (default 0)")
     parser.add_argument("--startup-timeout", type=float, default=120.0,
                         help="seconds to wait for the first labels (pool rendering + model loading; default 120)")
 
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=args.seconds, camera=args.camera, camera_transport=args.camera_transport, output=args.output,
         weights=args.weights, width=args.width, height=args.height, rate_hz=args.rate_hz,
         camera_size=parse_camera_size(args.camera_size), pool_size=args.pool_size, seed=args.seed,
-        save_frames=args.save_frames, startup_timeout=args.startup_timeout,
+        save_frames=args.save_frames, startup_timeout=args.startup_timeout, all_outputs=args.all_outputs,
+        background_load=args.background_load,
     )
     return run_demo(options)

@@ -27,7 +27,7 @@ import math
 import pathlib
 import sys
 import time
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +47,9 @@ from esnet_ros.ros.harness import (
     node_argv,
 )
 from esnet_ros.ros.monitor import Monitor, drain_and_count, message_array
+from esnet_ros.ros.pictures import save_png, side_by_side, visible_classes
 
-__all__ = ["DemoOptions", "run_demo", "side_by_side", "print_summary"]
+__all__ = ["DemoOptions", "run_demo", "print_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class DemoOptions:
     seed: int = 0
     save_frames: int = 5
     startup_timeout: float = 120.0
+    all_outputs: bool = False  # also subscribe to color, overlay and confidence while measuring
+    background_load: int = 0  # cores kept busy by CPU hogs while measuring (a shared robot CPU)
 
     def check(self) -> None:
         """``ValueError`` naming the option and the fix for anything out of range."""
@@ -100,64 +103,6 @@ def _rate(start: tuple[float, int] | None, end: tuple[float, int] | None) -> flo
     if start is None or end is None or end[0] - start[0] < 0.5:
         return None
     return (end[1] - start[1]) / (end[0] - start[0])
-
-
-# ----------------------------------------------------------------------------------------------
-# Pictures
-# ----------------------------------------------------------------------------------------------
-
-
-def _save_png(path: pathlib.Path, image_bgr: np.ndarray) -> pathlib.Path:
-    import cv2
-
-    if not cv2.imwrite(str(path), image_bgr):
-        raise DemoError(f"could not write {path}; check that the output folder is writable")
-    return path
-
-
-def side_by_side(input_bgr: np.ndarray | None, color_bgr: np.ndarray, overlay_bgr: np.ndarray, labels=None,
-                 class_ids: Iterable[int] = (), panel_width: int = 640) -> np.ndarray:
-    """``input | classes | overlay`` in one BGR image, each panel ``panel_width`` wide, titled, with a legend."""
-    import cv2
-
-    h, w = color_bgr.shape[:2]
-    ph = max(1, round(h * panel_width / w))
-    panels, titles = [], []
-    for img, title in ((input_bgr, "camera"), (color_bgr, "ESNet classes"), (overlay_bgr, "overlay")):
-        if img is None:
-            continue
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        panels.append(cv2.resize(img, (panel_width, ph), interpolation=cv2.INTER_AREA))
-        titles.append(title)
-    row = np.concatenate(panels, axis=1)
-    bar = np.full((28, row.shape[1], 3), 32, np.uint8)
-    for i, title in enumerate(titles):
-        cv2.putText(bar, title, (i * panel_width + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-    parts = [bar, row]
-    ids = [i for i in class_ids if labels is not None and 0 <= i < labels.num_classes]
-    if ids:
-        legend = np.full((26, row.shape[1], 3), 32, np.uint8)
-        x = 8
-        for i in ids:
-            r, g, b = labels.colors[i]
-            name = labels.names[i]
-            (tw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-            if x + 20 + tw > legend.shape[1]:
-                break
-            cv2.rectangle(legend, (x, 7), (x + 12, 19), (int(b), int(g), int(r)), -1)
-            cv2.putText(legend, name, (x + 16, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-            x += 28 + tw
-        parts.append(legend)
-    return np.concatenate(parts, axis=0)
-
-
-def _visible_classes(color_bgr: np.ndarray, labels, min_share: float = 0.002) -> list[int]:
-    """Class ids whose palette color covers at least ``min_share`` of a (subsampled) color mask."""
-    pixels = color_bgr[::4, ::4].reshape(-1, 3)
-    palette = labels.palette()[: labels.num_classes, ::-1]
-    shares = [(np.all(pixels == palette[i], axis=-1).mean(), i) for i in range(labels.num_classes)]
-    return [i for share, i in shares if share >= min_share]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,6 +164,7 @@ def _run(options: DemoOptions, weights, size, meta, labels, out: pathlib.Path) -
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
+    from esnet_ros.inference.benchmark import background_load  # torch: loaded once the demo really runs
     from esnet_ros.ros.dds import use_large_message_profile
 
     context = rclpy.Context()
@@ -228,8 +174,10 @@ def _run(options: DemoOptions, weights, size, meta, labels, out: pathlib.Path) -
     monitor = None
     try:
         children, camera_topic = _start_children(options, weights, size, out)
-        monitor = Monitor(context, camera_topic=camera_topic, ground_truth=options.synthetic, labels=labels)
-        window = _measure(options, monitor, children, camera_topic)
+        monitor = Monitor(context, camera_topic=camera_topic, ground_truth=options.synthetic, labels=labels,
+                          all_outputs=options.all_outputs)
+        with background_load(options.background_load):
+            window = _measure(options, monitor, children, camera_topic)
         summary = _finish(options, monitor, children, window, camera_topic, size, weights, meta, labels, out)
     except KeyboardInterrupt:
         print("\nesnet demo: interrupted; stopping the camera and the node", file=sys.stderr)
@@ -320,8 +268,8 @@ def _finish(options: DemoOptions, monitor: Monitor, children: list[Child], windo
         inp, color, overlay = triple
         color_bgr = message_array(color)
         picture = side_by_side(message_array(inp) if inp is not None else None, color_bgr, message_array(overlay),
-                               labels, _visible_classes(color_bgr, labels))
-        files["side_by_side"] = _save_png(out / "side_by_side.png", picture).name
+                               labels, visible_classes(color_bgr, labels))
+        files["side_by_side"] = save_png(out / "side_by_side.png", picture).name
     summary = _summary(options, monitor, window, camera_topic, size, weights, meta, labels)
     summary.update(node_counters=counters, counter_identity_holds=identity, exit_codes=exit_codes, files=files,
                    problems_in_logs={c.name: c.problems()[:5] for c in children if c.problems()})
@@ -375,8 +323,11 @@ def _summary(options: DemoOptions, monitor: Monitor, window: _Window, camera_top
         "camera_fps": round(camera_fps, 3) if camera_fps is not None else None,
         "keeps_up": (fps >= KEEPS_UP_SHARE * camera_fps) if fps is not None and camera_fps else None,
         "labels_received": len(monitor.label_times),
-        "measured_with": "subscribers to esnet/labels and esnet/stats only (color and overlay are computed only "
-                         "while subscribed; the pictures are taken after the measurement)",
+        "measured_with": ("subscribers to every output: labels, color, overlay, confidence and stats"
+                          if options.all_outputs else "subscribers to esnet/labels and esnet/stats only (color and "
+                          "overlay are computed only while subscribed; the pictures are taken after the measurement)"),
+        "outputs_received": dict(monitor.outputs_received),
+        "background_load_cores": options.background_load,
         "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 99)),
         "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90))
                            for key in ("inference_ms", "total_ms", "age_ms") if monitor.stats},
@@ -404,7 +355,7 @@ def _take_pictures(monitor: Monitor, count: int, children: list[Child], out: pat
                 seen.add(stamp)
                 img = message_array(msg)
                 if img is not None:
-                    saved.append(_save_png(out / f"overlay_{len(saved):03d}.png", img))
+                    saved.append(save_png(out / f"overlay_{len(saved):03d}.png", img))
         triple = monitor.latest_triple()
         return len(saved) >= count and triple is not None and (triple[0] is not None or not camera)
 

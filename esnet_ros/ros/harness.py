@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 NODE_NAME = "esnet_segmentation"
 CAMERA_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/labels_gt"
-OUTPUT_TOPICS = {"labels": "/esnet/labels", "color": "/esnet/color", "overlay": "/esnet/overlay", "stats": "/esnet/stats"}
+#: the node's outputs under their default (un-namespaced) names
+OUTPUT_TOPICS = {name: f"/esnet/{name}" for name in ("labels", "color", "overlay", "confidence", "stats")}
 COUNTERS = ("received", "processed", "dropped", "rejected")
 DEFAULT_CAMERA_RATE_HZ = 30.0  # a common camera rate; the demo shows whether the node keeps up
 TRACEBACK_RE = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception): ", re.MULTILINE)

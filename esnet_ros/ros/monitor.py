@@ -63,7 +63,7 @@ class Monitor:
     """
 
     def __init__(self, context, *, camera_topic: str = CAMERA_TOPIC, ground_truth: bool = True,
-                 stats: bool = True, labels=None, name: str = "esnet_demo_monitor") -> None:
+                 stats: bool = True, labels=None, name: str = "esnet_demo_monitor", all_outputs: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -100,6 +100,10 @@ class Monitor:
         if ground_truth:
             self.node.create_subscription(Image, GT_TOPIC, self._on_gt, QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
         self._picture_subs: list[Any] = []
+        self.outputs_received: collections.Counter[str] = collections.Counter()
+        for name in ("color", "overlay", "confidence") if all_outputs else ():  # every output computed and sent
+            self.node.create_subscription(Image, OUTPUT_TOPICS[name],
+                                          lambda _msg, name=name: self.outputs_received.update((name,)), reliable)
         if ground_truth and labels is not None:
             self.reset()
 

@@ -38,7 +38,8 @@ def _weights_args(reference_checkpoint) -> tuple[list[str], bool]:
 def demo_run(tmp_path_factory, reference_checkpoint):
     out = tmp_path_factory.mktemp("demo") / "demo_output"
     weights_args, bundled = _weights_args(reference_checkpoint)
-    result = _esnet("demo", "--seconds", str(DEMO_SECONDS), "--output", str(out), "--pool-size", "4", *weights_args)
+    result = _esnet("demo", "--seconds", str(DEMO_SECONDS), "--output", str(out), "--pool-size", "4", "--all-outputs",
+                    *weights_args)
     assert result.returncode == 0, f"esnet demo failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     summary = json.loads((out / "summary.json").read_text())
     return out, summary, result, bundled
@@ -51,6 +52,11 @@ def test_summary_has_the_figures(demo_run):
                 "quality", "node_counters", "counter_identity_holds", "exit_codes", "files", "camera", "model"):
         assert key in s, f"summary.json lacks {key}"
     assert s["mode"] == "synthetic" and s["camera_topic"] == "/camera/image_raw"
+    # --all-outputs: color, overlay and confidence were subscribed (so computed and sent) for every frame
+    assert s["measured_with"].startswith("subscribers to every output")
+    for name in ("color", "overlay", "confidence"):
+        assert s["outputs_received"][name] >= 0.7 * s["labels_received"], name
+    assert s["background_load_cores"] == 0
     assert DEMO_SECONDS - 1 <= s["seconds"] <= DEMO_SECONDS + 5
     assert s["frames"] > 0
     assert s["fps"] == pytest.approx(s["frames"] / s["seconds"], rel=0.01)

@@ -22,19 +22,14 @@ from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
 from esnet_ros.ros.bag.reader import TopicInfo
+from esnet_ros.ros.harness import OUTPUT_TOPICS as NODE_TOPICS
 
 __all__ = ["BagOutput", "OUTPUT_TOPICS", "OUTPUT_QOS", "STORAGES", "STATS_TYPE", "typestore", "stats_msg_path"]
 
 STATS_TYPE = "esnet_ros/msg/SegmentationStats"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 #: output name -> (topic, type): the node's outputs under their default names
-OUTPUT_TOPICS = {
-    "labels": ("/esnet/labels", IMAGE_TYPE),
-    "color": ("/esnet/color", IMAGE_TYPE),
-    "overlay": ("/esnet/overlay", IMAGE_TYPE),
-    "confidence": ("/esnet/confidence", IMAGE_TYPE),
-    "stats": ("/esnet/stats", STATS_TYPE),
-}
+OUTPUT_TOPICS = {name: (topic, STATS_TYPE if name == "stats" else IMAGE_TYPE) for name, topic in NODE_TOPICS.items()}
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _UNSET = QosTime(0, 0)  # rosbag2's "default" duration (the node sets no deadline, lifespan or lease)
 OUTPUT_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.VOLATILE, _UNSET, _UNSET,
