@@ -31,6 +31,7 @@ import pathlib
 import time
 from typing import Any, Iterable, Mapping
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,7 @@ from esnet_ros.inference.backends import create_backend, resolve_device, resolve
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
+    blend,
     normalize_into,
     resize_bilinear_planes,
     resize_nearest,
@@ -341,14 +343,14 @@ class Segmenter:
         if want_conf:
             out["confidence"] = resize_nearest(conf_net, out_hw, buf)
         if "color" in post.wanted or "overlay" in post.wanted:
-            color = np.take(self._palette_np, labels, axis=0)
+            # palette at network resolution, then the labels' nearest maps: equals palette[labels]
+            color = resize_nearest(np.take(self._palette_np, labels_net, axis=0), out_hw, buf)
             if "color" in post.wanted:
                 out["color"] = color
             if "overlay" in post.wanted:
-                src = torch.from_numpy(image)
-                base = src if post.resolution == "input" else _resize_image(src, out_hw)
-                blended = _blend(base, torch.from_numpy(color), post.alpha, rgb_to_input=post.color_order == "bgr")
-                out["overlay"] = blended.numpy()
+                base = image if post.resolution == "input" else _resize_image(torch.from_numpy(image), out_hw).numpy()
+                mask = cv2.cvtColor(color, cv2.COLOR_RGB2BGR) if post.color_order == "bgr" else color
+                out["overlay"] = blend(np.ascontiguousarray(base), mask, post.alpha, buf)
         return SegmentationResult(**out)
 
 

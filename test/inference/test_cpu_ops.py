@@ -12,6 +12,7 @@ from esnet_ros.inference.cpu_ops import (
     normalize_into,
     resize_bilinear_planes,
     resize_nearest,
+    blend,
 )
 
 
@@ -39,6 +40,27 @@ def test_nearest_index_and_resize_equal_torch_nearest(src, dst):
     got = resize_nearest(labels, (dst, dst + 1), CpuBuffers())
     expected = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=(dst, dst + 1), mode="nearest")
     np.testing.assert_array_equal(got, expected[0, 0].to(torch.uint8).numpy())
+
+
+def test_resize_nearest_moves_channels_with_their_pixel():
+    labels = np.random.default_rng(2).integers(0, 19, (256, 512), dtype=np.uint8)
+    palette = np.random.default_rng(3).integers(0, 256, (19, 3), dtype=np.uint8)
+    buffers = CpuBuffers()
+    got = resize_nearest(palette[labels], (720, 1280), buffers)
+    assert got.shape == (720, 1280, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, palette[resize_nearest(labels, (720, 1280), buffers)])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 1.0])
+def test_blend_equals_torch_lerp_rounded(alpha):
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 256, (37, 61, 3), dtype=np.uint8)  # odd width: OpenCV's scalar tail too
+    color = rng.integers(0, 256, (37, 61, 3), dtype=np.uint8)
+    expected = torch.lerp(torch.from_numpy(base).float(), torch.from_numpy(color).float(), alpha).round_().to(torch.uint8)
+    buffers = CpuBuffers()
+    np.testing.assert_array_equal(blend(base, color, alpha, buffers), expected.numpy())
+    if alpha in (0.0, 0.25, 0.5, 1.0):  # exact products in float32: OpenCV's one pass serves them
+        assert buffers.exact_blend[alpha] is True
 
 
 @pytest.mark.parametrize("src, dst", [((8, 16), (12, 20)), ((32, 64), (90, 160)), ((16, 32), (16, 32)), ((64, 128), (32, 64))])
