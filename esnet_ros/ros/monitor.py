@@ -102,8 +102,10 @@ class Monitor:
         self._picture_subs: list[Any] = []
         self.outputs_received: collections.Counter[str] = collections.Counter()
         for name in ("color", "overlay", "confidence") if all_outputs else ():  # every output computed and sent
+            # raw: only counted, so the serialized bytes are never turned into Python messages
             self.node.create_subscription(Image, OUTPUT_TOPICS[name],
-                                          lambda _msg, name=name: self.outputs_received.update((name,)), reliable)
+                                          lambda _msg, name=name: self.outputs_received.update((name,)), reliable,
+                                          raw=True)
         if ground_truth and labels is not None:
             self.reset()
 
