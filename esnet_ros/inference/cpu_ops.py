@@ -199,16 +199,20 @@ def nearest_index(src: int, dst: int) -> np.ndarray:
     return F.interpolate(probe, size=dst, mode="nearest").view(-1).to(torch.int64).numpy()
 
 
-def resize_nearest(a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers) -> np.ndarray:
+def resize_nearest(a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers, out: np.ndarray | None = None) -> np.ndarray:
     """``(h,w,...)`` -> a new ``(H,W,...)`` array by nearest neighbour, exactly as ``F.interpolate(mode="nearest")``.
 
     Trailing channels move with their pixel, so ``resize_nearest(palette[labels])`` equals
     ``palette[resize_nearest(labels)]`` at a fraction of the cost (the gather runs at the small size).
+    ``out``: a C-contiguous ``(H,W,...)`` array to write into (and return) instead of a new one.
     """
     h, w = a.shape[:2]
     H, W = hw
     if (h, w) == (H, W):
-        return a.copy()
+        if out is None:
+            return a.copy()
+        np.copyto(out, a)
+        return out
     key = (h, w, H, W)
     maps = buffers.index_maps.get(key)
     if maps is None:
@@ -216,7 +220,7 @@ def resize_nearest(a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers) -> n
     rows, cols = maps
     cols_done = buffers.array(f"nearest_cols{a.ndim}", (h, W) + a.shape[2:], a.dtype)
     np.take(a, cols, axis=1, out=cols_done)
-    return np.take(cols_done, rows, axis=0)
+    return np.take(cols_done, rows, axis=0, out=out)
 
 
 def _lerp_u8(base: torch.Tensor, color: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -231,12 +235,13 @@ def _one_per_row(v: np.ndarray) -> np.ndarray:
     return wide[:, :1]
 
 
-def blend(base: np.ndarray, color: np.ndarray, alpha: float, buffers: CpuBuffers) -> np.ndarray:
+def blend(base: np.ndarray, color: np.ndarray, alpha: float, buffers: CpuBuffers,
+          out: np.ndarray | None = None) -> np.ndarray:
     """A new uint8 array ``torch.lerp(base, color, alpha)`` rounded, for equal-shaped uint8 arrays.
 
     ``cv2.addWeighted`` (one pass, ~8x faster) is used when it gives the same byte as torch for
     every one of the 256x256 (base, color) pairs at this ``alpha`` (0, 0.25, 0.5, 1 do; 0.3 does
-    not); otherwise torch computes it.
+    not); otherwise torch computes it.  ``out``: a C-contiguous array to write into (and return).
     """
     alpha = float(alpha)
     exact = buffers.exact_blend.get(alpha)
@@ -247,8 +252,14 @@ def blend(base: np.ndarray, color: np.ndarray, alpha: float, buffers: CpuBuffers
             np.array_equal(cv2.addWeighted(x, 1.0 - alpha, y, alpha, 0.0).ravel(), want)
             for x, y in ((a, c), (_one_per_row(a), _one_per_row(c))))
     if exact:
-        return cv2.addWeighted(base, 1.0 - alpha, color, alpha, 0.0)
-    return _lerp_u8(torch.from_numpy(base), torch.from_numpy(color), alpha).numpy()
+        got = cv2.addWeighted(base, 1.0 - alpha, color, alpha, 0.0, dst=out)
+    else:
+        got = _lerp_u8(torch.from_numpy(base), torch.from_numpy(color), alpha).numpy()
+    if out is None:
+        return got
+    if got.ctypes.data != out.ctypes.data:  # OpenCV allocated, or torch computed it
+        np.copyto(out, got)
+    return out
 
 
 def resize_bilinear_planes(planes: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers) -> np.ndarray:

@@ -261,11 +261,14 @@ class Segmenter:
         resolution: str = "input",
         alpha: float = 0.5,
         upsample: str = DEFAULT_UPSAMPLE,
+        out: Mapping[str, np.ndarray] | None = None,
     ) -> SegmentationResult:
         """Segment one ``(H,W,3) uint8`` image; compute only ``outputs`` (see :data:`OUTPUTS`).
 
         ``upsample`` (:data:`UPSAMPLE_MODES`) says how labels reach the input's size when
         ``resolution="input"``; at ``resolution="network"`` both modes give the same result.
+        ``out``: output name -> a C-contiguous array of the output's shape and dtype; the CPU
+        path computes into it (e.g. a message's buffer), others copy into it; the result holds it.
         """
         image = validate_image(image)
         color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
@@ -287,8 +290,9 @@ class Segmenter:
         if cuda:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        post = _Post(wanted, resolution, float(alpha), color_order, upsample)
+        post = _Post(wanted, resolution, float(alpha), color_order, upsample, dict(out or {}))
         result = self._postprocess(logits, src, post) if cuda else self._postprocess_cpu(logits, image, post)
+        _deliver(result, post.into)
         t3 = time.perf_counter()
         result.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return result
@@ -337,20 +341,21 @@ class Segmenter:
                 conf = 1.0 / torch.exp(lg - lg.amax(0, keepdim=True)).sum(0)
                 conf_net[...] = conf.mul(255.0).round_().to(torch.uint8).numpy()
         out: dict[str, np.ndarray] = {}
-        labels = resize_nearest(labels_net, out_hw, buf)
+        into = {k: v for k, v in post.into.items() if k in post.wanted and _fits(v, k, out_hw)}
+        labels = resize_nearest(labels_net, out_hw, buf, into.get("labels"))
         if "labels" in post.wanted:
             out["labels"] = labels
         if want_conf:
-            out["confidence"] = resize_nearest(conf_net, out_hw, buf)
+            out["confidence"] = resize_nearest(conf_net, out_hw, buf, into.get("confidence"))
         if "color" in post.wanted or "overlay" in post.wanted:
             # palette at network resolution, then the labels' nearest maps: equals palette[labels]
-            color = resize_nearest(np.take(self._palette_np, labels_net, axis=0), out_hw, buf)
+            color = resize_nearest(np.take(self._palette_np, labels_net, axis=0), out_hw, buf, into.get("color"))
             if "color" in post.wanted:
                 out["color"] = color
             if "overlay" in post.wanted:
                 base = image if post.resolution == "input" else _resize_image(torch.from_numpy(image), out_hw).numpy()
                 mask = cv2.cvtColor(color, cv2.COLOR_RGB2BGR) if post.color_order == "bgr" else color
-                out["overlay"] = blend(np.ascontiguousarray(base), mask, post.alpha, buf)
+                out["overlay"] = blend(np.ascontiguousarray(base), mask, post.alpha, buf, into.get("overlay"))
         return SegmentationResult(**out)
 
 
@@ -363,6 +368,26 @@ class _Post:
     alpha: float
     color_order: str
     upsample: str
+    into: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+def _fits(dest: np.ndarray, name: str, hw: tuple[int, ...]) -> bool:
+    """Whether ``dest`` can take output ``name`` at size ``hw`` (else :func:`_deliver` names the problem)."""
+    shape = tuple(hw) + ((3,) if name in ("color", "overlay") else ())
+    return dest.shape == shape and dest.dtype == np.uint8 and dest.flags.c_contiguous and dest.flags.writeable
+
+
+def _deliver(result: SegmentationResult, into: Mapping[str, np.ndarray]) -> None:
+    """Put each computed output into its ``into`` array (a no-op for those computed there)."""
+    for name, dest in into.items():
+        got = getattr(result, name, None)
+        if got is None or got is dest:
+            continue
+        if not _fits(dest, name, got.shape[:2]):
+            raise ValueError(f"out[{name!r}] is {dest.shape} {dest.dtype}; pass a writable C-contiguous uint8 array "
+                             f"of shape {got.shape}")
+        np.copyto(dest, got)
+        setattr(result, name, dest)
 
 
 def _resize_nearest(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

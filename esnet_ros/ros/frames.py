@@ -223,6 +223,7 @@ class FrameProcessor:
             result = self.segmenter(
                 frame.image, color_order=frame.color_order, outputs=segmenter_outputs(wanted),
                 resolution=self.output_resolution, alpha=self.overlay_alpha, upsample=self.upsample,
+                out=self._message_arrays(wanted, frame.image.shape[:2]),
             )
         except RuntimeError as exc:  # e.g. CUDA out of memory: the caller counts it and keeps serving
             raise InferenceError(f"inference failed: {exc}") from exc
@@ -243,6 +244,12 @@ class FrameProcessor:
                 publish("stats", messages["stats"])
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(messages, timings, (width, height), result.labels)
+
+    def _message_arrays(self, wanted: tuple[str, ...], input_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+        """The wanted images' message buffers as arrays, for the engine to compute into (no copy to publish)."""
+        hw = input_hw if self.output_resolution == "input" else self.segmenter.input_size[::-1]
+        return {name: self.buffers[name].array(tuple(hw) + ((3,) if name in ("color", "overlay") else ()))
+                for name in IMAGE_OUTPUTS if name in wanted}
 
     def age_ms(self, stamp: Any) -> float:
         """Milliseconds from ``stamp`` to now (``clock_ns``); NaN for a zero stamp or without a clock."""

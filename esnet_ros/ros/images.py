@@ -346,7 +346,8 @@ def numpy_to_image(image: np.ndarray, encoding: str, header: Any = None, msg: An
 
 
 class ImagePublisherBuffer:
-    """Builds outgoing Images into a reused ``array('B')`` buffer: one copy per frame, no allocation.
+    """Builds outgoing Images into a reused ``array('B')`` buffer: at most one copy per frame, no allocation
+    (none when the image was computed into :meth:`array`).
 
     The message is created with ``check_fields=True`` so that assigning the buffer is O(1)
     (without it, rclpy copies ``data`` on assignment). The buffer is overwritten by the next
@@ -358,6 +359,14 @@ class ImagePublisherBuffer:
         self._view: np.ndarray | None = None
         self._msg: Any = None
 
+    def array(self, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """A writable ``shape`` view of the buffer: compute into it and :meth:`fill` copies nothing."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if self._buffer is None or len(self._buffer) != nbytes:
+            self._buffer = array.array("B", bytes(nbytes))
+            self._view = np.frombuffer(self._buffer, np.uint8)
+        return self._view.view(dtype).reshape(shape)
+
     def fill(self, image: np.ndarray, encoding: str, header: Any = None, msg: Any = None) -> Any:
         from sensor_msgs.msg import Image
 
@@ -365,11 +374,9 @@ class ImagePublisherBuffer:
         if image.dtype != dtype or image.ndim not in (2, 3) or (image.shape[2] if image.ndim == 3 else 1) != channels:
             raise ValueError(f"array {image.shape} {image.dtype} does not match encoding {encoding} ({channels} ch of {dtype})")
         height, width = image.shape[:2]
-        nbytes = image.size * dtype.itemsize
-        if self._buffer is None or len(self._buffer) != nbytes:
-            self._buffer = array.array("B", bytes(nbytes))
-            self._view = np.frombuffer(self._buffer, np.uint8)
-        np.copyto(self._view.view(dtype).reshape(image.shape), image)
+        target = self.array(image.shape, dtype)
+        if not (image.flags.c_contiguous and image.ctypes.data == target.ctypes.data):  # else: computed in place
+            np.copyto(target, image)
         if msg is None:
             if self._msg is None:
                 self._msg = Image(check_fields=True)
