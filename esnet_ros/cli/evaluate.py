@@ -1,6 +1,7 @@
 """``esnet evaluate``: mIoU, category mIoU, per-class IoU and pixel accuracy of what the node would publish.
 
     esnet evaluate --weights W --data DIR --split val --json out.json [--upsample bilinear] [--confusion-png cm.png]
+    esnet evaluate --bag SEGMENTED --gt-topic /camera/labels_gt --json out.json    # a recording, see esnet bag
 
 Every image goes through the node's engine (see :mod:`esnet_ros.training.evaluation`) and is scored
 at the full label resolution as the Cityscapes benchmark does.  The JSON holds ``miou``,
@@ -17,9 +18,15 @@ import pathlib
 import time
 
 from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
+from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
+from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.core.summary import json_safe
 from esnet_ros.data.datasets import LABEL_KINDS, SegmentationDataset
-from esnet_ros.training.evaluation import evaluate_dataset, evaluation_report
+from esnet_ros.training.evaluation import (
+    evaluate_dataset,
+    evaluation_report,
+    metrics_report,
+)
 from esnet_ros.training.metrics import save_confusion_png
 
 __all__ = ["add_arguments", "run"]
@@ -28,7 +35,11 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder (Cityscapes layout, or images/ + labels/)")
+    parser.add_argument("--data", default=None, help="dataset folder (Cityscapes layout, or images/ + labels/)")
+    parser.add_argument("--bag", default=None,
+                        help="instead of --data: a recording segmented by `esnet bag --copy-topics GT_TOPIC` "
+                             "(its /esnet/labels scored against GT_TOPIC, frames matched by stamp)")
+    parser.add_argument("--gt-topic", default="/camera/labels_gt", help="--bag: the ground-truth topic (trainIds, mono8)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--label-kind", default="labelIds", choices=LABEL_KINDS,
                         help="Cityscapes layout: *_gtFine_labelIds.png (default) or *_gtFine_labelTrainIds.png")
@@ -38,12 +49,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.data is None) == (args.bag is None):
+        raise ValueError("esnet evaluate needs --data DIR (images and labels) or --bag DIR (a recording segmented "
+                         "by esnet bag), one of the two")
+    if args.bag:
+        return _run_bag(args)
     segmenter = build_segmenter(args)
     dataset = SegmentationDataset(args.data, args.split, segmenter.labels, label_kind=args.label_kind)
     start = time.perf_counter()
     confmat = evaluate_dataset(segmenter, dataset, upsample=args.upsample, progress=True)
     report = evaluation_report(confmat, segmenter, dataset, upsample=args.upsample,
                                seconds=time.perf_counter() - start)
+    _write(args, confmat, report, title=f"{segmenter.labels.name} {args.split}")
+    return 0
+
+
+def _run_bag(args: argparse.Namespace) -> int:
+    """Score a segmented recording: what the node published (as esnet bag wrote it) against the ground truth."""
+    from esnet_ros.ros.bag.record import bag_confusion  # rosbags: only for recordings
+
+    labels = (load_labels_yaml(args.labels) if args.labels else
+              load_checkpoint(resolve_weights(args.weights or None), "cpu")[1].labels)
+    start = time.perf_counter()
+    confmat, frames = bag_confusion(args.bag, labels, args.gt_topic)
+    report = {**metrics_report(confmat, images=frames), "bag": str(args.bag), "gt_topic": args.gt_topic,
+              "evaluated_at": "the published labels' resolution", "seconds": round(time.perf_counter() - start, 2)}
+    _write(args, confmat, report, title=f"{labels.name} {pathlib.Path(args.bag).name}")
+    return 0
+
+
+def _write(args: argparse.Namespace, confmat, report: dict, title: str) -> None:
     print(confmat)
     if args.json:
         path = pathlib.Path(args.json)
@@ -51,6 +86,5 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(json_safe(report), indent=2) + "\n")
         log.info("wrote %s", path)
     if args.confusion_png:
-        save_confusion_png(confmat, args.confusion_png, title=f"{segmenter.labels.name} {args.split}")
+        save_confusion_png(confmat, args.confusion_png, title=title)
         log.info("wrote %s", args.confusion_png)
-    return 0

@@ -37,30 +37,13 @@ import torch
 
 from esnet_ros.core.image_files import IMAGE_EXTENSIONS, read_bgr
 from esnet_ros.core.labels import LabelSet, cityscapes
-from esnet_ros.data.transforms import (
-    Compose,
-    RandomCrop,
-    RandomHorizontalFlip,
-    RandomTranslate,
-    Resize,
-    ToTensor,
-    eval_transforms,
-    train_transforms,
-)
+from esnet_ros.data.transforms import Resize
 
 __all__ = [
     "Sample",
     "SegmentationDataset",
     "find_samples",
     "label_mapping",
-    "Compose",
-    "Resize",
-    "RandomHorizontalFlip",
-    "RandomTranslate",
-    "RandomCrop",
-    "ToTensor",
-    "train_transforms",
-    "eval_transforms",
     "read_image",
     "read_label",
     "class_pixel_counts",

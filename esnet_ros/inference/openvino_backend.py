@@ -38,7 +38,6 @@ import os
 import pathlib
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 
 from esnet_ros.core.image_files import calibration_images

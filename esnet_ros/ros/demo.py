@@ -203,8 +203,8 @@ def _run(options: DemoOptions, weights, size, meta, labels, out: pathlib.Path) -
 def _measure(options: DemoOptions, monitor: Monitor, children: list[Child], camera_topic: str) -> _Window:
     """Wait for the first labels, then measure for ``options.seconds`` with a live progress bar.
 
-    Measured as a planner consumes the node: labels (and stats, and ground truth here).  The node
-    computes color and overlay only while someone subscribes, so the pictures come afterwards.
+    Measured as a planner consumes the node: labels (and stats, and ground truth here; every output with
+    ``all_outputs``).  The node computes color and overlay only while someone subscribes.
     """
     start = time.monotonic()
     if not monitor.wait_for(lambda: len(monitor.label_times) > 0, options.startup_timeout, children):
@@ -214,6 +214,8 @@ def _measure(options: DemoOptions, monitor: Monitor, children: list[Child], came
             f"no labels on {OUTPUT_TOPICS['labels']} within {options.startup_timeout:g} s ({hint}); "
             f"last lines of the node's log:\n{indent_log(children[-1].tail(15))}")
     startup_s = time.monotonic() - start
+    if options.synthetic:  # its 1 Hz diagnostics give the rate it really sends: have one before measuring
+        monitor.wait_for(lambda: monitor.camera_published_at() is not None, 3.0, children)
     monitor.reset()
     t0 = time.monotonic()
     node_start, camera_start = monitor.counters(), monitor.camera_published_at()

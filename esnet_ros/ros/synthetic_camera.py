@@ -106,8 +106,8 @@ class SyntheticCamera(Node):
     def __init__(self, node_name: str = "synthetic_camera", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         self.add_on_set_parameters_callback(self._validate_parameters)
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
+        for name, (default, param_descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, param_descriptor)
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self._width, self._height = int(p["width"]), int(p["height"])
         self._encoding = str(p["encoding"])

@@ -24,7 +24,7 @@ from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
 
-__all__ = ["evaluate_dataset", "evaluation_report", "compare_predictions"]
+__all__ = ["metrics_report", "evaluate_dataset", "evaluation_report", "compare_predictions"]
 
 
 def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsample: str = DEFAULT_UPSAMPLE,
@@ -42,18 +42,18 @@ def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsa
     return confmat
 
 
+def metrics_report(confmat: ConfusionMatrix, *, images: int) -> dict[str, Any]:
+    """The metrics every ``esnet evaluate`` report starts with, for a folder or a recording."""
+    result = confmat.compute()
+    keys = ("miou", "category_miou", "per_class_iou", "per_category_iou", "pixel_accuracy")
+    return {**{key: result[key] for key in keys}, "num_images": images, "pixels": result["pixels"]}
+
+
 def evaluation_report(confmat: ConfusionMatrix, segmenter: Segmenter, dataset: SegmentationDataset, *,
                       upsample: str, seconds: float) -> dict[str, Any]:
     """The JSON report of ``esnet evaluate`` (NaN where undefined: pass it through ``json_safe``)."""
-    result = confmat.compute()
     return {
-        "miou": result["miou"],
-        "category_miou": result["category_miou"],
-        "per_class_iou": result["per_class_iou"],
-        "per_category_iou": result["per_category_iou"],
-        "pixel_accuracy": result["pixel_accuracy"],
-        "num_images": len(dataset),
-        "pixels": result["pixels"],
+        **metrics_report(confmat, images=len(dataset)),
         "split": dataset.split,
         "data": str(dataset.root),
         "weights": str(segmenter.meta.source or segmenter.meta.onnx_path or ""),

@@ -33,20 +33,14 @@ from torch import nn
 
 from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta
-from esnet_ros.data.datasets import (
-    SegmentationDataset,
-    class_pixel_counts,
-    enet_class_weights,
-    eval_transforms,
-    is_cityscapes_layout,
-    train_transforms,
-)
+from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, enet_class_weights, is_cityscapes_layout
+from esnet_ros.data.transforms import eval_transforms, train_transforms
 from esnet_ros.core.labels import LabelSet, cityscapes, load_labels_yaml
 from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
 from esnet_ros.training.loop import evaluate, train_one_epoch, upsample_argmax
 from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
-from esnet_ros.core.model import ESNet, check_input_size, parse_size
+from esnet_ros.core.model import ESNet, parse_size
 
 __all__ = [
     "main",

@@ -7,17 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from esnet_ros.data.datasets import (
-    RandomHorizontalFlip,
-    RandomTranslate,
-    Resize,
-    SegmentationDataset,
-    class_pixel_counts,
-    enet_class_weights,
-    eval_transforms,
-    find_samples,
-    train_transforms,
-)
+from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, enet_class_weights, find_samples
+from esnet_ros.data.transforms import RandomHorizontalFlip, RandomTranslate, Resize, eval_transforms, train_transforms
 from esnet_ros.core.labels import cityscapes, load_labels_yaml
 from esnet_ros.data.synth import write_dataset
 

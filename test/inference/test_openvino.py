@@ -6,7 +6,6 @@ import importlib.util
 import logging
 
 import cv2
-import numpy as np
 import pytest
 import torch
 

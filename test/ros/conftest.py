@@ -1,11 +1,23 @@
-"""Fixtures shared by the ROS tests. Each module defines its own ``node_process`` (its parameters);
-``client``, ``camera`` and ``outputs`` attach to whichever node the module started."""
+"""Fixtures shared by the ROS tests: ``node_process`` starts one node for a module (its ``NODE_PARAMS``);
+``client``, ``camera`` and ``outputs`` attach to it."""
 
 from __future__ import annotations
 
 import pytest
 
-from node_harness import NET_H, NET_W, REFERENCE, Camera, Client
+from node_harness import BASE_PARAMS, NET_H, NET_W, REFERENCE, Camera, Client, NodeProcess
+
+
+@pytest.fixture(scope="module")
+def node_process(request):
+    """One node process for the module, with the module's ``NODE_PARAMS`` (default: BASE_PARAMS)."""
+    proc = NodeProcess(getattr(request.module, "NODE_PARAMS", BASE_PARAMS))
+    try:
+        proc.wait_for(r"subscribed to /camera/image_raw", timeout=90)
+        yield proc
+    finally:
+        proc.stop()
+        assert "Traceback" not in proc.log, proc.log[-4000:]
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ Needs rclpy (the pipeline serializes with rclpy, as the node publishes); no DDS 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -379,3 +380,30 @@ def test_ctrl_c_finishes_a_readable_bag(tmp_path, store, scenes):
     msgs = read_bag(out, store)
     assert len(msgs["/esnet/labels"]) == len(msgs["/esnet/stats"]) == written
     assert [t for t, _ in msgs["/esnet/labels"]] == [stamp_of(i) for i in range(written)]
+
+
+def test_evaluate_on_a_recording_equals_evaluate_on_the_same_images(tmp_path):
+    """esnet synth --bag -> esnet bag --copy-topics GT -> esnet evaluate --bag scores what esnet evaluate
+    scores for the same scenes as a folder (same engine, same defaults)."""
+    from esnet_ros.cli import main
+
+    common = ["--val", "3", "--seed", "4", "--size", f"{W}x{H}"]
+    engine = ["--weights", str(REFERENCE), "--input-size", f"{NET_W}x{NET_H}", "--device", "cpu"]
+    assert main(["synth", "--bag", str(tmp_path / "rec"), *common]) == 0
+    assert main(["synth", "--out", str(tmp_path / "folder"), "--train", "0", *common]) == 0
+    assert main(["bag", str(tmp_path / "rec"), "--output", str(tmp_path / "seg"), "--topic", "/camera/image_raw",
+                 "--copy-topics", "/camera/labels_gt",
+                 "--outputs", "labels", "--no-progress", *engine]) == 0
+    assert main(["evaluate", "--bag", str(tmp_path / "seg"), "--gt-topic", "/camera/labels_gt", "--json",
+                 str(tmp_path / "bag.json"), "--weights", str(REFERENCE)]) == 0
+    assert main(["evaluate", "--data", str(tmp_path / "folder"), "--json", str(tmp_path / "folder.json"), *engine]) == 0
+    from_bag = json.loads((tmp_path / "bag.json").read_text())
+    from_folder = json.loads((tmp_path / "folder.json").read_text())
+    assert from_bag["num_images"] == from_folder["num_images"] == 3
+    assert from_bag["pixels"] == from_folder["pixels"] > 0.9 * 3 * W * H  # labeled pixels (void ones are ignored)
+    for key in ("miou", "category_miou", "pixel_accuracy", "per_class_iou"):
+        assert from_bag[key] == pytest.approx(from_folder[key], abs=1e-9), key
+    with pytest.raises(ValueError, match=r"needs --data DIR \(images and labels\) or --bag DIR"):
+        from esnet_ros.cli.evaluate import run
+
+        run(argparse.Namespace(data=None, bag=None))

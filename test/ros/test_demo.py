@@ -210,3 +210,21 @@ def test_sigterm_stops_the_demo_and_its_children(tmp_path, reference_checkpoint)
     assert not alive, f"children left running: {alive}"
     assert "Traceback" not in output
 
+
+
+@pytest.mark.ros
+def test_demo_miou_equals_esnet_evaluate_on_the_camera_scenes(demo_run, reference_checkpoint, tmp_path):
+    """One engine: the demo scores the node's labels; esnet evaluate scores the same scenes from files."""
+    from esnet_ros.data.synth import write_pairs
+    from esnet_ros.ros.synthetic_camera import SCENE_SPLIT
+
+    _, s, _, bundled = demo_run
+    write_pairs(tmp_path / "pool", 4, seed=0, size=(1280, 720), split=SCENE_SPLIT)  # the demo camera's pool
+    engine = [] if bundled else ["--weights", str(reference_checkpoint), "--input-size", "256x128"]
+    result = _esnet("evaluate", "--data", str(tmp_path / "pool"), "--split", SCENE_SPLIT, "--json",
+                    str(tmp_path / "eval.json"), *engine)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["num_images"] == 4 and report["upsample"] == "nearest"
+    # the demo weighs scenes by how often the camera sent each (+-1 frame over a cycle): equal within rounding
+    assert s["miou"] == pytest.approx(report["miou"], abs=0.005)

@@ -12,13 +12,11 @@ import time
 import numpy as np
 import pytest
 from node_harness import (
-    BASE_PARAMS,
     NET_H,
     NET_W,
     REFERENCE,
     REPO,
     Camera,
-    NodeProcess,
     as_encoding,
     auto_engine,
     image_array,
@@ -30,17 +28,6 @@ from node_harness import (
 )
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope="module")
-def node_process():
-    proc = NodeProcess(BASE_PARAMS)
-    try:
-        proc.wait_for(r"subscribed to /camera/image_raw", timeout=90)
-        yield proc
-    finally:
-        proc.stop()
-        assert "Traceback" not in proc.log, proc.log[-4000:]
 
 
 # -- tests -------------------------------------------------------------------------------------------

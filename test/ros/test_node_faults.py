@@ -45,15 +45,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-@pytest.fixture(scope="module")
-def node_process():
-    proc = NodeProcess({**BASE_PARAMS, "device": "auto", "max_input_pixels": MAX_PIXELS})
-    try:
-        proc.wait_for(r"subscribed to /camera/image_raw", timeout=90)
-        yield proc
-    finally:
-        proc.stop()
-        assert "Traceback" not in proc.log, proc.log[-4000:]
+NODE_PARAMS = {**BASE_PARAMS, "device": "auto", "max_input_pixels": MAX_PIXELS}  # the module's node (conftest.py starts it)
 
 
 @pytest.fixture(scope="module")

@@ -13,22 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from node_harness import BASE_PARAMS, NET_H, NET_W, REFERENCE, REPO, NodeProcess, image_array, make_image, scene
+from node_harness import NET_H, NET_W, REFERENCE, REPO, image_array, make_image, scene
 
 pytestmark = pytest.mark.ros
 
 MODES = ("nearest", "bilinear")
-
-
-@pytest.fixture(scope="module")
-def node_process():
-    proc = NodeProcess(BASE_PARAMS)
-    try:
-        proc.wait_for(r"subscribed to /camera/image_raw", timeout=90)
-        yield proc
-    finally:
-        proc.stop()
-        assert "Traceback" not in proc.log, proc.log[-4000:]
 
 
 @pytest.fixture(scope="module")
