@@ -33,6 +33,7 @@ __all__ = [
     "normalize_into",
     "network_input",
     "argmax_channels",
+    "max_softmax",
     "nearest_index",
     "resize_nearest",
     "resize_bilinear_planes",
@@ -133,6 +134,26 @@ def network_input(image: np.ndarray, normalization: Normalization, size: tuple[i
     return normalize_into(image, x, gain, bias, color_order != normalization.color_order, CpuBuffers()).numpy()
 
 
+def _bands(h: int, w: int, buffers: CpuBuffers) -> tuple[Any, range]:
+    """The pool (None: run inline) and the first rows of the row bands for an ``(h,w)`` plane."""
+    pool = buffers.threads() if h * w >= 1 << 16 else None
+    workers = buffers.thread_count() if pool is not None else 1
+    # Bands of up to ~128k pixels, at least one per worker: NumPy's per-call overhead (4 calls per
+    # plane and band) outweighs cache misses below that (1024x512x19: 16k-pixel bands 14.5 ms,
+    # 128k 4.6 ms on 2 cores).
+    band = max(1, min((128 * 1024) // max(w, 1), -(-h // workers)))
+    return pool, range(0, h, band)
+
+
+def _run_bands(work: Any, pool: Any, starts: range) -> None:
+    if pool is None:
+        for r0 in starts:
+            work(r0)
+    else:
+        for _ in pool.map(work, starts):
+            pass
+
+
 def argmax_channels(
     logits: np.ndarray,
     labels: np.ndarray,
@@ -141,23 +162,18 @@ def argmax_channels(
 ) -> None:
     """``labels[...] = logits.argmax(0)`` (first maximum wins, as in torch), for ``(C,H,W)`` float32.
 
-    Optionally ``confidence[...] = round(255 * max softmax)``.  A running maximum over the C
-    planes, in row bands spread over a few threads (NumPy releases the GIL): 25x faster on the
-    CPU than ``torch.argmax(dim=0)``.  At most 256 classes (labels are uint8).
+    Optionally ``confidence[...] = round(255 * max softmax)`` (:func:`max_softmax`, which may also
+    be called afterwards: the labels first, e.g. to publish them, then the confidence).  A running
+    maximum over the C planes, in row bands spread over a few threads (NumPy releases the GIL): 25x
+    faster on the CPU than ``torch.argmax(dim=0)``.  At most 256 classes (labels are uint8).
     """
     c, h, w = logits.shape
     buffers = buffers or CpuBuffers()
     best = buffers.array("argmax_best", (h, w), np.float32)
     mask = buffers.array("argmax_mask", (h, w), np.bool_)
     step = buffers.array("argmax_step", (h, w), np.uint8)
-    acc = buffers.array("argmax_acc", (h, w), np.float32) if confidence is not None else None
-    tmp = buffers.array("argmax_tmp", (h, w), np.float32) if confidence is not None else None
-    pool = buffers.threads() if h * w >= 1 << 16 else None
-    workers = buffers.thread_count() if pool is not None else 1
-    # Bands of up to ~128k pixels, at least one per worker: NumPy's per-call overhead (4 calls per
-    # plane and band) outweighs cache misses below that (1024x512x19: 16k-pixel bands 14.5 ms,
-    # 128k 4.6 ms on 2 cores).
-    band = max(1, min((128 * 1024) // max(w, 1), -(-h // workers)))
+    pool, starts = _bands(h, w, buffers)
+    band = starts.step
 
     def work(r0: int) -> None:
         r1 = min(h, r0 + band)
@@ -172,24 +188,35 @@ def argmax_channels(
             # new strict maximum: 3-4x faster than a masked copy (np.copyto(..., where=m))
             np.multiply(m, np.uint8(k), out=s)
             np.maximum(lab, s, out=lab)
-        if confidence is not None:
-            a, t = acc[r0:r1], tmp[r0:r1]
-            a.fill(0.0)
-            for k in range(c):  # max softmax = 1 / sum exp(l - max)
-                np.subtract(logits[k, r0:r1], b, out=t)
-                np.exp(t, out=t)
-                np.add(a, t, out=a)
-            np.divide(255.0, a, out=a)
-            np.rint(a, out=a)
-            np.copyto(confidence[r0:r1], a, casting="unsafe")
 
-    starts = range(0, h, band)
-    if pool is None:
-        for r0 in starts:
-            work(r0)
-    else:
-        for _ in pool.map(work, starts):
-            pass
+    _run_bands(work, pool, starts)
+    if confidence is not None:
+        max_softmax(logits, confidence, buffers)
+
+
+def max_softmax(logits: np.ndarray, confidence: np.ndarray, buffers: CpuBuffers) -> None:
+    """``confidence[...] = round(255 * max softmax)`` of ``(C,H,W)`` float32 logits, right after
+    :func:`argmax_channels` on the same logits and ``buffers`` (it reuses that call's running maximum)."""
+    c, h, w = logits.shape
+    best = buffers.array("argmax_best", (h, w), np.float32)
+    acc = buffers.array("argmax_acc", (h, w), np.float32)
+    tmp = buffers.array("argmax_tmp", (h, w), np.float32)
+    pool, starts = _bands(h, w, buffers)
+    band = starts.step
+
+    def work(r0: int) -> None:
+        r1 = min(h, r0 + band)
+        b, a, t = best[r0:r1], acc[r0:r1], tmp[r0:r1]
+        a.fill(0.0)
+        for k in range(c):  # max softmax = 1 / sum exp(l - max)
+            np.subtract(logits[k, r0:r1], b, out=t)
+            np.exp(t, out=t)
+            np.add(a, t, out=a)
+        np.divide(255.0, a, out=a)
+        np.rint(a, out=a)
+        np.copyto(confidence[r0:r1], a, casting="unsafe")
+
+    _run_bands(work, pool, starts)
 
 
 def nearest_index(src: int, dst: int) -> np.ndarray:

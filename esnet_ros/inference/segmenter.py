@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import pathlib
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import cv2
 import numpy as np
@@ -44,6 +44,7 @@ from esnet_ros.inference.backends import create_backend, resolve_device, resolve
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
+    max_softmax,
     blend,
     normalize_into,
     resize_bilinear_planes,
@@ -262,6 +263,7 @@ class Segmenter:
         alpha: float = 0.5,
         upsample: str = DEFAULT_UPSAMPLE,
         out: Mapping[str, np.ndarray] | None = None,
+        on_labels: Callable[[np.ndarray], None] | None = None,
     ) -> SegmentationResult:
         """Segment one ``(H,W,3) uint8`` image; compute only ``outputs`` (see :data:`OUTPUTS`).
 
@@ -269,6 +271,8 @@ class Segmenter:
         ``resolution="input"``; at ``resolution="network"`` both modes give the same result.
         ``out``: output name -> a C-contiguous array of the output's shape and dtype; the CPU
         path computes into it (e.g. a message's buffer), others copy into it; the result holds it.
+        ``on_labels(labels)``: with ``labels`` among ``outputs``, called with them as soon as they exist (CPU:
+        before the other outputs are computed, e.g. to publish them first; other devices: after all).
         """
         image = validate_image(image)
         color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
@@ -290,9 +294,11 @@ class Segmenter:
         if cuda:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        post = _Post(wanted, resolution, float(alpha), color_order, upsample, dict(out or {}))
+        post = _Post(wanted, resolution, float(alpha), color_order, upsample, dict(out or {}), on_labels)
         result = self._postprocess(logits, src, post) if cuda else self._postprocess_cpu(logits, image, post)
         _deliver(result, post.into)
+        if cuda and on_labels is not None and result.labels is not None:
+            on_labels(result.labels)
         t3 = time.perf_counter()
         result.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return result
@@ -334,7 +340,7 @@ class Segmenter:
         labels_net = buf.array("labels_net", (h, w), np.uint8)
         conf_net = buf.array("conf_net", (h, w), np.uint8) if want_conf else None
         if lg.is_contiguous():  # NCHW planes: running max over channels, rows split across threads
-            argmax_channels(lg.numpy(), labels_net, conf_net, buf)
+            argmax_channels(lg.numpy(), labels_net, None, buf)  # the confidence after on_labels
         else:  # e.g. channels_last logits: torch reduces over the contiguous channel dim well
             labels_net[...] = lg.argmax(0).numpy()
             if want_conf:
@@ -345,6 +351,10 @@ class Segmenter:
         labels = resize_nearest(labels_net, out_hw, buf, into.get("labels"))
         if "labels" in post.wanted:
             out["labels"] = labels
+            if post.on_labels is not None:
+                post.on_labels(labels)
+        if want_conf and lg.is_contiguous():
+            max_softmax(lg.numpy(), conf_net, buf)
         if want_conf:
             out["confidence"] = resize_nearest(conf_net, out_hw, buf, into.get("confidence"))
         if "color" in post.wanted or "overlay" in post.wanted:
@@ -369,6 +379,7 @@ class _Post:
     color_order: str
     upsample: str
     into: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    on_labels: Callable[[np.ndarray], None] | None = None
 
 
 def _fits(dest: np.ndarray, name: str, hw: tuple[int, ...]) -> bool:

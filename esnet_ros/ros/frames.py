@@ -208,8 +208,9 @@ class FrameProcessor:
         """Run one frame and build the ``wanted`` outputs' messages, each with ``msg.header``.
 
         ``counts``: ``(frame_index, dropped_total, rejected_total)`` for the stats message.
-        ``publish(name, message)``, when given, is called for each message as soon as it is built
-        (the images before the stats, whose ``publish_ms``/``total_ms`` include that work).
+        ``publish(name, message)``, when given, is called for each message as soon as it is built:
+        the labels as soon as the engine has them (before it computes the other images), then the
+        other images, then the stats (whose ``publish_ms``/``total_ms`` include that work).
         Raises :class:`ImageConversionError` for a frame that cannot be read and
         :class:`InferenceError` when the engine fails; nothing is built or published then.
         """
@@ -219,24 +220,34 @@ class FrameProcessor:
         t0 = time.perf_counter()
         frame = self.convert(msg)
         t1 = time.perf_counter()
+        messages: dict[str, Any] = {}
+        early_ms = [0.0]
+
+        def publish_labels(labels: np.ndarray) -> None:  # while the engine still computes the rest
+            t = time.perf_counter()
+            messages["labels"] = self.buffers["labels"].fill(labels, FIXED_ENCODINGS["labels"], msg.header)
+            publish("labels", messages["labels"])
+            early_ms[0] = (time.perf_counter() - t) * 1e3
+
         try:
             result = self.segmenter(
                 frame.image, color_order=frame.color_order, outputs=segmenter_outputs(wanted),
                 resolution=self.output_resolution, alpha=self.overlay_alpha, upsample=self.upsample,
                 out=self._message_arrays(wanted, frame.image.shape[:2]),
+                on_labels=publish_labels if publish is not None and "labels" in wanted else None,
             )
         except RuntimeError as exc:  # e.g. CUDA out of memory: the caller counts it and keeps serving
             raise InferenceError(f"inference failed: {exc}") from exc
         t2 = time.perf_counter()
-        messages: dict[str, Any] = {}
         for name in IMAGE_OUTPUTS:
-            if name in wanted:
+            if name in wanted and name not in messages:
                 encoding = FIXED_ENCODINGS.get(name, frame.overlay_encoding)
                 messages[name] = self.buffers[name].fill(getattr(result, name), encoding, msg.header)
                 if publish is not None:
                     publish(name, messages[name])
         t3 = time.perf_counter()
-        timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "publish": (t3 - t2) * 1e3}
+        timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "publish": (t3 - t2) * 1e3 + early_ms[0]}
+        timings["postprocess"] -= early_ms[0]  # the labels' publishing happened within the engine call
         height, width = frame.image.shape[:2]
         if "stats" in wanted:
             messages["stats"] = self._stats(msg.header, (width, height), result.labels, timings, counts, t0)
