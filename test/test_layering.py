@@ -13,6 +13,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "esnet_ros"
 LAYERS = ("core", "inference", "data", "training", "ros", "cli")
@@ -232,3 +234,33 @@ def test_public_api_resolves():
 
     for name in esnet_ros.__all__:
         assert getattr(esnet_ros, name) is not None, name
+
+
+@pytest.mark.ros
+def test_every_module_imports():
+    """All modules, the ros layer too, import where ROS is installed (a module moved away breaks here)."""
+    names = [n for n in package_modules() if not n.endswith(".__main__")]
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('imported', len(sys.argv) - 1)"
+    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"imported {len(names)}" in out.stdout
+
+
+@pytest.mark.ros
+def test_every_internal_import_resolves():
+    """Function-local imports too (they run only on some paths): each ``from esnet_ros.x import y`` names a
+    module and a name that exist."""
+    import importlib
+    import importlib.util
+
+    missing = []
+    for name, path in package_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("esnet_ros") and not node.level):
+                continue
+            if node.module.startswith("esnet_ros.msg"):
+                continue
+            module = importlib.import_module(node.module)
+            missing += [f"{name}: {node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)
+                        and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert missing == []

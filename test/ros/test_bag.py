@@ -407,3 +407,16 @@ def test_evaluate_on_a_recording_equals_evaluate_on_the_same_images(tmp_path):
         from esnet_ros.cli.evaluate import run
 
         run(argparse.Namespace(data=None, bag=None))
+
+
+def test_bag_benchmark_runs_and_reports_its_figures(tmp_path):
+    """`esnet bag --bench` runs (how fast is the benchmark's business, not the test's)."""
+    from esnet_ros.cli import main
+
+    assert main(["bag", "--bench", "--bench-size", f"{W}x{H}", "--bench-frames", "4", "--outputs", "labels,stats",
+                 "--weights", str(REFERENCE), "--input-size", f"{NET_W}x{NET_H}", "--device", "cpu",
+                 "--json", str(tmp_path / "bench.json")]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert (report["camera_size"], report["network_size"], report["frames"]) == (f"{W}x{H}", f"{NET_W}x{NET_H}", 4)
+    assert report["model_fps"] > 0 and report["bag_fps"] > 0 and report["recipe_fps"] > 0
+    assert report["ratio"] == pytest.approx(report["bag_fps"] / report["model_fps"], rel=0.02)

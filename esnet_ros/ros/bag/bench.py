@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from esnet_ros.core.summary import summarize
 from esnet_ros.data.synth import scene_pairs
+from esnet_ros.inference.benchmark import time_call
 from esnet_ros.ros.bag.job import BagJob
 from esnet_ros.ros.bag.pipeline import segment_bag
 from esnet_ros.ros.bag.record import IMAGE_TOPIC, image_message
 from esnet_ros.ros.bag.writer import BagOutput, typestore
-from esnet_ros.ros.bench import summarize, time_call
 
 __all__ = ["bench_bag", "model_fps"]
 
