@@ -46,7 +46,7 @@ from esnet_ros.ros.harness import (
     network_input_size,
     node_argv,
 )
-from esnet_ros.ros.monitor import Monitor, drain_and_count, message_array
+from esnet_ros.ros.monitor import Monitor, close_run, drain_and_count, message_array
 from esnet_ros.ros.pictures import save_png, side_by_side, visible_classes
 
 __all__ = ["DemoOptions", "run_demo", "print_summary"]
@@ -190,12 +190,7 @@ def _run(options: DemoOptions, weights, size, meta, labels, out: pathlib.Path) -
             child.stop()
         return 1
     finally:
-        for child in children:
-            if child.alive():
-                child.stop()
-        if monitor is not None:
-            monitor.destroy()
-        context.try_shutdown()
+        close_run(children, monitor, context)
     print_summary(summary)
     return 0
 

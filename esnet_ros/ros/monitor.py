@@ -21,7 +21,7 @@ import numpy as np
 from esnet_ros.ros.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child
 from esnet_ros.ros.images import ImageConversionError, image_to_numpy, to_color_input
 
-__all__ = ["Monitor", "message_array", "drain_and_count"]
+__all__ = ["Monitor", "message_array", "drain_and_count", "close_run"]
 
 log = logging.getLogger(__name__)
 
@@ -292,3 +292,13 @@ def drain_and_count(monitor: Monitor, timeout_s: float = 10.0) -> tuple[dict[str
     counters = monitor.counters()
     return counters, settled()
 
+
+def close_run(children: list, monitor: Monitor | None, context) -> None:
+    """The end of a demo or soak run, whatever happened: stop the children still alive, drop the monitor,
+    shut the rclpy context down."""
+    for child in children:
+        if child.alive():
+            child.stop()
+    if monitor is not None:
+        monitor.destroy()
+    context.try_shutdown()

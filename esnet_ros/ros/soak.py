@@ -43,7 +43,7 @@ from esnet_ros.ros.harness import (
     network_input_size,
     node_argv,
 )
-from esnet_ros.ros.monitor import Monitor, drain_and_count
+from esnet_ros.ros.monitor import Monitor, close_run, drain_and_count
 
 __all__ = ["SoakOptions", "rss_growth", "soak", "print_report"]
 
@@ -146,12 +146,7 @@ def soak(options: SoakOptions) -> dict[str, Any]:
     except DemoError as exc:
         failure = str(exc)
     finally:
-        for child in children:
-            if child.alive():
-                child.stop()
-        if monitor is not None:
-            monitor.destroy()
-        context.try_shutdown()
+        close_run(children, monitor, context)
     return _judge(options, report, samples, warmup_s, children[1] if len(children) > 1 else None, failure)
 
 
