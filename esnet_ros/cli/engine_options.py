@@ -11,7 +11,7 @@ import argparse
 
 from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.core.model import parse_size
-from esnet_ros.inference.backends import BACKENDS, PRECISIONS
+from esnet_ros.inference.devices import BACKENDS, PRECISIONS
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES, Segmenter
 
 __all__ = ["ENGINE_DEFAULTS", "add_engine_arguments", "build_segmenter"]

@@ -40,32 +40,17 @@ import torch
 from esnet_ros.inference import openvino_backend
 from esnet_ros.inference.backend_base import Backend, cache_dir, weights_digest
 from esnet_ros.inference.devices import (
-    BACKENDS,
-    DEVICE_HELP,
-    PRECISIONS,
-    onnxruntime_providers,
-    resolve_backend,
     resolve_choice,
-    resolve_device,
-    resolve_precision,
     thread_count,
 )
 
 __all__ = [
-    "BACKENDS",
-    "PRECISIONS",
-    "DEVICE_HELP",
     "Backend",
     "TorchBackend",
     "OnnxRuntimeBackend",
     "create_backend",
-    "resolve_backend",
-    "resolve_choice",
-    "resolve_device",
-    "resolve_precision",
     "cache_dir",
     "cached_onnx",
-    "onnxruntime_providers",
 ]
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,8 @@ from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta
 from esnet_ros.core.model import check_input_size
-from esnet_ros.inference.backends import create_backend, resolve_device, resolve_precision
+from esnet_ros.inference.backends import create_backend
+from esnet_ros.inference.devices import resolve_device, resolve_precision
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
@@ -142,7 +143,7 @@ class Segmenter:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fp16 on CUDA; on the CPU bf16 with OpenVINO on AMX/AVX512-BF16, else fp32),
             ``fp32``, ``fp16`` (CUDA only), ``bf16`` (OpenVINO) or ``int8``.
-        backend: see :data:`esnet_ros.inference.backends.BACKENDS`.
+        backend: see :data:`esnet_ros.inference.devices.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
             checkpoint was trained at (``ModelMeta.input_size``), or a fixed-size ONNX file's.
         labels: class list overriding the checkpoint's (needed for metadata-less custom weights).

@@ -37,7 +37,6 @@ from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, ene
 from esnet_ros.data.transforms import eval_transforms, train_transforms
 from esnet_ros.core.labels import LabelSet, cityscapes, load_labels_yaml
 from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
-from esnet_ros.training.loop import evaluate, train_one_epoch, upsample_argmax
 from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
 from esnet_ros.core.model import ESNet, parse_size
@@ -46,20 +45,11 @@ __all__ = [
     "main",
     "build_dataset",
     "build_labels",
-    "train_one_epoch",
-    "evaluate",
-    "upsample_argmax",
     "build_loaders",
     "build_model",
-    "parse_size",
 ]
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,14 +8,8 @@ import torch
 
 from esnet_ros.inference import backends as backends
 from esnet_ros.inference import devices as devices
-from esnet_ros.inference.backends import (
-    BACKENDS,
-    OnnxRuntimeBackend,
-    TorchBackend,
-    create_backend,
-    resolve_backend,
-    resolve_precision,
-)
+from esnet_ros.inference.backends import OnnxRuntimeBackend, TorchBackend, create_backend
+from esnet_ros.inference.devices import BACKENDS, resolve_backend, resolve_precision
 from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.inference.segmenter import Segmenter
 
@@ -89,7 +83,7 @@ def test_int8_without_an_int8_model_names_the_fix(reference, cache):
         create_backend("onnxruntime", model, meta, CPU, "int8", (W, H))
 
 
-@pytest.mark.skipif(not backends.onnxruntime_providers(), reason="onnxruntime not installed")
+@pytest.mark.skipif(not devices.onnxruntime_providers(), reason="onnxruntime not installed")
 def test_onnxruntime_backend_exports_once_and_matches_torch(reference, cache, reference_checkpoint):
     model, meta = reference
     be = create_backend("onnxruntime", model, meta, CPU, "fp32", (W, H))
@@ -112,7 +106,7 @@ def test_onnxruntime_backend_exports_once_and_matches_torch(reference, cache, re
         assert (out2 - model(torch.zeros_like(x))).abs().max().item() < 1e-4
 
 
-@pytest.mark.skipif(not backends.onnxruntime_providers(), reason="onnxruntime not installed")
+@pytest.mark.skipif(not devices.onnxruntime_providers(), reason="onnxruntime not installed")
 def test_segmenter_with_onnxruntime_equals_torch(reference, cache):
     img = np.random.default_rng(2).integers(0, 256, (72, 136, 3), dtype=np.uint8)
     outs = ("labels", "confidence", "color", "overlay")
@@ -147,7 +141,7 @@ def test_cuda_graph_fp16_and_fp32_match_eager(reference, reference_checkpoint):
 
 @pytest.mark.cuda
 def test_onnxruntime_cuda_io_binding(reference, cache):
-    if "CUDAExecutionProvider" not in backends.onnxruntime_providers():
+    if "CUDAExecutionProvider" not in devices.onnxruntime_providers():
         pytest.skip("onnxruntime-gpu is not installed")
     model, meta = reference
     dev = torch.device("cuda", 0)

@@ -13,7 +13,8 @@ from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.data.synth import label_ids_to_train_ids
 from esnet_ros.data.synth.writer import scene_pairs
 from esnet_ros.inference import devices
-from esnet_ros.inference.backends import create_backend, resolve_backend, resolve_choice
+from esnet_ros.inference.backends import create_backend
+from esnet_ros.inference.devices import resolve_backend, resolve_choice
 from esnet_ros.inference.devices import resolve_precision
 from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
