@@ -43,7 +43,7 @@ def build_segmenter(args: argparse.Namespace) -> Segmenter:
     """The engine, built from the options as the node builds it from its parameters."""
     if args.num_threads < 0:
         raise ValueError(f"--num-threads {args.num_threads} must be >= 0 (0: all cores)")
-    labels = load_labels_yaml(args.labels) if getattr(args, "labels", None) else None
+    labels = load_labels_yaml(args.labels) if args.labels else None
     size = parse_size(args.input_size) if args.input_size else None
     return Segmenter(args.weights or None, device=args.device, backend=args.backend, precision=args.precision,
                      num_threads=args.num_threads, input_size=size, labels=labels)
