@@ -388,13 +388,7 @@ def _spin(node: SegmentationNode) -> None:
             node.get_logger().error(
                 "autostart: the node stays unconfigured; fix the parameters, then "
                 f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`")
-        try:
-            executor.spin()
-        except RCLError:
-            if node.context.ok():
-                raise
-            # SIGINT/SIGTERM shut the context down while the executor built its wait set
-            # (an rclpy race that raises RCLError instead of ExternalShutdownException)
+        executor.spin()
     finally:
         node.stop()
         executor.shutdown(timeout_sec=0.5)
@@ -435,6 +429,9 @@ def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
                 code = _run()
             except (KeyboardInterrupt, ExternalShutdownException):
                 pass  # handled here, so that no traceback keeps the node (and its context) alive
+            except RCLError:  # SIGINT/SIGTERM shut the context down while rcl was in use (building the
+                if init.context.ok():  # node, or the executor's wait set): a shutdown, not an error
+                    raise
         gc.collect()  # the node's handles keep the context in use until they are freed
         init.context.destroy()  # finalizes the participant: DDS announces that it left
     except (KeyboardInterrupt, ExternalShutdownException):
