@@ -121,7 +121,8 @@ def _print_model(r: dict[str, Any]) -> None:
     print(f"model {r['backend']:<12} {r['variant']:<32} {r['precision']:<5} {r['size']:>9}  "
           f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
           f"{r['fps']:8.2f} FPS  cpu {r['cpu_median_ms']:8.2f} ms"
-          + (f"  x{r['speedup_vs_eager']} (cpu x{r.get('cpu_speedup_vs_eager')})" if "speedup_vs_eager" in r else ""),
+          + (f"  x{r['speedup_vs_eager']} (cpu x{r.get('cpu_speedup_vs_eager')})" if "speedup_vs_eager" in r else "")
+          + (f"  [labels out; ending in logits: {r['logits_median_ms']:.2f} ms]" if "logits_median_ms" in r else ""),
           flush=True)
 
 

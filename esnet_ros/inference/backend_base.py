@@ -12,6 +12,7 @@ import hashlib
 import os
 import pathlib
 
+import numpy as np
 import torch
 
 __all__ = ["Backend", "CACHE_ENV", "cache_dir", "weights_digest", "file_digest"]
@@ -21,9 +22,14 @@ CACHE_ENV = "ESNET_ROS_CACHE"
 
 class Backend:
     """Interface: ``backend(x) -> logits``; ``name``, ``device``, ``precision`` describe it,
-    ``variant`` says what was applied (e.g. ``folded+channels_last+cuda_graph``)."""
+    ``variant`` says what was applied (e.g. ``folded+channels_last+cuda_graph``).
+
+    A backend with ``fused_head`` also offers :meth:`labels`: the argmax (and confidence) computed
+    inside its own graph, so the logits never leave it (the engine uses it for ``upsample="nearest"``).
+    """
 
     name = "base"
+    fused_head = False
 
     def __init__(self, device: torch.device, precision: str) -> None:
         self.device = device
@@ -33,6 +39,10 @@ class Backend:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def labels(self, x: torch.Tensor, confidence: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(labels, confidence or None)`` as ``(H,W)`` uint8 maps at network resolution (``fused_head`` only)."""
+        raise NotImplementedError(f"backend {self.name} has no fused head; call it for logits")
 
     def release(self) -> None:
         """Free device memory held by the backend."""

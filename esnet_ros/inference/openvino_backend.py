@@ -10,17 +10,24 @@ cache, or the user's ``.onnx``).  Precisions:
   source and preprocessing as ``esnet export --int8``, :mod:`esnet_ros.inference.quantize`), or an int8
   QDQ ``.onnx`` from ``esnet export --int8`` run as is.  Layers NNCF leaves unquantized run in fp32.
 
-Logits come back NCHW by default.  ``logits_layout="nhwc"`` returns them channels-last (a ``(1,C,H,W)``
-view of a ``(1,H,W,C)`` buffer) instead: OpenVINO's final reorder from its blocked layout to NCHW costs
-15 ms at 1024x512 (bf16 70 -> 55 ms, int8 50 -> 36 ms model-only), but the engine's argmax over
-channels-last logits is slower (19 ms vs 4 ms for labels, 37 ms vs 8 ms with confidence), so NCHW is
-faster end to end today.
+Heads (:data:`HEADS`): one compiled model per kind of output, sharing one input buffer.
+
+- ``labels`` and ``labels+confidence`` (what the engine runs for ``upsample="nearest"``): the argmax
+  (a TopK over the channels) and the max softmax (``round(255 / sum exp(l - max))``) are part of the
+  graph, so OpenVINO computes them in its blocked layout and returns ``(H,W)`` uint8 maps.  That skips
+  the reorder of the 19-channel logits from OpenVINO's blocked layout to NCHW, which is memory-bound
+  (15 ms at 1024x512): model + argmax bf16 72.8 -> 52.6 ms, int8 50.5 -> 31.8 ms at 1024x512, and the
+  confidence adds 7 ms there (1.6 ms at 512x256); see docs/speed.md.
+- ``logits`` (``upsample="bilinear"``, which needs the logits): NCHW by default, or channels-last with
+  ``logits_layout="nhwc"`` (a ``(1,C,H,W)`` view of a ``(1,H,W,C)`` buffer).
+
+Each head compiles in ~0.2 s, the first time it is used (the label heads at construction).
 
 Compiled models are cached on disk (``export_model``/``import_model``) under
-``<cache>/openvino/esnet-<onnx digest>-<W>x<H>-<precision>[-cal<digest>]-<DEVICE>-ov<version>.blob``
+``<cache>/openvino/esnet-<onnx digest>-<W>x<H>-<precision>[-cal<digest>][-nhwc]-<head>-<DEVICE>-ov<version>.blob``
 with a SHA-256 beside each blob; a blob whose checksum does not match (or that OpenVINO cannot import)
-is rebuilt, never trusted.  For int8 the cache also saves the NNCF calibration, so a restart neither
-quantizes nor compiles again.
+is rebuilt, never trusted.  For int8 the blobs hold the NNCF calibration, so a restart neither
+quantizes nor compiles again (a missing head quantizes once more).
 
 Threads: ``num_threads`` (0 = every core) sets ``INFERENCE_NUM_THREADS``; threads are not pinned to
 cores (``ENABLE_CPU_PINNING=False``: on a shared robot CPU pinned threads wait for a busy core instead
@@ -38,18 +45,22 @@ import os
 import pathlib
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from esnet_ros.core.image_files import calibration_images
 from esnet_ros.inference.backend_base import Backend, cache_dir, file_digest
 from esnet_ros.inference.devices import openvino_version, thread_count
 
-__all__ = ["OpenVinoBackend", "CALIBRATION_IMAGES", "calibration_digest", "quantize_int8"]
+__all__ = ["OpenVinoBackend", "CALIBRATION_IMAGES", "HEADS", "calibration_digest", "quantize_int8", "with_head"]
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_IMAGES = 32
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what NNCF left unquantized runs in f32
+#: the outputs a compiled model can end in (see the module docstring)
+HEADS = ("logits", "labels", "labels+confidence")
+_HEAD_TAGS = {"logits": "logits", "labels": "labels", "labels+confidence": "labelsconf"}
 
 
 def calibration_digest(files: list[pathlib.Path]) -> str:
@@ -79,6 +90,21 @@ def _is_quantized(model: Any) -> bool:
     return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
+class _Compiled:
+    """One compiled head: its infer request, reading the backend's shared input array."""
+
+    def __init__(self, compiled: Any, cache_hit: bool, blob: pathlib.Path, shared_input: np.ndarray) -> None:
+        import openvino as ov
+
+        self.compiled, self.cache_hit, self.blob = compiled, cache_hit, blob
+        self.request = compiled.create_infer_request()
+        self.request.set_input_tensor(ov.Tensor(shared_input, shared_memory=True))
+
+    def outputs(self) -> list[np.ndarray]:
+        self.request.infer()
+        return [self.request.get_output_tensor(i).data for i in range(len(self.compiled.outputs))]
+
+
 class OpenVinoBackend(Backend):
     """An ONNX model compiled by OpenVINO.
 
@@ -94,9 +120,13 @@ class OpenVinoBackend(Backend):
         calibration_dir: images for int8 calibration (searched recursively, like ``esnet export --int8``).
         calibration_images: how many of them (spread evenly over the sorted list).
         logits_layout: ``nchw`` (default) or ``nhwc`` (channels-last logits, see the module docstring).
+
+    ``backend(x)`` returns the logits; :meth:`labels` the argmax (and confidence) computed in the graph.
+    ``blob``/``cache_hit`` describe the ``labels`` head; ``blobs`` lists every head compiled so far.
     """
 
     name = "openvino"
+    fused_head = True
 
     def __init__(
         self,
@@ -126,14 +156,17 @@ class OpenVinoBackend(Backend):
             raise ValueError(f"logits_layout={logits_layout!r} must be one of: nchw, nhwc")
         self.calibration = self._calibration_files(calibration_dir, calibration_images) if precision == "int8" else None
         self.config = self._config(num_threads)
-        self.blob = self._blob_path(cache)
-        self.compiled, self.cache_hit = self._load_or_compile()
-        self.request = self.compiled.create_infer_request()
-        self._in = torch.from_numpy(self.request.get_input_tensor(0).data)
-        out = torch.from_numpy(self.request.get_output_tensor(0).data)
-        nhwc = self.logits_layout == "nhwc"
-        self._out = out.permute(0, 3, 1, 2) if nhwc else out  # (1,C,H,W); channels-last strides for nhwc
-        self.variant = f"{self.ov_device} {precision}" + (" nhwc" if nhwc else "")
+        self._folder = cache_dir(cache) / "openvino"
+        self._folder.mkdir(parents=True, exist_ok=True)
+        w, h = self.input_size
+        self._in_np = np.zeros((1, 3, h, w), np.float32)  # every head's input tensor
+        self._in = torch.from_numpy(self._in_np)
+        self._model: Any = None  # the network read (and quantized) once, for the heads compiled here
+        self._heads: dict[str, _Compiled] = {}
+        labels = self._head("labels")
+        self._head("labels+confidence")
+        self.blob, self.cache_hit = labels.blob, labels.cache_hit
+        self.variant = f"{self.ov_device} {precision}" + (" nhwc" if self.logits_layout == "nhwc" else "")
         log.info("openvino %s on %s (%s), compiled model %s (%s)", ov.__version__, self.ov_device, precision,
                  self.blob.name, "cache hit" if self.cache_hit else "compiled now")
 
@@ -167,20 +200,22 @@ class OpenVinoBackend(Backend):
             )
         return config
 
-    def _blob_path(self, cache: str | os.PathLike | None) -> pathlib.Path:
+    @property
+    def blobs(self) -> dict[str, pathlib.Path]:
+        """The cache file of each head compiled so far."""
+        return {name: head.blob for name, head in self._heads.items()}
+
+    def _blob_path(self, head: str) -> pathlib.Path:
         w, h = self.input_size
         cal = f"-cal{calibration_digest(self.calibration)}" if self.calibration else ""
-        layout = "-nhwc" if self.logits_layout == "nhwc" else ""
-        name = (f"esnet-{file_digest(self.path)}-{w}x{h}-{self.precision}{cal}{layout}-{self.ov_device}"
-                f"-ov{openvino_version()}.blob")
-        folder = cache_dir(cache) / "openvino"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / name
+        layout = "-nhwc" if self.logits_layout == "nhwc" and head == "logits" else ""
+        return self._folder / (f"esnet-{file_digest(self.path)}-{w}x{h}-{self.precision}{cal}{layout}-{_HEAD_TAGS[head]}"
+                               f"-{self.ov_device}-ov{openvino_version()}.blob")
 
     def _read_model(self) -> Any:
-        """The ONNX model at the fixed input size, quantized for int8, with the chosen logits layout."""
-        from openvino.preprocess import PrePostProcessor
-
+        """The ONNX model at the fixed input size, quantized for int8 (once per backend)."""
+        if self._model is not None:
+            return self._model
         w, h = self.input_size
         model = self.core.read_model(str(self.path))
         if model.input(0).get_partial_shape().is_dynamic:
@@ -200,40 +235,50 @@ class OpenVinoBackend(Backend):
             model = quantize_int8(model, self.meta, self.calibration, self.input_size)
         elif quantized and self.precision != "int8":
             log.warning("%s is int8-quantized: it runs in int8 whatever precision=%s says", self.path, self.precision)
-        if self.logits_layout == "nchw":
-            return model
-        ppp = PrePostProcessor(model)
-        ppp.output(0).tensor().set_layout(ov_layout("NHWC"))
-        ppp.output(0).model().set_layout(ov_layout("NCHW"))
-        return ppp.build()
+        self._model = model
+        return model
 
-    def _load_or_compile(self) -> tuple[Any, bool]:
-        """Import the cached compiled model when its checksum holds; else compile and cache it."""
-        digest = self.blob.with_suffix(".sha256")
-        if self.blob.is_file() and digest.is_file():
-            data = self.blob.read_bytes()
-            if hashlib.sha256(data).hexdigest() == digest.read_text().strip():
-                try:
-                    return self.core.import_model(data, self.ov_device, self.config), True
-                except RuntimeError as exc:
-                    log.warning("cannot import the cached compiled model %s (%s); rebuilding it", self.blob, exc)
-            else:
-                log.warning("the cached compiled model %s is corrupt (checksum mismatch); rebuilding it", self.blob)
-        compiled = self.core.compile_model(self._read_model(), self.ov_device, self.config)
-        self._store(compiled)
-        return compiled, False
+    def _head(self, head: str) -> _Compiled:
+        """The compiled model ending in ``head``: from the cache when its checksum holds, else compiled now."""
+        compiled = self._heads.get(head)
+        if compiled is None:
+            blob = self._blob_path(head)
+            model = self._import(blob)
+            hit = model is not None
+            if not hit:
+                model = self.core.compile_model(with_head(self._read_model(), head, self.logits_layout),
+                                                self.ov_device, self.config)
+                self._store(model, blob)
+            compiled = self._heads[head] = _Compiled(model, hit, blob, self._in_np)
+        return compiled
 
-    def _store(self, compiled: Any) -> None:
+    def _import(self, blob: pathlib.Path) -> Any:
+        """The cached compiled model at ``blob`` when it exists and its checksum holds (else ``None``)."""
+        digest = blob.with_suffix(".sha256")
+        if not (blob.is_file() and digest.is_file()):
+            return None
+        data = blob.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest.read_text().strip():
+            log.warning("the cached compiled model %s is corrupt (checksum mismatch); rebuilding it", blob)
+            return None
+        try:
+            compiled = self.core.import_model(data, self.ov_device, self.config)
+        except RuntimeError as exc:
+            log.warning("cannot import the cached compiled model %s (%s); rebuilding it", blob, exc)
+            return None
+        return compiled
+
+    def _store(self, compiled: Any, blob: pathlib.Path) -> None:
         """Write the blob and its checksum atomically (a crash never leaves a half blob trusted)."""
         exported = compiled.export_model()
         data = exported.getvalue() if hasattr(exported, "getvalue") else bytes(exported)
-        tmp = self.blob.with_name(f".{self.blob.name}.{os.getpid()}.tmp")
+        tmp = blob.with_name(f".{blob.name}.{os.getpid()}.tmp")
         try:
             tmp.write_bytes(data)
-            os.replace(tmp, self.blob)
-            self.blob.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+            os.replace(tmp, blob)
+            blob.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
         except OSError as exc:  # a read-only cache: run uncached
-            log.warning("cannot write the compiled model cache %s (%s); the next start compiles again", self.blob, exc)
+            log.warning("cannot write the compiled model cache %s (%s); the next start compiles again", blob, exc)
             tmp.unlink(missing_ok=True)
 
     # -- inference ---------------------------------------------------------------------------------
@@ -241,17 +286,52 @@ class OpenVinoBackend(Backend):
     def input_buffer(self, shape: tuple[int, ...]) -> torch.Tensor | None:
         return self._in if tuple(self._in.shape) == tuple(shape) else None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def _set_input(self, x: torch.Tensor) -> None:
         if tuple(x.shape) != tuple(self._in.shape):
             raise ValueError(f"openvino backend compiled for input {tuple(self._in.shape)}, got {tuple(x.shape)}")
         if x.data_ptr() != self._in.data_ptr():
             self._in.copy_(x)
-        self.request.infer()
-        return self._out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self._set_input(x)
+        out = torch.from_numpy(self._head("logits").outputs()[0])
+        return out.permute(0, 3, 1, 2) if self.logits_layout == "nhwc" else out  # (1,C,H,W) either way
+
+    def labels(self, x: torch.Tensor, confidence: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(labels, confidence or None)``: ``(H,W)`` uint8 maps at network resolution, computed in the
+        graph (views of the backend's output buffers: valid until the next call)."""
+        self._set_input(x)
+        outputs = self._head("labels+confidence" if confidence else "labels").outputs()
+        return outputs[0][0, 0], (outputs[1][0, 0] if confidence else None)
 
     def release(self) -> None:
-        self.request = None
-        self.compiled = None
+        self._heads = {}
+        self._model = None
+
+
+def with_head(model: Any, head: str, logits_layout: str = "nchw") -> Any:
+    """``model`` (ending in NCHW logits) ending in ``head`` instead (see :data:`HEADS`)."""
+    if head not in HEADS:
+        raise ValueError(f"head={head!r} must be one of: {', '.join(HEADS)}")
+    if head == "logits":
+        if logits_layout == "nchw":
+            return model
+        from openvino.preprocess import PrePostProcessor
+
+        ppp = PrePostProcessor(model)
+        ppp.output(0).tensor().set_layout(ov_layout("NHWC"))
+        ppp.output(0).model().set_layout(ov_layout("NCHW"))
+        return ppp.build()
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    logits = model.output(0).get_node().input_value(0)
+    top = ops.topk(logits, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i32")
+    outputs = [ops.convert(top.output(1), "u8")]  # (1,1,H,W) class ids
+    if head == "labels+confidence":  # round(255 * max softmax) = round(255 / sum exp(l - max l))
+        total = ops.reduce_sum(ops.exp(ops.subtract(logits, top.output(0))), ops.constant(np.int64([1])), keep_dims=True)
+        outputs.append(ops.convert(ops.round(ops.divide(ops.constant(np.float32(255.0)), total), "half_to_even"), "u8"))
+    return ov.Model([ops.result(o) for o in outputs], model.get_parameters(), f"esnet_{_HEAD_TAGS[head]}")
 
 
 def ov_layout(text: str) -> Any:

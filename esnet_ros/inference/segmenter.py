@@ -45,17 +45,18 @@ from esnet_ros.inference.devices import resolve_device, resolve_precision
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
-    max_softmax,
     blend,
     normalize_into,
     resize_bilinear_planes,
     resize_nearest,
 )
 from esnet_ros.inference.onnx_export import read_onnx_metadata
+from esnet_ros.inference.torch_ops import postprocess_on_device, resize_image
 
 __all__ = [
     "Segmenter",
     "SegmentationResult",
+    "Inferred",
     "OUTPUTS",
     "RESOLUTIONS",
     "UPSAMPLE_MODES",
@@ -193,7 +194,9 @@ class Segmenter:
         self._palette_np = np.ascontiguousarray(self.labels.palette())
         self._palette = torch.from_numpy(self._palette_np).to(self.device)
         self._pinned: torch.Tensor | None = None
+        # one set of buffers per half of a call (Segmenter.infer / finish may run on two threads)
         self._cpu = CpuBuffers() if self.device.type == "cpu" else None
+        self._cpu_finish = CpuBuffers() if self.device.type == "cpu" else None
         log.info(
             "Segmenter: %s backend on %s (%s), network input %dx%d, %d classes (%s)",
             self.backend.name, self.device, self.precision, *self.input_size, self.labels.num_classes, self.labels.name,
@@ -208,7 +211,7 @@ class Segmenter:
         self.backend.release()
         self._pinned = None
         if self._cpu is not None:
-            self._cpu = CpuBuffers()
+            self._cpu, self._cpu_finish = CpuBuffers(), CpuBuffers()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -254,7 +257,6 @@ class Segmenter:
 
     # -- the call -----------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def __call__(
         self,
         image: np.ndarray,
@@ -274,97 +276,128 @@ class Segmenter:
         path computes into it (e.g. a message's buffer), others copy into it; the result holds it.
         ``on_labels(labels)``: with ``labels`` among ``outputs``, called with them as soon as they exist (CPU:
         before the other outputs are computed, e.g. to publish them first; other devices: after all).
+
+        The same as ``finish(infer(image, ...), out, on_labels)``: a pipeline may run :meth:`infer` for
+        the next frame while another thread runs :meth:`finish` for this one.
+        """
+        return self.finish(self.infer(image, color_order, outputs, resolution, alpha, upsample), out, on_labels)
+
+    @torch.inference_mode()
+    def infer(
+        self,
+        image: np.ndarray,
+        color_order: str = "rgb",
+        outputs: Iterable[str] = ("labels",),
+        resolution: str = "input",
+        alpha: float = 0.5,
+        upsample: str = DEFAULT_UPSAMPLE,
+    ) -> "Inferred":
+        """The first half of a call: pre-processing and the network (the arguments of :meth:`__call__`).
+
+        On the CPU it ends with the labels (and confidence) as small arrays of its own, at network
+        resolution (at the output's for ``upsample="bilinear"``); on CUDA it also computes the outputs.
         """
         image = validate_image(image)
-        color_order = _check_choice("color_order", color_order, COLOR_ORDERS)
-        resolution = _check_choice("resolution", resolution, RESOLUTIONS)
-        upsample = _check_choice("upsample", upsample, UPSAMPLE_MODES)
-        wanted = tuple(dict.fromkeys(_check_choice("outputs", o, OUTPUTS) for o in outputs))
-        if not 0.0 <= float(alpha) <= 1.0:
+        post = _Post(
+            wanted=tuple(dict.fromkeys(_check_choice("outputs", o, OUTPUTS) for o in outputs)),
+            resolution=_check_choice("resolution", resolution, RESOLUTIONS),
+            alpha=float(alpha),
+            color_order=_check_choice("color_order", color_order, COLOR_ORDERS),
+            upsample=_check_choice("upsample", upsample, UPSAMPLE_MODES),
+        )
+        if not 0.0 <= post.alpha <= 1.0:
             raise ValueError(f"alpha={alpha} must be within 0..1 (0: input only, 1: mask only)")
-        cuda = self.device.type == "cuda"
+        if self.device.type == "cuda":
+            return self._infer_cuda(image, post)
         t0 = time.perf_counter()
-        if cuda:
-            src = self._upload(image)
-            x = self.preprocess(src, color_order)
-            torch.cuda.synchronize(self.device)
-        else:
-            x = self._preprocess_cpu(image, color_order)
+        x = self._preprocess_cpu(image, post.color_order)
         t1 = time.perf_counter()
-        logits = self.backend(x)
-        if cuda:
-            torch.cuda.synchronize(self.device)
-        t2 = time.perf_counter()
-        post = _Post(wanted, resolution, float(alpha), color_order, upsample, dict(out or {}), on_labels)
-        result = self._postprocess(logits, src, post) if cuda else self._postprocess_cpu(logits, image, post)
-        _deliver(result, post.into)
-        if cuda and on_labels is not None and result.labels is not None:
-            on_labels(result.labels)
-        t3 = time.perf_counter()
-        result.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return result
+        out_hw = tuple(image.shape[:2]) if post.resolution == "input" else self.input_size[::-1]
+        want_conf = "confidence" in post.wanted
+        if self.backend.fused_head and (post.upsample == "nearest" or out_hw == self.input_size[::-1]):
+            labels, conf = self.backend.labels(x, want_conf)  # argmax (and confidence) in the backend's graph
+            labels, conf = labels.copy(), (conf.copy() if want_conf else None)
+            t2 = t3 = time.perf_counter()
+        else:
+            logits = self.backend(x)
+            t2 = time.perf_counter()
+            labels, conf = self._argmax_cpu(logits[0].float(), out_hw, post.upsample, want_conf)
+            t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        return Inferred(image, post, labels, conf, None, timings)
 
-    def _postprocess(self, logits: torch.Tensor, src: torch.Tensor, post: "_Post") -> SegmentationResult:
-        """Device tensors: argmax (after a bilinear upsample of the logits if asked), colors, one copy back."""
-        logits = logits[0]
-        out_hw = tuple(src.shape[:2]) if post.resolution == "input" else tuple(logits.shape[1:])
-        bilinear = post.upsample == "bilinear" and tuple(logits.shape[1:]) != out_hw
-        if bilinear:
-            logits = F.interpolate(logits[None].float(), size=out_hw, mode="bilinear", align_corners=False)[0]
-        device_out: dict[str, torch.Tensor] = {}
-        if "confidence" in post.wanted:
-            # max softmax = 1 / sum(exp(l - max l)), computed in fp32 for stability
-            lf = logits.float()
-            conf = 1.0 / torch.exp(lf - lf.amax(0, keepdim=True)).sum(0)
-            device_out["confidence"] = _resize_nearest(conf.mul(255.0).round_().to(torch.uint8), out_hw)
-        labels = _resize_nearest(logits.argmax(0).to(torch.uint8), out_hw)
-        if "labels" in post.wanted:
-            device_out["labels"] = labels
-        if "color" in post.wanted or "overlay" in post.wanted:
-            color = self._palette[labels.long()]
-            if "color" in post.wanted:
-                device_out["color"] = color
-            if "overlay" in post.wanted:
-                base = src if post.resolution == "input" else _resize_image(src, out_hw)
-                device_out["overlay"] = _blend(base, color, post.alpha, rgb_to_input=post.color_order == "bgr")
-        return SegmentationResult(**_to_host(device_out, self.device))
-
-    def _postprocess_cpu(self, logits: torch.Tensor, image: np.ndarray, post: "_Post") -> SegmentationResult:
-        """CPU: the same outputs as :meth:`_postprocess` without torch's slow strided reductions."""
+    def _argmax_cpu(self, lg: torch.Tensor, out_hw: tuple[int, int], upsample: str,
+                    want_conf: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """CPU logits ``(C,h,w)`` -> new ``(labels, confidence or None)`` arrays (bilinear: at ``out_hw``)."""
         buf = self._cpu
-        lg = logits[0].float()
-        out_hw = tuple(image.shape[:2]) if post.resolution == "input" else tuple(lg.shape[1:])
-        if post.upsample == "bilinear" and tuple(lg.shape[1:]) != out_hw:
+        if upsample == "bilinear" and tuple(lg.shape[1:]) != tuple(out_hw):
             lg = torch.from_numpy(resize_bilinear_planes(lg.contiguous().numpy(), out_hw, buf))
         h, w = lg.shape[1:]
-        want_conf = "confidence" in post.wanted
-        labels_net = buf.array("labels_net", (h, w), np.uint8)
-        conf_net = buf.array("conf_net", (h, w), np.uint8) if want_conf else None
+        labels = np.empty((h, w), np.uint8)
+        conf = np.empty((h, w), np.uint8) if want_conf else None
         if lg.is_contiguous():  # NCHW planes: running max over channels, rows split across threads
-            argmax_channels(lg.numpy(), labels_net, None, buf)  # the confidence after on_labels
+            argmax_channels(lg.numpy(), labels, conf, buf)
         else:  # e.g. channels_last logits: torch reduces over the contiguous channel dim well
-            labels_net[...] = lg.argmax(0).numpy()
+            labels[...] = lg.argmax(0).numpy()
             if want_conf:
-                conf = 1.0 / torch.exp(lg - lg.amax(0, keepdim=True)).sum(0)
-                conf_net[...] = conf.mul(255.0).round_().to(torch.uint8).numpy()
+                conf[...] = (1.0 / torch.exp(lg - lg.amax(0, keepdim=True)).sum(0)).mul(255.0).round_().to(torch.uint8).numpy()
+        return labels, conf
+
+    def _infer_cuda(self, image: np.ndarray, post: "_Post") -> "Inferred":
+        """CUDA: everything on the device, then one packed copy of the requested outputs to the host."""
+        t0 = time.perf_counter()
+        src = self._upload(image)
+        x = self.preprocess(src, post.color_order)
+        torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
+        logits = self.backend(x)
+        torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        host = postprocess_on_device(logits, src, self._palette, wanted=post.wanted, resolution=post.resolution,
+                                     upsample=post.upsample, alpha=post.alpha, color_order=post.color_order)
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                   "postprocess": (time.perf_counter() - t2) * 1e3}
+        return Inferred(image, post, None, None, SegmentationResult(**host), timings)
+
+    def finish(
+        self,
+        inferred: "Inferred",
+        out: Mapping[str, np.ndarray] | None = None,
+        on_labels: Callable[[np.ndarray], None] | None = None,
+    ) -> SegmentationResult:
+        """The second half of a call: the outputs at their size (``out`` and ``on_labels`` as in :meth:`__call__`)."""
+        t0 = time.perf_counter()
+        into = dict(out or {})
+        result = inferred.result if inferred.result is not None else self._finish_cpu(inferred, into, on_labels)
+        _deliver(result, into)
+        if inferred.result is not None and on_labels is not None and result.labels is not None:
+            on_labels(result.labels)
+        timings = dict(inferred.timings_ms)
+        timings["postprocess"] += (time.perf_counter() - t0) * 1e3
+        result.timings_ms = timings
+        return result
+
+    def _finish_cpu(self, inferred: "Inferred", into: dict[str, np.ndarray],
+                    on_labels: Callable[[np.ndarray], None] | None) -> SegmentationResult:
+        """CPU: labels, confidence, color and overlay at the output's size, computed into ``into`` where it fits."""
+        buf, post, image = self._cpu_finish, inferred.post, inferred.image
+        out_hw = tuple(image.shape[:2]) if post.resolution == "input" else self.input_size[::-1]
+        into = {k: v for k, v in into.items() if k in post.wanted and _fits(v, k, out_hw)}
         out: dict[str, np.ndarray] = {}
-        into = {k: v for k, v in post.into.items() if k in post.wanted and _fits(v, k, out_hw)}
-        labels = resize_nearest(labels_net, out_hw, buf, into.get("labels"))
+        labels = resize_nearest(inferred.labels, out_hw, buf, into.get("labels"))
         if "labels" in post.wanted:
             out["labels"] = labels
-            if post.on_labels is not None:
-                post.on_labels(labels)
-        if want_conf and lg.is_contiguous():
-            max_softmax(lg.numpy(), conf_net, buf)
-        if want_conf:
-            out["confidence"] = resize_nearest(conf_net, out_hw, buf, into.get("confidence"))
+            if on_labels is not None:
+                on_labels(labels)
+        if inferred.confidence is not None:
+            out["confidence"] = resize_nearest(inferred.confidence, out_hw, buf, into.get("confidence"))
         if "color" in post.wanted or "overlay" in post.wanted:
-            # palette at network resolution, then the labels' nearest maps: equals palette[labels]
-            color = resize_nearest(np.take(self._palette_np, labels_net, axis=0), out_hw, buf, into.get("color"))
+            # palette at the labels' own size, then the nearest maps: equals palette[labels]
+            color = resize_nearest(np.take(self._palette_np, inferred.labels, axis=0), out_hw, buf, into.get("color"))
             if "color" in post.wanted:
                 out["color"] = color
             if "overlay" in post.wanted:
-                base = image if post.resolution == "input" else _resize_image(torch.from_numpy(image), out_hw).numpy()
+                base = image if post.resolution == "input" else resize_image(torch.from_numpy(image), out_hw).numpy()
                 mask = cv2.cvtColor(color, cv2.COLOR_RGB2BGR) if post.color_order == "bgr" else color
                 out["overlay"] = blend(np.ascontiguousarray(base), mask, post.alpha, buf, into.get("overlay"))
         return SegmentationResult(**out)
@@ -379,8 +412,19 @@ class _Post:
     alpha: float
     color_order: str
     upsample: str
-    into: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    on_labels: Callable[[np.ndarray], None] | None = None
+
+
+@dataclasses.dataclass
+class Inferred:
+    """What :meth:`Segmenter.infer` hands to :meth:`Segmenter.finish`: the image, the call's choices,
+    and the labels/confidence of its own (CPU) or the finished outputs (CUDA)."""
+
+    image: np.ndarray
+    post: _Post
+    labels: np.ndarray | None
+    confidence: np.ndarray | None
+    result: SegmentationResult | None
+    timings_ms: dict[str, float]
 
 
 def _fits(dest: np.ndarray, name: str, hw: tuple[int, ...]) -> bool:
@@ -400,37 +444,3 @@ def _deliver(result: SegmentationResult, into: Mapping[str, np.ndarray]) -> None
                              f"of shape {got.shape}")
         np.copyto(dest, got)
         setattr(result, name, dest)
-
-
-def _resize_nearest(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """(h,w) integer map -> (H,W) by nearest neighbour (labels must never be interpolated)."""
-    if tuple(t.shape) == tuple(hw):
-        return t
-    return F.interpolate(t[None, None].float(), size=hw, mode="nearest")[0, 0].to(t.dtype)
-
-
-def _resize_image(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """(H,W,3) uint8 -> (h,w,3) uint8, bilinear."""
-    x = F.interpolate(img.permute(2, 0, 1)[None].float(), size=hw, mode="bilinear", align_corners=False)
-    return x[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
-
-
-def _blend(base: torch.Tensor, color_rgb: torch.Tensor, alpha: float, rgb_to_input: bool) -> torch.Tensor:
-    """(1-alpha)*base + alpha*color, uint8, with the color mask put in the base's channel order."""
-    color = color_rgb.flip(-1) if rgb_to_input else color_rgb
-    out = torch.lerp(base.float(), color.float(), alpha)
-    return out.round_().to(torch.uint8)
-
-
-def _to_host(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, np.ndarray]:
-    """Bring device tensors to numpy; on CUDA with one packed copy of only the requested outputs."""
-    if device.type != "cuda":
-        return {k: v.contiguous().numpy() for k, v in tensors.items()}
-    flat = torch.cat([v.reshape(-1) for v in tensors.values()])
-    host = flat.cpu().numpy()
-    out, offset = {}, 0
-    for key, v in tensors.items():
-        n = v.numel()
-        out[key] = host[offset : offset + n].reshape(tuple(v.shape))
-        offset += n
-    return out

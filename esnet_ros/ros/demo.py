@@ -46,7 +46,7 @@ from esnet_ros.ros.harness import (
     network_input_size,
     node_argv,
 )
-from esnet_ros.ros.monitor import Monitor, close_run, drain_and_count, message_array
+from esnet_ros.ros.monitor import NODE_STAGES, Monitor, close_run, drain_and_count, message_array
 from esnet_ros.ros.pictures import save_png, side_by_side, visible_classes
 
 __all__ = ["DemoOptions", "run_demo", "print_summary"]
@@ -327,7 +327,7 @@ def _summary(options: DemoOptions, monitor: Monitor, window: _Window, camera_top
         "background_load_cores": options.background_load,
         "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 99)),
         "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90))
-                           for key in ("inference_ms", "total_ms", "age_ms") if monitor.stats},
+                           for key in NODE_STAGES if monitor.stats},
         "label_shapes": sorted(list(s) for s in monitor.label_shapes),
         "miou": quality["miou"],
         "quality": quality,

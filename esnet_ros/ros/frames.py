@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage
 
-from esnet_ros.inference.segmenter import Segmenter
+from esnet_ros.inference.segmenter import Inferred, Segmenter
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
 from esnet_ros.ros.images import (
@@ -52,6 +52,7 @@ __all__ = [
     "IMAGE_OUTPUTS",
     "OUTPUTS",
     "FrameProcessor",
+    "PendingFrame",
     "FrameResult",
     "InferenceError",
     "LabelInfo",
@@ -91,6 +92,19 @@ class FrameResult:
     timings_ms: dict[str, float]
     input_size: tuple[int, int]
     labels: np.ndarray
+
+
+@dataclasses.dataclass
+class PendingFrame:
+    """A frame between :meth:`FrameProcessor.start` and :meth:`FrameProcessor.complete`."""
+
+    msg: Any
+    wanted: tuple[str, ...]
+    counts: tuple[int, int, int]
+    frame: ColorInput
+    inferred: Inferred
+    decode_ms: float
+    work_ms: float  # decode, pre-processing and the network
 
 
 def segmenter_outputs(wanted: tuple[str, ...]) -> tuple[str, ...]:
@@ -167,7 +181,7 @@ class FrameProcessor:
     ``stats.age_ms`` (NaN without it, or for a zero stamp). ``buffers``: one
     :class:`~esnet_ros.ros.images.ImagePublisherBuffer` per image output, reused between frames
     (one copy per output, no allocation); a processor without them makes its own. Either way an
-    Image message stays valid only until the next :meth:`process` call: publish or serialize it first.
+    Image message stays valid only until the next :meth:`process` (or :meth:`complete`) call: publish or serialize it first.
     """
 
     def __init__(
@@ -213,13 +227,31 @@ class FrameProcessor:
         other images, then the stats (whose ``publish_ms``/``total_ms`` include that work).
         Raises :class:`ImageConversionError` for a frame that cannot be read and
         :class:`InferenceError` when the engine fails; nothing is built or published then.
+
+        The same as ``complete(start(msg, wanted, counts), publish)``: a pipeline may :meth:`start`
+        the next frame (decode, network) while another thread completes this one.
         """
+        return self.complete(self.start(msg, wanted, counts), publish=publish)
+
+    def start(self, msg: Any, wanted: tuple[str, ...] = OUTPUTS, counts: tuple[int, int, int] = (0, 0, 0)) -> PendingFrame:
+        """The first half of :meth:`process`: convert the message and run the network (raises as it does)."""
         unknown = [o for o in wanted if o not in OUTPUTS]
         if unknown:
             raise ValueError(f"outputs {unknown} unknown; choose from: {', '.join(OUTPUTS)}")
         t0 = time.perf_counter()
         frame = self.convert(msg)
         t1 = time.perf_counter()
+        try:
+            inferred = self.segmenter.infer(frame.image, color_order=frame.color_order, outputs=segmenter_outputs(wanted),
+                                            resolution=self.output_resolution, alpha=self.overlay_alpha, upsample=self.upsample)
+        except RuntimeError as exc:  # e.g. CUDA out of memory: the caller counts it and keeps serving
+            raise InferenceError(f"inference failed: {exc}") from exc
+        return PendingFrame(msg, tuple(wanted), counts, frame, inferred, (t1 - t0) * 1e3, (time.perf_counter() - t0) * 1e3)
+
+    def complete(self, pending: PendingFrame, publish: Publish | None = None) -> FrameResult:
+        """The second half of :meth:`process`: the outputs at their size, their messages, published as built."""
+        t0 = time.perf_counter()
+        msg, wanted, frame = pending.msg, pending.wanted, pending.frame
         messages: dict[str, Any] = {}
         early_ms = [0.0]
 
@@ -230,13 +262,10 @@ class FrameProcessor:
             early_ms[0] = (time.perf_counter() - t) * 1e3
 
         try:
-            result = self.segmenter(
-                frame.image, color_order=frame.color_order, outputs=segmenter_outputs(wanted),
-                resolution=self.output_resolution, alpha=self.overlay_alpha, upsample=self.upsample,
-                out=self._message_arrays(wanted, frame.image.shape[:2]),
-                on_labels=publish_labels if publish is not None and "labels" in wanted else None,
-            )
-        except RuntimeError as exc:  # e.g. CUDA out of memory: the caller counts it and keeps serving
+            result = self.segmenter.finish(
+                pending.inferred, out=self._message_arrays(wanted, frame.image.shape[:2]),
+                on_labels=publish_labels if publish is not None and "labels" in wanted else None)
+        except RuntimeError as exc:
             raise InferenceError(f"inference failed: {exc}") from exc
         t2 = time.perf_counter()
         for name in IMAGE_OUTPUTS:
@@ -246,14 +275,16 @@ class FrameProcessor:
                 if publish is not None:
                     publish(name, messages[name])
         t3 = time.perf_counter()
-        timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "publish": (t3 - t2) * 1e3 + early_ms[0]}
+        timings = {"decode": pending.decode_ms, **result.timings_ms, "publish": (t3 - t2) * 1e3 + early_ms[0]}
         timings["postprocess"] -= early_ms[0]  # the labels' publishing happened within the engine call
         height, width = frame.image.shape[:2]
+        work_before = pending.work_ms  # the first half's time: a wait between the halves is not work
         if "stats" in wanted:
-            messages["stats"] = self._stats(msg.header, (width, height), result.labels, timings, counts, t0)
+            messages["stats"] = self._stats(msg.header, (width, height), result.labels, timings, pending.counts,
+                                            t0 - work_before / 1e3)
             if publish is not None:
                 publish("stats", messages["stats"])
-        timings["total"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = work_before + (time.perf_counter() - t0) * 1e3
         return FrameResult(messages, timings, (width, height), result.labels)
 
     def _message_arrays(self, wanted: tuple[str, ...], input_hw: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -21,7 +21,10 @@ import numpy as np
 from esnet_ros.ros.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child
 from esnet_ros.ros.images import ImageConversionError, image_to_numpy, to_color_input
 
-__all__ = ["Monitor", "message_array", "drain_and_count", "close_run"]
+__all__ = ["Monitor", "NODE_STAGES", "message_array", "drain_and_count", "close_run"]
+
+#: the stage times of a SegmentationStats message, in pipeline order (reported by demo, soak and bench)
+NODE_STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms", "total_ms", "age_ms")
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ parameter and QoS decision). In short:
   unless ``autostart:=false``; deactivate frees GPU memory, cleanup drops the model.
 - **Latest frame only**: the subscription callback only counts the frame and puts it in a
   one-slot mailbox (a waiting frame it replaces is counted as dropped); a worker thread takes it
-  and runs :class:`esnet_ros.ros.frames.FrameProcessor` (convert, segment, publish), then counts.
-  ``received == processed + dropped + rejected`` up to the one frame in flight.
+  and runs :class:`esnet_ros.ros.frames.FrameProcessor` (convert, network), and a completion thread
+  the outputs, publishing and counting, beside the next frame's network (:mod:`esnet_ros.ros.worker`).
+  ``received == processed + dropped + rejected`` up to the two frames in flight.
 - **Lazy outputs**: an output is computed only while it has a subscriber; with none at all the
   frame is counted (``dropped``, cause ``no_subscriber``) and nothing runs.
 - **Input QoS** ``auto`` matches the camera publishers' reliability (:mod:`esnet_ros.ros.qos`).
@@ -25,7 +26,6 @@ import os
 import pathlib
 import sys
 import threading
-import time
 from typing import Any
 
 import rclpy
@@ -42,11 +42,12 @@ from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.ros.dds import use_large_message_profile
 from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, RosLogHandler, diagnostic_status
 from esnet_ros.ros.frames import (IMAGE_OUTPUTS, OUTPUTS, FrameProcessor, ImageConversionError, InferenceError,
-                                  LatestSlot, class_map_messages)
+                                  PendingFrame, class_map_messages)
 from esnet_ros.ros.images import ImagePublisherBuffer
 from esnet_ros.ros.parameters import (INPUT_PARAMS, MODEL_PARAMS, PARAMETERS, ModelConfig, check_choices,
                                       SIZE_PARAMS, check_model_config, check_size)
 from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
+from esnet_ros.ros.worker import FrameWorker
 
 __all__ = ["SegmentationNode", "main", "NODE_NAME", "PARAMETERS", "REJECT_CAUSES", "WARNING_CAUSES"]
 
@@ -70,15 +71,13 @@ class SegmentationNode(LifecycleNode):
 
         self.accounting = FrameAccounting(self.get_logger())
         self.counters = self.accounting.counters
-        self._slot = LatestSlot()
+        self._frames = FrameWorker(self._start_frame, lambda: float(self._values["max_rate_hz"]))
         self._seg: Segmenter | None = None
         self._next_seg: Segmenter | None = None
         self._model_cfg: ModelConfig | None = None
         self._reload_lock = threading.Lock()
         self._reload_generation = 0
         self._reverting = False
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
         self._input = InputSubscription(self, lambda: self._values, self._on_image)
         self._output_warnings = OutputQosWarnings(self)
         self._pubs: dict[str, Any] = {}
@@ -117,10 +116,7 @@ class SegmentationNode(LifecycleNode):
         with self.counters.lock:
             self.counters.frames_since_activation = 0
         self._publish_class_map()
-        self._stop.clear()
-        self._slot.reopen()
-        self._worker = threading.Thread(target=self._work, name="esnet_worker", daemon=True)
-        self._worker.start()
+        self._frames.run()
         self._input.create()
         self._qos_timer = self.create_timer(QOS_CHECK_PERIOD_S, self._check_input_qos)
         self._state = "active"
@@ -149,17 +145,12 @@ class SegmentationNode(LifecycleNode):
         return super().on_shutdown(state)
 
     def stop(self) -> None:
-        """Stop taking frames and end the worker (at most ~1.5 s); safe to call twice."""
+        """Stop taking frames and end the worker threads (at most ~3 s); safe to call twice."""
         if self._qos_timer is not None:
             self.destroy_timer(self._qos_timer)
             self._qos_timer = None
         self._input.destroy()
-        self._stop.set()
-        self._slot.close()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=1.5)
-        self._worker = None
-        if self._slot.clear():  # the frame that was waiting will never be processed
+        if self._frames.stop():  # the frame that was waiting will never be processed
             with self.counters.lock:
                 self.counters.dropped_superseded += 1
 
@@ -296,30 +287,12 @@ class SegmentationNode(LifecycleNode):
             return
         with counters.lock:
             counters.received += 1
-            if self._slot.put(msg):
+            if self._frames.slot.put(msg):
                 counters.dropped_superseded += 1
-
-    def _work(self) -> None:
-        next_start = 0.0
-        while not self._stop.is_set():
-            rate = float(self._values["max_rate_hz"])
-            wait = next_start - time.monotonic()
-            if rate > 0 and wait > 0 and self._stop.wait(wait):
-                break
-            msg = self._slot.take(timeout=0.5)
-            if msg is None:
-                continue
-            started = time.monotonic()
-            try:
-                self._process(msg)
-            except (RCLError, InvalidHandle) as exc:
-                if self._stop.is_set() or not self.context.ok():
-                    return  # shutting down (SIGINT/SIGTERM ended the context while publishing)
-                self.get_logger().error(f"publishing failed: {exc}")
-            next_start = started + 1.0 / rate if rate > 0 else 0.0
 
     def _current_segmenter(self) -> Segmenter | None:
         if self._next_seg is not None:
+            self._frames.drain()  # the last frame completes with the engine that started it
             old, self._seg, self._next_seg = self._seg, self._next_seg, None
             if old is not None:
                 old.release()
@@ -333,24 +306,45 @@ class SegmentationNode(LifecycleNode):
             overlay_alpha=float(values["overlay_alpha"]), upsample=values["upsample"],
             clock_ns=lambda: self.get_clock().now().nanoseconds, buffers=self._buffers)
 
-    def _process(self, msg: Any) -> None:
-        """Convert, segment, publish, count: one frame, on the worker thread."""
+    def _start_frame(self, msg: Any) -> Any:
+        """Worker thread: convert and run the network; returns the frame's second half (None: nothing left)."""
+        try:
+            return self._begin_frame(msg)
+        except (RCLError, InvalidHandle) as exc:  # rcl calls: subscriber counts, a new engine's class map
+            return self._publishing_failed(exc)
+
+    def _begin_frame(self, msg: Any) -> Any:
         seg = self._current_segmenter()
         wanted = self._wanted_outputs()
         if seg is None or not wanted:  # the last subscriber left while the frame waited
             with self.counters.lock:
                 self.counters.dropped_no_subscriber += 1
-            return
+            return None
         processor = self._processor(seg)
         try:
-            result = processor.process(msg, wanted, self.counters.next_counts(),
-                                       publish=lambda name, out: self._pubs[name].publish(out))
+            pending = processor.start(msg, wanted, self.counters.next_counts())
         except (ImageConversionError, InferenceError) as exc:
             self.accounting.reject(exc.cause, str(exc))
+            return None
+        return lambda: self._complete_frame(processor, pending)
+
+    def _complete_frame(self, processor: FrameProcessor, pending: PendingFrame) -> None:
+        """Completion thread: the outputs at full size, published as they are built, then counted."""
+        msg = pending.msg
+        try:
+            result = processor.complete(pending, publish=lambda name, out: self._pubs[name].publish(out))
+        except InferenceError as exc:
+            self.accounting.reject(exc.cause, str(exc))
             return
+        except (RCLError, InvalidHandle) as exc:
+            return self._publishing_failed(exc)
         self.accounting.check_header(msg.header)
-        self.counters.count_processed(wanted, result.timings_ms["total"], processor.age_ms(msg.header.stamp),
+        self.counters.count_processed(pending.wanted, result.timings_ms["total"], processor.age_ms(msg.header.stamp),
                                       result.timings_ms["inference"])
+
+    def _publishing_failed(self, exc: Exception) -> None:
+        if not self._frames.stopping and self.context.ok():  # else SIGINT/SIGTERM ended the context: quiet
+            self.get_logger().error(f"publishing failed: {exc}")
 
     # -- diagnostics ---------------------------------------------------------------------------------
 

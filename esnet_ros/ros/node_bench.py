@@ -24,10 +24,11 @@ import torch
 
 from esnet_ros.core.summary import summarize
 from esnet_ros.inference.backends import create_backend
-from esnet_ros.inference.benchmark import Entry, bench_input, sync
+from esnet_ros.inference.benchmark import Entry, bench_input, network_call, sync
 from esnet_ros.ros.dds import use_large_message_profile
+from esnet_ros.ros.monitor import NODE_STAGES
 
-__all__ = ["NODE_IMAGE_SIZE", "NODE_STAGES", "node_command", "time_node", "bench_node"]
+__all__ = ["NODE_IMAGE_SIZE", "node_command", "time_node", "bench_node"]
 
 NODE_IMAGE_SIZE = (1280, 720)
 
@@ -43,8 +44,6 @@ def _bench_image(width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(img + noise)
 
 
-#: SegmentationStats fields reported per node entry (``node_stages_ms``)
-NODE_STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms", "total_ms", "age_ms")
 
 
 def node_command(weights: str, backend: str, device: str, precision: str, size: tuple[int, int], ns: str) -> list[str]:
@@ -263,11 +262,11 @@ def bench_node(
     best = min(candidates, key=lambda r: r["median_ms"])
     entry = next(e for e in entries if (e.backend, e.variant, e.precision) == (best["backend"], best["variant"], best["precision"]))
     backend = create_backend(entry.backend, model, meta, device, entry.precision, size, options=entry.options)
-    x = bench_input(backend, size, device)
+    network = network_call(backend, bench_input(backend, size, device))
     try:
         with torch.inference_mode():
             r = time_node(weights, best["node_backend"], str(device), best["precision"], size,
-                          frames=frames, warmup=warmup, paired_model=lambda: (backend(x), sync(device)))
+                          frames=frames, warmup=warmup, paired_model=lambda: (network(), sync(device)))
     finally:
         backend.release()
     r["model_entry_median_ms"] = best["median_ms"]  # the model-only entry, timed before the node

@@ -43,7 +43,7 @@ from esnet_ros.ros.harness import (
     network_input_size,
     node_argv,
 )
-from esnet_ros.ros.monitor import Monitor, close_run, drain_and_count
+from esnet_ros.ros.monitor import NODE_STAGES, Monitor, close_run, drain_and_count
 
 __all__ = ["SoakOptions", "rss_growth", "soak", "print_report"]
 
@@ -186,7 +186,7 @@ def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, sam
         "labels_fps": round(frames / window_s, 2),
         "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 95, 99)),
         "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90, 99))
-                           for key in ("inference_ms", "total_ms", "age_ms")},
+                           for key in NODE_STAGES},
     }
 
 

@@ -228,3 +228,28 @@ def test_cuda_path_equals_cpu_path(reference_checkpoint):
     assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
     half = Segmenter(reference_checkpoint, device="cuda", precision="fp16", input_size=(128, 64))
     assert (half(img, "bgr").labels == a.labels).mean() > 0.98
+
+
+@pytest.mark.parametrize("upsample", UPSAMPLE_MODES)
+def test_two_halves_interleaved_equal_whole_calls(reference_checkpoint, upsample):
+    """A pipeline runs infer() of the next frame before finish() of this one: the halves own their data,
+    so interleaving them gives exactly what whole calls give (into caller buffers too)."""
+    seg = Segmenter(reference_checkpoint, device="cpu", input_size=(128, 64))
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (70, 130, 3), dtype=np.uint8) for _ in range(3)]
+    outs = ("labels", "confidence", "color", "overlay")
+    whole = [seg(f, "bgr", outputs=outs, upsample=upsample) for f in frames]
+    first = seg.infer(frames[0], "bgr", outputs=outs, upsample=upsample)
+    second = seg.infer(frames[1], "bgr", outputs=outs, upsample=upsample)
+    into = {"labels": np.zeros((70, 130), np.uint8), "overlay": np.zeros((70, 130, 3), np.uint8)}
+    seen = []
+    a = seg.finish(first, out=into, on_labels=lambda labels: seen.append(labels.copy()))
+    third = seg.infer(frames[2], "bgr", outputs=outs, upsample=upsample)
+    b, c = seg.finish(second), seg.finish(third)
+    assert a.labels is into["labels"] and a.overlay is into["overlay"]
+    np.testing.assert_array_equal(seen[0], whole[0].labels)
+    for got, want in zip((a, b, c), whole):
+        for name in outs:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert set(got.timings_ms) == {"preprocess", "inference", "postprocess"}
+    assert len({id(r.labels) for r in (a, b, c)}) == 3

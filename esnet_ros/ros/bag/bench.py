@@ -17,7 +17,7 @@ import torch
 
 from esnet_ros.core.summary import summarize
 from esnet_ros.data.synth import scene_pairs
-from esnet_ros.inference.benchmark import time_call
+from esnet_ros.inference.benchmark import network_call, time_call
 from esnet_ros.ros.bag.job import BagJob
 from esnet_ros.ros.bag.pipeline import segment_bag
 from esnet_ros.ros.bag.record import IMAGE_TOPIC, image_message
@@ -49,7 +49,7 @@ def model_fps(segmenter: Any, runs: int, warmup: int = 5) -> dict[str, float]:
         if buf is not None:
             buf.copy_(x)
             x = buf
-        times, _ = time_call(lambda: segmenter.backend(x), segmenter.device, runs, warmup)
+        times, _ = time_call(network_call(segmenter.backend, x), segmenter.device, runs, warmup)
     stats = summarize(times)
     return {"fps": 1e3 / float(np.mean(times)), "median_ms": stats["median_ms"]}
 

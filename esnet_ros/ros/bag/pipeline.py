@@ -1,9 +1,11 @@
 """``esnet bag``'s pipeline: every frame of a recording through the node's recipe, into a new recording.
 
-Three threads overlap the work: a reader (storage read + CDR decode of the input messages), the
-caller's thread running :class:`esnet_ros.ros.frames.FrameProcessor` (conversion, the engine, the
-output messages: the node's recipe, so the messages equal what the node publishes), and a writer
-(CDR encode + storage write, and the video).  Bounded queues between them keep memory flat.
+Four threads overlap the work: a reader (storage read + CDR decode of the input messages), the
+caller's thread running the first half of :class:`esnet_ros.ros.frames.FrameProcessor` (conversion,
+pre-processing, the network), a completion thread running its second half (the outputs at full size
+and their messages: the node's recipe and its two threads, so the messages equal what the node
+publishes), and a writer (CDR encode + storage write, and the video).  Bounded queues between them
+keep memory flat.
 
 Every output message carries the input's header and the input message's log time.  Frames the
 node would reject are skipped and counted by the same causes; damage in the input ends the read
@@ -30,8 +32,9 @@ from esnet_ros.ros.bag.reader import BagInput, TopicInfo, select_image_topic
 from esnet_ros.ros.bag.summary import RunCounters, summarize
 from esnet_ros.ros.bag.video import VideoSink
 from esnet_ros.ros.bag.writer import OUTPUT_TOPICS, BagOutput
-from esnet_ros.ros.frames import FrameProcessor, InferenceError
+from esnet_ros.ros.frames import FrameProcessor, InferenceError, PendingFrame
 from esnet_ros.ros.images import ImageConversionError, compressed_to_color_input, image_to_numpy, to_color_input
+from esnet_ros.ros.worker import CompletionThread
 
 __all__ = ["segment_bag"]
 
@@ -181,40 +184,71 @@ def _rate(times: list[int]) -> float:
 
 def _process_frames(q_in: queue.Queue, writer: _WriterStage, processor: FrameProcessor, wanted: tuple[str, ...],
                     counters: RunCounters, stop: _Stop, tick: Callable[[], None]) -> None:
-    """The caller's thread: convert + segment + build messages, frame by frame, until the end or a stop."""
-    while True:
-        try:
-            item = q_in.get(timeout=_POLL_S)
-        except queue.Empty:
-            if stop.event.is_set():
-                return
-            continue
-        if item is None:
-            return
-        if item[0] == "copy":
-            if not _put(writer.queue, item, stop):
-                return
-            continue
-        if item[0] == "reject":
-            counters.reject(item[1], item[2])
-            tick()
-            continue
-        _, timestamp, msg = item
-        serialized: dict[str, bytes] = {}
-        try:
-            result = processor.process(msg, wanted, counters.counts(),
-                                       publish=lambda name, m: serialized.__setitem__(name, serialize_message(m)))
-        except (ImageConversionError, InferenceError) as exc:
-            counters.reject(exc.cause, str(exc))
-            tick()
-            continue
-        counters.processed(result)
+    """The caller's thread: convert + the network (:meth:`FrameProcessor.start`) of each frame, while a
+    completion thread builds the previous frames' output messages (:meth:`FrameProcessor.complete`) and
+    hands them to the writer, in order, until the end or a stop."""
+    completion = CompletionThread("esnet-bag-outputs", backlog=_QUEUE_FRAMES)
+    started = rejected = 0  # counted here, so that each frame's stats carry what a serial run gives
+
+    def guarded(job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except BaseException as exc:  # reported by segment_bag, like a failure on this thread
+                stop.fail(exc)
+        return run
+
+    def reject(cause: str, text: str) -> None:
+        counters.reject(cause, text)
         tick()
-        video_frame = None
-        if writer.video is not None:
-            video_frame = (msg, _as_bgr(result.messages.get("overlay")), _as_bgr(result.messages.get("color")))
-        if not _put(writer.queue, ("frame", timestamp, serialized, video_frame), stop) or stop.event.is_set():
-            return
+
+    try:
+        while True:
+            try:
+                item = q_in.get(timeout=_POLL_S)
+            except queue.Empty:
+                if stop.event.is_set():
+                    return
+                continue
+            if item is None or stop.event.is_set():
+                return
+            if item[0] == "copy":
+                completion.submit(guarded(lambda item=item: _put(writer.queue, item, stop)))
+                continue
+            if item[0] == "reject":
+                rejected += 1
+                completion.submit(guarded(lambda item=item: reject(item[1], item[2])))
+                continue
+            _, timestamp, msg = item
+            try:
+                pending = processor.start(msg, wanted, (started + 1, 0, rejected))
+            except (ImageConversionError, InferenceError) as exc:
+                rejected += 1
+                completion.submit(guarded(lambda exc=exc: reject(exc.cause, str(exc))))
+                continue
+            started += 1
+            completion.submit(guarded(lambda p=pending, t=timestamp: _complete_frame(p, t, processor, writer, counters,
+                                                                                     stop, tick)))
+    finally:
+        completion.wait()
+
+
+def _complete_frame(pending: PendingFrame, timestamp: int, processor: FrameProcessor, writer: _WriterStage,
+                    counters: RunCounters, stop: _Stop, tick: Callable[[], None]) -> None:
+    """Completion thread: one frame's output messages, serialized, to the writer."""
+    serialized: dict[str, bytes] = {}
+    try:
+        result = processor.complete(pending, publish=lambda name, m: serialized.__setitem__(name, serialize_message(m)))
+    except InferenceError as exc:
+        counters.reject(exc.cause, str(exc))
+        tick()
+        return
+    counters.processed(result)
+    tick()
+    video_frame = None
+    if writer.video is not None:
+        video_frame = (pending.msg, _as_bgr(result.messages.get("overlay")), _as_bgr(result.messages.get("color")))
+    _put(writer.queue, ("frame", timestamp, serialized, video_frame), stop)
 
 
 def _open_output(job: BagJob, bag: BagInput, image: TopicInfo, copies: list[TopicInfo]) -> BagOutput:

@@ -20,7 +20,7 @@ class RunCounters:
     """Frames processed, written and rejected (by the node's causes), stage timings and class pixel sums.
 
     Stages: ``decode``, ``preprocess``, ``inference``, ``postprocess`` (the engine), ``build`` (output
-    messages + CDR, on the inference thread), ``total`` (the node's recipe for the frame, all of the above)
+    messages + CDR, on the completion thread), ``total`` (the node's recipe for the frame, all of the above)
     and ``write`` (storage and video, on the writer thread).
     """
 
