@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also subscribe to color, overlay and confidence while measuring (every output computed)")
     parser.add_argument("--background-load", type=int, default=0, metavar="CORES",
                         help="keep CORES cores busy with CPU hogs while measuring, as on a shared robot CPU (default 0)")
+    parser.add_argument("--int8", action="store_true",
+                        help="run the node in int8 (OpenVINO, NNCF-calibrated once on synthetic scenes written to "
+                             "OUTPUT/calibration; cached for later runs)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter, e.g. --param precision:=int8 --param num_threads:=1 (repeatable)")
     parser.add_argument("--startup-timeout", type=float, default=120.0,
                         help="seconds to wait for the first labels (pool rendering + model loading; default 120)")
 
@@ -45,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, width=args.width, height=args.height, rate_hz=args.rate_hz,
         camera_size=parse_camera_size(args.camera_size), pool_size=args.pool_size, seed=args.seed,
         save_frames=args.save_frames, startup_timeout=args.startup_timeout, all_outputs=args.all_outputs,
-        background_load=args.background_load,
+        background_load=args.background_load, node_params=tuple(args.param), int8=args.int8,
     )
     return run_demo(options)

@@ -11,6 +11,7 @@ import argparse
 
 from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.core.model import parse_size
+from esnet_ros.inference.backends import calibration_options
 from esnet_ros.inference.devices import BACKENDS, PRECISIONS
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES, Segmenter
 
@@ -18,7 +19,7 @@ __all__ = ["ENGINE_DEFAULTS", "add_engine_arguments", "build_segmenter"]
 
 #: option -> default, equal to the node's parameter defaults
 ENGINE_DEFAULTS = {"device": "auto", "backend": "auto", "precision": "auto", "num_threads": 0,
-                   "upsample": DEFAULT_UPSAMPLE}
+                   "upsample": DEFAULT_UPSAMPLE, "int8_calibration_dir": ""}
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -34,6 +35,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
                        help="auto, fp32, fp16 (CUDA), bf16 (OpenVINO) or int8 (explicit only)")
     group.add_argument("--num-threads", type=int, default=ENGINE_DEFAULTS["num_threads"],
                        help="CPU threads for inference (0: all cores)")
+    group.add_argument("--int8-calibration-dir", default=ENGINE_DEFAULTS["int8_calibration_dir"],
+                       help="with --precision int8 --backend openvino: images NNCF calibrates on (once, cached)")
     group.add_argument("--upsample", default=ENGINE_DEFAULTS["upsample"], choices=UPSAMPLE_MODES,
                        help=f"labels to the image's size: nearest (labels) or bilinear (logits); default {DEFAULT_UPSAMPLE}")
     return group
@@ -46,4 +49,5 @@ def build_segmenter(args: argparse.Namespace) -> Segmenter:
     labels = load_labels_yaml(args.labels) if args.labels else None
     size = parse_size(args.input_size) if args.input_size else None
     return Segmenter(args.weights or None, device=args.device, backend=args.backend, precision=args.precision,
-                     num_threads=args.num_threads, input_size=size, labels=labels)
+                     num_threads=args.num_threads, input_size=size, labels=labels,
+                     backend_options=calibration_options(args.backend, args.int8_calibration_dir))

@@ -49,6 +49,7 @@ __all__ = [
     "TorchBackend",
     "OnnxRuntimeBackend",
     "create_backend",
+    "calibration_options",
     "cache_dir",
     "cached_onnx",
 ]
@@ -329,6 +330,25 @@ def _onnx_source(
             f"pass an .onnx file as weights or use backend:=torch"
         )
     return cached_onnx(model, meta, input_size, fp16=cuda_fp16, directory=options.get("cache_dir"))
+
+
+def calibration_options(backend: str, calibration_dir: str | None) -> dict[str, Any]:
+    """Backend options for int8 calibration images (the node's ``int8_calibration_dir``, ``--int8-calibration-dir``).
+
+    OpenVINO quantizes with NNCF on them (once: the result is cached); no other backend calibrates at
+    run time, so naming images for one is refused with the fix.
+    """
+    if not calibration_dir:
+        return {}
+    if str(backend).strip().lower() != "openvino":
+        raise ValueError(
+            f"int8_calibration_dir is used by backend:=openvino (NNCF quantization) only, not backend:={backend}; "
+            f"set backend:=openvino, or clear it and pass an int8 .onnx from `esnet export --int8` as weights")
+    folder = pathlib.Path(calibration_dir).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"int8_calibration_dir {folder} is not a folder; point it at camera-like PNG/JPEG "
+                                f"images (e.g. `esnet synth` output)")
+    return {"calibration_dir": str(folder)}
 
 
 def create_backend(

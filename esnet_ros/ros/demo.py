@@ -75,6 +75,8 @@ class DemoOptions:
     startup_timeout: float = 120.0
     all_outputs: bool = False  # also subscribe to color, overlay and confidence while measuring
     background_load: int = 0  # cores kept busy by CPU hogs while measuring (a shared robot CPU)
+    node_params: tuple[str, ...] = ()  # more node parameters, "name:=value"
+    int8: bool = False  # OpenVINO int8, NNCF-calibrated on synthetic train scenes written to output/calibration
 
     def check(self) -> None:
         """``ValueError`` naming the option and the fix for anything out of range."""
@@ -88,6 +90,10 @@ class DemoOptions:
             raise ValueError(f"--save-frames {self.save_frames} must be >= 0")
         if not 1 <= self.pool_size <= 1000:
             raise ValueError(f"--pool-size {self.pool_size} must be in 1..1000")
+        for param in self.node_params:
+            name, sep, value = param.partition(":=")
+            if not sep or not name.strip() or not value.strip():
+                raise ValueError(f"--param {param!r} must be NAME:=VALUE, e.g. --param precision:=int8")
 
     @property
     def synthetic(self) -> bool:
@@ -135,8 +141,26 @@ def run_demo(options: DemoOptions) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "summary.json"]:
         old.unlink(missing_ok=True)
+    if options.int8:
+        options = dataclasses.replace(options, node_params=_int8_params(out, options) + options.node_params)
     with interruptible():
         return _run(options, weights, size, meta, labels, out)
+
+
+INT8_CALIBRATION_SCENES = 16
+
+
+def _int8_params(out: pathlib.Path, options: DemoOptions) -> tuple[str, ...]:
+    """``--int8``: calibration images (synthetic *train* scenes: not the ones the camera shows) and the node
+    parameters that quantize with them (once: later runs reuse the cached int8 model)."""
+    from esnet_ros.data.synth.writer import write_pairs
+
+    folder = out / "calibration"
+    images = folder / "images" / "train"
+    if len(list(images.glob("*.png"))) != INT8_CALIBRATION_SCENES:
+        print(f"esnet demo: writing {INT8_CALIBRATION_SCENES} calibration scenes for int8 to {folder}", flush=True)
+        write_pairs(folder, INT8_CALIBRATION_SCENES, seed=options.seed + 1, size=options.camera_size, split="train")
+    return ("backend:=openvino", "precision:=int8", f"int8_calibration_dir:={images.resolve()}")
 
 
 def _start_children(options: DemoOptions, weights: pathlib.Path, size, out: pathlib.Path) -> tuple[list[Child], str]:
@@ -150,7 +174,8 @@ def _start_children(options: DemoOptions, weights: pathlib.Path, size, out: path
             out / "logs" / "camera.log"))
     transport = "raw" if options.synthetic else options.camera_transport
     children.append(Child("segmentation node", node_argv(weights=weights, input_size=size, camera_topic=camera_topic,
-                                                         transport=transport), out / "logs" / "node.log"))
+                                                         transport=transport, extra_params=options.node_params),
+                           out / "logs" / "node.log"))
     source = (f"synthetic camera {'x'.join(map(str, options.camera_size))} at {options.rate_hz:g} Hz"
               if options.synthetic else f"camera {camera_topic}")
     print(f"esnet demo: {source} -> segmentation node ({weights.name}, network input {size[0]}x{size[1]}); "

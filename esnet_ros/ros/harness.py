@@ -208,14 +208,16 @@ def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera
 
 
 def network_input_size(weights: str | os.PathLike, width: int | None = None, height: int | None = None):
-    """``((W, H), meta, labels)``: the network input recorded in the checkpoint unless overridden."""
+    """``((W, H), meta, labels)``: the network input recorded in the checkpoint (or a fixed-size
+    ``.onnx`` from ``esnet export``) unless overridden."""
     from esnet_ros.core.checkpoint import load_checkpoint
+    from esnet_ros.inference.onnx_export import read_onnx_metadata
 
     path = pathlib.Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"weights {path} not found; pass --weights PATH to a checkpoint (.safetensors or .pt)")
-    _, meta = load_checkpoint(path, "cpu")
-    size = meta.input_size
+        raise FileNotFoundError(f"weights {path} not found; pass --weights PATH to a checkpoint (.safetensors, .pt or .onnx)")
+    meta = read_onnx_metadata(path) if path.suffix == ".onnx" else load_checkpoint(path, "cpu")[1]
+    size = meta.onnx_input_size or meta.input_size
     w = int(width) if width else size[0]
     h = int(height) if height else size[1]
     for name, v in (("--width", w), ("--height", h)):

@@ -173,7 +173,8 @@ class SegmentationNode(LifecycleNode):
                 f"scenes; it is NOT for real cameras (set weights:=/path/to/model.safetensors)"
             )
         seg = Segmenter(preloaded, device=cfg.device, precision=cfg.precision, backend=cfg.backend,
-                        num_threads=cfg.num_threads, input_size=cfg.input_size, labels=labels)
+                        num_threads=cfg.num_threads, input_size=cfg.input_size, labels=labels,
+                        backend_options=cfg.backend_options())
         source = "from the checkpoint" if cfg.input_size is None else "from parameters input_width/input_height"
         width, height = seg.input_size
         self.get_logger().info(

@@ -15,6 +15,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet, load_labels_yaml
 from esnet_ros.core.model import OUTPUT_STRIDE, nearest_valid_sizes
+from esnet_ros.inference.backends import calibration_options
 from esnet_ros.inference.devices import BACKENDS, PRECISIONS, resolve_device, resolve_precision
 from esnet_ros.inference.onnx_export import read_onnx_metadata
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
@@ -36,7 +37,7 @@ __all__ = [
 
 SIZE_PARAMS = ("input_width", "input_height")
 MODEL_PARAMS = ("weights", "labels_file", "device", "precision", "backend", "num_threads", "input_width",
-                "input_height")
+                "input_height", "int8_calibration_dir")
 INPUT_PARAMS = ("image_topic", "input_transport", "input_qos.reliability", "input_qos.depth")
 #: string parameters with a fixed set of values (their descriptor's ``additional_constraints``)
 CHOICE_PARAMS = ("precision", "output_resolution", "upsample", "input_transport", "input_qos.reliability",
@@ -78,6 +79,10 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         f"Network input width in pixels (the camera image is resized to it); a multiple of 8; {SIZE_HELP} "
         "(set both sizes or neither).")),
     "input_height": (0, _size_descriptor(f"Network input height in pixels; a multiple of 8; {SIZE_HELP}.")),
+    "int8_calibration_dir": ("", descriptor(
+        "precision:=int8 with backend:=openvino: camera-like images (PNG/JPEG, searched recursively) that "
+        "NNCF calibrates on, once (the quantized model is cached). Empty: int8 needs an int8 .onnx from "
+        "`esnet export --int8` as weights.")),
     "output_resolution": ("input", descriptor(
         "Size of labels/color/overlay/confidence: input (the camera's, pixels line up with it) or "
         "network (input_width x input_height, cheaper).", choices=("input", "network"))),
@@ -139,6 +144,7 @@ class ModelConfig:
     num_threads: int
     input_width: int
     input_height: int
+    int8_calibration_dir: str = ""
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -146,6 +152,10 @@ class ModelConfig:
 
     def weights_path(self) -> pathlib.Path:
         return resolve_weights(self.weights)
+
+    def backend_options(self) -> dict[str, Any]:
+        """The Segmenter's ``backend_options`` (int8 calibration images for OpenVINO)."""
+        return calibration_options(self.backend, self.int8_calibration_dir)
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -170,6 +180,7 @@ def check_model_config(cfg: ModelConfig) -> tuple[Any, LabelSet | None]:
         raise ValueError(f"backend={cfg.backend!r} must be one of: {', '.join(BACKENDS)}")
     if cfg.device != "auto" or cfg.precision != "auto":  # auto always resolves (the Segmenter logs its choice)
         resolve_precision(cfg.precision, resolve_device(cfg.device))
+    cfg.backend_options()  # int8 calibration images: an existing folder, for OpenVINO
     labels = load_labels_yaml(cfg.labels_file) if cfg.labels_file else None
     path = cfg.weights_path()
     if not cfg.weights and not path.is_file():

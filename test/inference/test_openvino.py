@@ -14,7 +14,7 @@ from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.data.synth import label_ids_to_train_ids
 from esnet_ros.data.synth.writer import scene_pairs
 from esnet_ros.inference import devices
-from esnet_ros.inference.backends import create_backend
+from esnet_ros.inference.backends import calibration_options, create_backend
 from esnet_ros.inference.devices import resolve_backend, resolve_choice
 from esnet_ros.inference.devices import resolve_precision
 from esnet_ros.inference.segmenter import Segmenter
@@ -103,6 +103,27 @@ def test_int8_calibrated_with_nncf_and_cached(demo, scenes, fp32_torch, cache, c
     # a restart neither quantizes nor compiles again
     again = create_backend("openvino", demo[0], demo[1], CPU, "int8", SIZE, options=options)
     assert again.cache_hit and again.blob == blobs[0] and again._model is None  # nothing read or quantized
+
+
+@pytest.mark.skipif(not HAS_NNCF, reason="nncf not installed (pip install nncf)")
+def test_int8_calibration_dir_reaches_nncf_from_the_engine_options(calibration, cache, tmp_path):
+    """``--int8-calibration-dir`` (the node's ``int8_calibration_dir``): OpenVINO int8 without an exported model."""
+    import argparse
+
+    from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
+
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    args = parser.parse_args(["--device", "cpu", "--backend", "openvino", "--precision", "int8",
+                              "--int8-calibration-dir", str(calibration), "--input-size", "512x256"])
+    seg = build_segmenter(args)
+    assert (seg.backend.name, seg.precision) == ("openvino", "int8") and "-int8-cal" in seg.backend.blob.name
+    with pytest.raises(ValueError, match=r"int8_calibration_dir is used by backend:=openvino .* not backend:=torch; "
+                                         r"set backend:=openvino, or clear it"):
+        calibration_options("torch", str(calibration))
+    with pytest.raises(FileNotFoundError, match="int8_calibration_dir .*missing is not a folder; point it at camera-like"):
+        calibration_options("openvino", str(tmp_path / "missing"))
+    assert calibration_options("openvino", "") == {} == calibration_options("torch", "")
 
 
 def test_compiled_model_cache_is_reused_and_a_corrupt_entry_rebuilt(demo, cache, caplog):

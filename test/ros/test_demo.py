@@ -73,6 +73,11 @@ def test_summary_has_the_figures(demo_run):
     assert s["keeps_up"] == (s["fps"] >= 0.95 * s["camera_fps"])
     # labels arrive at the camera's resolution (the node's default output_resolution=input)
     assert s["label_shapes"] == [[720, 1280]]
+    # every stage of the node's stats, in pipeline order; the stages add up to at most the frame's work
+    stages = s["node_timing_ms"]
+    assert list(stages) == ["decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms", "total_ms",
+                            "age_ms"]
+    assert 0 < stages["inference_ms"]["median"] < stages["total_ms"]["median"] < stages["age_ms"]["median"]
 
 
 @pytest.mark.ros
@@ -153,6 +158,7 @@ def test_real_camera_topic_has_no_miou(tmp_path, reference_checkpoint):
     (["--seconds", "0"], "--seconds 0.0 must be > 0"),
     (["--weights", "/nonexistent/w.safetensors"], "not found"),
     (["--camera", "relative/topic"], "must be an absolute topic name"),
+    (["--param", "precision=int8"], "--param 'precision=int8' must be NAME:=VALUE, e.g. --param precision:=int8"),
 ])
 def test_bad_arguments_are_refused_with_a_reason(args, expected, reference_checkpoint):
     if "--weights" not in args:
