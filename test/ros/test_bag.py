@@ -420,3 +420,7 @@ def test_bag_benchmark_runs_and_reports_its_figures(tmp_path):
     assert (report["camera_size"], report["network_size"], report["frames"]) == (f"{W}x{H}", f"{NET_W}x{NET_H}", 4)
     assert report["model_fps"] > 0 and report["bag_fps"] > 0 and report["recipe_fps"] > 0
     assert report["ratio"] == pytest.approx(report["bag_fps"] / report["model_fps"], rel=0.02)
+    # the CPU-time bound: the network's CPU per frame over the whole run's (more than the network alone)
+    assert 0 < report["model_cpu_ms_per_frame"] < report["bag_cpu_ms_per_frame"] and report["cores"] >= 1
+    assert report["cpu_bound_ratio"] == pytest.approx(
+        report["model_cpu_ms_per_frame"] / report["bag_cpu_ms_per_frame"], rel=0.02)
