@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from esnet_ros.core.sizes import parse_size
 
@@ -159,17 +159,28 @@ class interruptible:
     """Within: SIGINT and SIGTERM raise ``KeyboardInterrupt``, so the children are stopped in order.
 
     (A process started in the background by a non-interactive shell inherits SIGINT ignored.)
+    ``interruptible.signalled`` says whether one arrived: a ``KeyboardInterrupt`` raised while rclpy
+    converts a message (Python called from C++) comes out of ``spin_once`` as pybind11's
+    ``RuntimeError`` instead (see :meth:`esnet_ros.ros.monitor.Monitor.spin`).
     """
+
+    signalled = False
 
     def __enter__(self) -> "interruptible":
         self._saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        interruptible.signalled = False
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    interruptible.signalled = True
+    raise KeyboardInterrupt
 
 
 def indent_log(text: str, prefix: str = "    | ") -> str:

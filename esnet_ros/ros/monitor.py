@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from esnet_ros.ros.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child
+from esnet_ros.ros.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child, interruptible
 from esnet_ros.ros.images import ImageConversionError, image_to_numpy, to_color_input
 
 __all__ = ["Monitor", "NODE_STAGES", "message_array", "drain_and_count", "close_run"]
@@ -216,7 +216,12 @@ class Monitor:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            self.executor.spin_once(timeout_sec=min(left, 0.05))
+            try:
+                self.executor.spin_once(timeout_sec=min(left, 0.05))
+            except RuntimeError:
+                if interruptible.signalled:  # Ctrl-C/SIGTERM during a message's conversion (see interruptible)
+                    raise KeyboardInterrupt from None
+                raise
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, children: Iterable[Child] = ()) -> bool:
         """Spin until ``predicate()``; :class:`DemoError` if a child dies; ``False`` on timeout."""
