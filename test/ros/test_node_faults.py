@@ -332,7 +332,7 @@ def test_incompatible_qos_warns_once_with_the_fix(client, node_process, camera, 
 
 def test_invalid_runtime_parameters_are_refused_and_nothing_changes(client, node_process, camera, outputs):
     names = ("overlay_alpha", "input_transport", "device", "precision", "input_width", "output_qos.reliability",
-             "max_rate_hz", "image_topic")
+             "max_rate_hz", "image_topic", "backend", "int8_calibration_dir")
     before = client.get_parameters(*names)
     reference = assert_serves(node_process, camera, outputs)
     cases = [
@@ -344,6 +344,10 @@ def test_invalid_runtime_parameters_are_refused_and_nothing_changes(client, node
         ({"output_qos.reliability": "best_effort"}, "read-only"),
         ({"max_rate_hz": -1.0}, "max_rate_hz"),
         ({"image_topic": " "}, "image_topic must not be empty"),
+        # int8 calibration images are for OpenVINO's NNCF only, and must exist
+        ({"int8_calibration_dir": str(REPO / "test")}, "int8_calibration_dir is used by backend:=openvino"),
+        ({"int8_calibration_dir": "/nonexistent/calibration", "backend": "openvino", "_atomic": True},
+         "int8_calibration_dir /nonexistent/calibration is not a folder; point it at camera-like PNG/JPEG"),
         ({"input_width": 256, "input_height": 100, "_atomic": True}, "input_height is not a valid step"),
     ]
     mark = node_process.mark()
