@@ -162,6 +162,9 @@ class OpenVinoBackend(Backend):
         self._in_np = np.zeros((1, 3, h, w), np.float32)  # every head's input tensor
         self._in = torch.from_numpy(self._in_np)
         self._model: Any = None  # the network read (and quantized) once, for the heads compiled here
+        cal = f"-cal{calibration_digest(self.calibration)}" if self.calibration else ""
+        # the heads' common cache key: the ONNX file hashed once, not per head
+        self._blob_key = f"esnet-{file_digest(self.path)}-{w}x{h}-{precision}{cal}"
         self._heads: dict[str, _Compiled] = {}
         labels = self._head("labels")
         self._head("labels+confidence")
@@ -206,11 +209,8 @@ class OpenVinoBackend(Backend):
         return {name: head.blob for name, head in self._heads.items()}
 
     def _blob_path(self, head: str) -> pathlib.Path:
-        w, h = self.input_size
-        cal = f"-cal{calibration_digest(self.calibration)}" if self.calibration else ""
         layout = "-nhwc" if self.logits_layout == "nhwc" and head == "logits" else ""
-        return self._folder / (f"esnet-{file_digest(self.path)}-{w}x{h}-{self.precision}{cal}{layout}-{_HEAD_TAGS[head]}"
-                               f"-{self.ov_device}-ov{openvino_version()}.blob")
+        return self._folder / f"{self._blob_key}{layout}-{_HEAD_TAGS[head]}-{self.ov_device}-ov{openvino_version()}.blob"
 
     def _read_model(self) -> Any:
         """The ONNX model at the fixed input size, quantized for int8 (once per backend)."""

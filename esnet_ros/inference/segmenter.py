@@ -312,7 +312,7 @@ class Segmenter:
         t0 = time.perf_counter()
         x = self._preprocess_cpu(image, post.color_order)
         t1 = time.perf_counter()
-        out_hw = tuple(image.shape[:2]) if post.resolution == "input" else self.input_size[::-1]
+        out_hw = self._output_hw(image, post.resolution)
         want_conf = "confidence" in post.wanted
         if self.backend.fused_head and (post.upsample == "nearest" or out_hw == self.input_size[::-1]):
             labels, conf = self.backend.labels(x, want_conf)  # argmax (and confidence) in the backend's graph
@@ -325,6 +325,10 @@ class Segmenter:
             t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return Inferred(image, post, labels, conf, None, timings)
+
+    def _output_hw(self, image: np.ndarray, resolution: str) -> tuple[int, int]:
+        """``(H, W)`` of the outputs: the image's (``resolution="input"``) or the network's."""
+        return tuple(image.shape[:2]) if resolution == "input" else self.input_size[::-1]
 
     def _argmax_cpu(self, lg: torch.Tensor, out_hw: tuple[int, int], upsample: str,
                     want_conf: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -381,7 +385,7 @@ class Segmenter:
                     on_labels: Callable[[np.ndarray], None] | None) -> SegmentationResult:
         """CPU: labels, confidence, color and overlay at the output's size, computed into ``into`` where it fits."""
         buf, post, image = self._cpu_finish, inferred.post, inferred.image
-        out_hw = tuple(image.shape[:2]) if post.resolution == "input" else self.input_size[::-1]
+        out_hw = self._output_hw(image, post.resolution)
         into = {k: v for k, v in into.items() if k in post.wanted and _fits(v, k, out_hw)}
         out: dict[str, np.ndarray] = {}
         labels = resize_nearest(inferred.labels, out_hw, buf, into.get("labels"))

@@ -280,8 +280,8 @@ class FrameProcessor:
         height, width = frame.image.shape[:2]
         work_before = pending.work_ms  # the first half's time: a wait between the halves is not work
         if "stats" in wanted:
-            messages["stats"] = self._stats(msg.header, (width, height), result.labels, timings, pending.counts,
-                                            t0 - work_before / 1e3)
+            messages["stats"] = self._stats(msg.header, (width, height), result.labels, timings, pending.counts)
+            messages["stats"].total_ms = work_before + (time.perf_counter() - t0) * 1e3
             if publish is not None:
                 publish("stats", messages["stats"])
         timings["total"] = work_before + (time.perf_counter() - t0) * 1e3
@@ -301,7 +301,7 @@ class FrameProcessor:
         return (self.clock_ns() - ns) / 1e6
 
     def _stats(self, header: Any, input_size: tuple[int, int], labels: np.ndarray, timings: dict[str, float],
-               counts: tuple[int, int, int], t0: float) -> Any:
+               counts: tuple[int, int, int]) -> Any:
         seg = self.segmenter
         stats = SegmentationStats(header=header)
         stats.input_width, stats.input_height = input_size
@@ -316,6 +316,5 @@ class FrameProcessor:
         pixels = cv2.calcHist([labels], [0], None, [256], [0, 256]).ravel()[:n]  # 3x faster than bincount
         stats.class_ids = list(range(n))
         stats.class_fraction = (pixels / max(labels.size, 1)).astype(np.float32).tolist()
-        stats.total_ms = (time.perf_counter() - t0) * 1e3
         stats.age_ms = self.age_ms(header.stamp)
         return stats

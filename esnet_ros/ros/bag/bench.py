@@ -18,7 +18,7 @@ import torch
 
 from esnet_ros.core.summary import summarize
 from esnet_ros.data.synth import scene_pairs
-from esnet_ros.inference.benchmark import network_call, time_call
+from esnet_ros.inference.benchmark import bench_input, network_call, time_call
 from esnet_ros.ros.bag.job import BagJob
 from esnet_ros.ros.bag.pipeline import segment_bag
 from esnet_ros.ros.bag.record import IMAGE_TOPIC, image_message
@@ -43,13 +43,8 @@ def _recording(folder: pathlib.Path, size: tuple[int, int], frames: int, storage
 
 def model_fps(segmenter: Any, runs: int, warmup: int = 5) -> dict[str, float]:
     """The backend alone on a fixed network input (in its own input buffer when it has one)."""
-    w, h = segmenter.input_size
-    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(segmenter.device)
+    x = bench_input(segmenter.backend, segmenter.input_size, segmenter.device)
     with torch.inference_mode():
-        buf = segmenter.backend.input_buffer(tuple(x.shape))
-        if buf is not None:
-            buf.copy_(x)
-            x = buf
         times, cpu = time_call(network_call(segmenter.backend, x), segmenter.device, runs, warmup)
     stats = summarize(times)
     return {"fps": 1e3 / float(np.mean(times)), "median_ms": stats["median_ms"], "cpu_ms": float(np.mean(cpu))}

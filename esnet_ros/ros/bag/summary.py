@@ -32,11 +32,6 @@ class RunCounters:
         self.timings: dict[str, list[float]] = collections.defaultdict(list)
         self.class_sums: np.ndarray | None = None
 
-    def counts(self) -> tuple[int, int, int]:
-        """``(frame_index, dropped_total, rejected_total)`` for the next frame's stats, as the node counts them."""
-        with self.lock:
-            return self.frames_processed + 1, 0, sum(self.rejected.values())
-
     def reject(self, cause: str, text: str) -> None:
         with self.lock:
             self.rejected[cause] += 1
