@@ -2,7 +2,7 @@
 
 Model-only entries (:mod:`esnet_ros.inference.benchmark`) time one backend call after warm-up; eager
 fp32 PyTorch is always in the same run, so ``speedup_vs_eager`` is honest.  The node entries
-(:mod:`esnet_ros.ros.node_bench`) publish 1280x720 bgr8 frames to the node at each ``--node-sizes``
+(:mod:`esnet_ros.tooling.node_bench`) publish 1280x720 bgr8 frames to the node at each ``--node-sizes``
 network size and time publish -> labels, paired with the same model's timing.  ``--background-load``
 keeps one core busy with a CPU hog process throughout.
 
@@ -35,7 +35,7 @@ from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.benchmark import Entry, background_load, loadavg, machine_info, model_entries, parse_sizes, time_entries
 from esnet_ros.inference.devices import resolve_device
 from esnet_ros.inference.segmenter import Segmenter
-from esnet_ros.ros.node_bench import bench_node
+from esnet_ros.tooling.node_bench import bench_node
 from esnet_ros.training.metrics import ConfusionMatrix
 
 __all__ = ["add_arguments", "run"]

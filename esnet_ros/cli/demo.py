@@ -1,15 +1,15 @@
 """``esnet demo``: the synthetic camera (30 Hz by default) and the segmentation node, scored live.
 
 ``esnet demo [--seconds N] [--camera TOPIC] [--output demo_output] [--weights W] [--width --height]
-[--rate-hz 30]``; see :mod:`esnet_ros.ros.demo` for what it does and what it writes.
+[--rate-hz 30]``; see :mod:`esnet_ros.tooling.demo` for what it does and what it writes.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from esnet_ros.ros.demo import DemoOptions, run_demo
-from esnet_ros.ros.harness import DEFAULT_CAMERA_RATE_HZ, parse_camera_size
+from esnet_ros.tooling.demo import DemoOptions, run_demo
+from esnet_ros.tooling.harness import DEFAULT_CAMERA_RATE_HZ, parse_camera_size
 
 __all__ = ["add_arguments", "run"]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import pathlib
+import sys
 
 import cv2
 import numpy as np
@@ -86,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
     root, images = find_images(args.input)
     segmenter = build_segmenter(args)
     out = pathlib.Path(args.output)
-    from tqdm import tqdm  # progress bar: only when predicting
+    from tqdm import tqdm  # progress bar: only when predicting, and only on a terminal
 
-    for image_path in tqdm(images, desc="predict", unit="image"):
+    for image_path in tqdm(images, desc="predict", unit="image", disable=not sys.stderr.isatty()):
         image = read_image(image_path)
         train_ids = segmenter(image, "rgb", upsample=args.upsample).labels
         array = render(train_ids, image, segmenter.labels, args.format, args.alpha)

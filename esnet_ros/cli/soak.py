@@ -1,7 +1,7 @@
 """``esnet soak``: the node against the synthetic camera for minutes, watched (JSON report).
 
 ``esnet soak --minutes N --rate-hz R [--json out.json] [--width W --height H]``; exits 0 when the
-targets hold, else 1.  See :mod:`esnet_ros.ros.soak` for what it measures.
+targets hold, else 1.  See :mod:`esnet_ros.tooling.soak` for what it measures.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 import json
 import pathlib
 
-from esnet_ros.ros.harness import interruptible, parse_camera_size
-from esnet_ros.ros.soak import SoakOptions, print_report, soak
+from esnet_ros.tooling.harness import interruptible, parse_camera_size
+from esnet_ros.tooling.soak import SoakOptions, print_report, soak
 
 __all__ = ["add_arguments", "run"]
 

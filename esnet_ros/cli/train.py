@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--input-size", default="1024x512", help="network input WIDTHxHEIGHT (multiples of 8)")
     data.add_argument("--crop-size", default=None,
                       help="train on random WIDTHxHEIGHT windows of the resized images (default: whole images)")
+    data.add_argument("--scale-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                      help="rescale each resized image by a random factor in [LOW, HIGH], then crop --crop-size "
+                           "(default: the input size) from it; e.g. 0.5 2.0 (default: no scaling)")
+    data.add_argument("--photometric", type=float, default=0.0,
+                      help="strength of brightness/contrast/saturation/hue/gamma jitter (0: off, 1: the usual ranges)")
+    data.add_argument("--degrade", type=float, default=0.0,
+                      help="probability of blur, sensor noise or JPEG (quality 40..90) per image (0: off)")
     data.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     data.add_argument("--translate", type=int, default=2, help="max random translation in pixels (0: none)")
     data.add_argument("--cache", action="store_true",
@@ -52,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--output-dir", required=True, help="folder for checkpoints, logs and curves")
     run_.add_argument("--resume", default=None, help="checkpoint.pth of an earlier run to continue")
     run_.add_argument("--init-weights", default=None,
-                      help="start from these model weights (.safetensors/.pt, same classes) with a fresh optimizer "
-                           "and schedule: fine-tuning; the file's training commands are kept in the new metadata")
+                      help="start from these model weights (.safetensors/.pt) with a fresh optimizer and schedule: "
+                           "fine-tuning; with another class count every layer but the output head is copied "
+                           "(pretraining); the file's training commands are kept in the new metadata")
     run_.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     run_.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     run_.add_argument("--bf16", action="store_true",

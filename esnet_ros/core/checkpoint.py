@@ -47,7 +47,11 @@ __all__ = [
     "load_checkpoint",
     "load_state_dict_file",
     "demo_weights_path",
+    "bundled_weights_path",
     "resolve_weights",
+    "is_synthetic_only",
+    "BUNDLED_WEIGHTS",
+    "DEFAULT_WEIGHTS",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,14 +59,40 @@ log = logging.getLogger(__name__)
 _ENCODER_HEAD_PREFIX = "encoder_output_conv."
 
 
+#: The models bundled in ``esnet_ros/weights/``, by the short name a user may give instead of a path.
+BUNDLED_WEIGHTS = {
+    "camvid": "esnet_camvid.safetensors",  # real street scenes (CamVid); the default
+    "synthetic": "esnet_demo_synth.safetensors",  # our procedural streets: for the synthetic demo, not real cameras
+}
+#: What an empty ``weights`` means everywhere (node, launch file, CLIs).
+DEFAULT_WEIGHTS = "camvid"
+
+
+def bundled_weights_path(name: str) -> pathlib.Path:
+    """The file of a bundled model by its short name (:data:`BUNDLED_WEIGHTS`)."""
+    if name not in BUNDLED_WEIGHTS:
+        raise ValueError(f"no bundled model {name!r}; bundled: {', '.join(BUNDLED_WEIGHTS)} (or give a file path)")
+    return pathlib.Path(__file__).resolve().parents[1] / "weights" / BUNDLED_WEIGHTS[name]
+
+
 def demo_weights_path() -> pathlib.Path:
-    """The bundled demo model (trained by ``esnet train`` on synthetic scenes; not for real cameras)."""
-    return pathlib.Path(__file__).resolve().parents[1] / "weights" / "esnet_demo_synth.safetensors"
+    """The bundled synthetic model (trained by ``esnet train`` on synthetic scenes; not for real cameras)."""
+    return bundled_weights_path("synthetic")
 
 
 def resolve_weights(weights: str | pathlib.Path | None) -> pathlib.Path:
-    """The weights path a user gave (``~`` expanded), or the bundled demo model when empty."""
-    return pathlib.Path(weights).expanduser() if weights not in (None, "") else demo_weights_path()
+    """The weights file a user means: a bundled model's short name (``camvid``, ``synthetic``), empty for
+    the default (:data:`DEFAULT_WEIGHTS`), or a path (``~`` expanded)."""
+    if weights in (None, ""):
+        return bundled_weights_path(DEFAULT_WEIGHTS)
+    if str(weights) in BUNDLED_WEIGHTS:
+        return bundled_weights_path(str(weights))
+    return pathlib.Path(weights).expanduser()
+
+
+def is_synthetic_only(meta: "ModelMeta") -> bool:
+    """True for a model trained on our procedural scenes only (the synthetic demo model): not for real cameras."""
+    return meta.dataset == "synthetic-streets"
 
 
 def make_metadata(

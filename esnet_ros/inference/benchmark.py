@@ -8,7 +8,7 @@ library versions and the load; :func:`background_load` keeps one core busy with 
 measuring, to show how each path behaves on a shared robot CPU.
 
 The ``esnet bench`` command (:mod:`esnet_ros.cli.bench`) runs these and the node end to end
-(:mod:`esnet_ros.ros.node_bench`).
+(:mod:`esnet_ros.tooling.node_bench`).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from sensor_msgs.msg import CompressedImage
 from esnet_ros.inference.segmenter import Inferred, Segmenter
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
+from esnet_ros.ros.topics import IMAGE_OUTPUTS, OUTPUTS
 from esnet_ros.ros.images import (
     ColorInput,
     ImageConversionError,
@@ -63,10 +64,6 @@ __all__ = [
     "stamp_ns",
 ]
 
-#: the image outputs, in publishing order
-IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
-#: every output a frame can produce
-OUTPUTS = IMAGE_OUTPUTS + ("stats",)
 #: encodings of the image outputs; the overlay's follows the input (``ColorInput.overlay_encoding``)
 FIXED_ENCODINGS = {"labels": "mono8", "color": "rgb8", "confidence": "mono8"}
 

@@ -37,6 +37,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from esnet_ros.core.checkpoint import is_synthetic_only
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.ros.dds import use_large_message_profile
@@ -167,14 +168,14 @@ class SegmentationNode(LifecycleNode):
             return None
 
     def _build_segmenter(self, cfg: ModelConfig, preloaded: Any, labels: LabelSet | None) -> Segmenter:
-        if not cfg.weights:
-            self.get_logger().warning(
-                f"weights is empty: using the bundled demo model {cfg.weights_path().name}, trained on synthetic "
-                f"scenes; it is NOT for real cameras (set weights:=/path/to/model.safetensors)"
-            )
         seg = Segmenter(preloaded, device=cfg.device, precision=cfg.precision, backend=cfg.backend,
                         num_threads=cfg.num_threads, input_size=cfg.input_size, labels=labels,
                         backend_options=cfg.backend_options())
+        if is_synthetic_only(seg.meta):
+            self.get_logger().warning(
+                f"serving {cfg.weights_path().name}, trained on synthetic scenes only: it is NOT for real cameras "
+                f"(weights:=camvid is the bundled real-street model, or weights:=/path/to/model.safetensors)"
+            )
         source = "from the checkpoint" if cfg.input_size is None else "from parameters input_width/input_height"
         width, height = seg.input_size
         self.get_logger().info(

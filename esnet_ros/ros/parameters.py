@@ -54,9 +54,10 @@ def _size_descriptor(description: str) -> ParameterDescriptor:
 #: name -> (default, descriptor)
 PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "weights": ("", descriptor(
-        "ESNet checkpoint (.safetensors, or the authors' .pt state_dict). Empty: the bundled demo "
-        "model, trained on synthetic scenes (not for real cameras). Changing it reloads in the "
-        "background; a missing or corrupt file is refused and the old model keeps serving.")),
+        "ESNet checkpoint: a bundled model by name (camvid: real streets, the default; synthetic: the "
+        "synthetic demo's model, not for real cameras), or a path (.safetensors, .onnx, or the authors' .pt "
+        "state_dict). Empty: camvid. Changing it reloads in the background; a missing or corrupt file is "
+        "refused and the old model keeps serving.")),
     "labels_file": ("", descriptor(
         "Class/palette YAML for a custom dataset (format: esnet_ros/core/labels.py). Empty: the "
         "checkpoint's own classes.")),

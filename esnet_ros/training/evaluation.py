@@ -6,9 +6,11 @@ resolution** with :class:`ConfusionMatrix` (the Cityscapes benchmark's rules).  
 writes exactly these labels, so the official ``cityscapesscripts`` evaluation of its
 ``labelIds`` PNGs gives the same numbers.
 
-The report (:func:`evaluation_report`) holds ``miou``, ``category_miou``, ``per_class_iou``
-(class name -> IoU; NaN for classes with neither ground truth nor predictions),
-``per_category_iou`` and ``pixel_accuracy``, all fractions 0..1.
+The report (:func:`evaluation_report`) holds ``miou``, ``per_class_iou`` (class name -> IoU; NaN
+for classes with neither ground truth nor predictions), ``class_avg_acc`` and ``per_class_acc``
+(recall), ``pixel_acc`` (= ``pixel_accuracy``), and for class lists with categories (Cityscapes)
+``category_miou`` and ``per_category_iou``, all fractions 0..1. For CamVid these are its
+standard protocol: 11-class mIoU over the whole split, class average and global accuracy.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsa
     confmat = ConfusionMatrix.for_labels(dataset.labels)
     indices: Any = range(len(dataset))
     if progress:
-        from tqdm import tqdm  # a progress bar for the CLI only
+        import sys
 
-        indices = tqdm(indices, desc=f"evaluate {dataset.split}", unit="image")
+        from tqdm import tqdm  # a progress bar for the CLI only, and only on a terminal (not in a log)
+
+        indices = tqdm(indices, desc=f"evaluate {dataset.split}", unit="image", disable=not sys.stderr.isatty())
     for i in indices:
         image, label = dataset.load(i)
         confmat.update(label, segmenter(image, "rgb", upsample=upsample).labels)
@@ -45,7 +49,9 @@ def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsa
 def metrics_report(confmat: ConfusionMatrix, *, images: int) -> dict[str, Any]:
     """The metrics every ``esnet evaluate`` report starts with, for a folder or a recording."""
     result = confmat.compute()
-    keys = ("miou", "category_miou", "per_class_iou", "per_category_iou", "pixel_accuracy")
+    keys = ("miou", "class_avg_acc", "pixel_acc", "per_class_iou", "per_class_acc", "pixel_accuracy")
+    if confmat.categories is not None:
+        keys += ("category_miou", "per_category_iou")
     return {**{key: result[key] for key in keys}, "num_images": images, "pixels": result["pixels"]}
 
 

@@ -9,7 +9,9 @@ ids (pixels whose ground truth is ``ignore_index`` are skipped), sums across pro
 - ``miou``: the mean over the classes that are not NaN;
 - ``category_miou``: the same over categories (Cityscapes' 7: flat, construction, object,
   nature, sky, human, vehicle), a category's TP counting every confusion inside the category;
-- ``pixel_accuracy``: correct / labeled pixels.
+- ``pixel_accuracy`` (also ``pixel_acc``, CamVid's "global accuracy"): correct / labeled pixels;
+- ``per_class_acc``: each class's recall ``TP / (TP + FN)``, NaN for a class without ground truth;
+  ``class_avg_acc``: their mean (CamVid's "class average accuracy").
 
 All are fractions in 0..1.
 """
@@ -138,12 +140,19 @@ class ConfusionMatrix:
         m = self.mat.numpy().astype(np.float64)
         iou = iou_from_matrix(m)
         total = m.sum()
+        gt = m.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(gt > 0, np.diag(m) / np.where(gt > 0, gt, 1), np.nan)
+        pixel_acc = float(np.trace(m) / total) if total > 0 else float("nan")
         result = {
             "miou": _nanmean(iou.tolist()),
             "category_miou": float("nan"),
             "per_class_iou": {name: float(v) for name, v in zip(self.class_names, iou)},
             "per_category_iou": {},
-            "pixel_accuracy": float(np.trace(m) / total) if total > 0 else float("nan"),
+            "pixel_accuracy": pixel_acc,
+            "pixel_acc": pixel_acc,
+            "class_avg_acc": _nanmean(recall.tolist()),
+            "per_class_acc": {name: float(v) for name, v in zip(self.class_names, recall)},
             "pixels": int(total),
         }
         if self.categories is not None:
@@ -158,9 +167,15 @@ class ConfusionMatrix:
 
     def __str__(self) -> str:
         r = self.compute()
-        lines = [f"mIoU {100 * r['miou']:.2f}  category mIoU {100 * r['category_miou']:.2f}  "
-                 f"pixel accuracy {100 * r['pixel_accuracy']:.2f}"]
-        lines += [f"  {name:>14s} {100 * v:6.2f}" for name, v in r["per_class_iou"].items() if not math.isnan(v)]
+        head = f"mIoU {100 * r['miou']:.2f}"
+        if self.categories is not None:
+            head += f"  category mIoU {100 * r['category_miou']:.2f}"
+        head += f"  class avg accuracy {100 * r['class_avg_acc']:.2f}  pixel accuracy {100 * r['pixel_accuracy']:.2f}"
+        lines = [head, f"  {'class':>14s} {'IoU':>6s} {'acc':>6s}"]
+        for name in self.class_names:
+            iou, acc = r["per_class_iou"][name], r["per_class_acc"][name]
+            if not math.isnan(iou):
+                lines.append(f"  {name:>14s} {100 * iou:6.2f} " + ("     -" if math.isnan(acc) else f"{100 * acc:6.2f}"))
         return "\n".join(lines)
 
 

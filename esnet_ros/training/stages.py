@@ -178,6 +178,7 @@ def _meta_metrics(metrics: dict | None, *, split: str, epoch: int, elapsed: floa
         "miou": round(metrics["miou"], 5),
         "category_miou": round(metrics["category_miou"], 5) if not math.isnan(metrics["category_miou"]) else None,
         "pixel_accuracy": round(metrics["pixel_accuracy"], 5),
+        "class_avg_acc": round(metrics["class_avg_acc"], 5),
         "pixels": int(metrics["pixels"]),
         "per_class_iou": {k: (round(v, 5) if not math.isnan(v) else None) for k, v in metrics["per_class_iou"].items()},
         "train_time_s": round(elapsed, 1),
@@ -188,8 +189,10 @@ def _meta_metrics(metrics: dict | None, *, split: str, epoch: int, elapsed: floa
 def _log_epoch(writer, row: dict, metrics: dict | None, epoch: int, loss: float) -> None:
     msg = f"epoch {epoch} [{row['stage']}] loss {loss:.4f} lr {row['lr']}"
     if metrics is not None:
-        msg += (f" | val mIoU {100 * metrics['miou']:.2f}% category {100 * metrics['category_miou']:.2f}% "
-                f"pixel acc {100 * metrics['pixel_accuracy']:.2f}%")
+        msg += f" | val mIoU {100 * metrics['miou']:.2f}%"
+        if not math.isnan(metrics["category_miou"]):
+            msg += f" category {100 * metrics['category_miou']:.2f}%"
+        msg += f" class acc {100 * metrics['class_avg_acc']:.2f}% pixel acc {100 * metrics['pixel_accuracy']:.2f}%"
     log.info(msg + f" ({row['epoch_time_s']} s)")
     if writer is None:
         return

@@ -33,9 +33,9 @@ from torch import nn
 
 from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta
-from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, enet_class_weights, is_cityscapes_layout
+from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, dataset_layout, enet_class_weights
 from esnet_ros.data.transforms import eval_transforms, train_transforms
-from esnet_ros.core.labels import LabelSet, cityscapes, load_labels_yaml
+from esnet_ros.core.labels import LabelSet, camvid, cityscapes, load_labels_yaml
 from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
 from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
@@ -58,13 +58,17 @@ log = logging.getLogger(__name__)
 
 
 def build_labels(data: str | pathlib.Path, labels_yaml: str | None) -> LabelSet:
-    """The class list: ``labels_yaml``, else ``DATA/labels.yaml`` for a custom layout, else Cityscapes."""
+    """The class list: ``labels_yaml``, else ``DATA/labels.yaml`` for a custom layout, CamVid's built-in
+    table for the CamVid layout, else Cityscapes."""
     if labels_yaml:
         return load_labels_yaml(labels_yaml)
     data = pathlib.Path(data)
-    if not is_cityscapes_layout(data) and (data / "labels.yaml").is_file():
+    layout = dataset_layout(data)
+    if layout == "camvid":
+        return camvid()
+    if layout == "custom" and (data / "labels.yaml").is_file():
         return load_labels_yaml(data / "labels.yaml")
-    if not is_cityscapes_layout(data) and (data / "images").is_dir():
+    if layout == "custom":
         raise FileNotFoundError(
             f"custom dataset {data} needs a class list: pass --labels LABELS.yaml or put labels.yaml in {data} "
             f"(format: see esnet_ros/core/labels.py)"
@@ -79,7 +83,9 @@ def build_dataset(args, split: str, labels: LabelSet, train: bool) -> Segmentati
     if train:
         crop = parse_size(args.crop_size, "--crop-size") if getattr(args, "crop_size", None) else None
         transforms = train_transforms(size, normalization=norm, flip=not args.no_flip, translate=args.translate,
-                                      ignore_index=labels.ignore_index, crop_size=crop)
+                                      ignore_index=labels.ignore_index, crop_size=crop,
+                                      scale_range=tuple(args.scale_range) if getattr(args, "scale_range", None) else None,
+                                      photometric=getattr(args, "photometric", 0.0), degrade=getattr(args, "degrade", 0.0))
     else:
         transforms = eval_transforms(size, normalization=norm,
                                      full_resolution_labels=not getattr(args, "val_at_input_size", False))
@@ -135,12 +141,22 @@ def _precision(args, device: torch.device) -> tuple[torch.dtype | None, bool]:
 
 
 def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> ModelMeta:
-    """Copy a model file's weights into ``model`` (fine-tuning); returns the file's metadata.
+    """Copy a model file's weights into ``model``; returns the file's metadata.
 
-    ``load_checkpoint`` refuses a file whose class count differs from ``labels``, naming the fix.
+    Same classes: every weight (fine-tuning). Other classes (pretraining, e.g. the synthetic
+    Cityscapes-class model for CamVid): every weight but the output head's, which keeps its
+    fresh initialization; the copied and skipped tensors are logged.
     """
-    source, meta = load_checkpoint(path, labels=labels)
-    model.load_state_dict(source.state_dict(), strict=model.encoder_output_conv is None)
+    source, meta = load_checkpoint(path)
+    if meta.num_classes == labels.num_classes:
+        model.load_state_dict(source.state_dict(), strict=model.encoder_output_conv is None)
+        return meta
+    own = model.state_dict()
+    copied = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(k for k in own if k not in copied)
+    model.load_state_dict(copied, strict=False)
+    log.info("initialized %d of %d tensors from %s (%d classes there, %d here); new: %s",
+             len(copied), len(own), path, meta.num_classes, labels.num_classes, ", ".join(skipped))
     return meta
 
 
@@ -159,7 +175,9 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
         "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None,
         "input_size": list(parse_size(args.input_size)),
         "augmentation": {"hflip": not args.no_flip, "translate_px": args.translate,
-                         "crop_size": list(parse_size(args.crop_size, "--crop-size")) if args.crop_size else None},
+                         "crop_size": list(parse_size(args.crop_size, "--crop-size")) if args.crop_size else None,
+                         "scale_range": list(args.scale_range) if getattr(args, "scale_range", None) else None,
+                         "photometric": getattr(args, "photometric", 0.0), "degrade": getattr(args, "degrade", 0.0)},
         "loss": "cross_entropy",
         "ignore_index": labels.ignore_index,
         "class_weights": {"spec": str(args.class_weights), "enet_c": args.enet_c,

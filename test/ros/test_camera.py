@@ -1,7 +1,7 @@
 """The synthetic camera node as its own process over real DDS: sizes, encodings, stamps, ground truth.
 
 Two camera processes per module: a small custom one (rgb8, 320x240, own frame_id, 20 Hz) whose
-frames are checked pixel for pixel against :func:`esnet_ros.ros.synthetic_camera.render_pool`, and one with the
+frames are checked pixel for pixel against :func:`esnet_ros.tooling.synthetic_camera.render_pool`, and one with the
 defaults (1280x720 bgr8, reliable, 15 Hz) with a pool of 2 to keep start-up short.
 """
 
@@ -25,7 +25,7 @@ TIMEOUT_S = 60.0
 
 def _start_camera(tmp_path_factory, name: str, *params: str) -> tuple[subprocess.Popen, "os.PathLike"]:
     log_path = tmp_path_factory.mktemp(name) / "camera.log"
-    argv = [sys.executable, "-m", "esnet_ros.ros.synthetic_camera", "--ros-args", "-r", f"__node:={name}", "-r", f"__ns:=/{name}"]
+    argv = [sys.executable, "-m", "esnet_ros.tooling.synthetic_camera", "--ros-args", "-r", f"__node:={name}", "-r", f"__ns:=/{name}"]
     for p in params:
         argv += ["-p", p]
     log = open(log_path, "wb")
@@ -109,7 +109,7 @@ def default_camera(tmp_path_factory, rclpy_context):
 
 
 def test_small_camera_frames_match_the_rendered_scenes(small_camera):
-    from esnet_ros.ros.synthetic_camera import render_pool
+    from esnet_ros.tooling.synthetic_camera import render_pool
 
     col, _, _ = small_camera
     pool = render_pool(320, 240, 3, seed=5, encoding="rgb8")
@@ -224,7 +224,7 @@ def test_sigint_exits_cleanly(tmp_path_factory):
     log = open(log_path).read()
     assert "Traceback" not in log
     # its exact total on the way out (3 s at the default 15 Hz: about 45 frames)
-    from esnet_ros.ros.synthetic_camera import published_in_log
+    from esnet_ros.tooling.synthetic_camera import published_in_log
 
     assert 10 <= published_in_log(log) <= 60, log
 
@@ -236,7 +236,7 @@ def test_sigint_exits_cleanly(tmp_path_factory):
     ("rate_hz:=30", "rate_hz:=30.0"),
 ])
 def test_invalid_parameters_are_refused_with_a_reason(param, expected):
-    result = subprocess.run([sys.executable, "-m", "esnet_ros.ros.synthetic_camera", "--ros-args", "-p", param],
+    result = subprocess.run([sys.executable, "-m", "esnet_ros.tooling.synthetic_camera", "--ros-args", "-p", param],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr

@@ -129,7 +129,7 @@ def test_files_written(demo_run):
 
 def _start_camera(namespace: str, log_path: pathlib.Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "esnet_ros.ros.synthetic_camera", "--ros-args", "-r", f"__ns:=/{namespace}",
+        [sys.executable, "-m", "esnet_ros.tooling.synthetic_camera", "--ros-args", "-r", f"__ns:=/{namespace}",
          "-p", "width:=320", "-p", "height:=240", "-p", "pool_size:=2", "-p", "rate_hz:=10.0"],
         stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
 
@@ -222,7 +222,7 @@ def test_sigterm_stops_the_demo_and_its_children(tmp_path, reference_checkpoint)
 def test_demo_miou_equals_esnet_evaluate_on_the_camera_scenes(demo_run, reference_checkpoint, tmp_path):
     """One engine: the demo scores the node's labels; esnet evaluate scores the same scenes from files."""
     from esnet_ros.data.synth import write_pairs
-    from esnet_ros.ros.synthetic_camera import SCENE_SPLIT
+    from esnet_ros.tooling.synthetic_camera import SCENE_SPLIT
 
     _, s, _, bundled = demo_run
     write_pairs(tmp_path / "pool", 4, seed=0, size=(1280, 720), split=SCENE_SPLIT)  # the demo camera's pool

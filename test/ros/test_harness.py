@@ -10,7 +10,7 @@ import pytest
 
 
 def test_a_dead_child_is_reported_with_its_last_log_lines(tmp_path):
-    from esnet_ros.ros.harness import Child, DemoError
+    from esnet_ros.tooling.harness import Child, DemoError
 
     child = Child("segmentation node", [sys.executable, "-c", "print('loading model'); print('boom: bad weights'); raise SystemExit(3)"],
                   tmp_path / "node.log")
@@ -24,7 +24,7 @@ def test_a_dead_child_is_reported_with_its_last_log_lines(tmp_path):
 
 
 def test_child_stop_escalates_when_sigint_is_ignored(tmp_path):
-    from esnet_ros.ros.harness import Child
+    from esnet_ros.tooling.harness import Child
 
     code = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     child = Child("stubborn", [sys.executable, "-c", code], tmp_path / "stubborn.log")
@@ -38,7 +38,7 @@ def test_child_stop_escalates_when_sigint_is_ignored(tmp_path):
 
 
 def test_parse_camera_size_names_the_fix():
-    from esnet_ros.ros.harness import parse_camera_size
+    from esnet_ros.tooling.harness import parse_camera_size
 
     assert parse_camera_size("1280x720") == (1280, 720)
     with pytest.raises(ValueError, match=r"--camera-size '1280\*720' must look like WIDTHxHEIGHT, e.g. 1280x720"):
@@ -48,10 +48,10 @@ def test_parse_camera_size_names_the_fix():
 
 
 def test_argv_builders():
-    from esnet_ros.ros.harness import camera_argv, node_argv
+    from esnet_ros.tooling.harness import camera_argv, node_argv
 
     argv = camera_argv(width=320, height=240)
-    assert argv[:3] == [sys.executable, "-m", "esnet_ros.ros.synthetic_camera"]
+    assert argv[:3] == [sys.executable, "-m", "esnet_ros.tooling.synthetic_camera"]
     assert "rate_hz:=30.0" in argv and "width:=320" in argv and "height:=240" in argv
     argv = node_argv(weights="/w.pt", input_size=(512, 256), camera_topic="/cam/image", transport="compressed")
     assert argv[:3] == [sys.executable, "-m", "esnet_ros.ros.node"]
@@ -62,7 +62,7 @@ def test_argv_builders():
 
 def test_message_array_reads_labels_and_color_as_bgr():
     Image = pytest.importorskip("sensor_msgs.msg").Image
-    from esnet_ros.ros.monitor import message_array
+    from esnet_ros.tooling.monitor import message_array
 
     labels = Image(height=2, width=3, encoding="mono8", step=3, data=bytes(range(6)))
     assert message_array(labels).tolist() == [[0, 1, 2], [3, 4, 5]]
@@ -74,7 +74,7 @@ def test_message_array_reads_labels_and_color_as_bgr():
 
 
 def test_network_input_size_reads_the_checkpoint_unless_overridden(reference_checkpoint):
-    from esnet_ros.ros.harness import network_input_size
+    from esnet_ros.tooling.harness import network_input_size
 
     size, meta, labels = network_input_size(reference_checkpoint, 256, 128)
     assert size == (256, 128) and labels.num_classes == 19 and meta is not None

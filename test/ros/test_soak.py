@@ -91,7 +91,7 @@ def test_soak_latency_and_log(soak_report):
 
 
 def test_rss_growth_uses_the_samples_after_warm_up():
-    from esnet_ros.ros.soak import rss_growth
+    from esnet_ros.tooling.soak import rss_growth
 
     samples = [(0, 100.0), (2, 300.0), (4, 310.0), (6, 311.0), (8, 309.0), (10, 330.0), (12, 331.0), (14, 329.0)]
     r = rss_growth(samples, warmup_s=4)

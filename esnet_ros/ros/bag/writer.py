@@ -22,7 +22,7 @@ from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
 from esnet_ros.ros.bag.reader import TopicInfo
-from esnet_ros.ros.harness import OUTPUT_TOPICS as NODE_TOPICS
+from esnet_ros.ros.topics import OUTPUT_TOPICS as NODE_TOPICS
 
 __all__ = ["BagOutput", "OUTPUT_TOPICS", "OUTPUT_QOS", "STORAGES", "STATS_TYPE", "typestore", "stats_msg_path"]
 

@@ -2,7 +2,7 @@
 
 Starts the synthetic camera (1280x720 bgr8 at ``rate_hz``, reliable) and the segmentation node
 (network input ``width x height``, default 512x256) as child processes over real DDS
-(:mod:`esnet_ros.ros.harness`), subscribes to the node's labels and stats, and reports:
+(:mod:`esnet_ros.tooling.harness`), subscribes to the node's labels and stats, and reports:
 
 - the node's counters from ``/diagnostics`` (received, processed, dropped, rejected, by cause)
   after the camera has stopped and the node has finished its last frame, and whether
@@ -33,7 +33,7 @@ import numpy as np
 
 from esnet_ros.core.summary import json_safe, percentiles
 from esnet_ros.ros.dds import use_large_message_profile
-from esnet_ros.ros.harness import (
+from esnet_ros.tooling.harness import (
     COUNTERS,
     Child,
     DemoError,
@@ -43,7 +43,7 @@ from esnet_ros.ros.harness import (
     network_input_size,
     node_argv,
 )
-from esnet_ros.ros.monitor import NODE_STAGES, Monitor, close_run, drain_and_count
+from esnet_ros.tooling.monitor import NODE_STAGES, Monitor, close_run, drain_and_count
 
 __all__ = ["SoakOptions", "rss_growth", "soak", "print_report"]
 

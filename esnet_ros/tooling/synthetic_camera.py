@@ -1,6 +1,6 @@
 """A synthetic camera: procedurally drawn street scenes as ``sensor_msgs/Image``, with ground truth.
 
-``ros2 run esnet_ros synthetic_camera`` (or ``python -m esnet_ros.ros.synthetic_camera``) publishes
+``ros2 run esnet_ros synthetic_camera`` (or ``python -m esnet_ros.tooling.synthetic_camera``) publishes
 
 - ``camera/image_raw``: ``bgr8`` (or ``rgb8``) frames, 1280x720 at 15 Hz by default, reliable QoS
   by default (large frames over best effort are mostly lost by Fast DDS, see the README);
@@ -247,7 +247,7 @@ def usage() -> str:
 
 
 def main(args: list[str] | None = None) -> int:
-    """``synthetic_camera`` / ``python -m esnet_ros.ros.synthetic_camera [--ros-args -p rate_hz:=30 ...]``."""
+    """``synthetic_camera`` / ``python -m esnet_ros.tooling.synthetic_camera [--ros-args -p rate_hz:=30 ...]``."""
     argv = sys.argv[1:] if args is None else list(args)
     if {"-h", "--help"} & set(remove_ros_args(["synthetic_camera", *argv])[1:]):
         print(usage())

@@ -1,9 +1,9 @@
 """``esnet demo``: the synthetic camera and the segmentation node over real DDS, scored live.
 
-1. starts the synthetic camera (:mod:`esnet_ros.ros.synthetic_camera`, 1280x720 bgr8 at ``rate_hz``,
+1. starts the synthetic camera (:mod:`esnet_ros.tooling.synthetic_camera`, 1280x720 bgr8 at ``rate_hz``,
    30 Hz by default) unless ``camera`` names a real camera topic, and the segmentation node
    (:mod:`esnet_ros.ros.node`) with the bundled demo model, each as a child process whose log goes
-   to ``OUTPUT/logs/`` (:mod:`esnet_ros.ros.harness`);
+   to ``OUTPUT/logs/`` (:mod:`esnet_ros.tooling.harness`);
 2. waits (bounded) for the first labels, then measures for ``seconds`` with a live progress bar:
    frames, processed FPS against the camera's, latency (camera stamp -> labels received here) and
    mIoU so far;
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from esnet_ros.core.summary import json_safe, percentiles
-from esnet_ros.ros.harness import (
+from esnet_ros.tooling.harness import (
     CAMERA_TOPIC,
     COUNTERS,
     DEFAULT_CAMERA_RATE_HZ,
@@ -46,8 +46,8 @@ from esnet_ros.ros.harness import (
     network_input_size,
     node_argv,
 )
-from esnet_ros.ros.monitor import NODE_STAGES, Monitor, close_run, drain_and_count, message_array
-from esnet_ros.ros.pictures import save_png, side_by_side, visible_classes
+from esnet_ros.tooling.monitor import NODE_STAGES, Monitor, close_run, drain_and_count, message_array
+from esnet_ros.tooling.pictures import save_png, side_by_side, visible_classes
 
 __all__ = ["DemoOptions", "run_demo", "print_summary"]
 

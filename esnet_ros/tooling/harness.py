@@ -6,7 +6,7 @@
   command lines; :func:`network_input_size`: the checkpoint's input size unless overridden;
 - :func:`parse_camera_size`: ``--camera-size`` checked.
 
-The monitor that watches the node over DDS is :mod:`esnet_ros.ros.monitor`.  rclpy is not
+The monitor that watches the node over DDS is :mod:`esnet_ros.tooling.monitor`.  rclpy is not
 imported here, so ``esnet demo --help`` and ``esnet soak --help`` start fast and work without ROS.
 """
 
@@ -24,6 +24,7 @@ import time
 from typing import Any, Iterable
 
 from esnet_ros.core.sizes import parse_size
+from esnet_ros.ros.topics import OUTPUT_TOPICS
 
 __all__ = [
     "Child",
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 NODE_NAME = "esnet_segmentation"
 CAMERA_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/labels_gt"
-#: the node's outputs under their default (un-namespaced) names
-OUTPUT_TOPICS = {name: f"/esnet/{name}" for name in ("labels", "color", "overlay", "confidence", "stats")}
 COUNTERS = ("received", "processed", "dropped", "rejected")
 DEFAULT_CAMERA_RATE_HZ = 30.0  # a common camera rate; the demo shows whether the node keeps up
 TRACEBACK_RE = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception): ", re.MULTILINE)
@@ -75,7 +74,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 def camera_published(camera: "Child", status: dict[str, str] | None) -> int | None:
     """A stopped synthetic camera's exact published count (it prints it on exit), else the count in
     its last diagnostics ``status`` (up to a second of frames behind)."""
-    from esnet_ros.ros.synthetic_camera import published_in_log
+    from esnet_ros.tooling.synthetic_camera import published_in_log
 
     published = published_in_log(camera.log_text())
     if published is None and status and "frames_published" in status:
@@ -161,7 +160,7 @@ class interruptible:
     (A process started in the background by a non-interactive shell inherits SIGINT ignored.)
     ``interruptible.signalled`` says whether one arrived: a ``KeyboardInterrupt`` raised while rclpy
     converts a message (Python called from C++) comes out of ``spin_once`` as pybind11's
-    ``RuntimeError`` instead (see :meth:`esnet_ros.ros.monitor.Monitor.spin`).
+    ``RuntimeError`` instead (see :meth:`esnet_ros.tooling.monitor.Monitor.spin`).
     """
 
     signalled = False
@@ -194,7 +193,7 @@ def _python_module(module: str) -> list[str]:
 def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = DEFAULT_CAMERA_RATE_HZ, pool_size: int = 10,
                 seed: int = 0, reliability: str = "reliable") -> list[str]:
     """The synthetic camera's command line (publishes ``/camera/image_raw`` and ``/camera/labels_gt``)."""
-    return _python_module("esnet_ros.ros.synthetic_camera") + [
+    return _python_module("esnet_ros.tooling.synthetic_camera") + [
         "--ros-args",
         "-p", f"width:={int(width)}", "-p", f"height:={int(height)}", "-p", f"rate_hz:={float(rate_hz)!r}",
         "-p", f"pool_size:={int(pool_size)}", "-p", f"seed:={int(seed)}", "-p", f"reliability:={reliability}",

@@ -8,7 +8,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from esnet_ros.ros.harness import DemoError
+from esnet_ros.tooling.harness import DemoError
 
 __all__ = ["save_png", "side_by_side", "visible_classes"]
 

@@ -26,7 +26,7 @@ from esnet_ros.core.summary import summarize
 from esnet_ros.inference.backends import create_backend
 from esnet_ros.inference.benchmark import Entry, bench_input, network_call, sync
 from esnet_ros.ros.dds import use_large_message_profile
-from esnet_ros.ros.monitor import NODE_STAGES
+from esnet_ros.tooling.monitor import NODE_STAGES
 
 __all__ = ["NODE_IMAGE_SIZE", "node_command", "time_node", "bench_node"]
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from esnet_ros.ros.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child, interruptible
+from esnet_ros.tooling.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child, interruptible
 from esnet_ros.ros.images import ImageConversionError, image_to_numpy, to_color_input
 
 __all__ = ["Monitor", "NODE_STAGES", "message_array", "drain_and_count", "close_run"]
