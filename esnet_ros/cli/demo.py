@@ -1,4 +1,4 @@
-"""``esnet demo``: the synthetic camera (30 Hz by default) and the segmentation node, scored live.
+"""``esnet demo``: a camera (synthetic scenes, or real frames with ``--images``) and the node over DDS, scored live.
 
 ``esnet demo [--seconds N] [--camera TOPIC] [--output demo_output] [--weights W] [--width --height]
 [--rate-hz 30]``; see :mod:`esnet_ros.tooling.demo` for what it does and what it writes.
@@ -20,14 +20,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="segment this real camera topic (sensor_msgs/Image) instead of the synthetic camera; no mIoU")
     parser.add_argument("--camera-transport", choices=("raw", "compressed"), default="raw",
                         help="with --camera: raw (sensor_msgs/Image on TOPIC) or compressed (CompressedImage on TOPIC/compressed)")
+    parser.add_argument("--images", default=None, metavar="DIR_OR_VIDEO",
+                        help="replay a folder of images (sorted by name) or a video file as the camera, through the "
+                             "node over DDS (default weights: the bundled CamVid model)")
+    parser.add_argument("--labels", default=None, metavar="DIR",
+                        help="with --images: label PNGs named like the images (e.g. CamVid/testannot), for a live mIoU")
     parser.add_argument("--output", default="demo_output", help="folder for PNGs, summary.json and logs (default demo_output)")
-    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
+    parser.add_argument("--weights", default=None,
+                        help="a bundled model (camvid, synthetic) or a checkpoint (default: synthetic for the synthetic "
+                             "camera, camvid for --images and --camera)")
     parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's input_size)")
     parser.add_argument("--height", type=int, default=None, help="network input height (default: the checkpoint's input_size)")
     parser.add_argument("--rate-hz", type=float, default=DEFAULT_CAMERA_RATE_HZ,
                         help=f"synthetic camera frame rate (default {DEFAULT_CAMERA_RATE_HZ:g}); the summary shows "
                              "the rate the node sustains against it")
-    parser.add_argument("--camera-size", default="1280x720", help="synthetic camera image size WxH (default 1280x720)")
+    parser.add_argument("--camera-size", default=None,
+                        help="camera image size WxH (default: 1280x720 synthetic scenes; --images: resized to this, "
+                             "labels nearest; default their own size)")
     parser.add_argument("--pool-size", type=int, default=10, help="distinct synthetic scenes the camera cycles through (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
     parser.add_argument("--save-frames", type=int, default=5, help="overlay PNGs to write, spread over the run (default 5)")
@@ -48,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     options = DemoOptions(
         seconds=args.seconds, camera=args.camera, camera_transport=args.camera_transport, output=args.output,
         weights=args.weights, width=args.width, height=args.height, rate_hz=args.rate_hz,
-        camera_size=parse_camera_size(args.camera_size), pool_size=args.pool_size, seed=args.seed,
+        camera_size=parse_camera_size(args.camera_size) if args.camera_size else None, images=args.images,
+        labels=args.labels, pool_size=args.pool_size, seed=args.seed,
         save_frames=args.save_frames, startup_timeout=args.startup_timeout, all_outputs=args.all_outputs,
         background_load=args.background_load, node_params=tuple(args.param), int8=args.int8,
     )

@@ -28,28 +28,13 @@ import cv2
 import numpy as np
 
 from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
-from esnet_ros.core.image_files import IMAGE_EXTENSIONS
+from esnet_ros.core.image_files import find_images
 from esnet_ros.data.datasets import read_image
 
-__all__ = ["add_arguments", "run", "FORMATS", "find_images", "output_path", "render"]
+__all__ = ["add_arguments", "run", "FORMATS", "output_path", "render"]
 
 log = logging.getLogger(__name__)
 FORMATS = ("labelIds", "trainIds", "color", "overlay")
-
-
-def find_images(path: str | pathlib.Path) -> tuple[pathlib.Path, list[pathlib.Path]]:
-    """``(root, images)``: the image files under a folder (recursively), or one image file."""
-    path = pathlib.Path(path)
-    if path.is_file():
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise ValueError(f"--input {path} is not a .png/.jpg/.jpeg image")
-        return path.parent, [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"--input {path} does not exist; pass a folder of .png/.jpg images or one image")
-    images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not images:
-        raise ValueError(f"--input {path} holds no .png/.jpg/.jpeg images")
-    return path, images
 
 
 def output_path(image: pathlib.Path, root: pathlib.Path, out: pathlib.Path, fmt: str) -> pathlib.Path:
@@ -84,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--format {args.format!r} must be one of: {', '.join(FORMATS)}")
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be within 0..1")
-    root, images = find_images(args.input)
+    root, images = find_images(args.input, what="--input")
     segmenter = build_segmenter(args)
     out = pathlib.Path(args.output)
     from tqdm import tqdm  # progress bar: only when predicting, and only on a terminal

@@ -7,7 +7,7 @@ import pathlib
 import cv2
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "read_bgr", "calibration_images"]
+__all__ = ["IMAGE_EXTENSIONS", "read_bgr", "calibration_images", "find_images"]
 
 #: the image files that datasets, ``esnet predict`` and int8 calibration read
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -33,3 +33,18 @@ def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathli
         raise ValueError(f"calibration image count {limit} must be >= 1")
     idx = np.linspace(0, len(files) - 1, num=min(limit, len(files))).round().astype(int)
     return [files[i] for i in sorted(set(idx.tolist()))]
+
+
+def find_images(path: str | pathlib.Path, what: str = "images") -> tuple[pathlib.Path, list[pathlib.Path]]:
+    """``(root, images)``: the image files under a folder (recursively), or one image file."""
+    path = pathlib.Path(path)
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise ValueError(f"{what} {path} is not a .png/.jpg/.jpeg image")
+        return path.parent, [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} {path} does not exist; pass a folder of .png/.jpg images or one image")
+    images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not images:
+        raise ValueError(f"{what} {path} holds no .png/.jpg/.jpeg images")
+    return path, images

@@ -1,9 +1,10 @@
-"""``esnet demo``: the synthetic camera and the segmentation node over real DDS, scored live.
+"""``esnet demo``: a camera and the segmentation node over real DDS, scored live.
 
-1. starts the synthetic camera (:mod:`esnet_ros.tooling.synthetic_camera`, 1280x720 bgr8 at ``rate_hz``,
-   30 Hz by default) unless ``camera`` names a real camera topic, and the segmentation node
-   (:mod:`esnet_ros.ros.node`) with the bundled demo model, each as a child process whose log goes
-   to ``OUTPUT/logs/`` (:mod:`esnet_ros.tooling.harness`);
+1. starts the camera (:mod:`esnet_ros.tooling.synthetic_camera`, bgr8 at ``rate_hz``, 30 Hz by default):
+   1280x720 synthetic scenes served by the synthetic model, or with ``images`` a folder or video of real
+   frames (ground truth from ``labels``) served by the CamVid model; unless ``camera`` names a live
+   camera topic. Then the segmentation node (:mod:`esnet_ros.ros.node`), each as a child process whose
+   log goes to ``OUTPUT/logs/`` (:mod:`esnet_ros.tooling.harness`);
 2. waits (bounded) for the first labels, then measures for ``seconds`` with a live progress bar:
    frames, processed FPS against the camera's, latency (camera stamp -> labels received here) and
    mIoU so far;
@@ -14,7 +15,7 @@
    scored by :class:`esnet_ros.training.metrics.ConfusionMatrix`, the one mIoU), and writes overlay
    PNGs, a side-by-side image (input | classes | overlay) and ``summary.json`` to ``OUTPUT/``.
 
-With a real ``camera`` topic only the node is started, on that topic; there is no ground truth,
+With a live ``camera`` topic only the node is started, on that topic; there is no ground truth,
 so no mIoU.  rclpy is imported only when a demo runs.
 """
 
@@ -48,8 +49,10 @@ from esnet_ros.tooling.harness import (
 )
 from esnet_ros.tooling.monitor import NODE_STAGES, Monitor, close_run, drain_and_count, message_array
 from esnet_ros.tooling.pictures import save_png, side_by_side, visible_classes
+from esnet_ros.tooling.demo_report import fmt as _fmt, print_summary
+from esnet_ros.tooling.replay import check_label_folder
 
-__all__ = ["DemoOptions", "run_demo", "print_summary"]
+__all__ = ["DemoOptions", "run_demo", "print_summary"]  # print_summary: from demo_report
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +67,13 @@ class DemoOptions:
     camera: str | None = None  # a real camera topic instead of the synthetic camera
     camera_transport: str = "raw"  # with camera: raw or compressed
     output: str = "demo_output"
-    weights: str | None = None  # None: the bundled demo model
+    weights: str | None = None  # None: the synthetic model for the synthetic camera, else the CamVid model
     width: int | None = None  # network input; None: the checkpoint's input_size
     height: int | None = None
     rate_hz: float = DEFAULT_CAMERA_RATE_HZ
-    camera_size: tuple[int, int] = (1280, 720)
+    camera_size: tuple[int, int] | None = None  # the camera's frames; None: 1280x720 synthetic, images as they are
+    images: str | None = None  # a folder of images or a video replayed as the camera (real frames)
+    labels: str | None = None  # with images: their ground truth (LABELS/<image stem>.png), for a live mIoU
     pool_size: int = 10
     seed: int = 0
     save_frames: int = 5
@@ -84,6 +89,10 @@ class DemoOptions:
             raise ValueError(f"--seconds {self.seconds} must be > 0, e.g. --seconds 30")
         if not 0 < self.rate_hz <= 1000:
             raise ValueError(f"--rate-hz {self.rate_hz} must be in (0, 1000], e.g. --rate-hz 30")
+        if self.camera is not None and self.images is not None:
+            raise ValueError("--camera and --images both given: segment a live camera topic or replay images, not both")
+        if self.labels is not None and self.images is None:
+            raise ValueError(f"--labels {self.labels} needs --images (the frames those labels belong to)")
         if self.camera is not None and not self.camera.startswith("/"):
             raise ValueError(f"--camera {self.camera!r} must be an absolute topic name, e.g. /my_camera/image_raw")
         if self.save_frames < 0:
@@ -97,11 +106,22 @@ class DemoOptions:
 
     @property
     def synthetic(self) -> bool:
+        """The synthetic camera: no real camera topic and no images to replay."""
+        return self.camera is None and self.images is None
+
+    @property
+    def own_camera(self) -> bool:
+        """The demo starts the camera (synthetic scenes or replayed images) rather than listening to one."""
         return self.camera is None
 
+    @property
+    def ground_truth(self) -> bool:
+        return self.synthetic or (self.images is not None and self.labels is not None)
 
-def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}{unit}"
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """What the camera is asked for: the synthetic scenes' size, or (0, 0) for the images' own."""
+        return self.camera_size or ((1280, 720) if self.synthetic else (0, 0))
 
 
 def _rate(start: tuple[float, int] | None, end: tuple[float, int] | None) -> float | None:
@@ -133,10 +153,13 @@ def run_demo(options: DemoOptions) -> int:
     options.check()
     from esnet_ros.core.checkpoint import resolve_weights
 
-    weights = resolve_weights(options.weights)
+    # the synthetic camera draws what the synthetic model was trained on; real frames get the CamVid model
+    weights = resolve_weights(options.weights or ("synthetic" if options.synthetic else None))
     if not options.weights and not weights.is_file():
-        raise FileNotFoundError(f"the bundled demo model {weights} is missing; pass --weights PATH to a checkpoint")
+        raise FileNotFoundError(f"the bundled model {weights} is missing; pass --weights PATH to a checkpoint")
     size, meta, labels = network_input_size(weights, options.width, options.height)
+    if options.labels is not None:
+        check_label_folder(options.images, options.labels, labels)
     out = pathlib.Path(options.output)
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "summary.json"]:
@@ -165,23 +188,29 @@ def _int8_params(out: pathlib.Path, options: DemoOptions) -> tuple[str, ...]:
 
 def _start_children(options: DemoOptions, weights: pathlib.Path, size, out: pathlib.Path) -> tuple[list[Child], str]:
     """The camera (unless a real one is given) and the node; ``(children, camera topic)``, node last."""
-    camera_topic = CAMERA_TOPIC if options.synthetic else options.camera
+    camera_topic = CAMERA_TOPIC if options.own_camera else options.camera
     children: list[Child] = []
-    if options.synthetic:
-        w, h = options.camera_size
-        children.append(Child("synthetic camera", camera_argv(
-            width=w, height=h, rate_hz=options.rate_hz, pool_size=options.pool_size, seed=options.seed),
-            out / "logs" / "camera.log"))
-    transport = "raw" if options.synthetic else options.camera_transport
+    if options.own_camera:
+        w, h = options.frame_size
+        children.append(Child("synthetic camera" if options.synthetic else "replay camera", camera_argv(
+            width=w, height=h, rate_hz=options.rate_hz, pool_size=options.pool_size, seed=options.seed,
+            images=options.images, labels_dir=options.labels), out / "logs" / "camera.log"))
+    transport = "raw" if options.own_camera else options.camera_transport
     children.append(Child("segmentation node", node_argv(weights=weights, input_size=size, camera_topic=camera_topic,
                                                          transport=transport, extra_params=options.node_params),
                            out / "logs" / "node.log"))
-    source = (f"synthetic camera {'x'.join(map(str, options.camera_size))} at {options.rate_hz:g} Hz"
-              if options.synthetic else f"camera {camera_topic}")
+    if options.synthetic:
+        source = f"synthetic camera {'x'.join(map(str, options.frame_size))} at {options.rate_hz:g} Hz"
+    elif options.images is not None:
+        size = "x".join(map(str, options.camera_size)) if options.camera_size else "their own size"
+        source = f"{options.images} replayed at {options.rate_hz:g} Hz ({size})"
+    else:
+        source = f"camera {camera_topic}"
     print(f"esnet demo: {source} -> segmentation node ({weights.name}, network input {size[0]}x{size[1]}); "
           f"logs in {out / 'logs'}", flush=True)
-    if not options.synthetic:
-        print("esnet demo: a real camera has no ground truth, so no mIoU is computed", flush=True)
+    if not options.ground_truth:
+        print("esnet demo: no ground truth (a live camera, or --images without --labels), so no mIoU is computed",
+              flush=True)
     return children, camera_topic
 
 
@@ -199,7 +228,7 @@ def _run(options: DemoOptions, weights, size, meta, labels, out: pathlib.Path) -
     monitor = None
     try:
         children, camera_topic = _start_children(options, weights, size, out)
-        monitor = Monitor(context, camera_topic=camera_topic, ground_truth=options.synthetic, labels=labels,
+        monitor = Monitor(context, camera_topic=camera_topic, ground_truth=options.ground_truth, labels=labels,
                           all_outputs=options.all_outputs)
         with background_load(options.background_load):
             window = _measure(options, monitor, children, camera_topic)
@@ -228,13 +257,13 @@ def _measure(options: DemoOptions, monitor: Monitor, children: list[Child], came
     """
     start = time.monotonic()
     if not monitor.wait_for(lambda: len(monitor.label_times) > 0, options.startup_timeout, children):
-        hint = ("the synthetic camera may still be rendering or the node loading" if options.synthetic else
+        hint = ("the camera may still be rendering or loading its frames, or the node loading" if options.own_camera else
                 f"is {camera_topic} publishing sensor_msgs/Image? (check its type and QoS)")
         raise DemoError(
             f"no labels on {OUTPUT_TOPICS['labels']} within {options.startup_timeout:g} s ({hint}); "
             f"last lines of the node's log:\n{indent_log(children[-1].tail(15))}")
     startup_s = time.monotonic() - start
-    if options.synthetic:  # its 1 Hz diagnostics give the rate it really sends: have one before measuring
+    if options.own_camera:  # its 1 Hz diagnostics give the rate it really sends: have one before measuring
         monitor.wait_for(lambda: monitor.camera_published_at() is not None, 3.0, children)
     monitor.reset()
     t0 = time.monotonic()
@@ -275,14 +304,14 @@ def _finish(options: DemoOptions, monitor: Monitor, children: list[Child], windo
             size, weights, meta, labels, out: pathlib.Path) -> dict[str, Any]:
     """Pictures, then stop the camera (so the node's counters settle), then the node; the summary."""
     saved, triple = _take_pictures(monitor, options.save_frames, children, out,
-                                   camera=options.synthetic or options.camera_transport == "raw")
+                                   camera=options.own_camera or options.camera_transport == "raw")
     exit_codes: dict[str, int] = {}
     published = None
-    if options.synthetic:
+    if options.own_camera:
         cam_status = monitor.camera_status()
         exit_codes["camera"] = children[0].stop()
         published = camera_published(children[0], cam_status)
-    counters, identity = drain_and_count(monitor, 10.0 if options.synthetic else 3.0)
+    counters, identity = drain_and_count(monitor, 10.0 if options.own_camera else 3.0)
     exit_codes["node"] = children[-1].stop()
 
     files: dict[str, Any] = {"overlays": [p.name for p in saved], "logs": [str(c.log_path.relative_to(out)) for c in children]}
@@ -295,7 +324,7 @@ def _finish(options: DemoOptions, monitor: Monitor, children: list[Child], windo
     summary = _summary(options, monitor, window, camera_topic, size, weights, meta, labels)
     summary.update(node_counters=counters, counter_identity_holds=identity, exit_codes=exit_codes, files=files,
                    problems_in_logs={c.name: c.problems()[:5] for c in children if c.problems()})
-    if options.synthetic:
+    if options.own_camera:
         summary["camera"]["frames_published"] = published
     summary = json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -303,14 +332,15 @@ def _finish(options: DemoOptions, monitor: Monitor, children: list[Child], windo
     return summary
 
 
-def _quality(monitor: Monitor, synthetic: bool) -> dict[str, Any]:
+def _quality(monitor: Monitor, options: DemoOptions) -> dict[str, Any]:
     quality = monitor.quality()
     if quality is not None:
-        quality["note"] = "labels matched to the synthetic camera's ground truth by header stamp, at input resolution"
+        truth = "the synthetic camera's ground truth" if options.synthetic else f"the labels in {options.labels}"
+        quality["note"] = f"labels matched to {truth} by header stamp, at input resolution"
         return quality
     return {"miou": None, "per_class_iou": None, "pixel_accuracy": None, "frames_scored": 0,
-            "note": ("no mIoU: a real camera has no ground truth" if not synthetic else
-                     "no mIoU: no labels could be matched to ground truth")}
+            "note": ("no mIoU: a live camera, or images without --labels, has no ground truth" if not options.ground_truth
+                     else "no mIoU: no labels could be matched to ground truth")}
 
 
 def _summary(options: DemoOptions, monitor: Monitor, window: _Window, camera_topic: str, size, weights, meta,
@@ -321,17 +351,19 @@ def _summary(options: DemoOptions, monitor: Monitor, window: _Window, camera_top
     in_window = {k: (window.node_end[k] - window.node_start[k])
                  if window.node_end.get(k) is not None and window.node_start.get(k) is not None else None
                  for k in COUNTERS}
-    if options.synthetic:
+    if options.own_camera:
         camera_fps = _rate(window.camera_start, window.camera_end)
-        camera = {"width": options.camera_size[0], "height": options.camera_size[1], "encoding": "bgr8",
-                  "rate_hz": options.rate_hz}
+        w, h = options.frame_size
+        camera = {"width": w or None, "height": h or None, "encoding": "bgr8", "rate_hz": options.rate_hz}
+        if options.images is not None:
+            camera.update(images=str(options.images), labels=options.labels)
     else:  # a real camera: what reached the node
         received = in_window["received"]
         camera_fps = received / window.seconds if received is not None and window.seconds > 0 else None
         camera = {"topic": camera_topic}
-    quality = _quality(monitor, options.synthetic)
+    quality = _quality(monitor, options)
     return {
-        "mode": "synthetic" if options.synthetic else "camera",
+        "mode": "synthetic" if options.synthetic else ("images" if options.images is not None else "camera"),
         "camera_topic": camera_topic,
         "seconds": round(window.seconds, 2),
         "startup_seconds": round(window.startup_s, 2),
@@ -385,34 +417,3 @@ def _take_pictures(monitor: Monitor, count: int, children: list[Child], out: pat
         log.warning("pictures: %d of %d overlays and %s side-by-side within %.0f s", len(saved), count,
                     "a" if monitor.latest_triple() else "no", timeout_s)
     return saved, monitor.latest_triple()
-
-
-def _rate_line(s: dict[str, Any]) -> str:
-    """``9.84 processed of 30.0 camera frames/s (33%; ...)``: the rate the node sustains."""
-    fps, camera_fps = s["fps"], s.get("camera_fps")
-    if not camera_fps:
-        return f"{_fmt(fps, '', 2)} processed"
-    share = 100 * fps / camera_fps if fps is not None else 0.0
-    verdict = "keeps up" if s.get("keeps_up") else "the node skips frames that a newer one superseded"
-    return f"{_fmt(fps, '', 2)} processed of {camera_fps:.2f} camera frames/s ({share:.0f}%: {verdict})"
-
-
-def print_summary(s: dict[str, Any]) -> None:
-    """The demo's terminal report (every figure is also in summary.json)."""
-    lat = s["latency_ms"]
-    print()
-    print(f"esnet demo: {s['frames']} frames segmented in {s['seconds']:.1f} s on {s['camera_topic']}  "
-          f"(network input {s['network_input'][0]}x{s['network_input'][1]}, start-up {s['startup_seconds']:.1f} s)")
-    print(f"  FPS        {_rate_line(s)}")
-    print(f"  latency    median {_fmt(lat['median'], ' ms')}, p90 {_fmt(lat['p90'], ' ms')}  (camera stamp -> labels received)")
-    if s["miou"] is not None:
-        print(f"  mIoU       {s['miou'] * 100:.1f}%  over {s['quality']['frames_scored']} frames against the synthetic ground truth")
-    else:
-        print(f"  mIoU       n/a ({s['quality']['note']})")
-    c = s["node_counters"]
-    print(f"  node       received {c['received']}, processed {c['processed']}, dropped {c['dropped']}, rejected {c['rejected']}")
-    if s["problems_in_logs"]:
-        print(f"  WARNING    tracebacks or exceptions in the logs: {s['problems_in_logs']}")
-    written = s["files"].get("overlays", []) + [s["files"].get("side_by_side")] + ["summary.json"]
-    print(f"  wrote      {', '.join(name for name in written if name)} "
-          f"to {s['_output']}/")

@@ -191,13 +191,20 @@ def _python_module(module: str) -> list[str]:
 
 
 def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = DEFAULT_CAMERA_RATE_HZ, pool_size: int = 10,
-                seed: int = 0, reliability: str = "reliable") -> list[str]:
-    """The synthetic camera's command line (publishes ``/camera/image_raw`` and ``/camera/labels_gt``)."""
-    return _python_module("esnet_ros.tooling.synthetic_camera") + [
+                seed: int = 0, reliability: str = "reliable", images: str | os.PathLike | None = None,
+                labels_dir: str | os.PathLike | None = None) -> list[str]:
+    """The camera's command line (publishes ``/camera/image_raw`` and ``/camera/labels_gt``): synthetic scenes,
+    or with ``images`` a folder or video replayed (``width``/``height`` 0: their own size)."""
+    argv = _python_module("esnet_ros.tooling.synthetic_camera") + [
         "--ros-args",
         "-p", f"width:={int(width)}", "-p", f"height:={int(height)}", "-p", f"rate_hz:={float(rate_hz)!r}",
         "-p", f"pool_size:={int(pool_size)}", "-p", f"seed:={int(seed)}", "-p", f"reliability:={reliability}",
     ]
+    if images:
+        argv += ["-p", f"images:={os.fspath(pathlib.Path(images).resolve())}"]
+    if labels_dir:
+        argv += ["-p", f"labels_dir:={os.fspath(pathlib.Path(labels_dir).resolve())}"]
+    return argv
 
 
 def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera_topic: str = CAMERA_TOPIC,

@@ -1,4 +1,4 @@
-"""A synthetic camera: procedurally drawn street scenes as ``sensor_msgs/Image``, with ground truth.
+"""A camera for the demo: procedurally drawn street scenes, or real frames replayed, as ``sensor_msgs/Image``.
 
 ``ros2 run esnet_ros synthetic_camera`` (or ``python -m esnet_ros.tooling.synthetic_camera``) publishes
 
@@ -13,6 +13,11 @@ once at start and the camera cycles through it; each tick only stamps a prebuilt
 publishes it.  The scenes come from :func:`esnet_ros.data.synth.render_scene` with the generator
 ``scene_rng(seed, "test", i)``: a split that training (``"train"``) and validation (``"val"``)
 never use, so the bundled demo model has not seen these frames.
+
+With ``images`` set (a folder of images, sorted by name, or a video file) the pool is those frames
+instead (:func:`esnet_ros.tooling.replay.load_frames`), resized to ``width`` x ``height`` unless both
+are 0, and ``labels_dir`` gives their ground truth (label PNGs named like the images, e.g. CamVid's
+``testannot/``): ``esnet demo --images``.
 """
 
 from __future__ import annotations
@@ -81,8 +86,13 @@ def _ro(description: str, *, read_only: bool = True, **kwargs) -> ParameterDescr
 
 # name: (default, descriptor)
 PARAMETERS = {
-    "width": (1280, _ro("image width in pixels (scenes are drawn at this size)", int_range=(16, 8192))),
-    "height": (720, _ro("image height in pixels", int_range=(16, 8192))),
+    "width": (1280, _ro("image width in pixels (scenes are drawn at this size; with images, 0 keeps their size)",
+                        int_range=(0, 8192))),
+    "height": (720, _ro("image height in pixels (with images, 0 keeps their size)", int_range=(0, 8192))),
+    "images": ("", _ro("a folder of images (sorted by name) or a video file to replay instead of synthetic scenes")),
+    "labels_dir": ("", _ro("with images: their ground truth, LABELS/<image stem>.png (mono8 class ids)")),
+    "max_images": (0, _ro("with images: replay at most this many (0: all; a video: up to 600 frames)",
+                          int_range=(0, 100000))),
     "rate_hz": (15.0, _ro("publishing rate in frames per second (may be changed at run time)",
                                 read_only=False, float_range=(0.1, 1000.0))),
     "encoding": ("bgr8", _ro("pixel encoding of camera/image_raw", choices=ENCODINGS)),
@@ -133,13 +143,12 @@ class SyntheticCamera(Node):
                 "on both ends")
 
         start = time.perf_counter()
-        self.get_logger().info(
-            f"rendering {p['pool_size']} scenes at {self._width}x{self._height} (seed {p['seed']}); "
-            "publishing starts when they are ready")
         frame_id = str(p["frame_id"])
-        self._pool = []
-        for image, train_ids in render_pool(self._width, self._height, int(p["pool_size"]), int(p["seed"]), self._encoding):
-            self._pool.append((_image_msg(image, self._encoding, frame_id), _image_msg(train_ids, "mono8", frame_id)))
+        self._pool = [(_image_msg(image, self._encoding, frame_id),
+                       _image_msg(gt, "mono8", frame_id) if gt is not None else None) for image, gt in self._frames(p)]
+        if self._pool and self._pool[0][1] is None:
+            self._publish_gt = False
+        self._height, self._width = self._pool[0][0].height, self._pool[0][0].width
         self.get_logger().info(
             f"publishing {IMAGE_TOPIC} ({self._width}x{self._height} {self._encoding}, {p['reliability']}, "
             f"depth {p['qos_depth']}) at {self._rate_hz:g} Hz"
@@ -151,6 +160,25 @@ class SyntheticCamera(Node):
         self._timer = self.create_timer(1.0 / self._rate_hz, self._publish_next)
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.add_post_set_parameters_callback(self._apply_parameters)
+
+    def _frames(self, p: dict) -> list:
+        """The pool before it becomes messages: ``[(image in the encoding's order, ground truth or None)]``."""
+        size = (self._width, self._height)
+        if not p["images"]:
+            if 0 in size:
+                raise InvalidParameterValueException("width/height", size, "synthetic scenes need a size > 0")
+            self.get_logger().info(f"rendering {p['pool_size']} scenes at {size[0]}x{size[1]} (seed {p['seed']}); "
+                                   "publishing starts when they are ready")
+            return render_pool(size[0], size[1], int(p["pool_size"]), int(p["seed"]), self._encoding)
+        from esnet_ros.tooling.replay import load_frames
+
+        frames = load_frames(p["images"], p["labels_dir"] or None, size=None if size == (0, 0) else size,
+                             max_frames=int(p["max_images"]))
+        self.get_logger().info(f"replaying {len(frames)} frames of {p['images']}"
+                               + (f" with labels from {p['labels_dir']}" if p["labels_dir"] else ""))
+        if self._encoding == "rgb8":
+            frames = [(image[..., ::-1].copy(), gt) for image, gt in frames]
+        return frames
 
     # -- parameters -----------------------------------------------------------------------------
 
@@ -188,7 +216,7 @@ class SyntheticCamera(Node):
         image_msg, gt_msg = self._pool[self.frames_published % len(self._pool)]
         stamp = self.get_clock().now().to_msg()
         image_msg.header.stamp = stamp
-        if self._gt_pub is not None:
+        if self._gt_pub is not None and gt_msg is not None:
             gt_msg.header.stamp = stamp
             self._gt_pub.publish(gt_msg)  # ground truth first: it is there when the prediction arrives
         self._image_pub.publish(image_msg)
@@ -257,7 +285,7 @@ def main(args: list[str] | None = None) -> int:
         with rclpy.init(args=args):
             try:
                 node = SyntheticCamera()
-            except InvalidParameterValueException as exc:
+            except (InvalidParameterValueException, FileNotFoundError, ValueError) as exc:
                 print(f"synthetic_camera: {exc}", file=sys.stderr)
                 return 2
             except InvalidParameterTypeException as exc:

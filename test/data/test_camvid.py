@@ -12,41 +12,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from esnet_ros.core.checkpoint import make_metadata, save_checkpoint
 from esnet_ros.core.labels import CAMVID_VOID, builtin_labels, camvid
-from esnet_ros.core.model import ESNet
 from esnet_ros.data.datasets import SegmentationDataset, dataset_layout, find_samples
 from esnet_ros.training.metrics import ConfusionMatrix
 from esnet_ros.training.train import build_labels
 
-SKY, BUILDING, ROAD, CAR = 0, 1, 3, 8
-W, H = 48, 32
-
-
-def camvid_label(seed: int) -> np.ndarray:
-    """Sky on top, buildings, road below, a car, and a void strip (value 11)."""
-    label = np.full((H, W), ROAD, np.uint8)
-    label[:8] = SKY
-    label[8:16] = BUILDING
-    label[20:28, 10 + seed: 22 + seed] = CAR
-    label[:, -2:] = CAMVID_VOID
-    return label
-
-
-def write_camvid(root: pathlib.Path, counts=(("train", 3), ("val", 2), ("test", 2))) -> pathlib.Path:
-    """A tiny CamVid folder: ``SPLIT/<name>.png`` images colored by class, ``SPLITannot/<name>.png`` labels."""
-    palette = camvid().palette()
-    for split, n in counts:
-        (root / split).mkdir(parents=True, exist_ok=True)
-        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            label = camvid_label(i)
-            image = palette[np.minimum(label, 10)][..., ::-1]  # BGR on disk
-            cv2.imwrite(str(root / split / f"0001TP_{split}_{i:03d}.png"), image)
-            cv2.imwrite(str(root / f"{split}annot" / f"0001TP_{split}_{i:03d}.png"), label)
-    return root
+from camvid_fixture import CAR, H, ROAD, SKY, W, camvid_label, camvid_model, write_camvid
 
 
 @pytest.fixture()
@@ -132,19 +104,11 @@ def test_label_values_above_void_are_refused_by_name(camvid_root):
         dataset.load(0)
 
 
-def _camvid_model(path: pathlib.Path) -> pathlib.Path:
-    torch.manual_seed(5)
-    model = ESNet(11)
-    with torch.no_grad():
-        model.decoder.output_conv.weight.mul_(40.0)
-    return save_checkpoint(path, model, make_metadata(camvid(), input_size=(W, H), recipe={"command": "test"}))
-
-
 def test_esnet_evaluate_reports_camvids_protocol(camvid_root, tmp_path):
     """The JSON's three numbers equal the confusion matrix of the engine's labels, computed here."""
     from esnet_ros.inference.segmenter import Segmenter
 
-    weights = _camvid_model(tmp_path / "camvid_model.safetensors")
+    weights = camvid_model(tmp_path / "camvid_model.safetensors")
     out = tmp_path / "report.json"
     png = tmp_path / "confusion.png"
     proc = subprocess.run([sys.executable, "-m", "esnet_ros.cli", "evaluate", "--weights", str(weights), "--data",
