@@ -24,6 +24,7 @@ import gc
 import logging
 import os
 import pathlib
+import signal
 import sys
 import threading
 from typing import Any
@@ -32,10 +33,11 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidHandle, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from esnet_ros.core.checkpoint import is_synthetic_only
 from esnet_ros.core.labels import LabelSet
@@ -375,23 +377,52 @@ class SegmentationNode(LifecycleNode):
 # -- entry point -------------------------------------------------------------------------------------
 
 
-def _spin(node: SegmentationNode) -> None:
-    """Autostart (unless disabled), then spin until SIGINT/SIGTERM; stops and destroys the node."""
-    executor = SingleThreadedExecutor()
+class _Signals:
+    """SIGINT/SIGTERM for the node's process, handled here instead of by rclpy.
+
+    rclpy's own handler shuts the context down at once, so the node and its participant are torn down
+    after communication has ended: after real traffic Fast DDS then never announces that they left, and
+    the node stays in other processes' graphs until its lease runs out (~20 s). Here a signal only asks
+    the spin loop to end; the node is stopped and destroyed while the context is up (the graph hears
+    it leave), and only then is the context shut down. Before the node spins (imports, model loading)
+    a signal raises ``KeyboardInterrupt`` as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.spinning = False
+
+    def install(self) -> "_Signals":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if not self.spinning:
+            raise KeyboardInterrupt
+
+
+def _spin(node: SegmentationNode, signals: _Signals) -> None:
+    """Autostart (unless disabled), then spin until a signal; stops and destroys the node (context still up)."""
+    executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
         if node.get_parameter("autostart").value and not node.start():
             node.get_logger().error(
                 "autostart: the node stays unconfigured; fix the parameters, then "
                 f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`")
-        executor.spin()
+        signals.spinning = True
+        while not signals.requested and node.context.ok():
+            executor.spin_once(timeout_sec=0.1)
     finally:
+        signals.spinning = False
         node.stop()
         executor.shutdown(timeout_sec=0.5)
         node.destroy_node()
 
 
-def _run() -> int:
+def _run(signals: _Signals) -> int:
     """Build the node, forward the core's log records to it, and spin (exit code 2 for a bad parameter)."""
     try:
         node = SegmentationNode()
@@ -403,34 +434,34 @@ def _run() -> int:
     core_log.setLevel(logging.INFO)
     core_log.addHandler(RosLogHandler(node.get_logger()))
     core_log.propagate = False
-    _spin(node)
+    _spin(node, signals)
     return 0
 
 
 def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
     """``python -m esnet_ros.ros.node --ros-args -p name:=value``: run until SIGINT/SIGTERM (exit 0).
 
-    After a clean ROS shutdown the process ends with ``os._exit`` (``fast_exit``): the
-    interpreter's own teardown of torch takes over a second on a small CPU, which would break the
-    promise of a clean exit within 2 s. Before that the node is destroyed and the context shut
-    down and destroyed, so that DDS tells the graph the participant left (otherwise it stays
-    listed until its lease expires, ~20 s). Pass ``fast_exit=False`` to get the return code instead.
+    A signal ends the spin loop; the node is destroyed, then the context shut down and destroyed, so
+    that DDS tells the graph the node and its participant left (:class:`_Signals`). Then the process
+    ends with ``os._exit`` (``fast_exit``): the interpreter's own teardown of torch takes over a second
+    on a small CPU, which would break the promise of a clean exit within 2 s. Pass ``fast_exit=False``
+    to get the return code instead.
     """
     use_large_message_profile()  # before the first participant: images over shared memory
+    signals = _Signals().install()
     code = 0
     try:
-        init = rclpy.init(args=args)  # installs SIGINT and SIGTERM handlers that end spin()
-        with init:
-            try:
-                code = _run()
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass  # handled here, so that no traceback keeps the node (and its context) alive
-            except RCLError:  # SIGINT/SIGTERM shut the context down while rcl was in use (building the
-                if init.context.ok():  # node, or the executor's wait set): a shutdown, not an error
-                    raise
-        gc.collect()  # the node's handles keep the context in use until they are freed
-        init.context.destroy()  # finalizes the participant: DDS announces that it left
-    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        context = rclpy.get_default_context()
+        try:
+            code = _run(signals)
+        except KeyboardInterrupt:
+            pass  # a signal before the node spun: handled here, so that no traceback keeps the context alive
+        finally:
+            gc.collect()  # the node's handles keep the context in use until they are freed
+            context.try_shutdown()
+            context.destroy()  # finalizes the participant: DDS announces that it left
+    except KeyboardInterrupt:
         pass
     if fast_exit:
         sys.stdout.flush()

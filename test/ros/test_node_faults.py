@@ -569,7 +569,7 @@ def test_autostart_failure_hint_names_the_namespaced_node(rclpy_context, tmp_pat
 
 
 def test_no_size_parameters_serve_the_bundled_model_at_its_own_size(rclpy_context):
-    """input_width/input_height default 0: the checkpoint's input_size (512x256 for the bundled model)."""
+    """input_width/input_height default 0: the checkpoint's input_size (480x360 for the default CamVid model)."""
     from esnet_ros.msg import SegmentationStats
     from sensor_msgs.msg import Image
 
@@ -578,15 +578,22 @@ def test_no_size_parameters_serve_the_bundled_model_at_its_own_size(rclpy_contex
     client = Client(rclpy_context, "esnet_test_bundled_client")
     try:
         line = proc.wait_for(r"network input .* \(from ", 90)
-        assert "network input 512x256 (from the checkpoint)" in line, line
+        assert "network input 480x360 (from the checkpoint)" in line, line
         proc.wait_for(r"subscribed to", 30)
         stats, _ = client.collect(SegmentationStats, f"{ns}/esnet/stats")
         labels, _ = client.collect(Image, f"{ns}/esnet/labels")
         cam = Camera(client, f"{ns}/camera/image_raw")
         cam.wait_for_subscriber()
         got = cam.roundtrip(make_image(scene(120, 160), "bgr8"), {"stats": stats, "labels": labels})
-        assert (got["stats"].network_width, got["stats"].network_height) == (512, 256)
+        assert (got["stats"].network_width, got["stats"].network_height) == (480, 360)
         assert (got["labels"].width, got["labels"].height) == (160, 120)
+        from esnet_ros.msg import ClassMap
+
+        class_map, _ = client.collect(ClassMap, f"{ns}/esnet/class_map", latched=True, depth=1)
+        client.spin_until(lambda: class_map.messages, 10, "the latched class_map")
+        info = class_map.messages[-1]
+        assert info.dataset == "camvid" and len(info.classes) == 11 and info.ignore_id == 11
+        assert [c.name for c in info.classes][:4] == ["Sky", "Building", "Pole", "Road"]
     finally:
         client.close()
         rc, _ = proc.stop()
