@@ -24,7 +24,6 @@ import gc
 import logging
 import os
 import pathlib
-import signal
 import sys
 import threading
 from typing import Any
@@ -50,6 +49,7 @@ from esnet_ros.ros.images import ImagePublisherBuffer
 from esnet_ros.ros.parameters import (INPUT_PARAMS, MODEL_PARAMS, PARAMETERS, ModelConfig, check_choices,
                                       SIZE_PARAMS, check_model_config, check_size)
 from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
+from esnet_ros.ros.signals import ShutdownSignals
 from esnet_ros.ros.worker import FrameWorker
 
 __all__ = ["SegmentationNode", "main", "NODE_NAME", "PARAMETERS", "REJECT_CAUSES", "WARNING_CAUSES"]
@@ -377,33 +377,7 @@ class SegmentationNode(LifecycleNode):
 # -- entry point -------------------------------------------------------------------------------------
 
 
-class _Signals:
-    """SIGINT/SIGTERM for the node's process, handled here instead of by rclpy.
-
-    rclpy's own handler shuts the context down at once, so the node and its participant are torn down
-    after communication has ended: after real traffic Fast DDS then never announces that they left, and
-    the node stays in other processes' graphs until its lease runs out (~20 s). Here a signal only asks
-    the spin loop to end; the node is stopped and destroyed while the context is up (the graph hears
-    it leave), and only then is the context shut down. Before the node spins (imports, model loading)
-    a signal raises ``KeyboardInterrupt`` as usual.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.spinning = False
-
-    def install(self) -> "_Signals":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
-        return self
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        if not self.spinning:
-            raise KeyboardInterrupt
-
-
-def _spin(node: SegmentationNode, signals: _Signals) -> None:
+def _spin(node: SegmentationNode, signals: ShutdownSignals) -> None:
     """Autostart (unless disabled), then spin until a signal; stops and destroys the node (context still up)."""
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
@@ -422,7 +396,7 @@ def _spin(node: SegmentationNode, signals: _Signals) -> None:
         node.destroy_node()
 
 
-def _run(signals: _Signals) -> int:
+def _run(signals: ShutdownSignals) -> int:
     """Build the node, forward the core's log records to it, and spin (exit code 2 for a bad parameter)."""
     try:
         node = SegmentationNode()
@@ -442,13 +416,13 @@ def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
     """``python -m esnet_ros.ros.node --ros-args -p name:=value``: run until SIGINT/SIGTERM (exit 0).
 
     A signal ends the spin loop; the node is destroyed, then the context shut down and destroyed, so
-    that DDS tells the graph the node and its participant left (:class:`_Signals`). Then the process
+    that DDS tells the graph the node and its participant left (:class:`ShutdownSignals`). Then the process
     ends with ``os._exit`` (``fast_exit``): the interpreter's own teardown of torch takes over a second
     on a small CPU, which would break the promise of a clean exit within 2 s. Pass ``fast_exit=False``
     to get the return code instead.
     """
     use_large_message_profile()  # before the first participant: images over shared memory
-    signals = _Signals().install()
+    signals = ShutdownSignals().install()
     code = 0
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
