@@ -31,7 +31,7 @@ setup(
     entry_points={
         "console_scripts": [
             "esnet = esnet_ros.cli:main",
-            "esnet-segmentation-node = esnet_ros.ros.node:main",
+            "esnet-segmentation-node = esnet_ros.ros.entry:run_node",
         ]
     },
 )

@@ -27,8 +27,9 @@ ARGUMENTS = (
     ("namespace", "", "Namespace of the node and its outputs (e.g. front: /front/esnet/labels)."),
     ("params_file", PARAMS_FILE,
      "YAML with the node's parameters (every parameter is documented in config/esnet.yaml)."),
-    ("weights", "", "ESNet checkpoint (.safetensors/.pt/.onnx); empty keeps the params file's value "
-                    "(empty there means the bundled demo model, not for real cameras)."),
+    ("weights", "", "A bundled model by name (camvid: real streets; synthetic: the synthetic demo's) or a "
+                    "checkpoint path (.safetensors/.pt/.onnx); empty keeps the params file's value (empty "
+                    "there means camvid)."),
     ("device", "", "auto, cpu, cuda or cuda:N; empty keeps the params file's value (auto)."),
     ("backend", "", "auto, torch, onnxruntime or openvino; empty keeps the params file's value."),
     ("precision", "", "auto, fp32, fp16, bf16 or int8; empty keeps the params file's value."),

@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "train": ("esnet_ros.cli.train", "train ESNet (the paper's recipe by default)"),
     "evaluate": ("esnet_ros.cli.evaluate", "mIoU, category mIoU, per-class IoU and a confusion matrix"),
     "predict": ("esnet_ros.cli.predict", "write predictions (labelIds, trainIds, color or overlay PNGs)"),
+    "bundle": ("esnet_ros.cli.bundle", "a trained checkpoint as a model to ship, with data terms and evaluations"),
     "export": ("esnet_ros.cli.export", "export to ONNX with the checkpoint's metadata"),
     "bag": ("esnet_ros.cli.bag", "segment every frame of a rosbag2 recording (MCAP/sqlite3) into a new one"),
     "bench": ("esnet_ros.cli.bench", "benchmark the model and the node end to end (JSON)"),

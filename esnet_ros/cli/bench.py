@@ -42,7 +42,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
+    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled CamVid model; `synthetic` names the demo's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--sizes", default="1024x512,512x256", help="network input sizes WxH, comma-separated")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per model entry (default 20)")

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "labels nearest; default their own size)")
     parser.add_argument("--pool-size", type=int, default=10, help="distinct synthetic scenes the camera cycles through (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
+    parser.add_argument("--video-seconds", type=float, default=5.0,
+                        help="seconds of camera | classes | overlay in side_by_side.mp4 after the run (0: no video; default 5)")
     parser.add_argument("--save-frames", type=int, default=5, help="overlay PNGs to write, spread over the run (default 5)")
     parser.add_argument("--all-outputs", action="store_true",
                         help="also subscribe to color, overlay and confidence while measuring (every output computed)")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, width=args.width, height=args.height, rate_hz=args.rate_hz,
         camera_size=parse_camera_size(args.camera_size) if args.camera_size else None, images=args.images,
         labels=args.labels, pool_size=args.pool_size, seed=args.seed,
-        save_frames=args.save_frames, startup_timeout=args.startup_timeout, all_outputs=args.all_outputs,
+        save_frames=args.save_frames, video_seconds=args.video_seconds, startup_timeout=args.startup_timeout, all_outputs=args.all_outputs,
         background_load=args.background_load, node_params=tuple(args.param), int8=args.int8,
     )
     return run_demo(options)

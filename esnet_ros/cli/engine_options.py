@@ -24,7 +24,7 @@ ENGINE_DEFAULTS = {"device": "auto", "backend": "auto", "precision": "auto", "nu
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("engine (the node's parameters of the same names and defaults)")
-    group.add_argument("--weights", default="", help="checkpoint or exported .onnx (default: the bundled demo model)")
+    group.add_argument("--weights", default="", help="checkpoint or exported .onnx (default: the bundled CamVid model; `synthetic` names the demo's)")
     group.add_argument("--labels", default=None, help="labels YAML overriding the checkpoint's class list")
     group.add_argument("--input-size", default=None,
                        help="network input WIDTHxHEIGHT (default: the size the checkpoint was trained at)")

@@ -22,7 +22,9 @@ from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.core.summary import json_safe
 from esnet_ros.data.datasets import LABEL_KINDS, SegmentationDataset
+from esnet_ros.core.sizes import parse_size
 from esnet_ros.training.evaluation import (
+    CameraModel,
     evaluate_dataset,
     evaluation_report,
     metrics_report,
@@ -43,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--label-kind", default="labelIds", choices=LABEL_KINDS,
                         help="Cityscapes layout: *_gtFine_labelIds.png (default) or *_gtFine_labelTrainIds.png")
+    parser.add_argument("--camera-size", default=None, metavar="WxH",
+                        help="resize each image to this camera resolution first (labels scored at their own)")
+    parser.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
+                        help="JPEG-compress each image at quality Q first, as a compressed image transport does")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     parser.add_argument("--confusion-png", default=None, help="write the confusion matrix to this PNG")
     add_engine_arguments(parser)
@@ -57,9 +63,13 @@ def run(args: argparse.Namespace) -> int:
     segmenter = build_segmenter(args)
     dataset = SegmentationDataset(args.data, args.split, segmenter.labels, label_kind=args.label_kind)
     start = time.perf_counter()
-    confmat = evaluate_dataset(segmenter, dataset, upsample=args.upsample, progress=True)
+    camera = None
+    if args.camera_size or args.jpeg_quality is not None:
+        camera = CameraModel(parse_size(args.camera_size, "--camera-size", network=False) if args.camera_size else None,
+                             args.jpeg_quality)
+    confmat = evaluate_dataset(segmenter, dataset, upsample=args.upsample, progress=True, camera=camera)
     report = evaluation_report(confmat, segmenter, dataset, upsample=args.upsample,
-                               seconds=time.perf_counter() - start)
+                               seconds=time.perf_counter() - start, camera=camera)
     _write(args, confmat, report, title=f"{segmenter.labels.name} {args.split}")
     return 0
 

@@ -22,7 +22,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="", help="checkpoint (.safetensors or .pt; default: the bundled demo model)")
+    parser.add_argument("--weights", default="", help="checkpoint (.safetensors or .pt; default: the bundled CamVid model; `synthetic` names the demo's)")
     parser.add_argument("--output", required=True, help="ONNX file to write (.onnx)")
     parser.add_argument("--width", type=int, default=None, help="network input width (default: the checkpoint's)")
     parser.add_argument("--height", type=int, default=None, help="network input height (default: the checkpoint's)")

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="write the report here as JSON")
     parser.add_argument("--width", type=int, default=512, help="network input width (default 512)")
     parser.add_argument("--height", type=int, default=256, help="network input height (default 256)")
-    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled demo model)")
+    parser.add_argument("--weights", default=None, help="checkpoint (default: the bundled CamVid model; `synthetic` names the demo's)")
     parser.add_argument("--camera-size", default="1280x720", help="camera image size WxH (default 1280x720)")
     parser.add_argument("--pool-size", type=int, default=6, help="distinct scenes the camera cycles through (default 6)")
     parser.add_argument("--sample-s", type=float, default=2.0, help="seconds between RSS samples (default 2)")

@@ -159,7 +159,7 @@ def load_state_dict_file(path: str | pathlib.Path) -> tuple[dict[str, torch.Tens
     if not path.is_file():
         raise FileNotFoundError(
             f"weights file {path} does not exist; pass an existing .safetensors/.pt file "
-            f"(or leave weights empty for the bundled demo model)"
+            f"(or a bundled model's name: {', '.join(BUNDLED_WEIGHTS)}; empty for {DEFAULT_WEIGHTS})"
         )
     if path.stat().st_size == 0:
         raise ValueError(f"weights file {path} is empty (truncated download?); re-download or re-export it")

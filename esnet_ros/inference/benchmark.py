@@ -202,7 +202,8 @@ def bench_input(backend: Any, size: tuple[int, int], device: torch.device) -> to
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     buf = backend.input_buffer(tuple(x.shape))
     if buf is not None:  # what the engine does: preprocess straight into the backend's buffer
-        buf.copy_(x)
+        with torch.inference_mode():  # the buffer is an inference tensor, written as the engine writes it
+            buf.copy_(x)
         x = buf
     return x
 

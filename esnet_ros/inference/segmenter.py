@@ -139,8 +139,8 @@ class Segmenter:
     """ESNet inference on any size of uint8 image, on the CPU or CUDA.
 
     Args:
-        weights: a checkpoint path, a ``(model, ModelMeta)`` pair, or ``None`` for the bundled
-            demo model (trained on synthetic scenes: not for real cameras).
+        weights: a checkpoint path, a ``(model, ModelMeta)`` pair, or a bundled model's
+            name (``camvid``, ``synthetic``), or ``None`` for the default bundled model (CamVid: real streets).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fp16 on CUDA; on the CPU bf16 with OpenVINO on AMX/AVX512-BF16, else fp32),
             ``fp32``, ``fp16`` (CUDA only), ``bf16`` (OpenVINO) or ``int8``.

@@ -382,15 +382,13 @@ def _spin(node: SegmentationNode, signals: ShutdownSignals) -> None:
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        if node.get_parameter("autostart").value and not node.start():
+        if node.get_parameter("autostart").value and not signals.requested and not node.start():
             node.get_logger().error(
                 "autostart: the node stays unconfigured; fix the parameters, then "
                 f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`")
-        signals.spinning = True
         while not signals.requested and node.context.ok():
             executor.spin_once(timeout_sec=0.1)
     finally:
-        signals.spinning = False
         node.stop()
         executor.shutdown(timeout_sec=0.5)
         node.destroy_node()
@@ -412,7 +410,7 @@ def _run(signals: ShutdownSignals) -> int:
     return 0
 
 
-def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
+def main(args: list[str] | None = None, *, signals: ShutdownSignals | None = None, fast_exit: bool = True) -> int:
     """``python -m esnet_ros.ros.node --ros-args -p name:=value``: run until SIGINT/SIGTERM (exit 0).
 
     A signal ends the spin loop; the node is destroyed, then the context shut down and destroyed, so
@@ -422,22 +420,22 @@ def main(args: list[str] | None = None, *, fast_exit: bool = True) -> int:
     to get the return code instead.
     """
     use_large_message_profile()  # before the first participant: images over shared memory
-    signals = ShutdownSignals().install()
-    code = 0
+    signals = signals or ShutdownSignals().install()
+    if signals.requested:  # a signal while the modules loaded (run_node): nothing to tear down
+        return _exit(0, fast_exit)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    context = rclpy.get_default_context()
     try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        context = rclpy.get_default_context()
-        try:
-            code = _run(signals)
-        except KeyboardInterrupt:
-            pass  # a signal before the node spun: handled here, so that no traceback keeps the context alive
-        finally:
-            gc.collect()  # the node's handles keep the context in use until they are freed
-            context.try_shutdown()
-            context.destroy()  # finalizes the participant: DDS announces that it left
-    except KeyboardInterrupt:
-        pass
-    if fast_exit:
+        code = _run(signals)
+    finally:
+        gc.collect()  # the node's handles keep the context in use until they are freed
+        context.try_shutdown()
+        context.destroy()  # finalizes the participant: DDS announces that it left
+    return _exit(code, fast_exit)
+
+
+def _exit(code: int, fast: bool) -> int:
+    if fast:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

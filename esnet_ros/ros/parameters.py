@@ -186,7 +186,8 @@ def check_model_config(cfg: ModelConfig) -> tuple[Any, LabelSet | None]:
     path = cfg.weights_path()
     if not cfg.weights and not path.is_file():
         raise FileNotFoundError(
-            f"weights is empty but the bundled demo model {path} is missing; set weights:=/path/to/model.safetensors"
+            f"weights is empty but the bundled model {path} is missing (a partial install?); reinstall esnet_ros "
+            f"or set weights:=/path/to/model.safetensors"
         )
     if path.suffix == ".onnx":  # an exported model: check it is readable and carries our metadata
         _check_onnx(path)

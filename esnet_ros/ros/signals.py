@@ -12,16 +12,16 @@ class ShutdownSignals:
     """SIGINT/SIGTERM for the node's process, handled here instead of by rclpy.
 
     rclpy's own handler shuts the context down at once, so the node and its participant are torn down
-    after communication has ended: after real traffic Fast DDS then never announces that they left, and
-    the node stays in other processes' graphs until its lease runs out (~20 s). Here a signal only asks
-    the spin loop to end; the node is stopped and destroyed while the context is up (the graph hears
-    it leave), and only then is the context shut down. Before the node spins (imports, model loading)
-    a signal raises ``KeyboardInterrupt`` as usual.
+    after communication has ended. Here a signal only records the request: the entry point finishes
+    the step it is in (building the node, loading the model, a lifecycle transition), skips the rest,
+    stops and destroys the node while the context is up (the graph hears it leave), and only then
+    shuts the context down. A signal never raises inside a step: a ``KeyboardInterrupt`` in the middle
+    of a transition left worker threads and locks half set up, and the process hung instead of exiting.
+    :func:`esnet_ros.ros.entry.run_node` installs it before the slow imports (torch), so that a signal then is kept too.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self.spinning = False
 
     def install(self) -> "ShutdownSignals":
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -30,5 +30,4 @@ class ShutdownSignals:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.requested = True
-        if not self.spinning:
-            raise KeyboardInterrupt
+

@@ -48,7 +48,7 @@ from esnet_ros.tooling.harness import (
     node_argv,
 )
 from esnet_ros.tooling.monitor import NODE_STAGES, Monitor, close_run, drain_and_count, message_array
-from esnet_ros.tooling.pictures import save_png, side_by_side, visible_classes
+from esnet_ros.tooling.pictures import record_video, save_png, side_by_side, visible_classes
 from esnet_ros.tooling.demo_report import fmt as _fmt, print_summary
 from esnet_ros.tooling.replay import check_label_folder
 
@@ -77,6 +77,7 @@ class DemoOptions:
     pool_size: int = 10
     seed: int = 0
     save_frames: int = 5
+    video_seconds: float = 5.0  # side_by_side.mp4: this long a stretch of camera | classes | overlay (0: none)
     startup_timeout: float = 120.0
     all_outputs: bool = False  # also subscribe to color, overlay and confidence while measuring
     background_load: int = 0  # cores kept busy by CPU hogs while measuring (a shared robot CPU)
@@ -95,6 +96,8 @@ class DemoOptions:
             raise ValueError(f"--labels {self.labels} needs --images (the frames those labels belong to)")
         if self.camera is not None and not self.camera.startswith("/"):
             raise ValueError(f"--camera {self.camera!r} must be an absolute topic name, e.g. /my_camera/image_raw")
+        if self.video_seconds < 0:
+            raise ValueError(f"--video-seconds {self.video_seconds} must be >= 0 (0: no video)")
         if self.save_frames < 0:
             raise ValueError(f"--save-frames {self.save_frames} must be >= 0")
         if not 1 <= self.pool_size <= 1000:
@@ -162,7 +165,7 @@ def run_demo(options: DemoOptions) -> int:
         check_label_folder(options.images, options.labels, labels)
     out = pathlib.Path(options.output)
     out.mkdir(parents=True, exist_ok=True)
-    for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "summary.json"]:
+    for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "side_by_side.mp4", out / "summary.json"]:
         old.unlink(missing_ok=True)
     if options.int8:
         options = dataclasses.replace(options, node_params=_int8_params(out, options) + options.node_params)
@@ -305,6 +308,10 @@ def _finish(options: DemoOptions, monitor: Monitor, children: list[Child], windo
     """Pictures, then stop the camera (so the node's counters settle), then the node; the summary."""
     saved, triple = _take_pictures(monitor, options.save_frames, children, out,
                                    camera=options.own_camera or options.camera_transport == "raw")
+    video = None
+    if options.video_seconds > 0 and triple is not None and triple[0] is not None:  # while the camera still runs
+        video = record_video(monitor, out / "side_by_side.mp4", options.video_seconds, options.rate_hz, labels,
+                             children)
     exit_codes: dict[str, int] = {}
     published = None
     if options.own_camera:
@@ -314,7 +321,8 @@ def _finish(options: DemoOptions, monitor: Monitor, children: list[Child], windo
     counters, identity = drain_and_count(monitor, 10.0 if options.own_camera else 3.0)
     exit_codes["node"] = children[-1].stop()
 
-    files: dict[str, Any] = {"overlays": [p.name for p in saved], "logs": [str(c.log_path.relative_to(out)) for c in children]}
+    files: dict[str, Any] = {"overlays": [p.name for p in saved], "logs": [str(c.log_path.relative_to(out)) for c in children],
+                             "video": {"file": video.path.name, "frames": video.frames} if video and video.frames else None}
     if triple is not None:
         inp, color, overlay = triple
         color_bgr = message_array(color)

@@ -39,6 +39,8 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"  node       received {c['received']}, processed {c['processed']}, dropped {c['dropped']}, rejected {c['rejected']}")
     if s["problems_in_logs"]:
         print(f"  WARNING    tracebacks or exceptions in the logs: {s['problems_in_logs']}")
-    written = s["files"].get("overlays", []) + [s["files"].get("side_by_side")] + ["summary.json"]
+    video = s["files"].get("video")
+    written = (s["files"].get("overlays", []) + [s["files"].get("side_by_side")]
+               + [f"{video['file']} ({video['frames']} frames)" if video else None] + ["summary.json"])
     print(f"  wrote      {', '.join(name for name in written if name)} "
           f"to {s['_output']}/")

@@ -210,7 +210,7 @@ def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = DEFAUL
 def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera_topic: str = CAMERA_TOPIC,
               transport: str = "raw", extra_params: Iterable[str] = ()) -> list[str]:
     """The segmentation node's command line (``extra_params``: more ``name:=value`` pairs)."""
-    argv = _python_module("esnet_ros.ros.node") + [
+    argv = _python_module("esnet_ros.ros") + [
         "--ros-args",
         "-p", f"weights:={os.fspath(weights)}",
         "-p", f"input_width:={int(input_size[0])}", "-p", f"input_height:={int(input_size[1])}",

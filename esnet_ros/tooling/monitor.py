@@ -265,6 +265,12 @@ class Monitor:
         """``[(stamp ns, message)]`` kept of ``kind`` (``"input"``, ``"color"``, ``"overlay"``), oldest first."""
         return list(self._cache[kind].items())
 
+    def triples(self) -> list[tuple[int, Any, Any, Any]]:
+        """``[(stamp ns, input, color, overlay)]`` of the kept stamps that have all three, oldest first."""
+        inputs, colors = self._cache["input"], self._cache["color"]
+        return [(stamp, inputs[stamp], colors[stamp], overlay) for stamp, overlay in self._cache["overlay"].items()
+                if stamp in colors and stamp in inputs]
+
     def latest_triple(self):
         """``(input, color, overlay)`` of the newest stamp that has all three; else ``(None, color, overlay)``."""
         inputs, colors, overlays = (self._cache[k] for k in ("input", "color", "overlay"))

@@ -50,7 +50,7 @@ def node_command(weights: str, backend: str, device: str, precision: str, size: 
     """The node's command line for one bench entry (reliable input QoS: no frame is dropped)."""
     w, h = size
     return [
-        sys.executable, "-m", "esnet_ros.ros.node", "--ros-args",
+        sys.executable, "-m", "esnet_ros.ros", "--ros-args",
         "-r", f"__ns:={ns}",
         "-p", f"weights:={weights}",
         "-p", f"backend:={backend}",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import time
 from typing import Iterable
 
 import cv2
 import numpy as np
 
 from esnet_ros.tooling.harness import DemoError
+from esnet_ros.tooling.monitor import message_array
 
-__all__ = ["save_png", "side_by_side", "visible_classes"]
+__all__ = ["save_png", "side_by_side", "visible_classes", "record_video", "Video"]
 
 
 def save_png(path: pathlib.Path, image_bgr: np.ndarray) -> pathlib.Path:
@@ -60,3 +63,45 @@ def visible_classes(color_bgr: np.ndarray, labels, min_share: float = 0.002) -> 
     palette = labels.palette()[: labels.num_classes, ::-1]
     shares = [(np.all(pixels == palette[i], axis=-1).mean(), i) for i in range(labels.num_classes)]
     return [i for share, i in shares if share >= min_share]
+
+
+@dataclasses.dataclass
+class Video:
+    path: pathlib.Path
+    frames: int = 0
+
+
+def record_video(monitor, path: pathlib.Path, seconds: float, fps: float, labels, children=()) -> Video:
+    """``seconds`` of ``camera | classes | overlay`` panels, one per stamp the monitor receives all three of,
+    written as an MP4 (``mp4v``) at the camera's rate. The monitor must already keep pictures
+    (``subscribe_pictures``); frames that arrive incomplete under load are skipped, not repeated."""
+    video, writer, written = Video(path), None, set()
+    end = time.monotonic() + seconds
+    legend: list[int] | None = None
+    try:
+        while time.monotonic() < end:
+            monitor.spin(0.05)
+            for child in children:
+                child.check_alive()
+            for stamp, inp, color, overlay in monitor.triples():
+                if stamp in written or (written and stamp < max(written)):
+                    continue
+                written.add(stamp)
+                color_bgr = message_array(color)
+                legend = legend if legend is not None else visible_classes(color_bgr, labels)
+                panel = side_by_side(message_array(inp), color_bgr, message_array(overlay), labels, legend)
+                # video encoders (MPEG-4, H.264) take even sizes only: pad a row/column of the legend's gray
+                panel = cv2.copyMakeBorder(panel, 0, panel.shape[0] % 2, 0, panel.shape[1] % 2,
+                                           cv2.BORDER_CONSTANT, value=(32, 32, 32))
+                if writer is None:
+                    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                             (panel.shape[1], panel.shape[0]))
+                    if not writer.isOpened():
+                        raise DemoError(f"could not open {path} for writing (OpenCV without an MP4 encoder?); "
+                                        f"pass --video-seconds 0 to skip the video")
+                writer.write(panel)
+                video.frames += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    return video

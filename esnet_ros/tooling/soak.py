@@ -115,7 +115,7 @@ def soak(options: SoakOptions) -> dict[str, Any]:
     options.check()
     weights = resolve_weights(options.weights)
     if not options.weights and not weights.is_file():
-        raise FileNotFoundError(f"the bundled demo model {weights} is missing; pass --weights PATH to a checkpoint")
+        raise FileNotFoundError(f"the bundled model {weights} is missing (a partial install?); pass --weights PATH to a checkpoint")
     size, _, _ = network_input_size(weights, options.width, options.height)
     duration = options.minutes * 60.0
     warmup_s = options.warmup_s if options.warmup_s is not None else min(60.0, duration / 4)

@@ -15,10 +15,12 @@ standard protocol: 11-class mIoU over the whole split, class average and global 
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from esnet_ros.core.image_files import read_bgr
@@ -26,12 +28,44 @@ from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
 
-__all__ = ["metrics_report", "evaluate_dataset", "evaluation_report", "compare_predictions"]
+__all__ = ["CameraModel", "metrics_report", "evaluate_dataset", "evaluation_report", "compare_predictions"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraModel:
+    """What a user's camera does to a dataset image before the node sees it.
+
+    ``size``: the camera's resolution (the image is resized to it; the node's labels are then
+    resized back to the ground truth's grid, nearest, to be scored). ``jpeg_quality``: the frame
+    travels JPEG-compressed at this quality (a ``compressed`` image transport).
+    """
+
+    size: tuple[int, int] | None = None
+    jpeg_quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"JPEG quality {self.jpeg_quality} is outside 1..100")
+        if self.size is not None and min(self.size) < 1:
+            raise ValueError(f"camera size {self.size[0]}x{self.size[1]} must be positive")
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        if self.size is not None and tuple(self.size) != (rgb.shape[1], rgb.shape[0]):
+            shrink = self.size[0] * self.size[1] < rgb.shape[0] * rgb.shape[1]
+            rgb = cv2.resize(rgb, tuple(self.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if self.jpeg_quality is not None:
+            ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            rgb = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+        return np.ascontiguousarray(rgb)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": list(self.size) if self.size else None, "jpeg_quality": self.jpeg_quality}
 
 
 def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsample: str = DEFAULT_UPSAMPLE,
-                     progress: bool = False) -> ConfusionMatrix:
-    """Confusion matrix of ``segmenter``'s labels over every image of ``dataset``, at full label resolution."""
+                     progress: bool = False, camera: CameraModel | None = None) -> ConfusionMatrix:
+    """Confusion matrix of ``segmenter``'s labels over every image of ``dataset``, at full label resolution
+    (each image first through ``camera``, when given)."""
     confmat = ConfusionMatrix.for_labels(dataset.labels)
     indices: Any = range(len(dataset))
     if progress:
@@ -42,7 +76,12 @@ def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsa
         indices = tqdm(indices, desc=f"evaluate {dataset.split}", unit="image", disable=not sys.stderr.isatty())
     for i in indices:
         image, label = dataset.load(i)
-        confmat.update(label, segmenter(image, "rgb", upsample=upsample).labels)
+        if camera is not None:
+            image = camera.apply(image)
+        predicted = segmenter(image, "rgb", upsample=upsample).labels
+        if predicted.shape != label.shape:
+            predicted = cv2.resize(predicted, label.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        confmat.update(label, predicted)
     return confmat
 
 
@@ -56,9 +95,10 @@ def metrics_report(confmat: ConfusionMatrix, *, images: int) -> dict[str, Any]:
 
 
 def evaluation_report(confmat: ConfusionMatrix, segmenter: Segmenter, dataset: SegmentationDataset, *,
-                      upsample: str, seconds: float) -> dict[str, Any]:
+                      upsample: str, seconds: float, camera: CameraModel | None = None) -> dict[str, Any]:
     """The JSON report of ``esnet evaluate`` (NaN where undefined: pass it through ``json_safe``)."""
     return {
+        **({"camera": camera.to_dict()} if camera is not None else {}),
         **metrics_report(confmat, images=len(dataset)),
         "split": dataset.split,
         "data": str(dataset.root),

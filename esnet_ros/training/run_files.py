@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import pathlib
 import shlex
+import subprocess
 import sys
 from typing import Any
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from esnet_ros.core.checkpoint import ARCH, ARCH_VERSION
 
-__all__ = ["RESUME_FORMAT", "CSV_FIELDS", "bare_model", "save_resume", "load_resume", "command_line",
+__all__ = ["RESUME_FORMAT", "CSV_FIELDS", "bare_model", "save_resume", "load_resume", "command_line", "source_commit",
            "write_args_yaml", "append_csv", "plot_training_curve"]
 
 RESUME_FORMAT = "esnet_ros.train_state"
@@ -98,6 +99,20 @@ def command_line(args, defaults: dict[str, Any] | None = None) -> str:
         elif value is not False and value is not None:
             words += [flag, str(value)]
     return shlex.join(words)
+
+
+def source_commit() -> str | None:
+    """The git commit of the esnet_ros sources that run (``-dirty`` with uncommitted changes), or None
+    outside a git checkout (an installed package): recorded in each model's recipe."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    if not (root / "package.xml").is_file() or not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def write_args_yaml(path: pathlib.Path, args) -> None:

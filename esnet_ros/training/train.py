@@ -37,7 +37,7 @@ from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, dat
 from esnet_ros.data.transforms import eval_transforms, train_transforms
 from esnet_ros.core.labels import LabelSet, camvid, cityscapes, load_labels_yaml
 from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
-from esnet_ros.training.run_files import command_line, load_resume, write_args_yaml
+from esnet_ros.training.run_files import command_line, load_resume, source_commit, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
 from esnet_ros.core.model import ESNet, parse_size
 
@@ -186,6 +186,7 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
         "train_split": args.train_split,
         "val_split": args.val_split,
         "seed": args.seed,
+        "commit": source_commit(),
     }
 
 

@@ -132,7 +132,7 @@ def test_predict_and_evaluate_bad_inputs(tmp_path, capsys):
     assert cli.main(["evaluate", "--weights", str(tmp_path / "missing.safetensors"), "--data", str(tmp_path)]) == 2
     assert "missing.safetensors does not exist" in capsys.readouterr().err
     assert cli.main(["evaluate", "--weights", str(weights), "--data", str(tmp_path / "empty")]) == 2
-    assert "has neither leftImg8bit/ nor images/" in capsys.readouterr().err
+    assert "has neither leftImg8bit/, images/ nor CamVid" in capsys.readouterr().err
 
 
 def test_official_cityscapes_evaluation_agrees(tmp_path):

@@ -12,6 +12,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from esnet_ros.core.labels import CAMVID_VOID, builtin_labels, camvid
 from esnet_ros.data.datasets import SegmentationDataset, dataset_layout, find_samples
@@ -134,3 +135,56 @@ def test_esnet_evaluate_reports_camvids_protocol(camvid_root, tmp_path):
     assert set(report["per_class_iou"]) == set(camvid().names)
     assert "category_miou" not in report and report["num_images"] == 2
     assert png.stat().st_size > 1000
+
+
+def test_camera_model_resizes_and_compresses_and_labels_are_scored_at_their_own_grid(camvid_root, tmp_path):
+    """A constant-road model scores exactly the road share at any camera size; JPEG changes pixels, not shape."""
+    from esnet_ros.inference.segmenter import Segmenter
+    from esnet_ros.training.evaluation import CameraModel, evaluate_dataset
+
+    segmenter = Segmenter(str(camvid_model(tmp_path / "road.safetensors", constant=ROAD)), device="cpu")
+    dataset = SegmentationDataset(camvid_root, "test", camvid())
+    gt = np.concatenate([dataset.load(i)[1].ravel() for i in range(len(dataset))])
+    road_share = (gt == ROAD).sum() / (gt != CAMVID_VOID).sum()
+    for camera in (None, CameraModel((96, 64)), CameraModel((40, 24), jpeg_quality=75)):
+        result = evaluate_dataset(segmenter, dataset, camera=camera).compute()
+        assert result["pixel_acc"] == pytest.approx(road_share), camera
+    rgb = dataset.load(0)[0]
+    compressed = CameraModel(jpeg_quality=75).apply(rgb)
+    assert compressed.shape == rgb.shape and compressed.dtype == np.uint8 and not np.array_equal(compressed, rgb)
+    assert CameraModel((96, 64)).apply(rgb).shape == (64, 96, 3)
+    with pytest.raises(ValueError, match="JPEG quality 0 is outside 1..100"):
+        CameraModel(jpeg_quality=0)
+
+
+def test_esnet_bundle_records_data_terms_evaluations_and_commits(camvid_root, tmp_path):
+    """The bundled file has the trained tensors unchanged and the release metadata; reports of other weights are refused."""
+    from safetensors.torch import load_file
+
+    from esnet_ros.cli import main
+    from esnet_ros.cli.bundle import bundle
+    from esnet_ros.core.checkpoint import load_checkpoint, make_metadata, save_checkpoint
+    from esnet_ros.core.model import ESNet
+
+    weights = camvid_model(tmp_path / "trained.safetensors")
+    report = tmp_path / "test.json"
+    assert main(["evaluate", "--weights", str(weights), "--data", str(camvid_root), "--split", "test",
+                 "--device", "cpu", "--json", str(report)]) == 0
+    out = tmp_path / "bundled" / "esnet_camvid.safetensors"
+    terms = "CamVid: research use; cite Brostow et al. 2008"
+    assert main(["bundle", "--weights", str(weights), "--output", str(out), "--data-terms", terms,
+                 "--report", str(report), "--training-commit", "abc123"]) == 0
+    _, meta = load_checkpoint(out)
+    scored = json.loads(report.read_text())
+    assert meta.extra["data_terms"] == terms and meta.dataset == "camvid" and meta.recipe["command"] == "test"
+    assert meta.extra["evaluations"]["test"]["miou"] == scored["miou"]
+    assert meta.extra["evaluations"]["test"]["num_images"] == 2
+    assert meta.extra["release"]["training_commit"] == "abc123"
+    a, b = load_file(str(weights)), load_file(str(out))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = json.loads(report.read_text()) | {"weights": str(tmp_path / "other.safetensors")}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="the test report scores .*other.safetensors, not"):
+        bundle(weights, out, data_terms=terms, reports=[other])
+    with pytest.raises(ValueError, match="records no training command"):
+        bundle(save_checkpoint(tmp_path / "bare.safetensors", ESNet(11), make_metadata(camvid())), out, data_terms=terms)

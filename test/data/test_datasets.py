@@ -135,7 +135,7 @@ def test_missing_folder_and_wrong_layout_name_the_expected_files(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"does not exist; expected either the Cityscapes layout .*leftImg8bit/val/<city>/\*_leftImg8bit.png"):
         find_samples(tmp_path / "nope", "val")
     (tmp_path / "stuff").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"has neither leftImg8bit/ nor images/.*gtFine_labelIds.png"):
+    with pytest.raises(FileNotFoundError, match=r"has neither leftImg8bit/, images/ nor CamVid.s train/ \+ trainannot/.*gtFine_labelIds.png"):
         find_samples(tmp_path / "stuff", "train")
 
 

@@ -31,7 +31,7 @@ HAS_NNCF = importlib.util.find_spec("nncf") is not None
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_checkpoint(resolve_weights(None), "cpu")
+    return load_checkpoint(resolve_weights("synthetic"), "cpu")
 
 
 @pytest.fixture(scope="module")

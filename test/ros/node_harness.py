@@ -30,7 +30,7 @@ class NodeProcess:
     """``python -m esnet_ros.ros.node`` as its own process, its log collected line by line."""
 
     def __init__(self, params: dict[str, Any], ros_args: tuple[str, ...] = ()) -> None:
-        cmd = [sys.executable, "-m", "esnet_ros.ros.node", "--ros-args"]
+        cmd = [sys.executable, "-m", "esnet_ros.ros", "--ros-args"]
         for key, value in params.items():
             cmd += ["-p", f"{key}:={value}"]
         cmd += list(ros_args)

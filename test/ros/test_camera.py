@@ -230,7 +230,7 @@ def test_sigint_exits_cleanly(tmp_path_factory):
 
 
 @pytest.mark.parametrize("param, expected", [
-    ("width:=8", "width out of range"),
+    ("width:=8", "width x height = 8x720 is too small; use at least 16x16"),
     ("encoding:=yuv422", "encoding='yuv422' must be one of: bgr8, rgb8"),
     ("reliability:=sometimes", "must be one of: reliable, best_effort"),
     ("rate_hz:=30", "rate_hz:=30.0"),

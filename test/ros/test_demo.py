@@ -184,10 +184,12 @@ def test_make_demo_runs_esnet_demo():
 def test_esnet_demo_defaults_to_a_30_hz_camera():
     from esnet_ros.cli import get_args_parser
 
+    from esnet_ros.tooling.demo import DemoOptions
+
     args = get_args_parser("demo").parse_args(["demo"])
-    assert args.rate_hz == 30.0 and args.camera_size == "1280x720"
-
-
+    assert args.rate_hz == 30.0 and args.camera_size is None and args.images is None
+    assert DemoOptions().frame_size == (1280, 720)  # the synthetic camera's; replayed images keep their own
+    assert DemoOptions(images="frames/").frame_size == (0, 0)
 
 
 @pytest.mark.ros
@@ -226,7 +228,7 @@ def test_demo_miou_equals_esnet_evaluate_on_the_camera_scenes(demo_run, referenc
 
     _, s, _, bundled = demo_run
     write_pairs(tmp_path / "pool", 4, seed=0, size=(1280, 720), split=SCENE_SPLIT)  # the demo camera's pool
-    engine = [] if bundled else ["--weights", str(reference_checkpoint), "--input-size", "256x128"]
+    engine = ["--weights", "synthetic"] if bundled else ["--weights", str(reference_checkpoint), "--input-size", "256x128"]
     result = _esnet("evaluate", "--data", str(tmp_path / "pool"), "--split", SCENE_SPLIT, "--json",
                     str(tmp_path / "eval.json"), *engine)
     assert result.returncode == 0, result.stderr[-3000:]

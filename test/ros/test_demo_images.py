@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -52,6 +53,7 @@ def test_demo_replays_a_folder_through_the_node_and_scores_it(tmp_path):
     out = tmp_path / "out"
     result = _esnet("demo", "--images", str(root / "test"), "--labels", str(root / "testannot"), "--weights",
                     str(weights), "--camera-size", "96x64", "--rate-hz", "10", "--seconds", "4", "--save-frames", "2",
+                    "--video-seconds", "2",
                     "--output", str(out))
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     s = json.loads((out / "summary.json").read_text())
@@ -65,5 +67,13 @@ def test_demo_replays_a_folder_through_the_node_and_scores_it(tmp_path):
     assert s["miou"] == pytest.approx(road_iou / present, abs=1e-9)
     assert s["quality"]["frames_scored"] > 10 and "testannot" in s["quality"]["note"]
     assert (out / "side_by_side.png").is_file() and len(list(out.glob("overlay_*.png"))) == 2
+    picture = cv2.imread(str(out / "side_by_side.png"))
+    video = cv2.VideoCapture(str(out / s["files"]["video"]["file"]))
+    frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    assert frames == s["files"]["video"]["frames"] and frames >= 10  # 2 s at 10 Hz, a few lost under load at most
+    ok, first = video.read()
+    h, w = picture.shape[:2]
+    assert ok and first.shape == (h + h % 2, w + w % 2, 3)  # the same panel, padded to even sizes for the encoder
+    assert np.abs(first[:h // 2].astype(int) - picture[:h // 2]).mean() < 12  # (lossy MPEG-4)
     assert s["exit_codes"] == {"camera": 0, "node": 0}
     assert "mIoU" in result.stdout and "against the labels in" in result.stdout

@@ -54,7 +54,7 @@ def test_argv_builders():
     assert argv[:3] == [sys.executable, "-m", "esnet_ros.tooling.synthetic_camera"]
     assert "rate_hz:=30.0" in argv and "width:=320" in argv and "height:=240" in argv
     argv = node_argv(weights="/w.pt", input_size=(512, 256), camera_topic="/cam/image", transport="compressed")
-    assert argv[:3] == [sys.executable, "-m", "esnet_ros.ros.node"]
+    assert argv[:3] == [sys.executable, "-m", "esnet_ros.ros"]
     for param in ("weights:=/w.pt", "input_width:=512", "input_height:=256", "image_topic:=/cam/image",
                   "input_transport:=compressed"):
         assert param in argv

@@ -146,7 +146,7 @@ def test_init_weights_fine_tunes_with_a_fresh_schedule_and_keeps_the_history(dat
     c20 = tmp_path / "c20.safetensors"
     save_file({"decoder.output_conv.weight": torch.zeros(16, 20, 2, 2),
                "encoder.initial_block.conv.weight": torch.zeros(13, 3, 3, 3)}, str(c20))
-    with pytest.raises(ValueError, match="predicts 20 classes but the class list has 19"):
+    with pytest.raises(ValueError, match="this checkpoint has 20 classes and no metadata, so its class names are unknown"):
         main(_args(data, tmp_path / "c20", "--init-weights", str(c20)))
 
 
