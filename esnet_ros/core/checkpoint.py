@@ -225,7 +225,7 @@ def _authors_meta(num_classes: int, labels: LabelSet | None) -> ModelMeta:
         if num_classes != 19:
             raise ValueError(
                 f"this checkpoint has {num_classes} classes and no metadata, so its class names are unknown; "
-                f"pass a labels file (labels_file:=classes.yaml, see esnet_ros/core/labels.py)"
+                f"pass a labels file (labels_file=classes.yaml, see esnet_ros/core/labels.py)"
             )
         labels = cityscapes()
         assumed.append("Cityscapes 19 classes and palette")

@@ -94,8 +94,8 @@ class TorchBackend(Backend):
     ) -> None:
         super().__init__(device, precision)
         if precision in ("int8", "bf16"):
-            raise ValueError(f"precision={precision} runs on backend:=onnxruntime or backend:=openvino; "
-                             f"use precision:=fp32 with backend:=torch")
+            raise ValueError(f"precision={precision} runs on backend=onnxruntime or backend=openvino; "
+                             f"use precision=fp32 with backend=torch")
         if num_threads:
             torch.set_num_threads(thread_count(num_threads))
         from esnet_ros.core.model import ESNet
@@ -327,7 +327,7 @@ def _onnx_source(
     if not isinstance(model, ESNet):
         raise ValueError(
             f"backend=onnxruntime/openvino exports ESNet models on the fly, got a {type(model).__name__}; "
-            f"pass an .onnx file as weights or use backend:=torch"
+            f"pass an .onnx file as weights or use backend=torch"
         )
     return cached_onnx(model, meta, input_size, fp16=cuda_fp16, directory=options.get("cache_dir"))
 
@@ -342,8 +342,8 @@ def calibration_options(backend: str, calibration_dir: str | None) -> dict[str, 
         return {}
     if str(backend).strip().lower() != "openvino":
         raise ValueError(
-            f"int8_calibration_dir is used by backend:=openvino (NNCF quantization) only, not backend:={backend}; "
-            f"set backend:=openvino, or clear it and pass an int8 .onnx from `esnet export --int8` as weights")
+            f"int8_calibration_dir is used by backend=openvino (NNCF quantization) only, not backend={backend}; "
+            f"set backend=openvino, or clear it and pass an int8 .onnx from `esnet export --int8` as weights")
     folder = pathlib.Path(calibration_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"int8_calibration_dir {folder} is not a folder; point it at camera-like PNG/JPEG "
@@ -377,7 +377,7 @@ def create_backend(
     key, precision = resolve_choice(name, precision, device)
     if key == "torch":
         if model is None:
-            raise ValueError("backend=torch needs PyTorch weights (.safetensors/.pt); for an .onnx file use backend:=onnxruntime")
+            raise ValueError("backend=torch needs PyTorch weights (.safetensors/.pt); for an .onnx file use backend=onnxruntime")
         return TorchBackend(model, device, precision, num_threads=num_threads, **options)
     if key == "openvino":
         path = _onnx_source(model, meta, input_size, options)
@@ -394,7 +394,7 @@ def create_backend(
     if precision == "int8" and not (options.get("onnx_path") or meta.onnx_path):
         raise ValueError(
             "precision=int8 needs an int8 ONNX model: make one with `esnet export --weights W --output m.onnx "
-            "--int8 --calibration-dir IMAGES` and pass it as weights (or use backend:=openvino with the "
+            "--int8 --calibration-dir IMAGES` and pass it as weights (or use backend=openvino with the "
             "backend option calibration_dir=IMAGES)"
         )
     cuda_fp16 = key == "onnxruntime" and device.type == "cuda" and precision == "fp16"

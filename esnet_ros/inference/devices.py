@@ -64,7 +64,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device={device!r} but this machine has no usable CUDA (torch {torch.__version__}, "
-                f"CUDA build: {torch.version.cuda or 'none'}); use device:=cpu or device:=auto, "
+                f"CUDA build: {torch.version.cuda or 'none'}); use device=cpu or device=auto, "
                 f"or install a CUDA build of PyTorch"
             )
         index = dev.index if dev.index is not None else torch.cuda.current_device()
@@ -116,16 +116,16 @@ def resolve_precision(precision: str, device: torch.device, backend: str | None 
             return "fp16"
         return "bf16" if backend == "openvino" and cpu_has_bf16() else "fp32"
     if p == "fp16" and device.type != "cuda":
-        raise ValueError("precision=fp16 needs a CUDA device; use precision:=fp32 (or auto) on the CPU")
+        raise ValueError("precision=fp16 needs a CUDA device; use precision=fp32 (or auto) on the CPU")
     if p == "int8" and device.type != "cpu":
-        raise ValueError("precision=int8 runs on the CPU only; use precision:=fp16 on CUDA, or device:=cpu")
+        raise ValueError("precision=int8 runs on the CPU only; use precision=fp16 on CUDA, or device=cpu")
     if p == "bf16":
         if device.type != "cpu":
-            raise ValueError("precision=bf16 runs on the CPU (backend:=openvino); use precision:=fp16 on CUDA")
+            raise ValueError("precision=bf16 runs on the CPU (backend=openvino); use precision=fp16 on CUDA")
         if not cpu_has_bf16():
             raise ValueError(
                 "precision=bf16 needs a CPU with AMX-BF16 or AVX512-BF16 (this one has neither, see "
-                "/proc/cpuinfo flags); use precision:=fp32, or precision:=int8 with an int8 model"
+                "/proc/cpuinfo flags); use precision=fp32, or precision=int8 with an int8 model"
             )
     return p
 
@@ -201,12 +201,12 @@ def resolve_backend(name: str, device: torch.device, precision: str = "fp32") ->
     _check_backend(key, device)
     if precision == "int8" and key not in ("onnxruntime", "openvino"):
         raise ValueError(
-            "precision=int8 runs on backend:=onnxruntime (an int8 .onnx from esnet export --int8) "
-            "or backend:=openvino (NNCF-quantized, calibrated on images)"
+            "precision=int8 runs on backend=onnxruntime (an int8 .onnx from esnet export --int8) "
+            "or backend=openvino (NNCF-quantized, calibrated on images)"
         )
     if precision == "bf16" and key != "openvino":
-        raise ValueError(f"precision=bf16 runs on backend:=openvino only (got backend={key}); "
-                         f"use backend:=openvino (pip install openvino) or precision:=fp32")
+        raise ValueError(f"precision=bf16 runs on backend=openvino only (got backend={key}); "
+                         f"use backend=openvino (pip install openvino) or precision=fp32")
     return key
 
 
@@ -215,34 +215,34 @@ def _check_backend(key: str, device: torch.device) -> None:
     if key == "openvino":
         if not openvino_version():
             raise ValueError(
-                "backend=openvino needs OpenVINO: pip install openvino (and nncf for precision:=int8); "
-                "or use backend:=onnxruntime or backend:=torch"
+                "backend=openvino needs OpenVINO: pip install openvino (and nncf for precision=int8); "
+                "or use backend=onnxruntime or backend=torch"
             )
         if device.type != "cpu":
             raise ValueError(
-                "backend=openvino runs with device:=cpu (pre- and post-processing on the CPU); OpenVINO's own "
+                "backend=openvino runs with device=cpu (pre- and post-processing on the CPU); OpenVINO's own "
                 "GPU (Intel graphics) is chosen with the backend option ov_device=GPU"
             )
     if key in ("onnxruntime", "tensorrt") and not onnxruntime_providers():
         raise ValueError(
             f"backend={key} needs ONNX Runtime: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA, "
-            f"TensorRT); or use backend:=torch"
+            f"TensorRT); or use backend=torch"
         )
     if key == "tensorrt":
         if device.type != "cuda":
-            raise ValueError("backend=tensorrt needs a CUDA device; use device:=cuda, or backend:=onnxruntime on the CPU")
+            raise ValueError("backend=tensorrt needs a CUDA device; use device=cuda, or backend=onnxruntime on the CPU")
         if "TensorrtExecutionProvider" not in onnxruntime_providers():
             raise ValueError(
                 "backend=tensorrt needs ONNX Runtime's TensorRT execution provider, which this install lacks "
                 f"(available: {', '.join(onnxruntime_providers())}); install onnxruntime-gpu and TensorRT "
                 "(pip install onnxruntime-gpu tensorrt, libnvinfer on LD_LIBRARY_PATH), "
-                "or use backend:=onnxruntime (CUDA EP) or backend:=torch"
+                "or use backend=onnxruntime (CUDA EP) or backend=torch"
             )
     if key == "onnxruntime" and device.type == "cuda" and "CUDAExecutionProvider" not in onnxruntime_providers():
         raise ValueError(
             "backend=onnxruntime on CUDA needs onnxruntime-gpu (this install has only "
             f"{', '.join(onnxruntime_providers())}); pip uninstall onnxruntime && pip install onnxruntime-gpu, "
-            "or use backend:=torch, or device:=cpu"
+            "or use backend=torch, or device=cpu"
         )
 
 
@@ -253,6 +253,6 @@ def resolve_choice(name: str, precision: str, device: torch.device) -> tuple[str
     resolved = resolve_precision(requested, device, key)
     if requested == "auto" and device.type == "cpu":
         why = ("the CPU computes in bf16 (AMX or AVX512-BF16)" if resolved == "bf16" else
-               "bf16 needs backend:=openvino and a CPU with AMX or AVX512-BF16")
+               "bf16 needs backend=openvino and a CPU with AMX or AVX512-BF16")
         log.info("precision=auto -> %s on backend %s: %s (int8 is never automatic)", resolved, key, why)
     return key, resolved

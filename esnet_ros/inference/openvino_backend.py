@@ -77,7 +77,7 @@ def quantize_int8(model: Any, meta: Mapping[str, Any], files: list[pathlib.Path]
     try:
         import nncf
     except ImportError as exc:
-        raise ValueError("precision=int8 on backend:=openvino needs NNCF: pip install nncf") from exc
+        raise ValueError("precision=int8 on backend=openvino needs NNCF: pip install nncf") from exc
     from esnet_ros.inference.quantize import calibration_input
 
     dataset = nncf.Dataset(files, lambda path: calibration_input(path, meta, size))
@@ -184,7 +184,7 @@ class OpenVinoBackend(Backend):
                 f"use ov_device=CPU"
             )
         if name != "CPU" and precision == "bf16":
-            raise ValueError(f"precision=bf16 is a CPU path (AMX/AVX512-BF16); on ov_device={name} use precision:=fp32 or int8")
+            raise ValueError(f"precision=bf16 is a CPU path (AMX/AVX512-BF16); on ov_device={name} use precision=fp32 or int8")
         return name
 
     def _calibration_files(self, directory: str | os.PathLike | None, count: int) -> list[pathlib.Path] | None:
@@ -228,7 +228,7 @@ class OpenVinoBackend(Backend):
         if self.precision == "int8" and not quantized:
             if self.calibration is None:
                 raise ValueError(
-                    "precision=int8 on backend:=openvino needs calibration images: pass the backend option "
+                    "precision=int8 on backend=openvino needs calibration images: pass the backend option "
                     "calibration_dir=IMAGES (camera-like PNG/JPEG, e.g. `esnet synth` output), or an int8 .onnx "
                     "from `esnet export --int8 --calibration-dir IMAGES` as weights"
                 )

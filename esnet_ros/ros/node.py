@@ -47,7 +47,7 @@ from esnet_ros.ros.frames import (IMAGE_OUTPUTS, OUTPUTS, FrameProcessor, ImageC
                                   PendingFrame, class_map_messages)
 from esnet_ros.ros.images import ImagePublisherBuffer
 from esnet_ros.ros.parameters import (INPUT_PARAMS, MODEL_PARAMS, PARAMETERS, ModelConfig, check_choices,
-                                      SIZE_PARAMS, check_model_config, check_size)
+                                      SIZE_PARAMS, check_model_config, check_size, ros_syntax)
 from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
 from esnet_ros.ros.signals import ShutdownSignals
 from esnet_ros.ros.worker import FrameWorker
@@ -165,7 +165,7 @@ class SegmentationNode(LifecycleNode):
             preloaded, labels = check_model_config(cfg)
             return self._build_segmenter(cfg, preloaded, labels)
         except MODEL_ERRORS as exc:
-            self._last_error = f"{transition} failed: {exc}"
+            self._last_error = f"{transition} failed: {ros_syntax(exc)}"
             self.get_logger().error(self._last_error)
             return None
 
@@ -195,7 +195,7 @@ class SegmentationNode(LifecycleNode):
             try:
                 seg = self._build_segmenter(cfg, preloaded, labels)
             except MODEL_ERRORS as exc:
-                self.get_logger().error(f"reloading the model failed, the old model keeps serving: {exc}")
+                self.get_logger().error(f"reloading the model failed, the old model keeps serving: {ros_syntax(exc)}")
                 self._revert(previous)
                 return
             self._model_cfg = cfg
@@ -236,7 +236,7 @@ class SegmentationNode(LifecycleNode):
                 preloaded, labels = check_model_config(cfg)
             except MODEL_ERRORS as exc:
                 self.get_logger().warning(f"refused {', '.join(sorted(proposed))}: {exc}")
-                return SetParametersResult(successful=False, reason=str(exc))
+                return SetParametersResult(successful=False, reason=ros_syntax(exc))
             self._reload_generation += 1
             previous = {n: self._values[n] for n in MODEL_PARAMS if values[n] != self._values[n]}
             reload_args = (cfg, preloaded, labels, self._reload_generation, previous)

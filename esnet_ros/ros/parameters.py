@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -24,6 +25,7 @@ from esnet_ros.ros.qos import RELIABILITIES
 
 __all__ = [
     "PARAMETERS",
+    "ros_syntax",
     "MODEL_PARAMS",
     "SIZE_PARAMS",
     "INPUT_PARAMS",
@@ -217,3 +219,11 @@ def check_choices(values: dict[str, Any]) -> str:
     if not str(values["image_topic"]).strip():
         return "image_topic must not be empty; e.g. camera/image_raw"
     return ""
+
+
+def ros_syntax(error: BaseException | str) -> str:
+    """An engine error in the node's words: ``device=cpu`` (how the core and the CLIs name a setting)
+    becomes ``device:=cpu`` for every name that is one of this node's parameters; a quoted value
+    (``device='cuda'``, the value as given) stays as it is."""
+    names = "|".join(sorted(PARAMETERS, key=len, reverse=True))
+    return re.sub(rf"(?<![\w.:-])({names})=(?![='\"])", r"\1:=", str(error))

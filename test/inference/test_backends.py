@@ -41,14 +41,14 @@ def test_unknown_backend_names_the_choices(reference):
 
 
 def test_tensorrt_on_the_cpu_names_the_fix():
-    with pytest.raises(ValueError, match="backend=tensorrt needs a CUDA device; use device:=cuda, or backend:=onnxruntime"):
+    with pytest.raises(ValueError, match="backend=tensorrt needs a CUDA device; use device=cuda, or backend=onnxruntime"):
         resolve_backend("tensorrt", CPU)
 
 
 def test_tensorrt_without_tensorrt_names_the_fix(monkeypatch):
     # a CUDA machine whose onnxruntime-gpu lacks the TensorRT provider
     monkeypatch.setattr(devices, "onnxruntime_providers", lambda: ("CUDAExecutionProvider", "CPUExecutionProvider"))
-    with pytest.raises(ValueError, match=r"lacks .*pip install onnxruntime-gpu tensorrt.*or use backend:=onnxruntime"):
+    with pytest.raises(ValueError, match=r"lacks .*pip install onnxruntime-gpu tensorrt.*or use backend=onnxruntime"):
         resolve_backend("tensorrt", torch.device("cuda", 0), "fp16")
     assert resolve_backend("onnxruntime", torch.device("cuda", 0), "fp16") == "onnxruntime"
 
@@ -73,7 +73,7 @@ def test_auto_and_precision_rules(monkeypatch):
         resolve_precision("int8", torch.device("cuda", 0))
     with pytest.raises(ValueError, match="precision='bf8' must be one of: auto, fp32, fp16, bf16, int8"):
         resolve_precision("bf8", CPU)
-    with pytest.raises(ValueError, match="precision=int8 runs on backend:=onnxruntime"):
+    with pytest.raises(ValueError, match="precision=int8 runs on backend=onnxruntime"):
         resolve_backend("torch", CPU, "int8")
 
 

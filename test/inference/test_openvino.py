@@ -118,8 +118,8 @@ def test_int8_calibration_dir_reaches_nncf_from_the_engine_options(calibration, 
                               "--int8-calibration-dir", str(calibration), "--input-size", "512x256"])
     seg = build_segmenter(args)
     assert (seg.backend.name, seg.precision) == ("openvino", "int8") and "-int8-cal" in seg.backend.blob.name
-    with pytest.raises(ValueError, match=r"int8_calibration_dir is used by backend:=openvino .* not backend:=torch; "
-                                         r"set backend:=openvino, or clear it"):
+    with pytest.raises(ValueError, match=r"int8_calibration_dir is used by backend=openvino .* not backend=torch; "
+                                         r"set backend=openvino, or clear it"):
         calibration_options("torch", str(calibration))
     with pytest.raises(FileNotFoundError, match="int8_calibration_dir .*missing is not a folder; point it at camera-like"):
         calibration_options("openvino", str(tmp_path / "missing"))
@@ -203,7 +203,7 @@ def test_auto_picks_openvino_bf16_where_the_cpu_has_it(monkeypatch, caplog):
     monkeypatch.setattr(devices, "cpu_isa", lambda: dict.fromkeys(devices.ISA_FLAGS, False))
     assert resolve_choice("auto", "auto", CPU) == ("onnxruntime", "fp32")
     assert resolve_choice("openvino", "auto", CPU) == ("openvino", "fp32")
-    with pytest.raises(ValueError, match="precision=bf16 needs a CPU with AMX-BF16 or AVX512-BF16 .*use precision:=fp32"):
+    with pytest.raises(ValueError, match="precision=bf16 needs a CPU with AMX-BF16 or AVX512-BF16 .*use precision=fp32"):
         resolve_precision("bf16", CPU)
     # no OpenVINO: auto falls back to today's choice, an explicit request names the fix
     monkeypatch.setattr(devices, "openvino_version", lambda: None)
@@ -220,14 +220,14 @@ def test_bad_input_names_the_fix(demo, cache):
     if "GPU" not in devices.openvino_devices():
         with pytest.raises(ValueError, match="ov_device='GPU' is not available.*intel-opencl-icd"):
             create_backend("openvino", model, meta, CPU, "fp32", SIZE, options={"ov_device": "GPU"})
-    with pytest.raises(ValueError, match="precision=int8 on backend:=openvino needs calibration images: pass the backend option calibration_dir"):
+    with pytest.raises(ValueError, match="precision=int8 on backend=openvino needs calibration images: pass the backend option calibration_dir"):
         create_backend("openvino", model, meta, CPU, "int8", SIZE)
-    with pytest.raises(ValueError, match="precision=bf16 runs on backend:=openvino only"):
+    with pytest.raises(ValueError, match="precision=bf16 runs on backend=openvino only"):
         resolve_backend("torch", CPU, "bf16")
     with pytest.raises(ValueError, match="logits_layout='nc' must be one of: nchw, nhwc"):
         create_backend("openvino", model, meta, CPU, "fp32", SIZE, options={"logits_layout": "nc"})
     with pytest.raises(ValueError, match="num_threads=-1 must be >= 0"):
         devices.thread_count(-1)
     if torch.cuda.is_available():
-        with pytest.raises(ValueError, match="backend=openvino runs with device:=cpu"):
+        with pytest.raises(ValueError, match="backend=openvino runs with device=cpu"):
             resolve_backend("openvino", torch.device("cuda", 0))

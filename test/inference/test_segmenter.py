@@ -197,7 +197,7 @@ def test_bad_arguments():
 def test_cuda_requested_without_cuda_names_the_fix():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ValueError, match="no usable CUDA.*device:=cpu or device:=auto"):
+    with pytest.raises(ValueError, match="no usable CUDA.*device=cpu or device=auto"):
         make(device="cuda")
 
 

@@ -598,3 +598,19 @@ def test_no_size_parameters_serve_the_bundled_model_at_its_own_size(rclpy_contex
         client.close()
         rc, _ = proc.stop()
     assert rc == 0 and "Traceback" not in proc.log, proc.log[-3000:]
+
+
+def test_engine_errors_are_told_in_ros_syntax_by_the_node_only():
+    """The core and the CLIs name settings ``name=value``; the node rewrites its own parameters as ``name:=value``."""
+    from esnet_ros.inference.devices import resolve_precision
+    from esnet_ros.ros.parameters import ros_syntax
+
+    import torch
+
+    with pytest.raises(ValueError) as raised:
+        resolve_precision("fp16", torch.device("cpu"))
+    core = str(raised.value)
+    assert ":=" not in core and "precision=fp32" in core
+    assert ros_syntax(raised.value) == core.replace("precision=", "precision:=")
+    assert (ros_syntax("x.device=3 --device=cpu a==b device='cuda' backend=torch")
+            == "x.device=3 --device=cpu a==b device='cuda' backend:=torch")
