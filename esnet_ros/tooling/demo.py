@@ -205,8 +205,8 @@ def _start_children(options: DemoOptions, weights: pathlib.Path, size, out: path
     if options.synthetic:
         source = f"synthetic camera {'x'.join(map(str, options.frame_size))} at {options.rate_hz:g} Hz"
     elif options.images is not None:
-        size = "x".join(map(str, options.camera_size)) if options.camera_size else "their own size"
-        source = f"{options.images} replayed at {options.rate_hz:g} Hz ({size})"
+        frames = "x".join(map(str, options.camera_size)) if options.camera_size else "their own size"
+        source = f"{options.images} replayed at {options.rate_hz:g} Hz ({frames})"
     else:
         source = f"camera {camera_topic}"
     print(f"esnet demo: {source} -> segmentation node ({weights.name}, network input {size[0]}x{size[1]}); "

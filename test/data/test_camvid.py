@@ -188,3 +188,20 @@ def test_esnet_bundle_records_data_terms_evaluations_and_commits(camvid_root, tm
         bundle(weights, out, data_terms=terms, reports=[other])
     with pytest.raises(ValueError, match="records no training command"):
         bundle(save_checkpoint(tmp_path / "bare.safetensors", ESNet(11), make_metadata(camvid())), out, data_terms=terms)
+
+
+def test_the_bundled_camvid_model_records_its_provenance():
+    """What issue 21 promises about the shipped file: classes, palette, input size, command, epochs, commit, terms."""
+    from esnet_ros.core.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, resolve_weights
+
+    model, meta = load_checkpoint(resolve_weights("camvid"), "cpu")
+    assert DEFAULT_WEIGHTS == "camvid" and meta.dataset == "camvid"
+    assert meta.labels.names == camvid().names and meta.labels.colors == camvid().colors
+    assert meta.input_size == (480, 360) and meta.labels.ignore_index == CAMVID_VOID
+    assert meta.recipe["command"].startswith("esnet train --data") and "--dataset-name camvid" in meta.recipe["command"]
+    assert meta.recipe["epochs"] == 40 and meta.metrics["split"] == "val"
+    assert "research use" in meta.extra["data_terms"] and "Brostow" in meta.extra["data_terms"]
+    assert meta.extra["release"]["training_commit"].startswith("9ba3fed")
+    test = meta.extra["evaluations"]["test"]
+    assert test["num_images"] == 233 and test["input_size"] == [480, 360] and test["miou"] >= 0.56
+    assert sum(p.numel() for p in model.parameters()) < 1.7e6  # ESNet's size (1.66M in the paper)

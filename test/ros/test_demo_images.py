@@ -77,3 +77,4 @@ def test_demo_replays_a_folder_through_the_node_and_scores_it(tmp_path):
     assert np.abs(first[:h // 2].astype(int) - picture[:h // 2]).mean() < 12  # (lossy MPEG-4)
     assert s["exit_codes"] == {"camera": 0, "node": 0}
     assert "mIoU" in result.stdout and "against the labels in" in result.stdout
+    assert "replayed at 10 Hz (96x64) -> segmentation node (road_everywhere.safetensors, network input 48x32)" in result.stdout
