@@ -14,7 +14,7 @@ import sys
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 PARAMS_FILE = PathJoinSubstitution([FindPackageShare("esnet_ros"), "config", "esnet.yaml"])
@@ -71,7 +71,9 @@ def _actions(context):
         raise RuntimeError("rviz:=true but rviz2 is not installed (install ros-<distro>-rviz2, "
                            "or launch with rviz:=false and run rviz2 on another machine)")
     tty = sys.stdout.isatty()  # colour codes only on a terminal, never into redirected logs
-    actions = [Node(
+    # a LifecycleNode: launch sees its transitions (OnStateTransition) and can drive them (ChangeState);
+    # the node configures and activates itself (its autostart parameter, true in config/esnet.yaml)
+    actions = [LifecycleNode(
         package="esnet_ros",
         executable="segmentation_node",
         name="esnet_segmentation",

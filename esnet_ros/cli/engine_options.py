@@ -13,13 +13,12 @@ from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.core.model import parse_size
 from esnet_ros.inference.backends import calibration_options
 from esnet_ros.inference.devices import BACKENDS, PRECISIONS
-from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES, Segmenter
+from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
+from esnet_ros.inference.segmenter import Segmenter
 
 __all__ = ["ENGINE_DEFAULTS", "add_engine_arguments", "build_segmenter"]
 
 #: option -> default, equal to the node's parameter defaults
-ENGINE_DEFAULTS = {"device": "auto", "backend": "auto", "precision": "auto", "num_threads": 0,
-                   "upsample": DEFAULT_UPSAMPLE, "int8_calibration_dir": ""}
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta
@@ -69,8 +70,6 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("labels", "confidence", "color", "overlay")
 RESOLUTIONS = ("input", "network")
 #: how labels are brought back to the input's size (see the module docstring)
-UPSAMPLE_MODES = ("nearest", "bilinear")
-DEFAULT_UPSAMPLE = "nearest"
 
 
 @dataclasses.dataclass
@@ -159,13 +158,13 @@ class Segmenter:
         self,
         weights: str | pathlib.Path | tuple[torch.nn.Module, ModelMeta | Mapping[str, Any]] | None = None,
         *,
-        device: str = "auto",
-        precision: str = "auto",
-        backend: str = "torch",
+        device: str = ENGINE_DEFAULTS["device"],
+        precision: str = ENGINE_DEFAULTS["precision"],
+        backend: str = ENGINE_DEFAULTS["backend"],
         input_size: tuple[int, int] | None = None,
         labels: LabelSet | None = None,
         backend_options: Mapping[str, Any] | None = None,
-        num_threads: int = 0,
+        num_threads: int = ENGINE_DEFAULTS["num_threads"],
     ) -> None:
         self.device = resolve_device(device)
         resolve_precision(precision, self.device)  # bad values fail before the weights load; auto waits for the backend

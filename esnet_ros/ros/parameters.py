@@ -17,6 +17,7 @@ from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet, load_labels_yaml
 from esnet_ros.core.model import OUTPUT_STRIDE, nearest_valid_sizes
 from esnet_ros.inference.backends import calibration_options
+from esnet_ros.inference.defaults import ENGINE_DEFAULTS, MAX_INPUT_PIXELS
 from esnet_ros.inference.devices import BACKENDS, PRECISIONS, resolve_device, resolve_precision
 from esnet_ros.inference.onnx_export import read_onnx_metadata
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
@@ -63,18 +64,18 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "labels_file": ("", descriptor(
         "Class/palette YAML for a custom dataset (format: esnet_ros/core/labels.py). Empty: the "
         "checkpoint's own classes.")),
-    "device": ("auto", descriptor(
+    "device": (ENGINE_DEFAULTS["device"], descriptor(
         "Inference device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N. "
         "Changing it reloads in the background.", choices=("auto", "cpu", "cuda", "cuda:N"))),
-    "precision": ("auto", descriptor(
+    "precision": (ENGINE_DEFAULTS["precision"], descriptor(
         "auto (fp16 on CUDA; on the CPU bf16 with OpenVINO where the CPU has AMX or AVX512-BF16, else "
         "fp32; logged with the reason), fp32, fp16 (CUDA only), bf16 (OpenVINO) or int8 (an int8 ONNX "
         "model from `esnet export --int8`, or OpenVINO's NNCF quantization; never automatic).", choices=PRECISIONS)),
-    "backend": ("auto", descriptor(
+    "backend": (ENGINE_DEFAULTS["backend"], descriptor(
         "Inference backend: auto (on the CPU OpenVINO where installed and the CPU has bf16, else "
         "onnxruntime; torch on CUDA), torch, onnxruntime, openvino or tensorrt; changing it reloads "
         "in the background and a failed switch keeps the old engine serving.", choices=BACKENDS)),
-    "num_threads": (0, descriptor(
+    "num_threads": (ENGINE_DEFAULTS["num_threads"], descriptor(
         "CPU threads for inference (0: all cores). Thread pools never busy-spin, so a shared robot CPU "
         "keeps time for the camera driver and the planner. Changing it reloads in the background.",
         int_range=(0, 1024))),
@@ -82,14 +83,14 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         f"Network input width in pixels (the camera image is resized to it); a multiple of 8; {SIZE_HELP} "
         "(set both sizes or neither).")),
     "input_height": (0, _size_descriptor(f"Network input height in pixels; a multiple of 8; {SIZE_HELP}.")),
-    "int8_calibration_dir": ("", descriptor(
+    "int8_calibration_dir": (ENGINE_DEFAULTS["int8_calibration_dir"], descriptor(
         "precision:=int8 with backend:=openvino: camera-like images (PNG/JPEG, searched recursively) that "
         "NNCF calibrates on, once (the quantized model is cached). Empty: int8 needs an int8 .onnx from "
         "`esnet export --int8` as weights.")),
     "output_resolution": ("input", descriptor(
         "Size of labels/color/overlay/confidence: input (the camera's, pixels line up with it) or "
         "network (input_width x input_height, cheaper).", choices=("input", "network"))),
-    "upsample": (DEFAULT_UPSAMPLE, descriptor(
+    "upsample": (ENGINE_DEFAULTS["upsample"], descriptor(
         "How labels are brought back to the camera's size (output_resolution=input): nearest (labels "
         "upsampled, cheaper) or bilinear (logits upsampled, then the argmax; smoother edges).",
         choices=UPSAMPLE_MODES)),
@@ -113,7 +114,7 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "max_rate_hz": (0.0, descriptor(
         "Upper bound on processed frames per second (newer frames replace waiting ones); 0: unlimited.",
         float_range=(0.0, 1000.0))),
-    "max_input_pixels": (7680 * 4320, descriptor(
+    "max_input_pixels": (MAX_INPUT_PIXELS, descriptor(
         "Camera frames with more pixels than this are rejected (cause too_large) before any decoding.",
         int_range=(1, 1 << 31))),
     "autostart": (True, descriptor(

@@ -24,6 +24,33 @@ def test_defaults_are_the_nodes_parameter_defaults():
         assert getattr(args, name) == default == PARAMETERS[name][0], name
 
 
+def test_every_default_has_one_source():
+    """The node, the engine, the bag job and its CLI, and config/esnet.yaml agree on each shared default."""
+    pytest.importorskip("rclpy")
+    import inspect
+    import pathlib
+
+    import yaml
+
+    from esnet_ros.cli import get_args_parser
+    from esnet_ros.inference.defaults import MAX_INPUT_PIXELS
+    from esnet_ros.inference.segmenter import Segmenter
+    from esnet_ros.ros.bag.job import BagJob
+    from esnet_ros.ros.parameters import PARAMETERS
+
+    signature = inspect.signature(Segmenter).parameters
+    for name in ("device", "backend", "precision", "num_threads"):
+        assert signature[name].default == ENGINE_DEFAULTS[name] == PARAMETERS[name][0], name
+    bag = get_args_parser("bag").parse_args(["bag"])
+    assert BagJob.max_input_pixels == bag.max_input_pixels == PARAMETERS["max_input_pixels"][0] == MAX_INPUT_PIXELS
+    assert BagJob.upsample == bag.upsample == PARAMETERS["upsample"][0]
+    config = yaml.safe_load((pathlib.Path(__file__).parents[2] / "config" / "esnet.yaml").read_text())
+    params = config["/**"]["ros__parameters"]
+    for name, (default, _) in PARAMETERS.items():
+        if name in params:
+            assert params[name] == default, f"config/esnet.yaml {name}: {params[name]!r}, the node's default {default!r}"
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate", "bag"])
 def test_every_engine_command_takes_the_engine_options(command):
     from esnet_ros.cli import get_args_parser

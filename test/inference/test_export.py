@@ -74,7 +74,7 @@ def test_dynamic_export_runs_other_sizes_and_batches(reference, tmp_path):
 
 def test_segmenter_runs_the_onnx_file_like_torch(reference_checkpoint, static_onnx):
     img = np.random.default_rng(0).integers(0, 256, (70, 130, 3), dtype=np.uint8)
-    torch_seg = Segmenter(reference_checkpoint, device="cpu", input_size=(W, H))
+    torch_seg = Segmenter(reference_checkpoint, device="cpu", backend="torch", input_size=(W, H))
     onnx_seg = Segmenter(static_onnx, device="cpu", input_size=(W, H))
     assert onnx_seg.backend.name == "onnxruntime" and onnx_seg.num_classes == 19
     a = torch_seg(img, "bgr", outputs=("labels", "confidence"))

@@ -26,7 +26,7 @@ class RedOracle(nn.Module):
 
 
 def make(size=(16, 8), device="cpu", **kw):
-    return Segmenter((RedOracle(), make_metadata(LABELS, input_size=size)), device=device, **kw)
+    return Segmenter((RedOracle(), make_metadata(LABELS, input_size=size)), device=device, **{"backend": "torch", **kw})
 
 
 def half_red(h=8, w=16):
@@ -140,7 +140,7 @@ def test_matches_the_model_on_the_reference_checkpoint(reference_checkpoint):
     from esnet_ros.core.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(reference_checkpoint)
-    seg = Segmenter(reference_checkpoint, device="cpu", input_size=(128, 64))
+    seg = Segmenter(reference_checkpoint, device="cpu", backend="torch", input_size=(128, 64))
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
     out = seg(img, "rgb", outputs=("labels", "confidence"))
@@ -203,7 +203,7 @@ def test_cuda_requested_without_cuda_names_the_fix():
 
 def test_auto_device_falls_back_to_cpu(caplog):
     caplog.set_level("INFO", logger="esnet_ros.inference.devices")
-    seg = Segmenter((RedOracle(), make_metadata(LABELS, input_size=(16, 8))), device="auto")
+    seg = Segmenter((RedOracle(), make_metadata(LABELS, input_size=(16, 8))), device="auto", backend="torch")
     if not torch.cuda.is_available():
         assert seg.device.type == "cpu" and seg.precision == "fp32"
         assert "running on the CPU" in caplog.text
@@ -213,8 +213,8 @@ def test_auto_device_falls_back_to_cpu(caplog):
 def test_cuda_path_equals_cpu_path(reference_checkpoint):
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (70, 130, 3), dtype=np.uint8)
-    cpu = Segmenter(reference_checkpoint, device="cpu", input_size=(128, 64))
-    gpu = Segmenter(reference_checkpoint, device="cuda", precision="fp32", input_size=(128, 64))
+    cpu = Segmenter(reference_checkpoint, device="cpu", backend="torch", input_size=(128, 64))
+    gpu = Segmenter(reference_checkpoint, device="cuda", backend="torch", precision="fp32", input_size=(128, 64))
     outs = ("labels", "confidence", "color", "overlay")
     a = cpu(img, "bgr", outputs=outs)
     b = gpu(img, "bgr", outputs=outs)
@@ -226,7 +226,7 @@ def test_cuda_path_equals_cpu_path(reference_checkpoint):
     assert a.labels.shape == b.labels.shape == (200, 390)
     assert (a.labels == b.labels).mean() > 0.999
     assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
-    half = Segmenter(reference_checkpoint, device="cuda", precision="fp16", input_size=(128, 64))
+    half = Segmenter(reference_checkpoint, device="cuda", backend="torch", precision="fp16", input_size=(128, 64))
     assert (half(img, "bgr").labels == a.labels).mean() > 0.98
 
 
@@ -234,7 +234,7 @@ def test_cuda_path_equals_cpu_path(reference_checkpoint):
 def test_two_halves_interleaved_equal_whole_calls(reference_checkpoint, upsample):
     """A pipeline runs infer() of the next frame before finish() of this one: the halves own their data,
     so interleaving them gives exactly what whole calls give (into caller buffers too)."""
-    seg = Segmenter(reference_checkpoint, device="cpu", input_size=(128, 64))
+    seg = Segmenter(reference_checkpoint, device="cpu", backend="torch", input_size=(128, 64))
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (70, 130, 3), dtype=np.uint8) for _ in range(3)]
     outs = ("labels", "confidence", "color", "overlay")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE
+from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, MAX_INPUT_PIXELS
 from esnet_ros.ros.bag.writer import OUTPUT_TOPICS
 
 __all__ = ["BagJob", "OUTPUT_NAMES"]
@@ -27,7 +27,7 @@ class BagJob:
     video: pathlib.Path | None = None
     video_stream: str = "overlay"
     video_fps: float | None = None
-    max_input_pixels: int = 16_777_216
+    max_input_pixels: int = MAX_INPUT_PIXELS
     output_resolution: str = "input"
     overlay_alpha: float = 0.5
     upsample: str = DEFAULT_UPSAMPLE
