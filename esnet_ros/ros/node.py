@@ -25,7 +25,6 @@ import logging
 import os
 import pathlib
 import sys
-import threading
 from typing import Any
 
 import rclpy
@@ -38,8 +37,6 @@ from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCal
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
-from esnet_ros.core.checkpoint import is_synthetic_only
-from esnet_ros.core.labels import LabelSet
 from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.ros.dds import use_large_message_profile
 from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, RosLogHandler, diagnostic_status
@@ -48,6 +45,7 @@ from esnet_ros.ros.frames import (IMAGE_OUTPUTS, OUTPUTS, FrameProcessor, ImageC
 from esnet_ros.ros.images import ImagePublisherBuffer
 from esnet_ros.ros.parameters import (INPUT_PARAMS, MODEL_PARAMS, PARAMETERS, ModelConfig, check_choices,
                                       SIZE_PARAMS, check_model_config, check_size, ros_syntax)
+from esnet_ros.ros.reload import MODEL_ERRORS, ModelSlot
 from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
 from esnet_ros.ros.signals import ShutdownSignals
 from esnet_ros.ros.worker import FrameWorker
@@ -58,7 +56,6 @@ RCLError = _rclpy.RCLError
 NODE_NAME = "esnet_segmentation"
 QOS_CHECK_PERIOD_S = 0.5
 DIAGNOSTICS_PERIOD_S = 1.0
-MODEL_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError)
 
 
 class SegmentationNode(LifecycleNode):
@@ -70,22 +67,19 @@ class SegmentationNode(LifecycleNode):
             self.declare_parameter(name, default, descriptor)
         self._values = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.add_pre_set_parameters_callback(self._explain_sizes)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._checked_model: tuple | None = None  # (ModelConfig, weights, labels) between the two callbacks
 
         self.accounting = FrameAccounting(self.get_logger())
         self.counters = self.accounting.counters
         self._frames = FrameWorker(self._start_frame, lambda: float(self._values["max_rate_hz"]))
-        self._seg: Segmenter | None = None
-        self._next_seg: Segmenter | None = None
-        self._model_cfg: ModelConfig | None = None
-        self._reload_lock = threading.Lock()
-        self._reload_generation = 0
+        self.model = ModelSlot(self.get_logger(), self._revert)
         self._reverting = False
         self._input = InputSubscription(self, lambda: self._values, self._on_image)
         self._output_warnings = OutputQosWarnings(self)
         self._pubs: dict[str, Any] = {}
         self._buffers = {name: ImagePublisherBuffer() for name in IMAGE_OUTPUTS}
-        self._last_error = ""
         self._state = "unconfigured"
         self._diag_rejected = 0
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -101,20 +95,16 @@ class SegmentationNode(LifecycleNode):
         return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        cfg = ModelConfig.from_values(self._values)
-        seg = self._load(cfg, "configure")
-        if seg is None:
+        if not self.model.load(ModelConfig.from_values(self._values), "configure"):
             return TransitionCallbackReturn.FAILURE
-        self._seg, self._model_cfg, self._last_error = seg, cfg, ""
         self._create_publishers()
         self._state = "inactive"
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._seg is None and self._model_cfg is not None:  # released by deactivate: rebuild
-            self._seg = self._load(self._model_cfg, "activate")
-            if self._seg is None:
-                return TransitionCallbackReturn.FAILURE
+        model = self.model
+        if model.serving is None and model.cfg is not None and not model.load(model.cfg, "activate"):
+            return TransitionCallbackReturn.FAILURE  # (released by deactivate: rebuilt here)
         result = super().on_activate(state)  # enables the lifecycle publishers
         with self.counters.lock:
             self.counters.frames_since_activation = 0
@@ -127,23 +117,20 @@ class SegmentationNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
-        if self._seg is not None:
-            self._seg.release()  # frees GPU memory; activate rebuilds the model
-            self._seg = None
+        self.model.release()  # frees GPU memory; activate rebuilds the model
         self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._destroy_publishers()
-        self._seg = self._next_seg = None
-        self._model_cfg = None
+        self.model.clear()
         self._state = "unconfigured"
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
         self._destroy_publishers()
-        self._seg = self._next_seg = None
+        self.model.clear(forget_config=False)
         self._state = "finalized"
         return super().on_shutdown(state)
 
@@ -156,53 +143,6 @@ class SegmentationNode(LifecycleNode):
         if self._frames.stop():  # the frame that was waiting will never be processed
             with self.counters.lock:
                 self.counters.dropped_superseded += 1
-
-    # -- model -------------------------------------------------------------------------------------
-
-    def _load(self, cfg: ModelConfig, transition: str) -> Segmenter | None:
-        """``cfg``'s Segmenter, or None (the error logged and kept for /diagnostics)."""
-        try:
-            preloaded, labels = check_model_config(cfg)
-            return self._build_segmenter(cfg, preloaded, labels)
-        except MODEL_ERRORS as exc:
-            self._last_error = f"{transition} failed: {ros_syntax(exc)}"
-            self.get_logger().error(self._last_error)
-            return None
-
-    def _build_segmenter(self, cfg: ModelConfig, preloaded: Any, labels: LabelSet | None) -> Segmenter:
-        seg = Segmenter(preloaded, device=cfg.device, precision=cfg.precision, backend=cfg.backend,
-                        num_threads=cfg.num_threads, input_size=cfg.input_size, labels=labels,
-                        backend_options=cfg.backend_options())
-        if is_synthetic_only(seg.meta):
-            self.get_logger().warning(
-                f"serving {cfg.weights_path().name}, trained on synthetic scenes only: it is NOT for real cameras "
-                f"(weights:=camvid is the bundled real-street model, or weights:=/path/to/model.safetensors)"
-            )
-        source = "from the checkpoint" if cfg.input_size is None else "from parameters input_width/input_height"
-        width, height = seg.input_size
-        self.get_logger().info(
-            f"model {cfg.weights_path().name}: {seg.num_classes} classes ({seg.labels.name}), network input "
-            f"{width}x{height} ({source}), {seg.backend.name} on {seg.device} ({seg.precision})"
-        )
-        return seg
-
-    def _reload(self, cfg: ModelConfig, preloaded: Any, labels: LabelSet | None, generation: int,
-                previous: dict[str, Any]) -> None:
-        """Build a new Segmenter in the background; the worker swaps it in before its next frame."""
-        with self._reload_lock:
-            if generation != self._reload_generation:
-                return  # a newer change supersedes this one
-            try:
-                seg = self._build_segmenter(cfg, preloaded, labels)
-            except MODEL_ERRORS as exc:
-                self.get_logger().error(f"reloading the model failed, the old model keeps serving: {ros_syntax(exc)}")
-                self._revert(previous)
-                return
-            self._model_cfg = cfg
-            if self._state == "active":
-                self._next_seg = seg
-            else:
-                self._seg = seg
 
     def _revert(self, previous: dict[str, Any]) -> None:
         self._reverting = True
@@ -217,35 +157,43 @@ class SegmentationNode(LifecycleNode):
             self.get_logger().warning(f"refused: {reason}")
         return params
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Validate (all or nothing) and apply: runtime values at the next frame, the model in the background."""
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """On-set callback: accept or refuse the whole change (nothing is applied here). A model change is
+        checked by reading the weights; what was read is kept for :meth:`_apply_parameters`."""
+        self._checked_model = None
         proposed = {p.name: p.value for p in params if p.name in PARAMETERS}
-        if not proposed:
-            return SetParametersResult(successful=True)
-        if self._reverting:
-            self._values.update(proposed)
+        if not proposed or self._reverting:
             return SetParametersResult(successful=True)
         values = {**self._values, **proposed}
         reason = check_choices(values)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
-        reload_args = None
-        if any(values[n] != self._values[n] for n in MODEL_PARAMS) and self._state != "unconfigured":
+        if self._model_changes(values) and self._state != "unconfigured":
             cfg = ModelConfig.from_values(values)
             try:
-                preloaded, labels = check_model_config(cfg)
+                self._checked_model = (cfg, *check_model_config(cfg))
             except MODEL_ERRORS as exc:
                 self.get_logger().warning(f"refused {', '.join(sorted(proposed))}: {exc}")
                 return SetParametersResult(successful=False, reason=ros_syntax(exc))
-            self._reload_generation += 1
-            previous = {n: self._values[n] for n in MODEL_PARAMS if values[n] != self._values[n]}
-            reload_args = (cfg, preloaded, labels, self._reload_generation, previous)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        """Post-set callback: runtime values take effect at the next frame, a new model loads in the background."""
+        proposed = {p.name: p.value for p in params if p.name in PARAMETERS}
+        values = {**self._values, **proposed}
+        checked, self._checked_model = self._checked_model, None
+        if self._reverting:
+            self._values = values
+            return
+        if checked is not None:
+            previous = {n: self._values[n] for n in self._model_changes(values)}
+            self.model.reload(*checked, previous, lambda: self._state == "active")
         if any(values[n] != self._values[n] for n in INPUT_PARAMS):
             self._input.dirty = True
         self._values = values
-        if reload_args is not None:
-            threading.Thread(target=self._reload, args=reload_args, name="esnet_reload", daemon=True).start()
-        return SetParametersResult(successful=True)
+
+    def _model_changes(self, values: dict[str, Any]) -> list[str]:
+        return [n for n in MODEL_PARAMS if values[n] != self._values[n]]
 
     # -- topics --------------------------------------------------------------------------------------
 
@@ -264,10 +212,10 @@ class SegmentationNode(LifecycleNode):
             self._input.check()
 
     def _publish_class_map(self) -> None:
-        seg, pub = self._seg, self._pubs.get("class_map")
+        seg, pub = self.model.serving, self._pubs.get("class_map")
         if seg is None or pub is None:
             return
-        cfg = self._model_cfg
+        cfg = self.model.cfg
         model_name = pathlib.Path(cfg.weights).stem if cfg and cfg.weights else "esnet-demo"
         class_map, label_info = class_map_messages(seg.labels, model_name, self.get_clock().now().to_msg())
         pub.publish(class_map)
@@ -295,13 +243,11 @@ class SegmentationNode(LifecycleNode):
                 counters.dropped_superseded += 1
 
     def _current_segmenter(self) -> Segmenter | None:
-        if self._next_seg is not None:
+        if self.model.pending is not None:
             self._frames.drain()  # the last frame completes with the engine that started it
-            old, self._seg, self._next_seg = self._seg, self._next_seg, None
-            if old is not None:
-                old.release()
+            self.model.swap()
             self._publish_class_map()
-        return self._seg
+        return self.model.serving
 
     def _processor(self, seg: Segmenter) -> FrameProcessor:
         values = self._values
@@ -355,20 +301,20 @@ class SegmentationNode(LifecycleNode):
     def diagnostics_values(self) -> dict[str, str]:
         """The key/values of the /diagnostics status (also handy in tests)."""
         values: dict[str, Any] = {"state": self._state, **self.accounting.values()}
-        seg = self._seg
+        seg = self.model.serving
         if seg is not None:
             values.update(device=str(seg.device), backend=seg.backend.name, precision=seg.precision,
                           network_size=f"{seg.input_size[0]}x{seg.input_size[1]}")
         if self._input.sub is not None:
             values["input_topic"] = self._input.sub.topic_name
             values["input_reliability"] = reliability_name(self._input.reliability)
-        if self._last_error:
-            values["last_error"] = self._last_error
+        if self.model.last_error:
+            values["last_error"] = self.model.last_error
         return {k: str(v) for k, v in values.items()}
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()
-        array = diagnostic_status(self.get_name(), values, self._state, self._last_error, self._diag_rejected)
+        array = diagnostic_status(self.get_name(), values, self._state, self.model.last_error, self._diag_rejected)
         self._diag_rejected = int(values["rejected"])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
