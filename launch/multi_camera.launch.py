@@ -19,7 +19,7 @@ from launch_ros.actions import PushRosNamespace
 
 SEGMENTATION = pathlib.Path(__file__).with_name("segmentation.launch.py")
 SEGMENTATION_ARGUMENTS = ("image_topic", "params_file", "weights", "device", "backend", "precision",
-                          "input_width", "input_height", "use_sim_time")
+                          "input_width", "input_height", "use_sim_time", "autostart")
 
 
 def _forwarded_arguments() -> list[DeclareLaunchArgument]:

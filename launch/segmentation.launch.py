@@ -12,10 +12,15 @@ import shutil
 import sys
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessStart
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
 
 PARAMS_FILE = PathJoinSubstitution([FindPackageShare("esnet_ros"), "config", "esnet.yaml"])
 
@@ -39,6 +44,8 @@ ARGUMENTS = (
                          "(0: the checkpoint's own input size)."),
     ("use_sim_time", "false", "Use /clock (simulation or bag playback) for stamps and stats.age_ms."),
     ("rviz", "false", "Also start rviz2 with config/esnet.rviz (camera image, color mask and overlay)."),
+    ("autostart", "true", "Launch configures and activates the node (true), or leaves it unconfigured for a "
+                          "lifecycle manager (false)."),
 )
 STRING_OVERRIDES = ("weights", "device", "backend", "precision")
 INTEGER_OVERRIDES = ("input_width", "input_height")
@@ -71,17 +78,27 @@ def _actions(context):
         raise RuntimeError("rviz:=true but rviz2 is not installed (install ros-<distro>-rviz2, "
                            "or launch with rviz:=false and run rviz2 on another machine)")
     tty = sys.stdout.isatty()  # colour codes only on a terminal, never into redirected logs
-    # a LifecycleNode: launch sees its transitions (OnStateTransition) and can drive them (ChangeState);
-    # the node configures and activates itself (its autostart parameter, true in config/esnet.yaml)
-    actions = [LifecycleNode(
+    # A LifecycleNode driven by launch: the node's own autostart is off, and launch asks for configure
+    # once the process runs and for activate once it is inactive. When the node configured itself,
+    # launch missed its transitions whenever discovery of the (volatile) transition_event topic was
+    # slower than the model loading: OnStateTransition handlers then never fired.
+    node = LifecycleNode(
         package="esnet_ros",
         executable="segmentation_node",
         name="esnet_segmentation",
         namespace=_value(context, "namespace"),
-        parameters=[LaunchConfiguration("params_file"), node_overrides(context)],
+        parameters=[LaunchConfiguration("params_file"), {**node_overrides(context), "autostart": False}],
         output="screen",
         emulate_tty=tty,
-    )]
+    )
+    actions = [node]
+    if _value(context, "autostart").lower() in TRUE:
+        actions = [
+            RegisterEventHandler(OnProcessStart(target_action=node, on_start=[_transition(node, "configure")])),
+            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, start_state="configuring",
+                                                   goal_state="inactive", entities=[_transition(node, "activate")])),
+            node,
+        ]
     if rviz:
         actions.append(Node(
             package="rviz2",
@@ -94,6 +111,11 @@ def _actions(context):
             emulate_tty=tty,
         ))
     return actions
+
+
+def _transition(node: LifecycleNode, name: str) -> EmitEvent:
+    transition = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE}[name]
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -45,7 +45,7 @@ def _context(**values: str) -> launch.LaunchContext:
     context = launch.LaunchContext()
     defaults = {"image_topic": "camera/image_raw", "namespace": "", "params_file": "/dev/null", "weights": "",
                 "device": "", "backend": "", "precision": "", "input_width": "", "input_height": "",
-                "use_sim_time": "false", "rviz": "false", "cameras": "front,rear"}
+                "use_sim_time": "false", "rviz": "false", "autostart": "true", "cameras": "front,rear"}
     context.launch_configurations.update({**defaults, **values})
     return context
 
@@ -64,8 +64,13 @@ def test_rviz_without_rviz2_fails_before_the_node_starts(monkeypatch, tmp_path):
     segmentation = _module("segmentation.launch")
     with pytest.raises(RuntimeError, match="rviz:=true but rviz2 is not installed"):
         segmentation._actions(_context(rviz="true"))  # raised before any Node action exists
-    (node,) = segmentation._actions(_context(rviz="false"))
-    assert node.node_executable == "segmentation_node"
+    from launch_ros.actions import LifecycleNode
+
+    actions = segmentation._actions(_context(rviz="false", autostart="true"))
+    (node,) = [a for a in actions if isinstance(a, LifecycleNode)]
+    assert node.node_executable == "segmentation_node" and len(actions) == 3  # + configure, activate handlers
+    manual = segmentation._actions(_context(rviz="false", autostart="false"))  # for a lifecycle manager
+    assert len(manual) == 1 and isinstance(manual[0], LifecycleNode)
 
 
 def test_multi_camera_includes_segmentation_once_per_namespace():
