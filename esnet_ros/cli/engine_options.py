@@ -16,9 +16,8 @@ from esnet_ros.inference.devices import BACKENDS, PRECISIONS
 from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.inference.segmenter import Segmenter
 
+# ENGINE_DEFAULTS (defined in esnet_ros/inference/defaults.py) is re-exported: the option defaults
 __all__ = ["ENGINE_DEFAULTS", "add_engine_arguments", "build_segmenter"]
-
-#: option -> default, equal to the node's parameter defaults
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -20,9 +20,9 @@ import time
 from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
 from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import load_labels_yaml
+from esnet_ros.core.sizes import parse_size
 from esnet_ros.core.summary import json_safe
 from esnet_ros.data.datasets import LABEL_KINDS, SegmentationDataset
-from esnet_ros.core.sizes import parse_size
 from esnet_ros.training.evaluation import (
     CameraModel,
     evaluate_dataset,

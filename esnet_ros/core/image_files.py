@@ -7,7 +7,7 @@ import pathlib
 import cv2
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "read_bgr", "calibration_images", "find_images"]
+__all__ = ["IMAGE_EXTENSIONS", "read_bgr", "resize_frame", "calibration_images", "find_images"]
 
 #: the image files that datasets, ``esnet predict`` and int8 calibration read
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -19,6 +19,14 @@ def read_bgr(path: str | pathlib.Path) -> np.ndarray:
     if bgr is None:
         raise FileNotFoundError(f"cannot read image {path}; is it a PNG/JPEG file?")
     return bgr
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` at a camera's resolution ``size`` (W, H), as a camera driver would scale it: area
+    averaging when it gets narrower, bilinear otherwise; unchanged when it already has that size."""
+    if image.shape[1::-1] == tuple(size):
+        return image
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if size[0] < image.shape[1] else cv2.INTER_LINEAR)
 
 
 def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathlib.Path]:

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta
 from esnet_ros.core.model import check_input_size
+from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.inference.backends import create_backend
 from esnet_ros.inference.devices import resolve_device, resolve_precision
 from esnet_ros.inference.cpu_ops import (
@@ -69,7 +69,6 @@ log = logging.getLogger(__name__)
 
 OUTPUTS = ("labels", "confidence", "color", "overlay")
 RESOLUTIONS = ("input", "network")
-#: how labels are brought back to the input's size (see the module docstring)
 
 
 @dataclasses.dataclass

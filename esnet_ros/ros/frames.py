@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage
 
+from esnet_ros.inference.defaults import MAX_INPUT_PIXELS
 from esnet_ros.inference.segmenter import Inferred, Segmenter
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
@@ -193,7 +194,7 @@ class FrameProcessor:
         buffers: dict[str, ImagePublisherBuffer] | None = None,
     ) -> None:
         if int(max_input_pixels) < 1:
-            raise ValueError(f"max_input_pixels={max_input_pixels} must be at least 1; e.g. {7680 * 4320} (8K)")
+            raise ValueError(f"max_input_pixels={max_input_pixels} must be at least 1; e.g. {MAX_INPUT_PIXELS} (8K)")
         self.segmenter = segmenter
         self.max_input_pixels = int(max_input_pixels)
         self.output_resolution = output_resolution

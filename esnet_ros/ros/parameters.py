@@ -17,10 +17,9 @@ from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet, load_labels_yaml
 from esnet_ros.core.model import OUTPUT_STRIDE, nearest_valid_sizes
 from esnet_ros.inference.backends import calibration_options
-from esnet_ros.inference.defaults import ENGINE_DEFAULTS, MAX_INPUT_PIXELS
+from esnet_ros.inference.defaults import ENGINE_DEFAULTS, MAX_INPUT_PIXELS, UPSAMPLE_MODES
 from esnet_ros.inference.devices import BACKENDS, PRECISIONS, resolve_device, resolve_precision
 from esnet_ros.inference.onnx_export import read_onnx_metadata
-from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, UPSAMPLE_MODES
 from esnet_ros.ros.descriptors import choices_of, descriptor
 from esnet_ros.ros.qos import RELIABILITIES
 

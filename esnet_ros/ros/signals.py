@@ -17,7 +17,8 @@ class ShutdownSignals:
     stops and destroys the node while the context is up (the graph hears it leave), and only then
     shuts the context down. A signal never raises inside a step: a ``KeyboardInterrupt`` in the middle
     of a transition left worker threads and locks half set up, and the process hung instead of exiting.
-    :func:`esnet_ros.ros.entry.run_node` installs it before the slow imports (torch), so that a signal then is kept too.
+    :func:`esnet_ros.ros.entry.run_node` installs it before the slow imports (torch), so that a signal
+    then is kept too.
     """
 
     def __init__(self) -> None:
@@ -30,4 +31,3 @@ class ShutdownSignals:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.requested = True
-

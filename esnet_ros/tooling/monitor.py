@@ -273,11 +273,11 @@ class Monitor:
 
     def latest_triple(self):
         """``(input, color, overlay)`` of the newest stamp that has all three; else ``(None, color, overlay)``."""
-        inputs, colors, overlays = (self._cache[k] for k in ("input", "color", "overlay"))
+        complete = self.triples()
+        if complete:
+            return complete[-1][1:]
+        colors, overlays = self._cache["color"], self._cache["overlay"]
         both = [stamp for stamp in overlays if stamp in colors]
-        for stamp in reversed(both):
-            if stamp in inputs:
-                return inputs[stamp], colors[stamp], overlays[stamp]
         return (None, colors[both[-1]], overlays[both[-1]]) if both else None
 
     def destroy(self) -> None:

@@ -75,7 +75,7 @@ def record_video(monitor, path: pathlib.Path, seconds: float, fps: float, labels
     """``seconds`` of ``camera | classes | overlay`` panels, one per stamp the monitor receives all three of,
     written as an MP4 (``mp4v``) at the camera's rate. The monitor must already keep pictures
     (``subscribe_pictures``); frames that arrive incomplete under load are skipped, not repeated."""
-    video, writer, written = Video(path), None, set()
+    video, writer, last_stamp = Video(path), None, -1
     end = time.monotonic() + seconds
     legend: list[int] | None = None
     try:
@@ -84,9 +84,9 @@ def record_video(monitor, path: pathlib.Path, seconds: float, fps: float, labels
             for child in children:
                 child.check_alive()
             for stamp, inp, color, overlay in monitor.triples():
-                if stamp in written or (written and stamp < max(written)):
+                if stamp <= last_stamp:  # written already, or older than what was
                     continue
-                written.add(stamp)
+                last_stamp = stamp
                 color_bgr = message_array(color)
                 legend = legend if legend is not None else visible_classes(color_bgr, labels)
                 panel = side_by_side(message_array(inp), color_bgr, message_array(overlay), labels, legend)

@@ -14,7 +14,7 @@ import pathlib
 import cv2
 import numpy as np
 
-from esnet_ros.core.image_files import IMAGE_EXTENSIONS, find_images, read_bgr
+from esnet_ros.core.image_files import IMAGE_EXTENSIONS, find_images, read_bgr, resize_frame
 
 __all__ = ["VIDEO_EXTENSIONS", "Frame", "load_frames", "is_video", "check_label_folder"]
 
@@ -32,7 +32,7 @@ def is_video(path: str | pathlib.Path) -> bool:
 def _resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None) -> Frame:
     if size is None or image.shape[1::-1] == tuple(size):
         return image, label
-    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if size[0] < image.shape[1] else cv2.INTER_LINEAR)
+    image = resize_frame(image, size)
     if label is not None:
         label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
     return image, label

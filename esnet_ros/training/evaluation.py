@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from esnet_ros.core.image_files import read_bgr
+from esnet_ros.core.image_files import read_bgr, resize_frame
 from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.segmenter import DEFAULT_UPSAMPLE, Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
@@ -50,11 +50,12 @@ class CameraModel:
             raise ValueError(f"camera size {self.size[0]}x{self.size[1]} must be positive")
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
-        if self.size is not None and tuple(self.size) != (rgb.shape[1], rgb.shape[0]):
-            shrink = self.size[0] * self.size[1] < rgb.shape[0] * rgb.shape[1]
-            rgb = cv2.resize(rgb, tuple(self.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if self.size is not None:
+            rgb = resize_frame(rgb, self.size)
         if self.jpeg_quality is not None:
             ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise ValueError(f"OpenCV could not JPEG-encode a {rgb.shape[1]}x{rgb.shape[0]} image")
             rgb = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
         return np.ascontiguousarray(rgb)
 

@@ -112,7 +112,9 @@ def source_commit() -> str | None:
                              capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def write_args_yaml(path: pathlib.Path, args) -> None:
