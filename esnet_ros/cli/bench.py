@@ -11,9 +11,16 @@ Example (the numbers in docs/speed.md)::
     esnet bench --device cpu --sizes 1024x512 --calibration-dir synth/leftImg8bit/train \\
         --int8-model esnet_int8.onnx --json bench_cpu.json
 
-JSON: ``{"machine": {... "isa": {"amx_bf16": true, ...}}, "settings": {...}, "results": [{"kind":
+On the CPU it first measures the CPU's own limit (:mod:`esnet_ros.inference.cpu_peak`): a large GEMM in
+fp32, bf16 (where the CPU has it) and int8 on the same threads, and reports each model entry's achieved
+MAC/s as ``fraction_of_peak`` of its precision's (``--no-peaks`` skips it).  A checkpoint with an int8
+companion (``NAME_int8.onnx``) gets the entry ``openvino / CPU int8 companion``: what ``precision=auto``
+runs where it is picked.
+
+JSON: ``{"machine": {... "isa": {"amx_bf16": true, ...}, "cpu_identity": {"microarchitecture": ...}},
+"cpu_peaks": {"fp32": {"gmacs_per_s", "kernel", ...}, "bf16": ..., "int8": ...}, "settings": {...}, "results": [{"kind":
 "model"|"node", "backend", "variant", "precision", "size", "median_ms", "p90_ms", "min_ms", "fps", ...}]}``;
-node entries add ``model_median_ms`` (paired), ``model_entry_median_ms``, ``ratio``, ``frames`` and
+model entries add ``gmacs``, ``gmacs_per_s`` and ``fraction_of_peak``; node entries add ``model_median_ms`` (paired), ``model_entry_median_ms``, ``ratio``, ``frames`` and
 ``node_stages_ms``.
 """
 
@@ -33,6 +40,8 @@ from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.core.summary import json_safe
 from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.inference.benchmark import Entry, background_load, loadavg, machine_info, model_entries, parse_sizes, time_entries
+from esnet_ros.inference.auto_precision import int8_companion
+from esnet_ros.inference.cpu_peak import cpu_identity, gemm_peaks, model_macs
 from esnet_ros.inference.devices import resolve_device
 from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.tooling.node_bench import bench_node
@@ -67,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also score every model entry on this dataset (e.g. esnet synth output): mIoU and "
                              "pixel agreement with eager fp32, through the engine")
     parser.add_argument("--accuracy-split", default="val", help="the --accuracy-data split (default val)")
+    parser.add_argument("--no-peaks", action="store_true",
+                        help="skip the CPU's GEMM peaks (fp32, bf16, int8) and each entry's fraction of them")
     parser.add_argument("--json", default=None, help="write the results here")
 
 
@@ -117,6 +128,29 @@ def accuracy(
               f"mIoU {r['miou']:.2f}  agreement with eager fp32 {r['agreement']:.4f}", flush=True)
 
 
+def against_peaks(results: list[dict[str, Any]], peaks: dict[str, Any], macs: dict[tuple[int, int], int]) -> None:
+    """Add each model entry's ``gmacs`` (per frame), ``gmacs_per_s`` and ``fraction_of_peak`` (its precision's)."""
+    for r in results:
+        if r["kind"] != "model":
+            continue
+        size = tuple(int(v) for v in r["size"].split("x"))
+        r["gmacs"] = round(macs[size] / 1e9, 4)
+        r["gmacs_per_s"] = round(macs[size] / (r["median_ms"] / 1e3) / 1e9, 2)
+        peak = peaks.get(r["precision"], {}).get("gmacs_per_s")
+        r["fraction_of_peak"] = round(r["gmacs_per_s"] / peak, 3) if peak else None
+        print(f"peak  {r['backend']:<12} {r['variant']:<32} {r['precision']:<5} {r['size']:>9}  "
+              f"{r['gmacs']:.2f} GMAC/frame  {r['gmacs_per_s']:.1f} GMAC/s"
+              + (f" = {100 * r['fraction_of_peak']:.0f}% of the {r['precision']} GEMM peak" if peak else ""), flush=True)
+
+
+def _print_peaks(peaks: dict[str, Any]) -> None:
+    for precision in ("fp32", "bf16", "int8"):
+        p = peaks.get(precision, {})
+        text = (f"{p['gmacs_per_s']:.1f} GMAC/s ({p['library']}, {p['kernel']})" if "gmacs_per_s" in p
+                else f"skipped: {p.get('skipped')}")
+        print(f"gemm  {precision:<5} {peaks['gemm']} on {peaks['threads']} threads: {text}", flush=True)
+
+
 def _print_model(r: dict[str, Any]) -> None:
     print(f"model {r['backend']:<12} {r['variant']:<32} {r['precision']:<5} {r['size']:>9}  "
           f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
@@ -146,10 +180,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num-threads={args.num_threads} must be >= 0 (0 = every core)")
     weights = resolve_weights(args.weights)
     model, meta = load_checkpoint(weights, "cpu")
+    companion = int8_companion(weights)
     entries = _selected(model_entries(device, compile=args.compile, int8_model=args.int8_model,
-                                      calibration_dir=args.calibration_dir), args.backends)
+                                      calibration_dir=args.calibration_dir,
+                                      int8_companion=str(companion) if companion else None), args.backends)
     report: dict[str, Any] = {
-        "machine": machine_info(device),
+        "machine": {**machine_info(device), "cpu_identity": cpu_identity()},
         "settings": {"weights": str(weights), "sizes": [f"{w}x{h}" for w, h in sizes], "runs": args.runs,
                      "warmup": args.warmup, "num_threads": args.num_threads, "background_load": args.background_load,
                      "command": "esnet " + " ".join(sys.argv[1:])},
@@ -158,8 +194,13 @@ def run(args: argparse.Namespace) -> int:
     load = background_load(1) if args.background_load else contextlib.nullcontext()
     with load:
         results = report["results"]
+        if device.type == "cpu" and not args.no_peaks:
+            report["cpu_peaks"] = gemm_peaks(args.num_threads)
+            _print_peaks(report["cpu_peaks"])
         results += time_entries(entries, model, meta, device, sizes, runs=args.runs, warmup=args.warmup,
                                 num_threads=args.num_threads, report=_print_model)
+        if "cpu_peaks" in report:
+            against_peaks(results, report["cpu_peaks"], {size: model_macs(model, size) for size in sizes})
         if args.accuracy_data:
             accuracy(results, entries, model, meta, args.accuracy_data, args.accuracy_split, args.num_threads)
         if not args.no_node:

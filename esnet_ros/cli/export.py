@@ -16,7 +16,7 @@ from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.core.metadata import META_KEY
 from esnet_ros.inference.onnx_export import OPSET, export_onnx
-from esnet_ros.inference.quantize import quantize_model
+from esnet_ros.inference.quantize import QUANTIZERS, quantize_model
 
 __all__ = ["add_arguments", "run"]
 
@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also quantize to int8 (static, calibrated); see esnet_ros/inference/quantize.py")
     parser.add_argument("--calibration-dir", default=None, help="images for int8 calibration (png/jpg, searched recursively)")
     parser.add_argument("--calibration-images", type=int, default=32, help="how many calibration images (default 32)")
+    parser.add_argument("--quantizer", choices=QUANTIZERS, default="onnxruntime",
+                        help="who writes the int8 QDQ model: onnxruntime (fastest on ONNX Runtime; fixed size) or "
+                             "nncf (fastest on OpenVINO; keeps --dynamic)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     options = dict(input_size=size, fold_bn=not args.no_fold, opset=args.opset, verify=not args.no_verify)
     if args.int8:
         fp32_path = output.with_name(output.stem + "_fp32.onnx")
-        export_onnx(model, meta, fp32_path, dynamic=False, **options)
-        quantize_model(fp32_path, output, args.calibration_dir, num_images=args.calibration_images)
+        export_onnx(model, meta, fp32_path, dynamic=args.dynamic and args.quantizer == "nncf", **options)
+        quantize_model(fp32_path, output, args.calibration_dir, num_images=args.calibration_images,
+                       quantizer=args.quantizer, calibration_size=size)
         print(f"wrote {output} (int8) and {fp32_path} (fp32), input {size[0]}x{size[1]}")
         return 0
     export_onnx(model, meta, output, dynamic=args.dynamic, **options)

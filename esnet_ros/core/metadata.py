@@ -98,7 +98,9 @@ class Normalization:
 DEFAULT_NORMALIZATION = Normalization()
 
 #: keys written by ModelMeta.to_dict besides the label keys and the extras
-_ONNX_FIELDS = ("onnx_input_size", "onnx_dynamic", "onnx_bn_folded", "onnx_precision", "int8_calibration")
+_ONNX_FIELDS = ("onnx_input_size", "onnx_dynamic", "onnx_bn_folded", "onnx_precision", "int8_calibration",
+                "int8_validation")
+_MAPPING_FIELDS = ("int8_calibration", "int8_validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +125,7 @@ class ModelMeta:
     onnx_bn_folded: bool | None = None
     onnx_precision: str | None = None
     int8_calibration: Mapping[str, Any] | None = None
+    int8_validation: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str | None = dataclasses.field(default=None, compare=False)
     onnx_path: str | None = dataclasses.field(default=None, compare=False)
@@ -173,7 +176,7 @@ class ModelMeta:
         for key in _ONNX_FIELDS:
             value = getattr(self, key)
             if value is not None:
-                out[key] = list(value) if isinstance(value, tuple) else (dict(value) if key == "int8_calibration" else value)
+                out[key] = list(value) if isinstance(value, tuple) else (dict(value) if key in _MAPPING_FIELDS else value)
         out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
 

@@ -131,8 +131,12 @@ def model_entries(
     int8_model: str | None = None,
     calibration_dir: str | None = None,
     num_threads: int = 0,
+    int8_companion: str | None = None,
 ) -> list[Entry]:
-    """Every backend/precision configuration this machine can run, plain eager first."""
+    """Every backend/precision configuration this machine can run, plain eager first.
+
+    ``int8_companion``: the weights' validated int8 file (``NAME_int8.onnx``), timed on OpenVINO: what
+    ``precision=auto`` runs where it is picked."""
     providers = onnxruntime_providers()
     entries = [Entry("torch", "eager", "fp32", {"fold_bn": False, "channels_last": False, "cuda_graph": False})]
     if device.type == "cpu":
@@ -150,6 +154,9 @@ def model_entries(
             entries.append(Entry("openvino", "CPU", "fp32", {}, node_backend="openvino"))
             if cpu_has_bf16():
                 entries.append(Entry("openvino", "CPU", "bf16", {}, node_backend="openvino"))
+            if int8_companion:
+                entries.append(Entry("openvino", "CPU int8 companion", "int8", {"onnx_path": int8_companion},
+                                     node_backend="openvino"))
             if calibration_dir:
                 entries.append(Entry("openvino", "CPU NNCF", "int8", {"calibration_dir": calibration_dir}))
         return entries

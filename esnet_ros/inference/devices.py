@@ -43,7 +43,7 @@ BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt", "auto")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 DEVICE_HELP = "one of: auto, cpu, cuda, cuda:N"
 #: /proc/cpuinfo flags reported by the benchmark and used by precision=auto
-ISA_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
+ISA_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -105,8 +105,9 @@ def resolve_precision(precision: str, device: torch.device, backend: str | None 
     """Check ``precision`` for ``device`` (and ``backend`` when known); resolve ``auto``.
 
     ``auto``: fp16 on CUDA; on the CPU bf16 for ``backend="openvino"`` when the CPU has AMX or
-    AVX512-BF16, else fp32.  ``bf16`` needs such a CPU; ``fp16`` needs CUDA; ``int8`` (an int8-quantized
-    model, see :mod:`esnet_ros.inference.quantize`) runs on the CPU only and is never picked by ``auto``.
+    AVX512-BF16, else fp32 (the :class:`~esnet_ros.inference.segmenter.Segmenter` first offers a validated
+    int8 companion, :mod:`esnet_ros.inference.auto_precision`).  ``bf16`` needs such a CPU; ``fp16`` needs
+    CUDA; ``int8`` (an int8-quantized model, see :mod:`esnet_ros.inference.quantize`) runs on the CPU only.
     """
     p = str(precision).strip().lower()
     if p not in PRECISIONS:
@@ -254,5 +255,5 @@ def resolve_choice(name: str, precision: str, device: torch.device) -> tuple[str
     if requested == "auto" and device.type == "cpu":
         why = ("the CPU computes in bf16 (AMX or AVX512-BF16)" if resolved == "bf16" else
                "bf16 needs backend=openvino and a CPU with AMX or AVX512-BF16")
-        log.info("precision=auto -> %s on backend %s: %s (int8 is never automatic)", resolved, key, why)
+        log.info("precision=auto -> %s on backend %s: %s", resolved, key, why)
     return key, resolved

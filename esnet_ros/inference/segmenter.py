@@ -36,13 +36,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from esnet_ros.core.checkpoint import load_checkpoint, resolve_weights
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta
 from esnet_ros.core.model import check_input_size
 from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.inference.backends import create_backend
 from esnet_ros.inference.devices import resolve_device, resolve_precision
+from esnet_ros.inference.loading import load_for_engine
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
@@ -51,7 +51,6 @@ from esnet_ros.inference.cpu_ops import (
     resize_bilinear_planes,
     resize_nearest,
 )
-from esnet_ros.inference.onnx_export import read_onnx_metadata
 from esnet_ros.inference.torch_ops import postprocess_on_device, resize_image
 
 __all__ = [
@@ -109,30 +108,6 @@ def _check_choice(name: str, value: str, allowed: Iterable[str]) -> str:
     return v
 
 
-def _load(weights: Any, backend: str, labels: LabelSet | None) -> tuple[torch.nn.Module | None, ModelMeta, str]:
-    """``(model or None for an .onnx file, metadata, backend)`` from what :class:`Segmenter` was given."""
-    if isinstance(weights, tuple):
-        model, meta = weights
-        meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
-    else:
-        path = resolve_weights(weights)
-        if path.suffix == ".onnx":  # an exported model: metadata from its metadata_props
-            model, meta = None, read_onnx_metadata(path).replace(onnx_path=str(path))
-            if str(backend).strip().lower() in ("torch", "auto"):
-                backend = "onnxruntime"
-        else:
-            model, meta = load_checkpoint(path, "cpu", labels=labels)
-    num_classes = model.num_classes if model is not None else meta.num_classes
-    if labels is not None:
-        if labels.num_classes != num_classes:
-            raise ValueError(
-                f"the labels list {labels.num_classes} classes but the model predicts {num_classes}; "
-                f"use a labels file with {num_classes} classes"
-            )
-        meta = meta.replace(labels=labels)
-    return model, meta, backend
-
-
 class Segmenter:
     """ESNet inference on any size of uint8 image, on the CPU or CUDA.
 
@@ -140,7 +115,8 @@ class Segmenter:
         weights: a checkpoint path, a ``(model, ModelMeta)`` pair, or a bundled model's
             name (``camvid``, ``synthetic``), or ``None`` for the default bundled model (CamVid: real streets).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (fp16 on CUDA; on the CPU bf16 with OpenVINO on AMX/AVX512-BF16, else fp32),
+        precision: ``auto`` (fp16 on CUDA; on the CPU the weights' validated int8 companion, else bf16 with
+            OpenVINO on AMX/AVX512-BF16, else fp32: :mod:`esnet_ros.inference.auto_precision`),
             ``fp32``, ``fp16`` (CUDA only), ``bf16`` (OpenVINO) or ``int8``.
         backend: see :data:`esnet_ros.inference.devices.BACKENDS`.
         input_size: network input ``(W, H)``, both multiples of 8; ``None`` takes the size the
@@ -167,7 +143,10 @@ class Segmenter:
     ) -> None:
         self.device = resolve_device(device)
         resolve_precision(precision, self.device)  # bad values fail before the weights load; auto waits for the backend
-        model, meta, backend = _load(weights, backend, labels)
+        loaded = load_for_engine(weights, backend, precision, self.device, labels, backend_options)
+        model, meta, backend, precision = loaded.model, loaded.meta, loaded.backend, loaded.precision
+        #: why this precision runs (``precision=auto``'s rule, or what was asked for)
+        self.precision_reason = loaded.reason
         self.meta = meta
         self.labels = meta.labels
         size = tuple(input_size) if input_size is not None else (meta.onnx_input_size or meta.input_size)

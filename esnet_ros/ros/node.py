@@ -304,7 +304,7 @@ class SegmentationNode(LifecycleNode):
         seg = self.model.serving
         if seg is not None:
             values.update(device=str(seg.device), backend=seg.backend.name, precision=seg.precision,
-                          network_size=f"{seg.input_size[0]}x{seg.input_size[1]}")
+                          precision_reason=seg.precision_reason, network_size=f"{seg.input_size[0]}x{seg.input_size[1]}")
         if self._input.sub is not None:
             values["input_topic"] = self._input.sub.topic_name
             values["input_reliability"] = reliability_name(self._input.reliability)

@@ -198,7 +198,7 @@ def test_auto_picks_openvino_bf16_where_the_cpu_has_it(monkeypatch, caplog):
     assert "precision=auto -> bf16 on backend openvino" in caplog.text
     assert resolve_choice("auto", "fp32", CPU) == ("onnxruntime", "fp32")  # an explicit fp32 keeps today's path
     assert resolve_choice("torch", "auto", CPU) == ("torch", "fp32")
-    assert resolve_choice("auto", "int8", CPU) == ("onnxruntime", "int8")  # int8 is never automatic
+    assert resolve_choice("auto", "int8", CPU) == ("onnxruntime", "int8")  # an explicit int8 .onnx: ONNX Runtime
     # a CPU without bf16: today's choices, and bf16 is refused with the fix
     monkeypatch.setattr(devices, "cpu_isa", lambda: dict.fromkeys(devices.ISA_FLAGS, False))
     assert resolve_choice("auto", "auto", CPU) == ("onnxruntime", "fp32")

@@ -56,6 +56,30 @@ def test_model_only_json_schema(reference_checkpoint, tmp_path, capsys, monkeypa
         precisions = {r["precision"] for r in models if r["backend"] == "openvino"}
         assert precisions == ({"fp32", "bf16"} if devices.cpu_has_bf16() else {"fp32"})
         assert report["machine"]["openvino"] == devices.openvino_version()
+    check_peaks(report, reference_checkpoint)
+
+
+def check_peaks(report, weights):
+    """The CPU's identity and GEMM peaks, and each entry's MAC/s as a fraction of its precision's peak."""
+    from esnet_ros.core.checkpoint import load_checkpoint
+    from esnet_ros.inference.cpu_peak import model_macs
+
+    ident = report["machine"]["cpu_identity"]
+    assert {"model_name", "vendor", "family", "model", "microarchitecture", "flags"} <= set(ident)
+    assert set(ident["flags"]) == {"amx_int8", "amx_bf16", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2"}
+    assert ident["flags"]["avx2"] == devices.cpu_isa()["avx2"]
+    peaks = report["cpu_peaks"]
+    assert peaks["threads"] == devices.thread_count(0) and peaks["fp32"]["gmacs_per_s"] > 0
+    if devices.openvino_version():
+        assert "f32" in peaks["fp32"]["kernel"].lower()
+        assert "i8" in peaks["int8"]["kernel"].lower()  # OpenVINO's int8 kernels really ran
+        assert ("gmacs_per_s" in peaks["bf16"]) == devices.cpu_has_bf16()
+    macs = model_macs(load_checkpoint(weights, "cpu")[0], (64, 32))
+    for r in (r for r in report["results"] if r["kind"] == "model"):
+        assert r["gmacs"] == round(macs / 1e9, 4)
+        assert r["gmacs_per_s"] == pytest.approx(macs / r["median_ms"] * 1e3 / 1e9, rel=1e-2)
+        peak = peaks.get(r["precision"], {}).get("gmacs_per_s")
+        assert r["fraction_of_peak"] == (pytest.approx(r["gmacs_per_s"] / peak, abs=2e-3) if peak else None)
 
 
 def test_background_load_keeps_a_core_busy(reference_checkpoint, tmp_path, monkeypatch):
@@ -75,7 +99,7 @@ def test_background_load_keeps_a_core_busy(reference_checkpoint, tmp_path, monke
     out = tmp_path / "bench.json"
     rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
                      "--runs", "2", "--warmup", "1", "--backends", "torch:eager,onnxruntime", "--no-node",
-                     "--background-load", "--num-threads", "1", "--json", str(out)])
+                     "--background-load", "--num-threads", "1", "--no-peaks", "--json", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     check_schema(report)
@@ -84,7 +108,7 @@ def test_background_load_keeps_a_core_busy(reference_checkpoint, tmp_path, monke
 
 def test_unknown_backend_selection_is_refused(reference_checkpoint, capsys):
     rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
-                     "--backends", "tvm", "--no-node"])
+                     "--backends", "tvm", "--no-node", "--no-peaks"])
     assert rc == 2
     assert "--backends 'tvm' matches nothing here; choose from: torch:eager" in capsys.readouterr().err
 
@@ -96,7 +120,7 @@ def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
     rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
                      "--runs", "2", "--warmup", "1", "--backends", "torch:eager,onnxruntime",
-                     "--node-frames", "3", "--node-warmup", "1", "--json", str(out)])
+                     "--node-frames", "3", "--node-warmup", "1", "--no-peaks", "--json", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     check_schema(report)
