@@ -32,6 +32,7 @@ import copy
 import logging
 import os
 import pathlib
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -226,6 +227,7 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
         trt_cache: str | os.PathLike | None = None,
         spin: bool = False,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(device, precision)
         import onnxruntime as ort
@@ -247,8 +249,11 @@ class OnnxRuntimeBackend(Backend):
         index = device.index or 0
         if provider == "tensorrt":
             self.name = "tensorrt"
-            engines = cache_dir(trt_cache) / "trt"
+            engines = cache_dir(trt_cache) / "trt" / trt_engine_key(
+                torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device), tensorrt_version(),
+                precision, input_size)
             engines.mkdir(parents=True, exist_ok=True)
+            self.engine_cache = engines
             trt_opts = {
                 "device_id": index,
                 "trt_fp16_enable": precision == "fp16",
@@ -407,4 +412,23 @@ def create_backend(
         threads=options.get("threads", num_threads),
         trt_cache=options.get("cache_dir"),
         spin=bool(options.get("spin", False)),
+        input_size=input_size,
     )
+
+
+def tensorrt_version() -> str:
+    """The TensorRT Python package's version (``unknown`` without it: ONNX Runtime may carry its own libraries)."""
+    try:
+        import tensorrt
+    except ImportError:
+        return "unknown"
+    return str(tensorrt.__version__)
+
+
+def trt_engine_key(gpu: str, capability: tuple[int, int], trt: str, precision: str,
+                   input_size: tuple[int, int] | None) -> str:
+    """The TensorRT engine cache folder's name: an engine is only reused on the same GPU model and compute
+    capability, TensorRT version, precision and input shape (e.g. ``nvidia-h200-sm90-trt10.9-fp16-1024x512``)."""
+    slug = re.sub(r"[^a-z0-9.]+", "-", gpu.lower()).strip("-")
+    shape = f"{input_size[0]}x{input_size[1]}" if input_size else "dynamic"
+    return f"{slug}-sm{capability[0]}{capability[1]}-trt{trt}-{precision}-{shape}"

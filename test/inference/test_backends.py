@@ -151,3 +151,16 @@ def test_onnxruntime_cuda_io_binding(reference, cache):
     assert out.device.type == "cuda"
     with torch.inference_mode():
         assert (out.float() - model.to(dev)(x)).abs().max().item() < 1e-3
+
+
+def test_tensorrt_engine_cache_is_keyed_by_gpu_version_precision_and_shape():
+    from esnet_ros.inference.backends import trt_engine_key
+
+    key = trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp16", (1024, 512))
+    assert key == "nvidia-h200-sm90-trt10.9.0-fp16-1024x512"
+    others = {trt_engine_key("NVIDIA GeForce RTX 4090", (8, 9), "10.9.0", "fp16", (1024, 512)),
+              trt_engine_key("NVIDIA H200", (9, 0), "10.8.0", "fp16", (1024, 512)),
+              trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp32", (1024, 512)),
+              trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp16", (512, 256))}
+    assert len(others) == 4 and key not in others
+    assert trt_engine_key("Orin (nvgpu)", (8, 7), "unknown", "fp16", None) == "orin-nvgpu-sm87-trtunknown-fp16-dynamic"
