@@ -249,20 +249,7 @@ class OnnxRuntimeBackend(Backend):
         index = device.index or 0
         if provider == "tensorrt":
             self.name = "tensorrt"
-            engines = cache_dir(trt_cache) / "trt" / trt_engine_key(
-                torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device), tensorrt_version(),
-                precision, input_size)
-            engines.mkdir(parents=True, exist_ok=True)
-            self.engine_cache = engines
-            trt_opts = {
-                "device_id": index,
-                "trt_fp16_enable": precision == "fp16",
-                "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(engines),
-                "trt_timing_cache_enable": True,
-                "trt_timing_cache_path": str(engines),
-            }
-            providers = [("TensorrtExecutionProvider", trt_opts), ("CUDAExecutionProvider", {"device_id": index})]
+            providers, self.engine_cache = _tensorrt_providers(device, index, precision, input_size, trt_cache)
         elif device.type == "cuda":
             providers = [("CUDAExecutionProvider", {"device_id": index, "cudnn_conv_algo_search": "EXHAUSTIVE"})]
         else:
@@ -414,6 +401,24 @@ def create_backend(
         spin=bool(options.get("spin", False)),
         input_size=input_size,
     )
+
+
+def _tensorrt_providers(device: torch.device, index: int, precision: str, input_size: tuple[int, int] | None,
+                        trt_cache: str | os.PathLike | None) -> tuple[list[Any], pathlib.Path]:
+    """ONNX Runtime's TensorRT provider (then CUDA's) with its engine cache folder (:func:`trt_engine_key`)."""
+    engines = cache_dir(trt_cache) / "trt" / trt_engine_key(
+        torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device), tensorrt_version(),
+        precision, input_size)
+    engines.mkdir(parents=True, exist_ok=True)
+    trt_opts = {
+        "device_id": index,
+        "trt_fp16_enable": precision == "fp16",
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(engines),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(engines),
+    }
+    return [("TensorrtExecutionProvider", trt_opts), ("CUDAExecutionProvider", {"device_id": index})], engines
 
 
 def tensorrt_version() -> str:
