@@ -42,13 +42,23 @@ ARGUMENTS = (
                         "(0: the checkpoint's own input size)."),
     ("input_height", "", "Network input height, a multiple of 8; empty keeps the params file's value "
                          "(0: the checkpoint's own input size)."),
+    ("class_remap", "", "YAML mapping the model's classes onto a planner's (e.g. config/nav2_camvid_remap.yaml); "
+                        "empty keeps the params file's value (empty there: the model's classes)."),
+    ("depth_topic", "", "Depth image registered to the camera: publishes esnet/points; empty keeps the params file's "
+                        "value (empty there: no points)."),
+    ("camera_info_topic", "", "The camera's CameraInfo; empty keeps the params file's value (empty there: "
+                              "camera_info beside image_topic)."),
+    ("min_confidence", "", "Confidence 0..1 below which pixels become unknown_label; empty keeps the params file's."),
+    ("sync_slop_s", "", "0: exact image/depth/camera_info stamps; > 0: approximate within this many seconds; "
+                        "empty keeps the params file's."),
     ("use_sim_time", "false", "Use /clock (simulation or bag playback) for stamps and stats.age_ms."),
     ("rviz", "false", "Also start rviz2 with config/esnet.rviz (camera image, color mask and overlay)."),
     ("autostart", "true", "Launch configures and activates the node (true), or leaves it unconfigured for a "
                           "lifecycle manager (false)."),
 )
-STRING_OVERRIDES = ("weights", "device", "backend", "precision")
+STRING_OVERRIDES = ("weights", "device", "backend", "precision", "class_remap", "depth_topic", "camera_info_topic")
 INTEGER_OVERRIDES = ("input_width", "input_height")
+FLOAT_OVERRIDES = ("min_confidence", "sync_slop_s")
 TRUE = ("true", "1", "yes", "on")
 
 
@@ -68,6 +78,13 @@ def node_overrides(context) -> dict:
                              "or 0 for the checkpoint's own input size")
         if value:
             values[name] = int(value)
+    for name in FLOAT_OVERRIDES:
+        value = _value(context, name)
+        if value:
+            try:
+                values[name] = float(value)
+            except ValueError:
+                raise ValueError(f"{name}:={value!r} must be a number (e.g. 0.5)") from None
     return values
 
 

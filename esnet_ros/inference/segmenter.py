@@ -42,6 +42,7 @@ from esnet_ros.core.model import check_input_size
 from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.inference.backends import create_backend
 from esnet_ros.inference.devices import resolve_device, resolve_precision
+from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.loading import load_for_engine
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
@@ -244,6 +245,7 @@ class Segmenter:
         upsample: str = DEFAULT_UPSAMPLE,
         out: Mapping[str, np.ndarray] | None = None,
         on_labels: Callable[[np.ndarray], None] | None = None,
+        label_space: LabelSpace | None = None,
     ) -> SegmentationResult:
         """Segment one ``(H,W,3) uint8`` image; compute only ``outputs`` (see :data:`OUTPUTS`).
 
@@ -253,11 +255,14 @@ class Segmenter:
         path computes into it (e.g. a message's buffer), others copy into it; the result holds it.
         ``on_labels(labels)``: with ``labels`` among ``outputs``, called with them as soon as they exist (CPU:
         before the other outputs are computed, e.g. to publish them first; other devices: after all).
+        ``label_space``: publish labels (and draw color/overlay) in this :class:`LabelSpace` (a remap, a
+        confidence threshold) instead of the model's classes.
 
         The same as ``finish(infer(image, ...), out, on_labels)``: a pipeline may run :meth:`infer` for
         the next frame while another thread runs :meth:`finish` for this one.
         """
-        return self.finish(self.infer(image, color_order, outputs, resolution, alpha, upsample), out, on_labels)
+        inferred = self.infer(image, color_order, outputs, resolution, alpha, upsample, label_space)
+        return self.finish(inferred, out, on_labels)
 
     @torch.inference_mode()
     def infer(
@@ -268,6 +273,7 @@ class Segmenter:
         resolution: str = "input",
         alpha: float = 0.5,
         upsample: str = DEFAULT_UPSAMPLE,
+        label_space: LabelSpace | None = None,
     ) -> "Inferred":
         """The first half of a call: pre-processing and the network (the arguments of :meth:`__call__`).
 
@@ -275,12 +281,16 @@ class Segmenter:
         resolution (at the output's for ``upsample="bilinear"``); on CUDA it also computes the outputs.
         """
         image = validate_image(image)
+        wanted = tuple(dict.fromkeys(_check_choice("outputs", o, OUTPUTS) for o in outputs))
+        if label_space is not None and label_space.needs_confidence and "confidence" not in wanted:
+            wanted += ("confidence",)  # the threshold reads it
         post = _Post(
-            wanted=tuple(dict.fromkeys(_check_choice("outputs", o, OUTPUTS) for o in outputs)),
+            wanted=wanted,
             resolution=_check_choice("resolution", resolution, RESOLUTIONS),
             alpha=float(alpha),
             color_order=_check_choice("color_order", color_order, COLOR_ORDERS),
             upsample=_check_choice("upsample", upsample, UPSAMPLE_MODES),
+            label_space=label_space,
         )
         if not 0.0 <= post.alpha <= 1.0:
             raise ValueError(f"alpha={alpha} must be within 0..1 (0: input only, 1: mask only)")
@@ -349,6 +359,9 @@ class Segmenter:
         """The second half of a call: the outputs at their size (``out`` and ``on_labels`` as in :meth:`__call__`)."""
         t0 = time.perf_counter()
         into = dict(out or {})
+        post = inferred.post
+        if inferred.result is not None and post.label_space is not None:  # CUDA: redrawn on the host
+            post.label_space.relabel(inferred.result, inferred.image, post.resolution, post.color_order, post.alpha)
         result = inferred.result if inferred.result is not None else self._finish_cpu(inferred, into, on_labels)
         _deliver(result, into)
         if inferred.result is not None and on_labels is not None and result.labels is not None:
@@ -365,6 +378,9 @@ class Segmenter:
         out_hw = self._output_hw(image, post.resolution)
         into = {k: v for k, v in into.items() if k in post.wanted and _fits(v, k, out_hw)}
         out: dict[str, np.ndarray] = {}
+        space, palette = post.label_space, self._palette_np
+        if space is not None:  # at the labels' own size, before they are upsampled
+            inferred.labels, palette = space.apply(inferred.labels, inferred.confidence), space.palette
         labels = resize_nearest(inferred.labels, out_hw, buf, into.get("labels"))
         if "labels" in post.wanted:
             out["labels"] = labels
@@ -374,7 +390,7 @@ class Segmenter:
             out["confidence"] = resize_nearest(inferred.confidence, out_hw, buf, into.get("confidence"))
         if "color" in post.wanted or "overlay" in post.wanted:
             # palette at the labels' own size, then the nearest maps: equals palette[labels]
-            color = resize_nearest(np.take(self._palette_np, inferred.labels, axis=0), out_hw, buf, into.get("color"))
+            color = resize_nearest(np.take(palette, inferred.labels, axis=0), out_hw, buf, into.get("color"))
             if "color" in post.wanted:
                 out["color"] = color
             if "overlay" in post.wanted:
@@ -393,6 +409,7 @@ class _Post:
     alpha: float
     color_order: str
     upsample: str
+    label_space: LabelSpace | None = None
 
 
 @dataclasses.dataclass

@@ -33,6 +33,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from esnet_ros.inference.defaults import MAX_INPUT_PIXELS
+from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.segmenter import Inferred, Segmenter
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
@@ -83,13 +84,15 @@ class FrameResult:
 
     ``messages``: output name -> message, in :data:`OUTPUTS` order, only the wanted ones.
     ``timings_ms``: ``decode``, ``preprocess``, ``inference``, ``postprocess``, ``publish``, ``total``.
-    ``input_size``: the camera frame's ``(width, height)``. ``labels``: the ``(H,W) uint8`` class ids.
+    ``input_size``: the camera frame's ``(width, height)``. ``labels``: the ``(H,W) uint8`` class ids (in the
+    processor's label space); ``confidence``: their ``(H,W) uint8`` confidence when it was computed.
     """
 
     messages: dict[str, Any]
     timings_ms: dict[str, float]
     input_size: tuple[int, int]
     labels: np.ndarray
+    confidence: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -105,9 +108,11 @@ class PendingFrame:
     work_ms: float  # decode, pre-processing and the network
 
 
-def segmenter_outputs(wanted: tuple[str, ...]) -> tuple[str, ...]:
-    """Labels always (stats and every other output derive from them), plus the wanted images."""
-    return ("labels",) + tuple(o for o in wanted if o in IMAGE_OUTPUTS and o != "labels")
+def segmenter_outputs(wanted: tuple[str, ...], confidence: bool = False) -> tuple[str, ...]:
+    """Labels always (stats and every other output derive from them), plus the wanted images (and the
+    confidence when ``confidence``: the 3D outputs carry it)."""
+    extra = ("confidence",) if confidence and "confidence" not in wanted else ()
+    return ("labels",) + tuple(o for o in wanted if o in IMAGE_OUTPUTS and o != "labels") + extra
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -152,20 +157,25 @@ class LatestSlot:
             self._closed = False
 
 
-def class_map_messages(labels: LabelSet, model_name: str, stamp: Any) -> tuple[Any, Any]:
-    """The ``esnet/class_map`` message, and ``esnet/label_info``'s (None without vision_msgs)."""
+def class_map_messages(labels: LabelSet, model_name: str, stamp: Any,
+                       space: LabelSpace | None = None) -> tuple[Any, Any]:
+    """The ``esnet/class_map`` message, and ``esnet/label_info``'s (None without vision_msgs): the model's
+    classes, or those of the label ``space`` it is published in (a class remap)."""
+    table = space.classes if space is not None else None
+    ids = table.ids if table else tuple(range(labels.num_classes))
+    names, colors = (table.names, table.colors) if table else (labels.names, labels.colors)
     msg = ClassMap()
     msg.header.stamp = stamp
     msg.model_name = model_name
-    msg.dataset = labels.name
-    msg.classes = [ClassInfo(id=i, name=name, r=int(c[0]), g=int(c[1]), b=int(c[2]))
-                   for i, (name, c) in enumerate(zip(labels.names, labels.colors))]
-    msg.ignore_id = int(labels.ignore_index)
+    msg.dataset = labels.name if table is None or not table.path else f"{labels.name} remapped by {table.path}"
+    msg.classes = [ClassInfo(id=int(i), name=name, r=int(c[0]), g=int(c[1]), b=int(c[2]))
+                   for i, name, c in zip(ids, names, colors)]
+    msg.ignore_id = int(space.unknown_label if space is not None else labels.ignore_index)
     if LabelInfo is None:
         return msg, None
     info = LabelInfo()
     info.header = msg.header
-    info.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(labels.names)]
+    info.class_map = [VisionClass(class_id=int(i), class_name=name) for i, name in zip(ids, names)]
     info.threshold = 0.0
     return msg, info
 
@@ -192,6 +202,8 @@ class FrameProcessor:
         upsample: str,
         clock_ns: Callable[[], int] | None = None,
         buffers: dict[str, ImagePublisherBuffer] | None = None,
+        label_space: LabelSpace | None = None,
+        confidence: bool = False,
     ) -> None:
         if int(max_input_pixels) < 1:
             raise ValueError(f"max_input_pixels={max_input_pixels} must be at least 1; e.g. {MAX_INPUT_PIXELS} (8K)")
@@ -202,6 +214,8 @@ class FrameProcessor:
         self.upsample = upsample
         self.clock_ns = clock_ns
         self.buffers = buffers if buffers is not None else {name: ImagePublisherBuffer() for name in IMAGE_OUTPUTS}
+        self.label_space = label_space
+        self.confidence = confidence  # computed even when not published (the 3D outputs carry it)
 
     def convert(self, msg: Any) -> ColorInput:
         """The message as the engine's input; raises :class:`ImageConversionError` (with ``.cause``)."""
@@ -240,8 +254,10 @@ class FrameProcessor:
         frame = self.convert(msg)
         t1 = time.perf_counter()
         try:
-            inferred = self.segmenter.infer(frame.image, color_order=frame.color_order, outputs=segmenter_outputs(wanted),
-                                            resolution=self.output_resolution, alpha=self.overlay_alpha, upsample=self.upsample)
+            inferred = self.segmenter.infer(frame.image, color_order=frame.color_order,
+                                            outputs=segmenter_outputs(wanted, self.confidence),
+                                            resolution=self.output_resolution, alpha=self.overlay_alpha,
+                                            upsample=self.upsample, label_space=self.label_space)
         except RuntimeError as exc:  # e.g. CUDA out of memory: the caller counts it and keeps serving
             raise InferenceError(f"inference failed: {exc}") from exc
         return PendingFrame(msg, tuple(wanted), counts, frame, inferred, (t1 - t0) * 1e3, (time.perf_counter() - t0) * 1e3)
@@ -283,7 +299,7 @@ class FrameProcessor:
             if publish is not None:
                 publish("stats", messages["stats"])
         timings["total"] = work_before + (time.perf_counter() - t0) * 1e3
-        return FrameResult(messages, timings, (width, height), result.labels)
+        return FrameResult(messages, timings, (width, height), result.labels, result.confidence)
 
     def _message_arrays(self, wanted: tuple[str, ...], input_hw: tuple[int, int]) -> dict[str, np.ndarray]:
         """The wanted images' message buffers as arrays, for the engine to compute into (no copy to publish)."""
@@ -310,9 +326,10 @@ class FrameProcessor:
         stats.inference_ms = timings["inference"]
         stats.postprocess_ms = timings["postprocess"]
         stats.frame_index, stats.dropped_total, stats.rejected_total = counts
-        n = seg.num_classes
-        pixels = cv2.calcHist([labels], [0], None, [256], [0, 256]).ravel()[:n]  # 3x faster than bincount
-        stats.class_ids = list(range(n))
-        stats.class_fraction = (pixels / max(labels.size, 1)).astype(np.float32).tolist()
+        pixels = cv2.calcHist([labels], [0], None, [256], [0, 256]).ravel()  # 3x faster than bincount
+        space = self.label_space
+        ids = list(range(seg.num_classes)) if space is None else [*space.classes.ids, space.unknown_label]
+        stats.class_ids = ids
+        stats.class_fraction = (pixels[ids] / max(labels.size, 1)).astype(np.float32).tolist()
         stats.age_ms = self.age_ms(header.stamp)
         return stats

@@ -37,6 +37,8 @@ from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCal
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
+from esnet_ros.core.remap import load_class_remap
+from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.ros.dds import use_large_message_profile
 from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, RosLogHandler, diagnostic_status
@@ -48,11 +50,13 @@ from esnet_ros.ros.parameters import (INPUT_PARAMS, MODEL_PARAMS, PARAMETERS, Mo
 from esnet_ros.ros.reload import MODEL_ERRORS, ModelSlot
 from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
 from esnet_ros.ros.signals import ShutdownSignals
+from esnet_ros.ros.spatial import SPATIAL_PARAMS, SpatialOutputs
 from esnet_ros.ros.worker import FrameWorker
 
 __all__ = ["SegmentationNode", "main", "NODE_NAME", "PARAMETERS", "REJECT_CAUSES", "WARNING_CAUSES"]
 
 RCLError = _rclpy.RCLError
+LABEL_SPACE_PARAMS = ("min_confidence", "unknown_label", "class_remap")
 NODE_NAME = "esnet_segmentation"
 QOS_CHECK_PERIOD_S = 0.5
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -78,6 +82,8 @@ class SegmentationNode(LifecycleNode):
         self._reverting = False
         self._input = InputSubscription(self, lambda: self._values, self._on_image)
         self._output_warnings = OutputQosWarnings(self)
+        self.spatial = SpatialOutputs(self, lambda: self._values)
+        self._label_space: LabelSpace | None = None
         self._pubs: dict[str, Any] = {}
         self._buffers = {name: ImagePublisherBuffer() for name in IMAGE_OUTPUTS}
         self._state = "unconfigured"
@@ -97,6 +103,12 @@ class SegmentationNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if not self.model.load(ModelConfig.from_values(self._values), "configure"):
             return TransitionCallbackReturn.FAILURE
+        try:
+            self._label_space = self._make_label_space(self._values, self.model.serving)
+        except (OSError, ValueError) as exc:
+            self.get_logger().error(f"configure failed: {ros_syntax(exc)}")
+            self.model.clear()
+            return TransitionCallbackReturn.FAILURE
         self._create_publishers()
         self._state = "inactive"
         return super().on_configure(state)
@@ -110,6 +122,7 @@ class SegmentationNode(LifecycleNode):
             self.counters.frames_since_activation = 0
         self._publish_class_map()
         self._frames.run()
+        self.spatial.subscribe()
         self._input.create()
         self._qos_timer = self.create_timer(QOS_CHECK_PERIOD_S, self._check_input_qos)
         self._state = "active"
@@ -140,6 +153,7 @@ class SegmentationNode(LifecycleNode):
             self.destroy_timer(self._qos_timer)
             self._qos_timer = None
         self._input.destroy()
+        self.spatial.unsubscribe()
         if self._frames.stop():  # the frame that was waiting will never be processed
             with self.counters.lock:
                 self.counters.dropped_superseded += 1
@@ -168,6 +182,12 @@ class SegmentationNode(LifecycleNode):
         reason = check_choices(values)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
+        if any(values[n] != self._values[n] for n in LABEL_SPACE_PARAMS) and self.model.serving is not None:
+            try:
+                self._make_label_space(values, self.model.serving)
+            except (OSError, ValueError) as exc:
+                self.get_logger().warning(f"refused {', '.join(sorted(proposed))}: {exc}")
+                return SetParametersResult(successful=False, reason=ros_syntax(exc))
         if self._model_changes(values) and self._state != "unconfigured":
             cfg = ModelConfig.from_values(values)
             try:
@@ -190,7 +210,22 @@ class SegmentationNode(LifecycleNode):
             self.model.reload(*checked, previous, lambda: self._state == "active")
         if any(values[n] != self._values[n] for n in INPUT_PARAMS):
             self._input.dirty = True
+        self.spatial.dirty |= any(values[n] != self._values[n] for n in SPATIAL_PARAMS)
+        relabel = any(values[n] != self._values[n] for n in LABEL_SPACE_PARAMS)
         self._values = values
+        if relabel and self.model.serving is not None:
+            self._label_space = self._make_label_space(values, self.model.serving)  # checked on set
+            self._publish_class_map()
+
+    @staticmethod
+    def _make_label_space(values: dict[str, Any], seg: Segmenter | None) -> LabelSpace | None:
+        """The published label space: None (the model's classes as they are) unless a remap or a threshold."""
+        path, threshold = str(values["class_remap"]).strip(), float(values["min_confidence"])
+        if seg is None or (not path and threshold == 0.0):
+            return None
+        unknown = int(values["unknown_label"])
+        remap = load_class_remap(path, seg.labels, unknown) if path else None
+        return LabelSpace.for_model(seg.labels, unknown_label=unknown, min_confidence=threshold, remap=remap)
 
     def _model_changes(self, values: dict[str, Any]) -> list[str]:
         return [n for n in MODEL_PARAMS if values[n] != self._values[n]]
@@ -201,15 +236,19 @@ class SegmentationNode(LifecycleNode):
         if not self._pubs:
             self._pubs = create_output_publishers(self, self._values["output_qos.reliability"],
                                                   self._values["output_qos.depth"], self._output_warnings)
+            self.spatial.create_publishers(self._pubs["labels"].qos_profile)
 
     def _destroy_publishers(self) -> None:
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
+        self.spatial.destroy_publishers()
 
     def _check_input_qos(self) -> None:  # timer: follow the topic/QoS parameters and the camera's reliability
         if self._state == "active":
             self._input.check()
+            if self.spatial.dirty:
+                self.spatial.subscribe()
 
     def _publish_class_map(self) -> None:
         seg, pub = self.model.serving, self._pubs.get("class_map")
@@ -217,7 +256,8 @@ class SegmentationNode(LifecycleNode):
             return
         cfg = self.model.cfg
         model_name = pathlib.Path(cfg.weights).stem if cfg and cfg.weights else "esnet-demo"
-        class_map, label_info = class_map_messages(seg.labels, model_name, self.get_clock().now().to_msg())
+        class_map, label_info = class_map_messages(seg.labels, model_name, self.get_clock().now().to_msg(),
+                                                   self._label_space)
         pub.publish(class_map)
         if "label_info" in self._pubs:
             self._pubs["label_info"].publish(label_info)
@@ -232,7 +272,8 @@ class SegmentationNode(LifecycleNode):
         """Subscription callback: count, and leave the frame for the worker (replacing a waiting one)."""
         counters = self.counters
         counters.note_sequence(info)
-        if not self._wanted_outputs():
+        self.spatial.add_image(msg)
+        if not self._wanted_outputs() and not self.spatial.wanted():
             with counters.lock:
                 counters.received += 1
                 counters.dropped_no_subscriber += 1
@@ -246,6 +287,11 @@ class SegmentationNode(LifecycleNode):
         if self.model.pending is not None:
             self._frames.drain()  # the last frame completes with the engine that started it
             self.model.swap()
+            try:
+                self._label_space = self._make_label_space(self._values, self.model.serving)
+            except (OSError, ValueError) as exc:  # a remap that does not fit the new model's classes
+                self.get_logger().error(f"class_remap does not fit the new model, publishing its own classes: {exc}")
+                self._label_space = None
             self._publish_class_map()
         return self.model.serving
 
@@ -254,7 +300,8 @@ class SegmentationNode(LifecycleNode):
         return FrameProcessor(
             seg, max_input_pixels=int(values["max_input_pixels"]), output_resolution=values["output_resolution"],
             overlay_alpha=float(values["overlay_alpha"]), upsample=values["upsample"],
-            clock_ns=lambda: self.get_clock().now().nanoseconds, buffers=self._buffers)
+            clock_ns=lambda: self.get_clock().now().nanoseconds, buffers=self._buffers,
+            label_space=self._label_space, confidence=bool(self.spatial.wanted()))
 
     def _start_frame(self, msg: Any) -> Any:
         """Worker thread: convert and run the network; returns the frame's second half (None: nothing left)."""
@@ -265,8 +312,8 @@ class SegmentationNode(LifecycleNode):
 
     def _begin_frame(self, msg: Any) -> Any:
         seg = self._current_segmenter()
-        wanted = self._wanted_outputs()
-        if seg is None or not wanted:  # the last subscriber left while the frame waited
+        wanted, spatial = self._wanted_outputs(), self.spatial.wanted()
+        if seg is None or not (wanted or spatial):  # the last subscriber left while the frame waited
             with self.counters.lock:
                 self.counters.dropped_no_subscriber += 1
             return None
@@ -276,13 +323,18 @@ class SegmentationNode(LifecycleNode):
         except (ImageConversionError, InferenceError) as exc:
             self.accounting.reject(exc.cause, str(exc))
             return None
-        return lambda: self._complete_frame(processor, pending)
+        return lambda: self._complete_frame(processor, pending, spatial)
 
-    def _complete_frame(self, processor: FrameProcessor, pending: PendingFrame) -> None:
-        """Completion thread: the outputs at full size, published as they are built, then counted."""
+    def _complete_frame(self, processor: FrameProcessor, pending: PendingFrame, spatial: tuple[str, ...] = ()) -> None:
+        """Completion thread: the outputs at full size, published as they are built (the 3D ones last), counted."""
         msg = pending.msg
         try:
             result = processor.complete(pending, publish=lambda name, out: self._pubs[name].publish(out))
+            if spatial:
+                space = processor.label_space
+                palette = space.palette if space is not None else processor.segmenter.labels.palette()
+                self.spatial.publish(msg.header, spatial, result.labels, result.confidence, palette,
+                                     pending.frame.image.shape[:2])
         except InferenceError as exc:
             self.accounting.reject(exc.cause, str(exc))
             return
@@ -310,6 +362,7 @@ class SegmentationNode(LifecycleNode):
             values["input_reliability"] = reliability_name(self._input.reliability)
         if self.model.last_error:
             values["last_error"] = self.model.last_error
+        values.update(self.spatial.diagnostics_values())
         return {k: str(v) for k, v in values.items()}
 
     def _publish_diagnostics(self) -> None:

@@ -67,9 +67,11 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "Inference device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N. "
         "Changing it reloads in the background.", choices=("auto", "cpu", "cuda", "cuda:N"))),
     "precision": (ENGINE_DEFAULTS["precision"], descriptor(
-        "auto (fp16 on CUDA; on the CPU bf16 with OpenVINO where the CPU has AMX or AVX512-BF16, else "
-        "fp32; logged with the reason), fp32, fp16 (CUDA only), bf16 (OpenVINO) or int8 (an int8 ONNX "
-        "model from `esnet export --int8`, or OpenVINO's NNCF quantization; never automatic).", choices=PRECISIONS)),
+        "auto (fp16 on CUDA; on the CPU the weights' validated int8 companion NAME_int8.onnx where it costs "
+        "at most 0.5 mIoU points and the CPU has int8 dot products, else bf16 with OpenVINO where the CPU has "
+        "AMX or AVX512-BF16, else fp32; logged and on /diagnostics with the reason), fp32, fp16 (CUDA only), "
+        "bf16 (OpenVINO) or int8 (the int8 companion, an int8 ONNX model from `esnet export --int8`, or "
+        "OpenVINO's NNCF quantization).", choices=PRECISIONS)),
     "backend": (ENGINE_DEFAULTS["backend"], descriptor(
         "Inference backend: auto (on the CPU OpenVINO where installed and the CPU has bf16, else "
         "onnxruntime; torch on CUDA), torch, onnxruntime, openvino or tensorrt; changing it reloads "
@@ -116,6 +118,25 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "max_input_pixels": (MAX_INPUT_PIXELS, descriptor(
         "Camera frames with more pixels than this are rejected (cause too_large) before any decoding.",
         int_range=(1, 1 << 31))),
+    "min_confidence": (0.0, descriptor(
+        "Pixels whose confidence (max softmax) is below this get unknown_label in labels and points, are drawn "
+        "black in color and overlay, and are counted in stats under unknown_label; 0: off.", float_range=(0.0, 1.0))),
+    "unknown_label": (255, descriptor(
+        "The label of pixels below min_confidence and of classes a class_remap drops; not a class id.",
+        int_range=(0, 255))),
+    "class_remap": ("", descriptor(
+        "YAML file mapping the model's classes onto a planner's label space (names, ids, colors; format in "
+        "esnet_ros/core/remap.py); labels, color, points, class_map and label_info are published in it. "
+        "Empty: the model's classes.")),
+    "depth_topic": ("", descriptor(
+        "Depth image registered to the camera (16UC1 millimetres or 32FC1 metres); set: publish esnet/points "
+        "(organized PointCloud2 at the labels' size). Empty: no depth, no points.")),
+    "camera_info_topic": ("", descriptor(
+        "The camera's CameraInfo. Empty: camera_info beside image_topic (image_transport's naming, e.g. "
+        "camera/camera_info). Needed by esnet/points and esnet/camera_info.")),
+    "sync_slop_s": (0.0, descriptor(
+        "Matching image, depth and camera_info: 0 = exact stamps (message_filters' TimeSynchronizer), > 0 = "
+        "approximate within this many seconds (ApproximateTimeSynchronizer).", float_range=(0.0, 1.0))),
     "autostart": (True, descriptor(
         "Configure and activate at start-up; false leaves the node unconfigured for a lifecycle manager.",
         read_only=True)),

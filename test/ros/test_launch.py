@@ -45,7 +45,9 @@ def _context(**values: str) -> launch.LaunchContext:
     context = launch.LaunchContext()
     defaults = {"image_topic": "camera/image_raw", "namespace": "", "params_file": "/dev/null", "weights": "",
                 "device": "", "backend": "", "precision": "", "input_width": "", "input_height": "",
-                "use_sim_time": "false", "rviz": "false", "autostart": "true", "cameras": "front,rear"}
+                "use_sim_time": "false", "rviz": "false", "autostart": "true", "cameras": "front,rear",
+                "class_remap": "", "depth_topic": "", "camera_info_topic": "", "min_confidence": "",
+                "sync_slop_s": "", "costmap": "false"}
     context.launch_configurations.update({**defaults, **values})
     return context
 
@@ -57,6 +59,24 @@ def test_overrides_take_only_the_given_arguments_typed():
                          "input_width": 512, "input_height": 0}
     with pytest.raises(ValueError, match=r"input_width:='wide' must be a non-negative integer, a multiple of 8"):
         segmentation.node_overrides(_context(input_width="wide"))
+    spatial = segmentation.node_overrides(_context(depth_topic="depth", class_remap="/r.yaml", min_confidence="0.4"))
+    assert (spatial["depth_topic"], spatial["class_remap"], spatial["min_confidence"]) == ("depth", "/r.yaml", 0.4)
+    with pytest.raises(ValueError, match=r"min_confidence:='high' must be a number"):
+        segmentation.node_overrides(_context(min_confidence="high"))
+
+
+def test_nav2_launch_declares_its_arguments_and_refuses_a_costmap_without_nav2():
+    declared = _declared(LAUNCH / "nav2_semantic.launch.py")
+    assert {"image_topic", "depth_topic", "class_remap", "weights", "costmap", "costmap_params"} <= set(declared)
+    nav2 = _module("nav2_semantic.launch")
+    assert nav2._costmap(_context(costmap="false")) == []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        get_package_share_directory("semantic_segmentation_layer")
+    except Exception:
+        with pytest.raises(RuntimeError, match="costmap:=true needs .* or launch with costmap:=false"):
+            nav2._costmap(_context(costmap="true"))
 
 
 def test_rviz_without_rviz2_fails_before_the_node_starts(monkeypatch, tmp_path):
