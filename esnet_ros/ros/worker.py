@@ -69,6 +69,7 @@ class CompletionThread:
             except Exception:  # the jobs handle their own errors; this keeps the thread alive regardless
                 log.exception("a frame's completion failed")
             finally:
+                job = None  # the frame (and the node it closes over) must not outlive its completion
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()

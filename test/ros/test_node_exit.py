@@ -11,15 +11,7 @@ import pytest
 
 from node_harness import BASE_PARAMS, Camera, Client, NodeProcess, make_image, scene, set_stamp, next_stamp
 
-pytestmark = [
-    pytest.mark.ros,
-    # Measured here (Fast DDS from the Kilted wheels): once the node has published to a *reliable* subscriber,
-    # other processes keep it in their graph for ~19.6 s after a clean exit (the lease), whatever the order of
-    # teardown (node destroyed before or after the context shuts down), the publication mode, the transport
-    # (UDP only as well as SHM) or waiting for acks; with best-effort outputs it leaves at once. Not solved yet:
-    # strict, so the day it passes the mark has to go.
-    pytest.mark.xfail(strict=True, reason="issue 22: ghost in the graph after reliable output traffic (~19.6 s)"),
-]
+pytestmark = [pytest.mark.ros]
 
 OUTPUTS = ("labels", "color", "overlay", "confidence", "stats")
 

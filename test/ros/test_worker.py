@@ -72,3 +72,23 @@ def test_frame_worker_completes_frames_in_order_beside_the_next_start():
     worker.slot.put(4)
     time.sleep(0.1)
     assert 4 not in starts  # a stopped worker takes no frame
+
+
+def test_no_frame_outlives_its_completion():
+    """The last job (a closure over the node and its frame) is dropped once done: a node kept alive by it
+    outlived destroy_node(), and its participant stayed in other processes' graph for the DDS lease (~20 s)."""
+    import gc
+    import weakref
+
+    class Frame:
+        def __call__(self):
+            pass
+
+    thread = CompletionThread("test_references")
+    job = Frame()
+    ref = weakref.ref(job)
+    thread.submit(job)
+    del job
+    assert thread.wait(2.0)
+    gc.collect()
+    assert ref() is None
