@@ -16,6 +16,6 @@ def run_node() -> None:
     Ctrl-C at any moment is kept and ends the process cleanly with code 0 (see :class:`ShutdownSignals`).
     """
     signals = ShutdownSignals().install()
-    from esnet_ros.ros.node import main
+    from esnet_ros.ros.process import main
 
     sys.exit(main(signals=signals))

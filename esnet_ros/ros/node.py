@@ -15,48 +15,35 @@ parameter and QoS decision). In short:
 - **Input QoS** ``auto`` matches the camera publishers' reliability (:mod:`esnet_ros.ros.qos`).
 
 Parameters: :mod:`esnet_ros.ros.parameters`; counters, /diagnostics: :mod:`esnet_ros.ros.diagnostics`.
-Run it with ``python -m esnet_ros.ros.node --ros-args -p weights:=model.safetensors``.
+Run it with ``python -m esnet_ros.ros --ros-args -p weights:=model.safetensors`` (:mod:`esnet_ros.ros.process`).
 """
 
 from __future__ import annotations
 
-import gc
-import logging
-import os
 import pathlib
-import sys
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import InvalidHandle, InvalidParameterValueException
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.exceptions import InvalidHandle
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
-from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 
-from esnet_ros.core.remap import load_class_remap
 from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.segmenter import Segmenter
-from esnet_ros.ros.dds import use_large_message_profile
-from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, RosLogHandler, diagnostic_status
+from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, diagnostic_status
 from esnet_ros.ros.frames import (IMAGE_OUTPUTS, OUTPUTS, FrameProcessor, ImageConversionError, InferenceError,
                                   PendingFrame, class_map_messages)
 from esnet_ros.ros.images import ImagePublisherBuffer
-from esnet_ros.ros.parameters import (INPUT_PARAMS, MODEL_PARAMS, PARAMETERS, ModelConfig, check_choices,
-                                      SIZE_PARAMS, check_model_config, check_size, ros_syntax)
-from esnet_ros.ros.reload import MODEL_ERRORS, ModelSlot
+from esnet_ros.ros.node_parameters import LABEL_SPACE_PARAMS, NodeParameters, make_label_space
+from esnet_ros.ros.parameters import INPUT_PARAMS, PARAMETERS, ModelConfig, ros_syntax
+from esnet_ros.ros.reload import ModelSlot
 from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
-from esnet_ros.ros.signals import ShutdownSignals
 from esnet_ros.ros.spatial import SPATIAL_PARAMS, SpatialOutputs
 from esnet_ros.ros.worker import FrameWorker
 
-__all__ = ["SegmentationNode", "main", "NODE_NAME", "PARAMETERS", "REJECT_CAUSES", "WARNING_CAUSES"]
+__all__ = ["SegmentationNode", "NODE_NAME", "PARAMETERS", "REJECT_CAUSES", "WARNING_CAUSES"]
 
 RCLError = _rclpy.RCLError
-LABEL_SPACE_PARAMS = ("min_confidence", "unknown_label", "class_remap")
 NODE_NAME = "esnet_segmentation"
 QOS_CHECK_PERIOD_S = 0.5
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -67,32 +54,37 @@ class SegmentationNode(LifecycleNode):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        self._values = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.add_pre_set_parameters_callback(self._explain_sizes)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
-        self._checked_model: tuple | None = None  # (ModelConfig, weights, labels) between the two callbacks
-
+        self._pubs: dict[str, Any] = {}
+        self.model = ModelSlot(self.get_logger(), lambda previous: self.params.revert(previous))
+        self.params = NodeParameters(self, self.model, configured=lambda: bool(self._pubs),
+                                     active=lambda: self.lifecycle_state == "active", on_change=self._on_change)
         self.accounting = FrameAccounting(self.get_logger())
         self.counters = self.accounting.counters
         self._frames = FrameWorker(self._start_frame, lambda: float(self._values["max_rate_hz"]))
-        self.model = ModelSlot(self.get_logger(), self._revert)
-        self._reverting = False
         self._input = InputSubscription(self, lambda: self._values, self._on_image)
         self._output_warnings = OutputQosWarnings(self)
         self.spatial = SpatialOutputs(self, lambda: self._values)
         self._label_space: LabelSpace | None = None
-        self._pubs: dict[str, Any] = {}
         self._buffers = {name: ImagePublisherBuffer() for name in IMAGE_OUTPUTS}
-        self._state = "unconfigured"
         self._diag_rejected = 0
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._qos_timer = None
 
+    @property
+    def _values(self) -> dict[str, Any]:
+        return self.params.values
+
     # -- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def lifecycle_state(self) -> str:
+        """The lifecycle's state as its managed entities show it: the lifecycle publishers exist from configure
+        to cleanup (or shutdown), and the lifecycle itself activates and deactivates them."""
+        labels = self._pubs.get("labels")
+        if labels is None:
+            return "unconfigured"
+        return "active" if labels.is_activated else "inactive"
 
     def start(self) -> bool:
         """Configure and activate (what ``autostart`` does); False when a transition failed."""
@@ -104,13 +96,12 @@ class SegmentationNode(LifecycleNode):
         if not self.model.load(ModelConfig.from_values(self._values), "configure"):
             return TransitionCallbackReturn.FAILURE
         try:
-            self._label_space = self._make_label_space(self._values, self.model.serving)
+            self._label_space = make_label_space(self._values, self.model.serving)
         except (OSError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {ros_syntax(exc)}")
             self.model.clear()
             return TransitionCallbackReturn.FAILURE
         self._create_publishers()
-        self._state = "inactive"
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -125,26 +116,22 @@ class SegmentationNode(LifecycleNode):
         self.spatial.subscribe()
         self._input.create()
         self._qos_timer = self.create_timer(QOS_CHECK_PERIOD_S, self._check_input_qos)
-        self._state = "active"
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
         self.model.release()  # frees GPU memory; activate rebuilds the model
-        self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._destroy_publishers()
         self.model.clear()
-        self._state = "unconfigured"
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
         self._destroy_publishers()
         self.model.clear(forget_config=False)
-        self._state = "finalized"
         return super().on_shutdown(state)
 
     def stop(self) -> None:
@@ -158,77 +145,13 @@ class SegmentationNode(LifecycleNode):
             with self.counters.lock:
                 self.counters.dropped_superseded += 1
 
-    def _revert(self, previous: dict[str, Any]) -> None:
-        self._reverting = True
-        try:
-            self.set_parameters([Parameter(name, value=value) for name, value in previous.items()])
-        finally:
-            self._reverting = False
-
-    def _explain_sizes(self, params: list[Parameter]) -> list[Parameter]:
-        """Pre-set callback: log why rclpy's step-8 range refuses an input size, with the nearest valid ones."""
-        for reason in filter(None, (check_size(p.name, p.value) for p in params if p.name in SIZE_PARAMS)):
-            self.get_logger().warning(f"refused: {reason}")
-        return params
-
-    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """On-set callback: accept or refuse the whole change (nothing is applied here). A model change is
-        checked by reading the weights; what was read is kept for :meth:`_apply_parameters`."""
-        self._checked_model = None
-        proposed = {p.name: p.value for p in params if p.name in PARAMETERS}
-        if not proposed or self._reverting:
-            return SetParametersResult(successful=True)
-        values = {**self._values, **proposed}
-        reason = check_choices(values)
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
-        if any(values[n] != self._values[n] for n in LABEL_SPACE_PARAMS) and self.model.serving is not None:
-            try:
-                self._make_label_space(values, self.model.serving)
-            except (OSError, ValueError) as exc:
-                self.get_logger().warning(f"refused {', '.join(sorted(proposed))}: {exc}")
-                return SetParametersResult(successful=False, reason=ros_syntax(exc))
-        if self._model_changes(values) and self._state != "unconfigured":
-            cfg = ModelConfig.from_values(values)
-            try:
-                self._checked_model = (cfg, *check_model_config(cfg))
-            except MODEL_ERRORS as exc:
-                self.get_logger().warning(f"refused {', '.join(sorted(proposed))}: {exc}")
-                return SetParametersResult(successful=False, reason=ros_syntax(exc))
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, params: list[Parameter]) -> None:
-        """Post-set callback: runtime values take effect at the next frame, a new model loads in the background."""
-        proposed = {p.name: p.value for p in params if p.name in PARAMETERS}
-        values = {**self._values, **proposed}
-        checked, self._checked_model = self._checked_model, None
-        if self._reverting:
-            self._values = values
-            return
-        if checked is not None:
-            previous = {n: self._values[n] for n in self._model_changes(values)}
-            self.model.reload(*checked, previous, lambda: self._state == "active")
-        if any(values[n] != self._values[n] for n in INPUT_PARAMS):
-            self._input.dirty = True
-        self.spatial.dirty |= any(values[n] != self._values[n] for n in SPATIAL_PARAMS)
-        relabel = any(values[n] != self._values[n] for n in LABEL_SPACE_PARAMS)
-        self._values = values
-        if relabel and self.model.serving is not None:
-            self._label_space = self._make_label_space(values, self.model.serving)  # checked on set
+    def _on_change(self, changed: set[str], values: dict[str, Any]) -> None:
+        """After a parameter change (see :class:`NodeParameters`): re-create what depends on it."""
+        self._input.dirty |= bool(changed & set(INPUT_PARAMS))
+        self.spatial.dirty |= bool(changed & set(SPATIAL_PARAMS))
+        if changed & set(LABEL_SPACE_PARAMS) and self.model.serving is not None:
+            self._label_space = make_label_space(values, self.model.serving)  # checked on set
             self._publish_class_map()
-
-    @staticmethod
-    def _make_label_space(values: dict[str, Any], seg: Segmenter | None) -> LabelSpace | None:
-        """The published label space: None (the model's classes as they are) unless a remap or a threshold."""
-        path, threshold = str(values["class_remap"]).strip(), float(values["min_confidence"])
-        if seg is None or (not path and threshold == 0.0):
-            return None
-        unknown = int(values["unknown_label"])
-        remap = load_class_remap(path, seg.labels, unknown) if path else None
-        return LabelSpace.for_model(seg.labels, unknown_label=unknown, min_confidence=threshold, remap=remap)
-
-    def _model_changes(self, values: dict[str, Any]) -> list[str]:
-        return [n for n in MODEL_PARAMS if values[n] != self._values[n]]
 
     # -- topics --------------------------------------------------------------------------------------
 
@@ -245,7 +168,7 @@ class SegmentationNode(LifecycleNode):
         self.spatial.destroy_publishers()
 
     def _check_input_qos(self) -> None:  # timer: follow the topic/QoS parameters and the camera's reliability
-        if self._state == "active":
+        if self.lifecycle_state == "active":
             self._input.check()
             if self.spatial.dirty:
                 self.spatial.subscribe()
@@ -288,7 +211,7 @@ class SegmentationNode(LifecycleNode):
             self._frames.drain()  # the last frame completes with the engine that started it
             self.model.swap()
             try:
-                self._label_space = self._make_label_space(self._values, self.model.serving)
+                self._label_space = make_label_space(self._values, self.model.serving)
             except (OSError, ValueError) as exc:  # a remap that does not fit the new model's classes
                 self.get_logger().error(f"class_remap does not fit the new model, publishing its own classes: {exc}")
                 self._label_space = None
@@ -352,7 +275,7 @@ class SegmentationNode(LifecycleNode):
 
     def diagnostics_values(self) -> dict[str, str]:
         """The key/values of the /diagnostics status (also handy in tests)."""
-        values: dict[str, Any] = {"state": self._state, **self.accounting.values()}
+        values: dict[str, Any] = {"state": self.lifecycle_state, **self.accounting.values()}
         seg = self.model.serving
         if seg is not None:
             values.update(device=str(seg.device), backend=seg.backend.name, precision=seg.precision,
@@ -367,79 +290,8 @@ class SegmentationNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()
-        array = diagnostic_status(self.get_name(), values, self._state, self.model.last_error, self._diag_rejected)
+        array = diagnostic_status(self.get_name(), values, values["state"], self.model.last_error, self._diag_rejected)
         self._diag_rejected = int(values["rejected"])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
 
-
-# -- entry point -------------------------------------------------------------------------------------
-
-
-def _spin(node: SegmentationNode, signals: ShutdownSignals) -> None:
-    """Autostart (unless disabled), then spin until a signal; stops and destroys the node (context still up)."""
-    executor = SingleThreadedExecutor(context=node.context)
-    executor.add_node(node)
-    try:
-        if node.get_parameter("autostart").value and not signals.requested and not node.start():
-            node.get_logger().error(
-                "autostart: the node stays unconfigured; fix the parameters, then "
-                f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`")
-        while not signals.requested and node.context.ok():
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        node.stop()
-        executor.shutdown(timeout_sec=0.5)
-        node.destroy_node()
-
-
-def _run(signals: ShutdownSignals) -> int:
-    """Build the node, forward the core's log records to it, and spin (exit code 2 for a bad parameter)."""
-    try:
-        node = SegmentationNode()
-    except InvalidParameterValueException as exc:
-        print(f"{NODE_NAME}: {exc}; input_width/input_height take multiples of 8 (0: the checkpoint's size)",
-              file=sys.stderr)
-        return 2
-    core_log = logging.getLogger("esnet_ros")
-    core_log.setLevel(logging.INFO)
-    core_log.addHandler(RosLogHandler(node.get_logger()))
-    core_log.propagate = False
-    _spin(node, signals)
-    return 0
-
-
-def main(args: list[str] | None = None, *, signals: ShutdownSignals | None = None, fast_exit: bool = True) -> int:
-    """``python -m esnet_ros.ros.node --ros-args -p name:=value``: run until SIGINT/SIGTERM (exit 0).
-
-    A signal ends the spin loop; the node is destroyed, then the context shut down and destroyed, so
-    that DDS tells the graph the node and its participant left (:class:`ShutdownSignals`). Then the process
-    ends with ``os._exit`` (``fast_exit``): the interpreter's own teardown of torch takes over a second
-    on a small CPU, which would break the promise of a clean exit within 2 s. Pass ``fast_exit=False``
-    to get the return code instead.
-    """
-    use_large_message_profile()  # before the first participant: images over shared memory
-    signals = signals or ShutdownSignals().install()
-    if signals.requested:  # a signal while the modules loaded (run_node): nothing to tear down
-        return _exit(0, fast_exit)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    context = rclpy.get_default_context()
-    try:
-        code = _run(signals)
-    finally:
-        gc.collect()  # the node's handles keep the context in use until they are freed
-        context.try_shutdown()
-        context.destroy()  # finalizes the participant: DDS announces that it left
-    return _exit(code, fast_exit)
-
-
-def _exit(code: int, fast: bool) -> int:
-    if fast:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

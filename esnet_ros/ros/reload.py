@@ -111,6 +111,6 @@ class ModelSlot:
         width, height = seg.input_size
         self._logger.info(
             f"model {cfg.weights_path().name}: {seg.num_classes} classes ({seg.labels.name}), network input "
-            f"{width}x{height} ({source}), {seg.backend.name} on {seg.device} ({seg.precision}: {seg.precision_reason})"
+            f"{width}x{height} ({source}), {seg.backend.name} on {seg.device} ({seg.precision}); {seg.precision_reason}"
         )
         return seg

@@ -27,7 +27,7 @@ _stamps = itertools.count(1000)
 
 
 class NodeProcess:
-    """``python -m esnet_ros.ros.node`` as its own process, its log collected line by line."""
+    """``python -m esnet_ros.ros`` as its own process, its log collected line by line."""
 
     def __init__(self, params: dict[str, Any], ros_args: tuple[str, ...] = ()) -> None:
         cmd = [sys.executable, "-m", "esnet_ros.ros", "--ros-args"]
