@@ -17,6 +17,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from esnet_ros.msg import ClassMap, SegmentationStats
+from esnet_ros.ros.descriptors import descriptor
 from esnet_ros.ros.frames import OUTPUTS, LabelInfo
 
 __all__ = [
@@ -116,7 +117,6 @@ class InputSubscription:
         self.sub: Any = None
         self.reliability: ReliabilityPolicy | None = None
         self.dirty = False
-        self.declared_topics: set[str] = set()
         self.warned: set[str] = set()
 
     @property
@@ -136,7 +136,10 @@ class InputSubscription:
         topic, msg_type = self.topic()
         resolved = node.resolve_topic_name(topic)
         mode = values["input_qos.reliability"]
-        if mode != "auto":
+        pinned = self.user_overrides(resolved).get("reliability")
+        if pinned is not None:
+            reliability, reason = reliability_policy(pinned), f"qos_overrides.{resolved}.subscription.reliability={pinned}"
+        elif mode != "auto":
             reliability, reason = reliability_policy(mode), f"input_qos.reliability={mode}"
         elif reliability is None:
             reliability, reason = self.auto_reliability(resolved)
@@ -146,20 +149,13 @@ class InputSubscription:
                           f"appears (input_qos.reliability=auto)")
         qos = QoSProfile(depth=int(values["input_qos.depth"]), history=HistoryPolicy.KEEP_LAST,
                          reliability=reliability, durability=DurabilityPolicy.VOLATILE)
-        options = None
-        if resolved not in self.declared_topics:  # qos_overrides.<topic>.subscription.* declared (read-only)
-            options = QoSOverridingOptions.with_default_policies()
-            self.declared_topics.add(resolved)
-        else:
-            self.apply_user_overrides(resolved, qos)
+        self.apply_user_overrides(resolved, qos)
         self.destroy()
         self.sub = node.create_subscription(
-            msg_type, topic, self.callback, qos, qos_overriding_options=options,
+            msg_type, topic, self.callback, qos,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible),
         )
         self.reliability = self.sub.qos_profile.reliability
-        if self.reliability != reliability:
-            reason = f"qos_overrides.{resolved}.subscription.reliability"
         self.dirty = False
         node.get_logger().info(
             f"subscribed to {self.sub.topic_name} ({msg_type.__name__}, {reliability_name(self.reliability)}, "
@@ -172,9 +168,21 @@ class InputSubscription:
             self.sub = None
 
     def user_overrides(self, resolved: str) -> dict[str, Any]:
-        prefix = f"qos_overrides.{resolved}.subscription."
-        given = getattr(self.node, "_parameter_overrides", {}) or {}
-        return {k[len(prefix):]: v.value for k, v in given.items() if k.startswith(prefix)}
+        """The ``qos_overrides.<topic>.subscription.{reliability,depth}`` the user gave (rclpy's names).
+
+        Declared here, read-only, with an "unset" default ("" and 0), so that a value the user gave is told
+        apart from none (rclpy's own QoSOverridingOptions would declare the profile's values instead)."""
+        given = {}
+        for policy, unset in (("reliability", ""), ("depth", 0)):
+            name = f"qos_overrides.{resolved}.subscription.{policy}"
+            if not self.node.has_parameter(name):
+                self.node.declare_parameter(name, unset, descriptor(
+                    f"The camera subscription's {policy} on {resolved}, pinned (input_qos.* no longer decide it); "
+                    f"{unset!r}: not pinned.", read_only=True))
+            value = self.node.get_parameter(name).value
+            if value != unset:
+                given[policy] = value
+        return given
 
     def apply_user_overrides(self, resolved: str, qos: QoSProfile) -> None:
         given = self.user_overrides(resolved)
