@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from esnet_ros.inference import openvino_backend
+from esnet_ros.inference.process_settings import inductor_freezing, torch_threads
 from esnet_ros.inference.backend_base import Backend, cache_dir, weights_digest
 from esnet_ros.inference.devices import (
     resolve_choice,
@@ -98,7 +99,7 @@ class TorchBackend(Backend):
             raise ValueError(f"precision={precision} runs on backend=onnxruntime or backend=openvino; "
                              f"use precision=fp32 with backend=torch")
         if num_threads:
-            torch.set_num_threads(thread_count(num_threads))
+            torch_threads(thread_count(num_threads))
         from esnet_ros.core.model import ESNet
         from esnet_ros.inference.fold import fold_batchnorm
 
@@ -131,9 +132,7 @@ class TorchBackend(Backend):
 
     def _compile(self, model: torch.nn.Module, mode: str) -> Any:
         if self.device.type == "cpu":
-            import torch._inductor.config as inductor_config
-
-            inductor_config.freezing = True  # constant weights: prepack + fuse conv with ReLU/add
+            inductor_freezing()
         return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
 
     def input_buffer(self, shape: tuple[int, ...]) -> torch.Tensor | None:

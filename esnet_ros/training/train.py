@@ -27,7 +27,6 @@ import os
 import pathlib
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -35,6 +34,7 @@ from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta
 from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, dataset_layout, enet_class_weights
 from esnet_ros.data.transforms import eval_transforms, train_transforms
+from esnet_ros.inference.process_settings import training_process
 from esnet_ros.core.labels import LabelSet, camvid, cityscapes, load_labels_yaml
 from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
 from esnet_ros.training.run_files import command_line, load_resume, source_commit, write_args_yaml
@@ -221,14 +221,10 @@ def _validate_args(args) -> None:
 
 def _set_up_process(args, rank: int, world: int, device: torch.device) -> None:
     """CPU threads (cores shared by this machine's processes), flushed denormals, seeds per rank."""
+    threads = 0
     if device.type == "cpu":
         threads = args.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
-        torch.set_num_threads(threads)
-        # Denormal floats (tiny gradients and Adam moments late in training) take x86 cores off
-        # their fast path: a fine-tuning step here went from 1.5 s to 0.7 s with them flushed.
-        torch.set_flush_denormal(True)
-    torch.manual_seed(args.seed + rank)
-    np.random.seed(args.seed + rank)
+    training_process(threads, args.seed + rank)
 
 
 def _log_data(train_set, val_set, labels: LabelSet, weights: torch.Tensor | None, device, world: int) -> None:
