@@ -197,6 +197,8 @@ def diagnostic_status(name: str, values: dict[str, str], state: str, last_error:
         status.level, status.message = DiagnosticStatus.WARN, f"not active ({state})"
     elif int(values["rejected"]) > rejected_before:
         status.level, status.message = DiagnosticStatus.WARN, "rejecting frames (see rejected.*)"
+    elif values.get("idle_reason"):
+        status.level, status.message = DiagnosticStatus.WARN, values["idle_reason"][:200]
     else:
         status.level, status.message = DiagnosticStatus.OK, "ok"
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

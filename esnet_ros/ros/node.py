@@ -33,6 +33,7 @@ from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, diagnostic_status
 from esnet_ros.ros.frames import (IMAGE_OUTPUTS, OUTPUTS, FrameProcessor, ImageConversionError, InferenceError,
                                   PendingFrame, class_map_messages)
+from esnet_ros.ros.idle import IdleWatch
 from esnet_ros.ros.images import ImagePublisherBuffer
 from esnet_ros.ros.node_parameters import LABEL_SPACE_PARAMS, NodeParameters, make_label_space
 from esnet_ros.ros.parameters import INPUT_PARAMS, PARAMETERS, ModelConfig, ros_syntax
@@ -67,6 +68,7 @@ class SegmentationNode(LifecycleNode):
         self._label_space: LabelSpace | None = None
         self._buffers = {name: ImagePublisherBuffer() for name in IMAGE_OUTPUTS}
         self._diag_rejected = 0
+        self._idle = IdleWatch(self)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._qos_timer = None
@@ -187,6 +189,15 @@ class SegmentationNode(LifecycleNode):
 
     # -- frames --------------------------------------------------------------------------------------
 
+    @property
+    def input_subscription(self) -> Any:
+        """The camera subscription (None while inactive)."""
+        return self._input.sub
+
+    def subscribed_outputs(self) -> tuple[str, ...]:
+        """The 2D outputs that have subscribers now."""
+        return self._wanted_outputs()
+
     def _wanted_outputs(self) -> tuple[str, ...]:
         pubs = self._pubs
         return tuple(name for name in OUTPUTS if name in pubs and pubs[name].get_subscription_count() > 0)
@@ -286,9 +297,16 @@ class SegmentationNode(LifecycleNode):
         if self.model.last_error:
             values["last_error"] = self.model.last_error
         values.update(self.spatial.diagnostics_values())
+        if self._idle.reason:
+            values["idle_reason"] = self._idle.reason
         return {k: str(v) for k, v in values.items()}
 
     def _publish_diagnostics(self) -> None:
+        if self.lifecycle_state == "active":
+            with self.counters.lock:
+                received, published = self.counters.received, sum(self.counters.computed.values())
+            self._idle.update(received, published + sum(self.spatial.published.values()), bool(self.spatial.wanted()),
+                              self.spatial.last_problem)
         values = self.diagnostics_values()
         array = diagnostic_status(self.get_name(), values, values["state"], self.model.last_error, self._diag_rejected)
         self._diag_rejected = int(values["rejected"])

@@ -229,3 +229,21 @@ def test_class_remap_publishes_the_planner_space_and_bad_files_are_refused(rig, 
         assert not result.successful and "line 4" in result.reason and "'tree'" in result.reason
     finally:
         assert client.set_parameters(class_remap="")[0].successful
+
+
+def test_camera_info_follows_the_labels_at_network_resolution(rig):
+    from node_harness import NET_H, NET_W
+
+    client = rig[0]
+    assert client.set_parameters(output_resolution="network")[0].successful
+    try:
+        stamp, got = send_set(rig, make_image(scene(H, W, seed=7), "rgb8"), depth_image(plane_mm(), "16UC1"),
+                              camera_info(), wait=("labels", "camera_info"))
+        info, labels = got["camera_info"], got["labels"]
+        assert (labels.width, labels.height) == (info.width, info.height) == (NET_W, NET_H)
+        assert stamp_ns(info) == stamp and info.header.frame_id == "camera_optical"
+        sx, sy = NET_W / W, NET_H / H
+        np.testing.assert_allclose(info.k, [FX * sx, 0, CX * sx, 0, FY * sy, CY * sy, 0, 0, 1], rtol=1e-9)
+        np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:2, :3], [[FX * sx, 0, CX * sx], [0, FY * sy, CY * sy]])
+    finally:
+        assert client.set_parameters(output_resolution="input")[0].successful
