@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the node's backend (default: the fastest model entry the node can run)")
     parser.add_argument("--node-frames", type=int, default=30, help="timed frames through the node (default 30)")
     parser.add_argument("--node-warmup", type=int, default=3, help="untimed frames through the node first")
+    parser.add_argument("--node-depth", action="store_true",
+                        help="the node also fuses a registered depth image (1280x720 16UC1) and camera_info: timed "
+                             "publish -> esnet/points (the cloud, its last output)")
     parser.add_argument("--node-sizes", "--node-size", dest="node_sizes", default=None,
                         help="network sizes for the node, comma-separated (default: every one of --sizes)")
     parser.add_argument("--accuracy-data", default=None,
@@ -161,7 +164,7 @@ def _print_model(r: dict[str, Any]) -> None:
 
 
 def _print_node(r: dict[str, Any]) -> None:
-    print(f"node  {r['backend']:<12} {'1280x720 bgr8 -> labels':<32} {r['precision']:<5} {r['size']:>9}  "
+    print(f"node  {r['backend']:<12} {'1280x720 bgr8 -> ' + r.get('timed_until', 'labels'):<32} {r['precision']:<5} {r['size']:>9}  "
           f"median {r['median_ms']:8.2f} ms  p90 {r['p90_ms']:8.2f}  min {r['min_ms']:8.2f}  "
           f"model {r['model_median_ms']:.2f} ms  ratio {r['ratio']:.3f}  cpu ratio {r.get('cpu_ratio')}", flush=True)
     if r.get("node_stages_ms"):
@@ -206,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_node:
             for size in parse_sizes(args.node_sizes) if args.node_sizes else sizes:
                 r = bench_node(results, entries, model, meta, str(weights), device, size,
-                               node_backend=args.node_backend, frames=args.node_frames, warmup=args.node_warmup)
+                               node_backend=args.node_backend, frames=args.node_frames, warmup=args.node_warmup,
+                               depth=args.node_depth)
                 results.append(r)
                 _print_node(r)
     report["machine"]["loadavg_end"] = loadavg()

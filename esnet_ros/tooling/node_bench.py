@@ -31,6 +31,7 @@ from esnet_ros.tooling.monitor import NODE_STAGES
 __all__ = ["NODE_IMAGE_SIZE", "node_command", "time_node", "bench_node"]
 
 NODE_IMAGE_SIZE = (1280, 720)
+DEPTH_TOPIC = "camera/depth/image_raw"
 
 
 def _bench_image(width: int, height: int) -> np.ndarray:
@@ -46,9 +47,16 @@ def _bench_image(width: int, height: int) -> np.ndarray:
 
 
 
-def node_command(weights: str, backend: str, device: str, precision: str, size: tuple[int, int], ns: str) -> list[str]:
-    """The node's command line for one bench entry (reliable input QoS: no frame is dropped)."""
+def node_command(weights: str, backend: str, device: str, precision: str, size: tuple[int, int], ns: str,
+                 depth: bool = False) -> list[str]:
+    """The node's command line for one bench entry (reliable input QoS: no frame is dropped; ``depth``: the
+    node also fuses a depth image into esnet/points)."""
     w, h = size
+    return [*_node_command(weights, backend, device, precision, w, h, ns),
+            *(["-p", f"depth_topic:={DEPTH_TOPIC}"] if depth else [])]
+
+
+def _node_command(weights: str, backend: str, device: str, precision: str, w: int, h: int, ns: str) -> list[str]:
     return [
         sys.executable, "-m", "esnet_ros.ros", "--ros-args",
         "-r", f"__ns:={ns}",
@@ -66,7 +74,7 @@ def node_command(weights: str, backend: str, device: str, precision: str, size: 
 class _NodeProbe:
     """The node as a child process plus our publisher/subscribers on a private rclpy context."""
 
-    def __init__(self, cmd: list[str], ns: str, image_size: tuple[int, int]) -> None:
+    def __init__(self, cmd: list[str], ns: str, image_size: tuple[int, int], depth: bool = False) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -88,6 +96,7 @@ class _NodeProbe:
         self.stages: dict[tuple[int, int], dict[str, float]] = {}
         self.got = threading.Event()
         self.node.create_subscription(Image, "esnet/labels", self._on_labels, qos)
+        self.depth = self._depth_messages(image_size, qos) if depth else None
         self.node.create_subscription(SegmentationStats, "esnet/stats", self._on_stats, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -98,6 +107,27 @@ class _NodeProbe:
         self.msg.encoding, self.msg.is_bigendian, self.msg.step = "bgr8", 0, img.shape[1] * 3
         self.msg.data = img.tobytes()
         self.msg.header.frame_id = "bench_camera"
+
+    def _depth_messages(self, image_size: tuple[int, int], qos: Any) -> tuple[Any, ...]:
+        """Publishers and messages of a registered depth camera: a plane at 2 m (16UC1) and its camera_info."""
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        w, h = image_size
+        depth = Image(height=h, width=w, encoding="16UC1", is_bigendian=0, step=2 * w)
+        depth.data = np.full((h, w), 2000, np.uint16).tobytes()
+        info = CameraInfo(width=w, height=h, distortion_model="plumb_bob")
+        info.k = [0.7 * w, 0.0, w / 2, 0.0, 0.7 * w, h / 2, 0.0, 0.0, 1.0]
+        info.p = [0.7 * w, 0.0, w / 2, 0.0, 0.0, 0.7 * w, h / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+        for m in (depth, info):
+            m.header.frame_id = "bench_camera"
+        self.points: dict[tuple[int, int], float] = {}
+        self.node.create_subscription(PointCloud2, "esnet/points", self._on_points, qos)
+        return (self.node.create_publisher(Image, DEPTH_TOPIC, qos), depth,
+                self.node.create_publisher(CameraInfo, "camera/camera_info", qos), info)
+
+    def _on_points(self, msg: Any) -> None:
+        self.points[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+        self.got.set()
 
     def _on_labels(self, msg: Any) -> None:
         self.received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
@@ -132,16 +162,23 @@ class _NodeProbe:
         self.msg.header.stamp.sec, self.msg.header.stamp.nanosec = now // 1_000_000_000, now % 1_000_000_000
         key = (self.msg.header.stamp.sec, self.msg.header.stamp.nanosec)
         self.got.clear()
+        answers = self.received
+        if self.depth is not None:  # depth and camera_info first, stamped like the image; the cloud comes last
+            depth_pub, depth, info_pub, info = self.depth
+            depth.header.stamp = info.header.stamp = self.msg.header.stamp
+            depth_pub.publish(depth)
+            info_pub.publish(info)
+            answers = self.points
         t0 = time.perf_counter()
         self.pub.publish(self.msg)
         end = time.monotonic() + timeout
-        while key not in self.received:
+        while key not in answers:
             if self.proc.poll() is not None:
                 raise self.fail("the node exited")
             if not self.got.wait(max(0.0, end - time.monotonic())) and time.monotonic() >= end:
                 return None, key
             self.got.clear()
-        return (self.received[key] - t0) * 1e3, key
+        return (answers[key] - t0) * 1e3, key
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
@@ -167,15 +204,17 @@ def time_node(
     timeout_s: float = 180.0,
     image_size: tuple[int, int] = NODE_IMAGE_SIZE,
     paired_model: Callable[[], Any] | None = None,
+    depth: bool = False,
 ) -> dict[str, Any]:
-    """Start the node as a process; publish ``frames`` bgr8 images one at a time; time publish -> labels.
+    """Start the node as a process; publish ``frames`` bgr8 images one at a time; time publish -> labels
+    (``depth``: with a registered depth image and camera_info, publish -> esnet/points, the last output).
 
     ``paired_model``, when given, is the same model-only call, timed right before each frame
     (the node idle), so that the node and the model are measured under the same machine state;
     the entry then holds its median as ``model_median_ms``.
     """
     ns = f"/esnet_bench_{os.getpid()}"
-    probe = _NodeProbe(node_command(weights, backend, device, precision, size, ns), ns, image_size)
+    probe = _NodeProbe(node_command(weights, backend, device, precision, size, ns, depth), ns, image_size, depth)
     try:
         probe.wait_ready(time.monotonic() + timeout_s)
         for _ in range(warmup):
@@ -216,6 +255,7 @@ def _node_entry(probe: _NodeProbe, backend: str, device: str, precision: str, si
         "device": device,
         "size": f"{size[0]}x{size[1]}",
         "image": f"{image_size[0]}x{image_size[1]} bgr8",
+        "timed_until": "points" if probe.depth is not None else "labels",
         **summarize(times),
         "cpu_median_ms": round(float(np.nanmedian(node_cpu)), 3) if node_cpu else None,
         "frames": len(times),
@@ -248,6 +288,7 @@ def bench_node(
     node_backend: str | None,
     frames: int,
     warmup: int,
+    depth: bool = False,
 ) -> dict[str, Any]:
     """The node with the fastest model entry it can run at ``size`` (or ``node_backend``'s), paired timing."""
     size_key = f"{size[0]}x{size[1]}"
@@ -266,7 +307,7 @@ def bench_node(
     try:
         with torch.inference_mode():
             r = time_node(weights, best["node_backend"], str(device), best["precision"], size,
-                          frames=frames, warmup=warmup, paired_model=lambda: (network(), sync(device)))
+                          frames=frames, warmup=warmup, paired_model=lambda: (network(), sync(device)), depth=depth)
     finally:
         backend.release()
     r["model_entry_median_ms"] = best["median_ms"]  # the model-only entry, timed before the node

@@ -141,6 +141,20 @@ def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
     assert 0 < stages["inference_ms"] < stages["total_ms"] <= stages["age_ms"]
 
 
+@pytest.mark.ros
+@pytest.mark.slow
+def test_node_run_with_depth_times_the_cloud(reference_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
+                     "--runs", "2", "--warmup", "1", "--backends", "onnxruntime", "--node-depth",
+                     "--node-frames", "3", "--node-warmup", "1", "--no-peaks", "--json", str(out)])
+    assert rc == 0
+    node = next(r for r in json.loads(out.read_text())["results"] if r["kind"] == "node")
+    assert node["timed_until"] == "points" and node["frames"] == 3 and node["lost"] == 0
+    assert node["labels_shape"] == [720, 1280] and node["median_ms"] > 0
+
+
 def test_accuracy_of_each_entry_on_synthetic_val(reference_checkpoint, tmp_path, monkeypatch):
     from esnet_ros.data.synth.writer import write_dataset
 
