@@ -124,3 +124,14 @@ def test_explicit_int8_runs_the_companion_unless_calibration_is_given():
     assert loaded.reason == "precision=int8 as asked: the weights' int8 companion esnet_camvid_int8.onnx"
     own = load_for_engine("camvid", "openvino", "int8", cpu, options={"calibration_dir": "/images"})
     assert own.model is not None and own.meta.onnx_path is None and own.reason == "precision=int8 as asked"
+
+
+def test_the_demo_model_has_a_validated_companion_too():
+    synthetic = resolve_weights("synthetic")
+    companion = int8_companion(synthetic)
+    assert companion == synthetic.with_name("esnet_demo_synth_int8.onnx")
+    meta = read_onnx_metadata(companion)
+    v = meta.int8_validation
+    assert meta.int8_calibration["quantizer"] == "nncf" and meta.int8_calibration["directory"] == "train"
+    assert v["split"] == "val" and 0 <= v["miou_loss_points"] <= INT8_MAX_LOSS
+    assert v["miou_loss_points"] == pytest.approx(100 * (v["miou_fp32"] - v["miou_int8"]), abs=1e-3)
