@@ -6,7 +6,8 @@ measured in the same run on the same threads, so a figure reads against what thi
 - :func:`cpu_identity`: vendor, model name, family/model and the microarchitecture they name (the
   hypervisor often shows only "AMD EPYC"), and the flags that matter here (AMX, AVX512-BF16, VNNI).
 - :func:`gemm_peaks`: the faster of a 1x1 convolution of ``(1, K, S, S)`` by ``(N, K, 1, 1)`` (a GEMM of
-  ``S*S x K`` by ``K x N``, default 1024 x 1024 x 1024) and a 3x3 one (256 channels at 64x64), compiled by OpenVINO, the library that runs
+  ``S*S x K`` by ``K x N``, default 1024 x 1024 x 1024) and a 3x3 one (256 channels at 64x64),
+  compiled by OpenVINO, the library that runs
   the model's int8 and bf16 paths, in fp32 (``INFERENCE_PRECISION_HINT=f32``), bf16 (only where the
   CPU has AMX-BF16 or AVX512-BF16: elsewhere OpenVINO would run it in fp32) and int8 (FakeQuantize on
   activations and weights: OpenVINO's low-precision int8 kernels, VNNI/AMX where present, AVX2

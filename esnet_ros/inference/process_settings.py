@@ -44,7 +44,7 @@ def training_process(threads: int, seed: int) -> None:
     import numpy as np
 
     if threads:
-        torch.set_num_threads(threads)
+        torch_threads(threads)
         torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     np.random.seed(seed)

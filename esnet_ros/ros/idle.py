@@ -1,6 +1,6 @@
 """Why nothing is published: one diagnosis a second, on ``/diagnostics`` and in one throttled warning.
 
-:func:`why_idle` looks at what an active node sees when no output has been published for
+:meth:`IdleWatch.update` looks at what an active node sees when no output has been published for
 :data:`IDLE_AFTER_S` and names the first cause that applies:
 
 1. ``no_camera``: no publisher on the image topic (the camera is not running, or ``image_topic`` is wrong);
@@ -27,16 +27,12 @@ IDLE_AFTER_S = 3.0
 WARN_EVERY_S = 10.0
 
 
-def _policy(p: Any) -> str:
-    return "reliable" if p == ReliabilityPolicy.RELIABLE else "best_effort"
-
-
 class IdleWatch:
     """Tracks the node's counters between diagnostics ticks and says why nothing was published."""
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self._last = (time.monotonic(), 0, 0)  # (when outputs last moved, received, processed)
+        self._last = (time.monotonic(), 0, 0)  # (when outputs last moved, frames received, messages published)
         self.reason = ""
 
     def update(self, received: int, published: int, spatial_wanted: bool, spatial_problem: str) -> str:

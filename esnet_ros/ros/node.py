@@ -196,9 +196,6 @@ class SegmentationNode(LifecycleNode):
 
     def subscribed_outputs(self) -> tuple[str, ...]:
         """The 2D outputs that have subscribers now."""
-        return self._wanted_outputs()
-
-    def _wanted_outputs(self) -> tuple[str, ...]:
         pubs = self._pubs
         return tuple(name for name in OUTPUTS if name in pubs and pubs[name].get_subscription_count() > 0)
 
@@ -207,7 +204,7 @@ class SegmentationNode(LifecycleNode):
         counters = self.counters
         counters.note_sequence(info)
         self.spatial.add_image(msg)
-        if not self._wanted_outputs() and not self.spatial.wanted():
+        if not self.subscribed_outputs() and not self.spatial.wanted():
             with counters.lock:
                 counters.received += 1
                 counters.dropped_no_subscriber += 1
@@ -246,7 +243,7 @@ class SegmentationNode(LifecycleNode):
 
     def _begin_frame(self, msg: Any) -> Any:
         seg = self._current_segmenter()
-        wanted, spatial = self._wanted_outputs(), self.spatial.wanted()
+        wanted, spatial = self.subscribed_outputs(), self.spatial.wanted()
         if seg is None or not (wanted or spatial):  # the last subscriber left while the frame waited
             with self.counters.lock:
                 self.counters.dropped_no_subscriber += 1

@@ -136,7 +136,8 @@ class InputSubscription:
         topic, msg_type = self.topic()
         resolved = node.resolve_topic_name(topic)
         mode = values["input_qos.reliability"]
-        pinned = self.user_overrides(resolved).get("reliability")
+        given = self.user_overrides(resolved)
+        pinned = given.get("reliability")
         if pinned is not None:
             reliability, reason = reliability_policy(pinned), f"qos_overrides.{resolved}.subscription.reliability={pinned}"
         elif mode != "auto":
@@ -147,9 +148,8 @@ class InputSubscription:
                 reliability = ReliabilityPolicy.BEST_EFFORT
                 reason = (f"no publisher on {resolved} yet: best effort matches any camera; re-checked when one "
                           f"appears (input_qos.reliability=auto)")
-        qos = QoSProfile(depth=int(values["input_qos.depth"]), history=HistoryPolicy.KEEP_LAST,
+        qos = QoSProfile(depth=int(given.get("depth", values["input_qos.depth"])), history=HistoryPolicy.KEEP_LAST,
                          reliability=reliability, durability=DurabilityPolicy.VOLATILE)
-        self.apply_user_overrides(resolved, qos)
         self.destroy()
         self.sub = node.create_subscription(
             msg_type, topic, self.callback, qos,
@@ -183,13 +183,6 @@ class InputSubscription:
             if value != unset:
                 given[policy] = value
         return given
-
-    def apply_user_overrides(self, resolved: str, qos: QoSProfile) -> None:
-        given = self.user_overrides(resolved)
-        if "reliability" in given:
-            qos.reliability = reliability_policy(given["reliability"])
-        if "depth" in given:
-            qos.depth = int(given["depth"])
 
     def auto_reliability(self, resolved: str) -> tuple[ReliabilityPolicy | None, str]:
         infos = self.node.get_publishers_info_by_topic(resolved)

@@ -113,16 +113,21 @@ def test_unknown_backend_selection_is_refused(reference_checkpoint, capsys):
     assert "--backends 'tvm' matches nothing here; choose from: torch:eager" in capsys.readouterr().err
 
 
+def tiny_node_bench(weights, tmp_path, monkeypatch, backends, *extra):
+    """``esnet bench`` at 64x32 with 3 node frames, the report read back."""
+    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    rc = esnet_main(["bench", "--weights", str(weights), "--device", "cpu", "--sizes", "64x32",
+                     "--runs", "2", "--warmup", "1", "--backends", backends, *extra,
+                     "--node-frames", "3", "--node-warmup", "1", "--no-peaks", "--json", str(out)])
+    assert rc == 0
+    return json.loads(out.read_text())
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "bench.json"
-    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
-                     "--runs", "2", "--warmup", "1", "--backends", "torch:eager,onnxruntime",
-                     "--node-frames", "3", "--node-warmup", "1", "--no-peaks", "--json", str(out)])
-    assert rc == 0
-    report = json.loads(out.read_text())
+    report = tiny_node_bench(reference_checkpoint, tmp_path, monkeypatch, "torch:eager,onnxruntime")
     check_schema(report)
     node = [r for r in report["results"] if r["kind"] == "node"]
     assert len(node) == 1
@@ -144,13 +149,8 @@ def test_tiny_run_with_the_node(reference_checkpoint, tmp_path, monkeypatch):
 @pytest.mark.ros
 @pytest.mark.slow
 def test_node_run_with_depth_times_the_cloud(reference_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "bench.json"
-    rc = esnet_main(["bench", "--weights", str(reference_checkpoint), "--device", "cpu", "--sizes", "64x32",
-                     "--runs", "2", "--warmup", "1", "--backends", "onnxruntime", "--node-depth",
-                     "--node-frames", "3", "--node-warmup", "1", "--no-peaks", "--json", str(out)])
-    assert rc == 0
-    node = next(r for r in json.loads(out.read_text())["results"] if r["kind"] == "node")
+    report = tiny_node_bench(reference_checkpoint, tmp_path, monkeypatch, "onnxruntime", "--node-depth")
+    node = next(r for r in report["results"] if r["kind"] == "node")
     assert node["timed_until"] == "points" and node["frames"] == 3 and node["lost"] == 0
     assert node["labels_shape"] == [720, 1280] and node["median_ms"] > 0
 
