@@ -14,19 +14,35 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
 from esnet_ros.tooling.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child, interruptible
 from esnet_ros.ros.images import ImageConversionError, image_to_numpy, to_color_input
 
-__all__ = ["Monitor", "NODE_STAGES", "message_array", "drain_and_count", "close_run"]
+__all__ = ["Monitor", "CameraCount", "Pictures", "NODE_STAGES", "message_array", "drain_and_count", "close_run"]
 
 #: the stage times of a SegmentationStats message, in pipeline order (reported by demo, soak and bench)
 NODE_STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms", "total_ms", "age_ms")
 
 log = logging.getLogger(__name__)
+
+
+class CameraCount(NamedTuple):
+    """The camera's ``frames_published`` and when its diagnostics said so."""
+
+    time: float  # time.monotonic() when the status was received
+    published: int
+
+
+class Pictures(NamedTuple):
+    """The camera frame, the class colors and the overlay of one stamp (sensor_msgs/Image messages)."""
+
+    stamp: int  # header stamp, ns
+    input: Any  # None where the camera frame of that stamp was not received
+    color: Any
+    overlay: Any
 
 
 def _stamp_ns(stamp) -> int:
@@ -68,32 +84,45 @@ class Monitor:
     def __init__(self, context, *, camera_topic: str = CAMERA_TOPIC, ground_truth: bool = True,
                  stats: bool = True, labels=None, name: str = "esnet_demo_monitor", all_outputs: bool = False) -> None:
         import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
 
         self.node = rclpy.create_node(name, context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.camera_topic = camera_topic
         self._gt_wanted = ground_truth
-        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.labels = labels
+        self._init_records()
+        self._subscribe(stats=stats, ground_truth=ground_truth, all_outputs=all_outputs)
+        if ground_truth and labels is not None:
+            self.reset()
+
+    def _init_records(self) -> None:
+        """What the callbacks fill in."""
         self.label_times: list[float] = []       # monotonic time of each labels message
         self.latencies_ms: list[tuple[float, float]] = []  # (monotonic time, ms)
         self.label_shapes: set[tuple[int, int]] = set()
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.diagnostics_time: dict[str, float] = {}
         self.stats: list[Any] = []
-        self.labels = labels
         self.scores = None  # a ConfusionMatrix while scoring against ground truth
         self.frames_scored = 0
         self.unmatched_labels = 0
         self._gt: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._pending: collections.OrderedDict[int, Any] = collections.OrderedDict()
-        self._cache: dict[str, collections.OrderedDict[int, Any]] = {k: collections.OrderedDict() for k in ("input", "color", "overlay")}
+        self._cache: dict[str, collections.OrderedDict[int, Any]] = {
+            k: collections.OrderedDict() for k in ("input", "color", "overlay")}
         self.recording = True
+        self._picture_subs: list[Any] = []
+        self.outputs_received: collections.Counter[str] = collections.Counter()
 
+    def _subscribe(self, *, stats: bool, ground_truth: bool, all_outputs: bool) -> None:
+        """Labels and ``/diagnostics``; stats, ground truth and the other outputs when asked for."""
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(Image, OUTPUT_TOPICS["labels"], self._on_labels, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         if stats:
@@ -101,16 +130,13 @@ class Monitor:
 
             self.node.create_subscription(SegmentationStats, OUTPUT_TOPICS["stats"], self._on_stats, 50)
         if ground_truth:
-            self.node.create_subscription(Image, GT_TOPIC, self._on_gt, QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
-        self._picture_subs: list[Any] = []
-        self.outputs_received: collections.Counter[str] = collections.Counter()
+            self.node.create_subscription(Image, GT_TOPIC, self._on_gt,
+                                          QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
         for name in ("color", "overlay", "confidence") if all_outputs else ():  # every output computed and sent
             # raw: only counted, so the serialized bytes are never turned into Python messages
             self.node.create_subscription(Image, OUTPUT_TOPICS[name],
                                           lambda _msg, name=name: self.outputs_received.update((name,)), reliable,
                                           raw=True)
-        if ground_truth and labels is not None:
-            self.reset()
 
     def reset(self) -> None:
         """Forget what was measured so far (labels, latencies, stats, scores): a new measuring window."""
@@ -250,11 +276,11 @@ class Monitor:
                 return values
         return None
 
-    def camera_published_at(self) -> tuple[float, int] | None:
-        """``(monotonic time received, frames_published)`` from the camera's latest diagnostics."""
+    def camera_published_at(self) -> CameraCount | None:
+        """The camera's ``frames_published`` from its latest diagnostics, and when they came."""
         for name, values in self.diagnostics.items():
             if "frames_published" in values:
-                return self.diagnostics_time[name], int(values["frames_published"])
+                return CameraCount(self.diagnostics_time[name], int(values["frames_published"]))
         return None
 
     def counters(self) -> dict[str, int | None]:
@@ -265,20 +291,20 @@ class Monitor:
         """``[(stamp ns, message)]`` kept of ``kind`` (``"input"``, ``"color"``, ``"overlay"``), oldest first."""
         return list(self._cache[kind].items())
 
-    def triples(self) -> list[tuple[int, Any, Any, Any]]:
-        """``[(stamp ns, input, color, overlay)]`` of the kept stamps that have all three, oldest first."""
+    def triples(self) -> list[Pictures]:
+        """The kept stamps that have all three pictures (input, color, overlay), oldest first."""
         inputs, colors = self._cache["input"], self._cache["color"]
-        return [(stamp, inputs[stamp], colors[stamp], overlay) for stamp, overlay in self._cache["overlay"].items()
-                if stamp in colors and stamp in inputs]
+        return [Pictures(stamp, inputs[stamp], colors[stamp], overlay)
+                for stamp, overlay in self._cache["overlay"].items() if stamp in colors and stamp in inputs]
 
-    def latest_triple(self):
-        """``(input, color, overlay)`` of the newest stamp that has all three; else ``(None, color, overlay)``."""
+    def latest_triple(self) -> Pictures | None:
+        """The newest stamp that has all three pictures; else the newest with color and overlay (``input`` None)."""
         complete = self.triples()
         if complete:
-            return complete[-1][1:]
+            return complete[-1]
         colors, overlays = self._cache["color"], self._cache["overlay"]
         both = [stamp for stamp in overlays if stamp in colors]
-        return (None, colors[both[-1]], overlays[both[-1]]) if both else None
+        return Pictures(both[-1], None, colors[both[-1]], overlays[both[-1]]) if both else None
 
     def destroy(self) -> None:
         self.executor.remove_node(self.node)

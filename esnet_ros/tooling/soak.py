@@ -120,14 +120,7 @@ def soak(options: SoakOptions) -> dict[str, Any]:
     duration = options.minutes * 60.0
     warmup_s = options.warmup_s if options.warmup_s is not None else min(60.0, duration / 4)
     log_dir = pathlib.Path(options.log_dir) if options.log_dir else pathlib.Path(tempfile.mkdtemp(prefix="esnet_soak_"))
-    cam_w, cam_h = options.camera_size
-    report: dict[str, Any] = {
-        "minutes": options.minutes, "rate_hz": options.rate_hz, "network_input": list(size),
-        "camera": {"width": cam_w, "height": cam_h, "encoding": "bgr8", "reliability": "reliable",
-                   "pool_size": options.pool_size},
-        "weights": str(weights), "log_dir": str(log_dir),
-        "machine": {"cpus": os.cpu_count(), "loadavg_1_5_15_at_start": [round(v, 2) for v in os.getloadavg()]},
-    }
+    report = _report_head(options, size, weights, log_dir)
     context = rclpy.Context()
     use_large_message_profile()  # also inherited by the processes started here
     rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
@@ -136,21 +129,43 @@ def soak(options: SoakOptions) -> dict[str, Any]:
     samples = _Samples()
     failure = None
     try:
-        children.append(Child("synthetic camera", camera_argv(width=cam_w, height=cam_h, rate_hz=options.rate_hz,
-                                                              pool_size=options.pool_size), log_dir / "camera.log"))
-        children.append(Child("segmentation node", node_argv(weights=weights, input_size=size), log_dir / "node.log"))
-        print(f"esnet soak: {options.minutes:g} min, camera {cam_w}x{cam_h} at {options.rate_hz:g} Hz -> node "
-              f"(network input {size[0]}x{size[1]}, pid {children[1].pid}); logs in {log_dir}", flush=True)
+        _start_children(children, options, size=size, weights=weights, log_dir=log_dir)
         monitor = Monitor(context, ground_truth=False, stats=True, name="esnet_soak_monitor")
-        report.update(_run(options, monitor, *children, samples, duration))
+        report.update(_run(options, monitor, *children, samples=samples, duration=duration))
     except DemoError as exc:
         failure = str(exc)
     finally:
         close_run(children, monitor, context)
-    return _judge(options, report, samples, warmup_s, children[1] if len(children) > 1 else None, failure)
+    node = children[1] if len(children) > 1 else None
+    return _judge(options, report, samples, warmup_s=warmup_s, node=node, failure=failure)
 
 
-def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, samples: _Samples,
+def _report_head(options: SoakOptions, size: tuple[int, int], weights: pathlib.Path,
+                 log_dir: pathlib.Path) -> dict[str, Any]:
+    """What the report says before the run: the settings, the model, the machine."""
+    cam_w, cam_h = options.camera_size
+    return {
+        "minutes": options.minutes, "rate_hz": options.rate_hz, "network_input": list(size),
+        "camera": {"width": cam_w, "height": cam_h, "encoding": "bgr8", "reliability": "reliable",
+                   "pool_size": options.pool_size},
+        "weights": str(weights), "log_dir": str(log_dir),
+        "machine": {"cpus": os.cpu_count(), "loadavg_1_5_15_at_start": [round(v, 2) for v in os.getloadavg()]},
+    }
+
+
+def _start_children(children: list[Child], options: SoakOptions, *, size: tuple[int, int], weights: pathlib.Path,
+                    log_dir: pathlib.Path) -> None:
+    """Start the synthetic camera, then the node, into ``children`` (each as soon as it runs, so that a failed
+    start still stops the one before)."""
+    cam_w, cam_h = options.camera_size
+    children.append(Child("synthetic camera", camera_argv(width=cam_w, height=cam_h, rate_hz=options.rate_hz,
+                                                          pool_size=options.pool_size), log_dir / "camera.log"))
+    children.append(Child("segmentation node", node_argv(weights=weights, input_size=size), log_dir / "node.log"))
+    print(f"esnet soak: {options.minutes:g} min, camera {cam_w}x{cam_h} at {options.rate_hz:g} Hz -> node "
+          f"(network input {size[0]}x{size[1]}, pid {children[1].pid}); logs in {log_dir}", flush=True)
+
+
+def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, samples: _Samples,
          duration: float) -> dict[str, Any]:
     """Wait for the first labels, watch for ``duration``, stop the camera, count, stop the node."""
     start = time.monotonic()
@@ -159,7 +174,7 @@ def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, sam
                         + indent_log(node.tail(15)))
     startup_s = time.monotonic() - start
     monitor.reset()
-    window_s = _watch(options, monitor, camera, node, samples, duration)
+    window_s = _watch(options, monitor, camera, node, samples=samples, duration=duration)
     monitor.recording = False
     cam_status = monitor.camera_status() or {}
     camera_exit = camera.stop()
@@ -190,7 +205,7 @@ def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, sam
     }
 
 
-def _watch(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, samples: _Samples,
+def _watch(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, samples: _Samples,
            duration: float) -> float:
     """Spin for ``duration``, sampling RSS and counters every ``sample_s``; returns the window's length."""
     import psutil
@@ -223,7 +238,7 @@ def _watch(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, s
     return time.monotonic() - t0
 
 
-def _judge(options: SoakOptions, report: dict[str, Any], samples: _Samples, warmup_s: float, node: Child | None,
+def _judge(options: SoakOptions, report: dict[str, Any], samples: _Samples, *, warmup_s: float, node: Child | None,
            failure: str | None) -> dict[str, Any]:
     """Add RSS growth, the node's log findings and the targets to ``report``."""
     report["machine"]["loadavg_1_5_15_at_end"] = [round(v, 2) for v in os.getloadavg()]

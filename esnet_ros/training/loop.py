@@ -51,44 +51,63 @@ def train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoc
         amp_dtype = torch.float16
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     total, count = 0.0, 0
-    iterator = loader
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = iterator = tqdm(loader, desc=f"epoch {epoch}{' (encoder)' if encoder_only else ''}", unit="batch",
-                              dynamic_ncols=True, leave=False)
-    for i, (images, targets) in enumerate(iterator):
+    bar = _progress_bar(loader, epoch, encoder_only) if progress else None
+    for i, (images, targets) in enumerate(bar if bar is not None else loader):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(images, encoder_only=encoder_only)
-            if encoder_only:
-                targets = _downsample_targets(targets, tuple(logits.shape[2:]))
-            loss = criterion(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at epoch {epoch}, iteration {i}; lower --lr or check the labels")
+        loss = _loss(model, criterion, images, targets, encoder_only=encoder_only, amp_dtype=amp_dtype)
+        _step(loss, optimizer, scheduler, scaler)
+        value = _finite(loss, epoch, i)
         total += value
         count += 1
+        lr = optimizer.param_groups[0]["lr"]
         if bar is not None:
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
         if writer is not None:
             writer.add_scalar("train/loss_iter", value, global_step + i)
         if not progress and print_freq and (i % print_freq == 0):
-            log.info("epoch %d [%d/%d] loss %.4f lr %.2e", epoch, i, len(loader), value, optimizer.param_groups[0]["lr"])
+            log.info("epoch %d [%d/%d] loss %.4f lr %.2e", epoch, i, len(loader), value, lr)
     if bar is not None:
         bar.close()
     return total / max(count, 1)
+
+
+def _progress_bar(loader, epoch: int, encoder_only: bool):
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=f"epoch {epoch}{' (encoder)' if encoder_only else ''}", unit="batch", dynamic_ncols=True,
+                leave=False)
+
+
+def _loss(model: nn.Module, criterion, images: torch.Tensor, targets: torch.Tensor, *, encoder_only: bool,
+          amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """The forward pass and the loss, under autocast with ``amp_dtype``; the encoder against 1/8 labels."""
+    with torch.autocast(device_type=images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits = model(images, encoder_only=encoder_only)
+        if encoder_only:
+            targets = _downsample_targets(targets, tuple(logits.shape[2:]))
+        return criterion(logits.float(), targets)
+
+
+def _finite(loss: torch.Tensor, epoch: int, iteration: int) -> float:
+    """The loss as a float; ``FloatingPointError`` when it is NaN or infinite."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss is {value} at epoch {epoch}, iteration {iteration}; lower --lr or check the labels")
+    return value
+
+
+def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, scaler) -> None:
+    """Backward, the optimizer step (through the gradient scaler with float16) and the schedule's step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
 
 
 @torch.inference_mode()

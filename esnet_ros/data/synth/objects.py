@@ -1,27 +1,25 @@
-"""Synthetic scenes, part 3: the objects (cars, buses, people, bicycles, poles, signs, lights, trees,
-hedges, the ego vehicle's hood); each is ``(distance for depth ordering, callable drawing it)``."""
+"""Synthetic scenes, part 3: the objects (cars, buses, poles, signs, lights, trees, hedges, the ego vehicle's
+hood; people and bicycles from :mod:`.figures`) and where they stand; each is ``(distance for depth ordering,
+callable drawing it)``."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from esnet_ros.data.synth.scene import (
-    BICYCLE,
     BUS,
     CAR,
     EGO,
     LIGHT,
-    PERSON,
     POLE,
     SIGN,
     VEGETATION,
     Camera,
     Canvas,
-    fixed_point,
     random_color,
     vary,
 )
+from esnet_ros.data.synth.figures import Figure, bicycle, person
 from esnet_ros.data.synth.street import Street, window_color
 
 # --------------------------------------------------------------------------------------------
@@ -134,104 +132,7 @@ def _bus(rng, cam: Camera, x: float, z: float, facing_away: bool):
     return z, draw
 
 
-class _Figure:
-    """Local 2D coordinates (u right, v up, meters) of a figure standing at a ground point."""
-
-    def __init__(self, cam: Camera, x: float, z: float, facing: float = 1.0, squeeze: float = 1.0) -> None:
-        self.origin = cam.project(x, 0.0, z)
-        self.scale = cam.f / z
-        self.sx = facing * squeeze
-
-    def __call__(self, u, v) -> np.ndarray:
-        return self.origin + np.array([u * self.sx, -v]) * self.scale
-
-    def px(self, meters: float) -> float:
-        return meters * self.scale
-
-
-def _skin(rng) -> np.ndarray:
-    return vary(rng, [(240, 200, 170), (200, 150, 110), (140, 95, 65), (90, 60, 40)][rng.integers(0, 4)], 8)
-
-
-def _draw_person_body(canvas, fig: _Figure, rng, colors) -> None:
-    label = PERSON
-    shirt, pants, skin, hair = colors
-    g = rng.uniform(0.85, 1.2)  # girth
-    stride = rng.uniform(-0.3, 0.3)
-    for side, swing in ((-1, stride), (1, -stride)):
-        canvas.line(fig(0.08 * side * g, 0.9), fig(0.08 * side * g + swing, 0.05), fig.px(0.15 * g), pants, label)
-        canvas.line(fig(0.08 * side * g + swing - 0.05, 0.04), fig(0.08 * side * g + swing + 0.12, 0.04),
-                    fig.px(0.09), (30, 30, 30), label)
-    hip = 0.92
-    torso = [fig(-0.2 * g, 1.45), fig(0.2 * g, 1.45), fig(0.17 * g, hip - 0.05), fig(-0.17 * g, hip - 0.05)]
-    if rng.random() < 0.3:  # coat or skirt
-        torso = [fig(-0.2 * g, 1.45), fig(0.2 * g, 1.45), fig(0.26 * g, 0.55), fig(-0.26 * g, 0.55)]
-    canvas.polygon(torso, shirt, label)
-    for side in (-1, 1):
-        swing = rng.uniform(-0.2, 0.2)
-        canvas.line(fig(0.2 * side * g, 1.42), fig(0.24 * side * g + swing, 0.9), fig.px(0.09 * g), shirt * 0.9, label)
-        canvas.ellipse(fig(0.24 * side * g + swing, 0.87), (fig.px(0.05),) * 2, skin, label)
-    if rng.random() < 0.25:  # bag
-        canvas.polygon([fig(0.22 * g, 1.0), fig(0.42 * g, 1.0), fig(0.42 * g, 0.7), fig(0.22 * g, 0.7)],
-                       random_color(rng), label)
-    head = fig(0.0, 1.6)
-    r = fig.px(0.115)
-    canvas.ellipse(head, (r, r * 1.1), skin, label)
-    canvas.ellipse(head - np.array([0, r * 0.5]), (r * 1.02, r * 0.65), hair, label)
-
-
-def _person(rng, cam: Camera, x: float, z: float):
-    height = rng.uniform(1.55, 1.95)
-    colors = (random_color(rng), random_color(rng) * 0.7, _skin(rng),
-              vary(rng, [(30, 25, 20), (90, 60, 30), (200, 170, 110), (120, 120, 120)][rng.integers(0, 4)], 10))
-    facing = rng.choice([-1.0, 1.0])
-
-    def draw(canvas: Canvas) -> None:
-        fig = _Figure(cam, x, z, facing)
-        fig.scale *= height / 1.75
-        _draw_person_body(canvas, fig, rng, colors)
-
-    return z, draw
-
-
-def _draw_bicycle(canvas, fig: _Figure, rng, color) -> None:
-    tyre, rim = np.full(3, 25.0), np.full(3, 150.0)
-    back = canvas.image.copy()
-    r = 0.34
-    rear, front, bracket = fig(-0.52, r), fig(0.52, r), fig(0.0, 0.3)
-    seat, head, bar = fig(-0.15, 0.88), fig(0.38, 0.85), fig(0.34, 1.02)
-    lw = max(fig.px(0.06), 2 * canvas.min_px)
-    for hub in (rear, front):  # wheels: tyre ring, see-through spokes
-        canvas.ellipse(hub, (abs(fig.px(r * fig.sx)), fig.px(r)), tyre, BICYCLE)
-        canvas.ellipse(hub, (abs(fig.px((r - 0.05) * fig.sx)), fig.px(r - 0.05)), rim, BICYCLE)
-    frame = np.array([rear, bracket, head, seat])
-    inner = np.zeros(canvas.label.shape, np.uint8)
-    for hub in (rear, front):
-        c = tuple(int(round(v * 16)) for v in hub)
-        a = (max(1, int(round(abs(fig.px((r - 0.08) * fig.sx)) * 16))), max(1, int(round(fig.px(r - 0.08) * 16))))
-        cv2.ellipse(inner, c, a, 0, 0, 360, 1, -1, cv2.LINE_8, 4)
-    cv2.fillPoly(inner, [fixed_point(frame)], 1, cv2.LINE_8, 4)
-    inside = inner.astype(bool)
-    canvas.image[inside] = back[inside] * 0.55 + 20  # spokes and frame interior show the background
-    canvas.paint(inside, BICYCLE)
-    for a, b in ((rear, bracket), (bracket, head), (head, seat), (seat, bracket), (seat, rear), (head, front), (head, bar)):
-        canvas.line(a, b, lw, color, BICYCLE)
-    canvas.line(fig(-0.25, 0.9), fig(-0.05, 0.9), lw, (30, 30, 30), BICYCLE)  # saddle
-    canvas.line(fig(0.28, 1.02), fig(0.44, 1.02), lw, (30, 30, 30), BICYCLE)  # handlebar
-
-
-def _bicycle(rng, cam: Camera, x: float, z: float):
-    color = random_color(rng)
-    facing = rng.choice([-1.0, 1.0])
-    squeeze = rng.uniform(0.55, 1.0)
-
-    def draw(canvas: Canvas) -> None:
-        _draw_bicycle(canvas, _Figure(cam, x, z, facing, squeeze), rng, color)
-
-    return z, draw
-
-
-def _pole_width(canvas: Canvas, fig: _Figure, meters: float) -> float:
+def _pole_width(canvas: Canvas, fig: Figure, meters: float) -> float:
     return max(fig.px(meters), 4.0 * canvas.min_px)
 
 
@@ -279,7 +180,7 @@ def _pole(rng, cam: Camera, x: float, z: float, kind: str, toward_road: float):
     sign_size = rng.uniform(0.6, 0.95)
 
     def draw(canvas: Canvas) -> None:
-        fig = _Figure(cam, x, z)
+        fig = Figure(cam, x, z)
         wpx = _pole_width(canvas, fig, rng.uniform(0.15, 0.28))
         top = fig(0, height)
         canvas.line(fig(0, 0), top, wpx, color, POLE)
@@ -311,7 +212,7 @@ def _tree(rng, cam: Camera, x: float, z: float):
     bark = vary(rng, (80, 65, 50), 10)
 
     def draw(canvas: Canvas) -> None:
-        fig = _Figure(cam, x, z)
+        fig = Figure(cam, x, z)
         canvas.line(fig(0, 0), fig(0, trunk_h + crown_r), max(fig.px(0.3), 2 * canvas.min_px), bark, VEGETATION)
         for u, v, r in blobs:
             shade = rng.uniform(0.7, 1.2)
@@ -384,10 +285,10 @@ def place_objects(rng, cam: Camera, st: Street) -> list:
         walk_in, walk_out = (st.road_left, st.walk_left) if side < 0 else (st.road_right, st.walk_right)
         for _ in range(int(rng.integers(0, 7))):  # pedestrians
             x = rng.uniform(min(walk_in, walk_out) + 0.4, max(walk_in, walk_out) - 0.4)
-            objects.append(_person(rng, cam, x, rng.uniform(4, 18)))
+            objects.append(person(rng, cam, x, rng.uniform(4, 18)))
         for _ in range(int(rng.integers(0, 4))):  # parked bicycles
             x = rng.uniform(min(walk_in, walk_out) + 0.5, max(walk_in, walk_out) - 0.5)
-            objects.append(_bicycle(rng, cam, x, rng.uniform(4, 14)))
+            objects.append(bicycle(rng, cam, x, rng.uniform(4, 14)))
         pole_x = curb + side * 0.5
         z = rng.uniform(3, 12)
         spacing = rng.uniform(12, 25)
@@ -412,5 +313,5 @@ def place_objects(rng, cam: Camera, st: Street) -> list:
             z0 = rng.uniform(3, 30)
             objects.append(_hedge(rng, cam, facade, z0, z0 + rng.uniform(5, 30), -side))
     for _ in range(int(rng.integers(0, 3))):  # people crossing
-        objects.append(_person(rng, cam, rng.uniform(st.road_left, st.road_right), rng.uniform(5, 16)))
+        objects.append(person(rng, cam, rng.uniform(st.road_left, st.road_right), rng.uniform(5, 16)))
     return [o for o in objects if o[0] > 2.5]

@@ -2,9 +2,11 @@
 
 - :mod:`.reader`: open a bag (or recover a damaged one), topic selection;
 - :mod:`.writer`: the output bag (rosbag2 conventions, temporary name, our message definition);
-- :mod:`.job`: :class:`BagJob`; :mod:`.pipeline`: ``segment_bag``, the threaded read / segment / write loop
-  (it imports rclpy: import it from :mod:`esnet_ros.ros.bag.pipeline`);
-- :mod:`.summary`: counters and the summary; :mod:`.video`: the video file;
+- :mod:`.job`: :class:`BagJob`; :mod:`.session`: what a run opens (:class:`BagSession`);
+  :mod:`.pipeline`: ``segment_bag``, the threaded read / segment / write loop (it imports rclpy: import it
+  from :mod:`esnet_ros.ros.bag.pipeline`);
+- :mod:`.summary`: counters, how the threads ended (:class:`RunOutcome`) and the summary; :mod:`.video`:
+  the video file;
 - :mod:`.record`: synthetic recordings (``esnet synth --bag``) and (prediction, ground truth) pairs
   for ``esnet evaluate --bag``; :mod:`.bench`: frames/s against the model alone.
 """

@@ -15,6 +15,7 @@ at once, finishes the frames under way and closes the output bag so that it is c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import signal
@@ -29,7 +30,8 @@ from tqdm import tqdm
 
 from esnet_ros.ros.bag.job import OUTPUT_NAMES, BagJob
 from esnet_ros.ros.bag.reader import BagInput, TopicInfo, select_image_topic
-from esnet_ros.ros.bag.summary import RunCounters, summarize
+from esnet_ros.ros.bag.session import BagSession, copy_list, open_output, open_video
+from esnet_ros.ros.bag.summary import RunCounters, RunOutcome, summarize
 from esnet_ros.ros.bag.video import VideoSink
 from esnet_ros.ros.bag.writer import OUTPUT_TOPICS, BagOutput
 from esnet_ros.ros.frames import FrameProcessor, InferenceError, PendingFrame
@@ -43,6 +45,53 @@ log = logging.getLogger(__name__)
 _QUEUE_FRAMES = 4
 _POLL_S = 0.05
 _MESSAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
+
+
+# What the queues carry: the reader puts _Frame, _Copy and _Reject (then None at the end); the frame loop
+# passes each _Copy on to the writer and turns each frame into _Outputs (then None).
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    """An image message of the input, decoded."""
+
+    log_time: int
+    msg: Any  # sensor_msgs Image or CompressedImage
+
+
+@dataclasses.dataclass(frozen=True)
+class _Copy:
+    """A message of a copied topic, written to the output as it was read."""
+
+    topic: str
+    log_time: int
+    data: bytes | memoryview
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reject:
+    """An image message the reader could not decode, counted by its cause like the node's rejections."""
+
+    cause: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _VideoFrame:
+    """What the video's frame is composed of (the outputs as BGR arrays of their own)."""
+
+    source: Any  # the input message (side_by_side shows it)
+    overlay: np.ndarray | None
+    color: np.ndarray | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outputs:
+    """One frame's output messages, serialized, with the input's log time (and its video frame)."""
+
+    log_time: int
+    serialized: dict[str, bytes]
+    video: _VideoFrame | None
 
 
 class _Stop:
@@ -76,48 +125,41 @@ def _put(q: queue.Queue, item: Any, stop: _Stop) -> bool:
     return False
 
 
-def _copy_list(job: BagJob, bag: BagInput, image: TopicInfo) -> list[TopicInfo]:
-    if not job.copy_topics:
-        return []
-    if "*" in job.copy_topics:
-        return list(bag.topics.values())
-    missing = [t for t in job.copy_topics if t not in bag.topics]
-    if missing:
-        raise ValueError(f"--copy-topics: {', '.join(missing)} not in the bag; topics: "
-                         + "; ".join(t.describe() for t in bag.topics.values()))
-    return [bag.topics[t] for t in job.copy_topics]
-
-
 def _reader(bag: BagInput, image: TopicInfo, copies: set[str], q_in: queue.Queue, stop: _Stop) -> None:
-    """Thread: input messages -> ("frame", t, msg) / ("copy", topic, t, raw) / ("reject", cause, text)."""
+    """Thread: input messages -> :class:`_Frame` / :class:`_Copy` / :class:`_Reject`, then ``None``."""
     msg_type = _MESSAGE_TYPES[image.msgtype]
     try:
         for topic, timestamp, raw in bag.messages({image.name} | copies):
             if stop.event.is_set():
                 break
-            if topic in copies and not _put(q_in, ("copy", topic, timestamp, raw), stop):
+            if topic in copies and not _put(q_in, _Copy(topic, timestamp, raw), stop):
                 break
             if topic != image.name:
                 continue
             try:
-                item = ("frame", timestamp, deserialize_message(raw, msg_type))
+                item = _Frame(timestamp, deserialize_message(raw, msg_type))
             except Exception as exc:  # noqa: BLE001 - rclpy raises bare errors for malformed CDR; counted below
-                item = ("reject", "cdr_corrupt", f"the message is not a valid {image.msgtype} ({exc})")
+                item = _Reject("cdr_corrupt", f"the message is not a valid {image.msgtype} ({exc})")
             if not _put(q_in, item, stop):
                 break
     except BaseException as exc:  # an unexpected failure reaches the caller through stop.error
         stop.fail(exc)
     finally:
-        while True:  # the end marker always goes in, even when the queue is full and nobody reads it
-            try:
-                q_in.put(None, timeout=_POLL_S)
-                return
-            except queue.Full:
-                if stop.event.is_set():
-                    try:
-                        q_in.get_nowait()
-                    except queue.Empty:
-                        pass
+        _put_end(q_in, stop)
+
+
+def _put_end(q_in: queue.Queue, stop: _Stop) -> None:
+    """The end marker always goes in, even when the queue is full and nobody reads it."""
+    while True:
+        try:
+            q_in.put(None, timeout=_POLL_S)
+            return
+        except queue.Full:
+            if stop.event.is_set():
+                try:
+                    q_in.get_nowait()
+                except queue.Empty:
+                    pass
 
 
 def _input_bgr(msg: Any) -> np.ndarray:
@@ -144,15 +186,14 @@ class _WriterStage:
     def _run(self) -> None:
         try:
             while (item := self.queue.get()) is not None:
-                if item[0] == "copy":
-                    self.out.write(item[1], item[2], item[3])
+                if isinstance(item, _Copy):
+                    self.out.write(item.topic, item.log_time, item.data)
                     continue
-                _, timestamp, serialized, video_frame = item
                 t0 = time.perf_counter()
-                for name, data in serialized.items():
-                    self.out.write(OUTPUT_TOPICS[name][0], timestamp, data)
+                for name, data in item.serialized.items():
+                    self.out.write(OUTPUT_TOPICS[name].topic, item.log_time, data)
                 if self.video is not None:
-                    self._video_frame(*video_frame)
+                    self._video_frame(item.video)
                 self.counters.written(1e3 * (time.perf_counter() - t0))
             self.out.finish()
         except BaseException as exc:  # e.g. a full disk: stop everything, the caller reports it
@@ -161,105 +202,90 @@ class _WriterStage:
             while self.queue.get() is not None:  # drain so that the producer never blocks
                 pass
 
-    def _video_frame(self, source: Any, overlay: np.ndarray | None, color: np.ndarray | None) -> None:
-        image = _input_bgr(source) if self.video.stream == "side_by_side" else None
-        self.video.write(self.video.compose(image, overlay, color))
+    def _video_frame(self, frame: _VideoFrame) -> None:
+        image = _input_bgr(frame.source) if self.video.stream == "side_by_side" else None
+        self.video.write(self.video.compose(image, frame.overlay, frame.color))
 
     def finish(self) -> None:
         self.queue.put(None)
         self.thread.join()
 
 
-def _video_fps(job: BagJob, bag: BagInput, image: TopicInfo) -> float:
-    return float(job.video_fps) if job.video_fps else _rate(bag.log_times(image.name, 32))
-
-
-def _rate(times: list[int]) -> float:
-    """Frames per second from log times (median interval); 10 when there are too few."""
-    if len(times) < 2:
-        return 10.0
-    step = float(np.median(np.diff(np.asarray(times, dtype=np.int64))))
-    return 1e9 / step if step > 0 else 10.0
-
-
-def _process_frames(q_in: queue.Queue, writer: _WriterStage, processor: FrameProcessor, wanted: tuple[str, ...],
-                    counters: RunCounters, stop: _Stop, tick: Callable[[], None]) -> None:
+@dataclasses.dataclass(frozen=True)
+class _FrameLoop:
     """The caller's thread: convert + the network (:meth:`FrameProcessor.start`) of each frame, while a
     completion thread builds the previous frames' output messages (:meth:`FrameProcessor.complete`) and
     hands them to the writer, in order, until the end or a stop."""
-    completion = CompletionThread("esnet-bag-outputs", backlog=_QUEUE_FRAMES)
-    started = rejected = 0  # counted here, so that each frame's stats carry what a serial run gives
 
-    def guarded(job: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                job()
-            except BaseException as exc:  # reported by segment_bag, like a failure on this thread
-                stop.fail(exc)
-        return run
+    processor: FrameProcessor
+    wanted: tuple[str, ...]  # the outputs to build
+    writer: _WriterStage
+    counters: RunCounters
+    stop: _Stop
+    tick: Callable[[], None]  # one frame done (processed or rejected): the progress bar
 
-    def reject(cause: str, text: str) -> None:
-        counters.reject(cause, text)
-        tick()
+    def run(self, q_in: queue.Queue) -> None:
+        completion = CompletionThread("esnet-bag-outputs", backlog=_QUEUE_FRAMES)
+        started = rejected = 0  # counted here, so that each frame's stats carry what a serial run gives
+        try:
+            while (item := self._next(q_in)) is not None:
+                if isinstance(item, _Copy):
+                    completion.submit(self._guarded(lambda item=item: _put(self.writer.queue, item, self.stop)))
+                    continue
+                if isinstance(item, _Reject):
+                    rejected += 1
+                    completion.submit(self._guarded(lambda item=item: self._reject(item.cause, item.text)))
+                    continue
+                try:
+                    pending = self.processor.start(item.msg, self.wanted, (started + 1, 0, rejected))
+                except (ImageConversionError, InferenceError) as exc:
+                    rejected += 1
+                    completion.submit(self._guarded(lambda exc=exc: self._reject(exc.cause, str(exc))))
+                    continue
+                started += 1
+                completion.submit(self._guarded(lambda p=pending, t=item.log_time: self._complete(p, t)))
+        finally:
+            completion.wait()
 
-    try:
+    def _next(self, q_in: queue.Queue) -> _Frame | _Copy | _Reject | None:
+        """The reader's next item; ``None`` at its end or once stopped."""
         while True:
             try:
                 item = q_in.get(timeout=_POLL_S)
             except queue.Empty:
-                if stop.event.is_set():
-                    return
+                if self.stop.event.is_set():
+                    return None
                 continue
-            if item is None or stop.event.is_set():
-                return
-            if item[0] == "copy":
-                completion.submit(guarded(lambda item=item: _put(writer.queue, item, stop)))
-                continue
-            if item[0] == "reject":
-                rejected += 1
-                completion.submit(guarded(lambda item=item: reject(item[1], item[2])))
-                continue
-            _, timestamp, msg = item
+            return None if self.stop.event.is_set() else item
+
+    def _guarded(self, job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
             try:
-                pending = processor.start(msg, wanted, (started + 1, 0, rejected))
-            except (ImageConversionError, InferenceError) as exc:
-                rejected += 1
-                completion.submit(guarded(lambda exc=exc: reject(exc.cause, str(exc))))
-                continue
-            started += 1
-            completion.submit(guarded(lambda p=pending, t=timestamp: _complete_frame(p, t, processor, writer, counters,
-                                                                                     stop, tick)))
-    finally:
-        completion.wait()
+                job()
+            except BaseException as exc:  # reported by segment_bag, like a failure on this thread
+                self.stop.fail(exc)
+        return run
 
+    def _reject(self, cause: str, text: str) -> None:
+        self.counters.reject(cause, text)
+        self.tick()
 
-def _complete_frame(pending: PendingFrame, timestamp: int, processor: FrameProcessor, writer: _WriterStage,
-                    counters: RunCounters, stop: _Stop, tick: Callable[[], None]) -> None:
-    """Completion thread: one frame's output messages, serialized, to the writer."""
-    serialized: dict[str, bytes] = {}
-    try:
-        result = processor.complete(pending, publish=lambda name, m: serialized.__setitem__(name, serialize_message(m)))
-    except InferenceError as exc:
-        counters.reject(exc.cause, str(exc))
-        tick()
-        return
-    counters.processed(result)
-    tick()
-    video_frame = None
-    if writer.video is not None:
-        video_frame = (pending.msg, _as_bgr(result.messages.get("overlay")), _as_bgr(result.messages.get("color")))
-    _put(writer.queue, ("frame", timestamp, serialized, video_frame), stop)
-
-
-def _open_output(job: BagJob, bag: BagInput, image: TopicInfo, copies: list[TopicInfo]) -> BagOutput:
-    out = BagOutput(job.output, storage=job.storage or bag.storage, overwrite=job.overwrite)
-    for name in job.outputs:
-        out.add(*OUTPUT_TOPICS[name])
-    for info in copies:
-        if not out.add(info.name, info.msgtype, info.qos, source=info):
-            log.warning("not copying %s: no message definition for %s in the input or in ROS 2 Kilted",
-                        info.name, info.msgtype)
-    return out
+    def _complete(self, pending: PendingFrame, log_time: int) -> None:
+        """Completion thread: one frame's output messages, serialized, to the writer."""
+        serialized: dict[str, bytes] = {}
+        try:
+            result = self.processor.complete(
+                pending, publish=lambda name, m: serialized.__setitem__(name, serialize_message(m)))
+        except InferenceError as exc:
+            self._reject(exc.cause, str(exc))
+            return
+        self.counters.processed(result)
+        self.tick()
+        video = None
+        if self.writer.video is not None:
+            video = _VideoFrame(pending.msg, _as_bgr(result.messages.get("overlay")),
+                                _as_bgr(result.messages.get("color")))
+        _put(self.writer.queue, _Outputs(log_time, serialized, video), self.stop)
 
 
 def segment_bag(job: BagJob, segmenter: Any) -> dict[str, Any]:
@@ -269,49 +295,53 @@ def segment_bag(job: BagJob, segmenter: Any) -> dict[str, Any]:
         raise ValueError(f"--outputs {','.join(job.outputs)}: choose from {', '.join(OUTPUT_NAMES)}")
     with BagInput(job.input) as bag:
         image = select_image_topic(bag.topics, job.topic)
-        copies = _copy_list(job, bag, image)
-        video = VideoSink(job.video, _video_fps(job, bag, image), job.video_stream) if job.video else None
-        out = _open_output(job, bag, image, copies)
+        copies = copy_list(job, bag)
+        video = open_video(job, bag, image)
+        out = open_output(job, bag, copies)
+        session = BagSession(job=job, bag=bag, image=image, copies=tuple(copies), out=out, video=video)
         try:
-            counters, stop, seconds = _run_threads(job, bag, image, copies, out, video, segmenter)
+            outcome = _run_threads(session, segmenter)
         except BaseException:
             out.abort()
             raise
         finally:
             if video is not None:
                 video.close()
-        if stop.error is not None:
+        if outcome.error is not None:
             out.abort()
-            raise _failure(job, stop.error, counters)
+            raise _failure(job, outcome)
         out.close()
-        return summarize(job, bag, image, out, video, counters, segmenter, seconds, stop.interrupted)
+        return summarize(session, outcome, segmenter)
 
 
-def _failure(job: BagJob, error: BaseException, counters: RunCounters) -> BaseException:
+def _failure(job: BagJob, outcome: RunOutcome) -> BaseException:
+    error = outcome.error
     if isinstance(error, OSError):
-        return ValueError(f"writing {job.output} failed after {counters.frames_written} frames: {error.strerror or error}; "
-                          f"free space or choose another --output (nothing was left at {job.output})")
+        return ValueError(f"writing {job.output} failed after {outcome.counters.frames_written} frames: "
+                          f"{error.strerror or error}; free space or choose another --output (nothing was left at "
+                          f"{job.output})")
     return error
 
 
-def _run_threads(job: BagJob, bag: BagInput, image: TopicInfo, copies: list[TopicInfo], out: BagOutput,
-                 video: VideoSink | None, segmenter: Any) -> tuple[RunCounters, _Stop, float]:
+def _run_threads(session: BagSession, segmenter: Any) -> RunOutcome:
+    job = session.job
     processor = FrameProcessor(segmenter, max_input_pixels=job.max_input_pixels, output_resolution=job.output_resolution,
                                overlay_alpha=job.overlay_alpha, upsample=job.upsample)
     counters, stop = RunCounters(), _Stop()
-    writer = _WriterStage(out, video, counters, stop)
+    writer = _WriterStage(session.out, session.video, counters, stop)
     q_in: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
-    copy_names = {c.name for c in copies if c.name in out.counts}
-    reader = threading.Thread(target=_reader, args=(bag, image, copy_names, q_in, stop), name="esnet-bag-reader",
-                              daemon=True)
+    copy_names = {c.name for c in session.copies if c.name in session.out.counts}
+    reader = threading.Thread(target=_reader, args=(session.bag, session.image, copy_names, q_in, stop),
+                              name="esnet-bag-reader", daemon=True)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, stop.on_sigint) if in_main else None
-    bar = tqdm(total=image.count, unit="frame", desc="esnet bag", disable=not job.progress, dynamic_ncols=True)
+    bar = tqdm(total=session.image.count, unit="frame", desc="esnet bag", disable=not job.progress, dynamic_ncols=True)
     start = time.perf_counter()
     try:
         writer.thread.start()
         reader.start()
-        _process_frames(q_in, writer, processor, job.outputs, counters, stop, bar.update)
+        _FrameLoop(processor=processor, wanted=job.outputs, writer=writer, counters=counters, stop=stop,
+                   tick=bar.update).run(q_in)
     finally:
         stop.event.set()  # the reader ends too when the frames stopped early (an error, Ctrl-C)
         reader_done = _join_reader(reader, q_in, stop)
@@ -322,7 +352,7 @@ def _run_threads(job: BagJob, bag: BagInput, image: TopicInfo, copies: list[Topi
             signal.signal(signal.SIGINT, previous)
     if not reader_done:
         log.warning("the reader thread did not stop in time")
-    return counters, stop, seconds
+    return RunOutcome(counters=counters, seconds=seconds, interrupted=stop.interrupted, error=stop.error)
 
 
 def _join_reader(reader: threading.Thread, q_in: queue.Queue, stop: _Stop) -> bool:

@@ -19,14 +19,14 @@ import shutil
 import sqlite3
 import struct
 import tempfile
-from typing import Any, Collection, Iterator
+from typing import Any, Collection, Iterator, NamedTuple
 
 from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
 from rosbags.rosbag2 import Reader, ReaderError
 
-__all__ = ["TopicInfo", "BagInput", "IMAGE_TYPES", "image_topics", "select_image_topic", "STORAGE_SUFFIXES"]
+__all__ = ["TopicInfo", "BagMessage", "BagInput", "IMAGE_TYPES", "image_topics", "select_image_topic", "STORAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,14 @@ class TopicInfo:
 
     def describe(self) -> str:
         return f"{self.name} ({self.msgtype}, {self.count} messages)"
+
+
+class BagMessage(NamedTuple):
+    """One stored message, as :meth:`BagInput.messages` yields it (unpacks as ``topic, log_time, data``)."""
+
+    topic: str
+    log_time: int  # ns, the recorder's receive time
+    data: bytes | memoryview  # CDR
 
 
 def image_topics(topics: dict[str, TopicInfo]) -> list[TopicInfo]:
@@ -131,11 +139,12 @@ class BagInput:
         for c in reader.connections:
             old = self.topics.get(c.topic)
             count = c.msgcount + (old.count if old else 0)
-            self.topics[c.topic] = TopicInfo(c.topic, c.msgtype, count, tuple(c.ext.offered_qos_profiles),
-                                             c.msgdef.data or "", c.digest or "")
+            self.topics[c.topic] = TopicInfo(name=c.topic, msgtype=c.msgtype, count=count,
+                                             qos=tuple(c.ext.offered_qos_profiles), msgdef=c.msgdef.data or "",
+                                             digest=c.digest or "")
 
-    def messages(self, topics: Collection[str]) -> Iterator[tuple[str, int, bytes]]:
-        """``(topic, log time ns, CDR bytes)`` in log-time order; stops (and sets :attr:`damage`) at damage."""
+    def messages(self, topics: Collection[str]) -> Iterator[BagMessage]:
+        """The messages of ``topics`` in log-time order; stops (and sets :attr:`damage`) at damage."""
         if self._recovery is not None:
             yield from self._recovery.messages(set(topics))
             self.damage = self._recovery.damage
@@ -146,7 +155,7 @@ class BagInput:
         try:
             for connection, timestamp, data in self._reader.messages(connections=connections):
                 done += 1
-                yield connection.topic, timestamp, data
+                yield BagMessage(connection.topic, timestamp, data)
         except (ReaderError, sqlite3.DatabaseError, OSError) as exc:
             self.damage = f"reading stopped after {done} messages: {exc}"
 
@@ -154,8 +163,8 @@ class BagInput:
         """The log times of ``topic``'s first ``limit`` messages (for its frame rate)."""
         times: list[int] = []
         messages = self.messages({topic})
-        for _, timestamp, _ in messages:
-            times.append(timestamp)
+        for message in messages:
+            times.append(message.log_time)
             if len(times) >= limit:
                 break
         messages.close()
@@ -189,13 +198,13 @@ class _McapRecovery:
         self.size = path.stat().st_size
         self.damage: str | None = None
         self.topics: dict[str, TopicInfo] = {}
-        self._channels: dict[int, tuple[str, str]] = {}
+        self._channels: dict[int, str] = {}  # channel id -> topic
         counts: dict[str, int] = {}
-        for topic, _, _ in self._scan(None):
-            counts[topic] = counts.get(topic, 0) + 1
+        for message in self._scan(None):
+            counts[message.topic] = counts.get(message.topic, 0) + 1
         self.topics = {name: dataclasses.replace(info, count=counts.get(name, 0)) for name, info in self.topics.items()}
 
-    def _scan(self, topics: set[str] | None) -> Iterator[tuple[str, int, bytes]]:
+    def _scan(self, topics: set[str] | None) -> Iterator[BagMessage]:
         schemas: dict[int, Schema] = {}
         done = 0
         with self.path.open("rb") as f:
@@ -206,20 +215,21 @@ class _McapRecovery:
                     elif isinstance(record, Channel):
                         schema = schemas.get(record.schema_id)
                         msgtype = schema.name if schema else ""
-                        self._channels[record.id] = (record.topic, msgtype)
+                        self._channels[record.id] = record.topic
                         if record.topic not in self.topics:
                             msgdef = schema.data.decode("utf-8", "replace") if schema else ""
-                            self.topics[record.topic] = TopicInfo(record.topic, msgtype, 0, (), msgdef, "")
+                            self.topics[record.topic] = TopicInfo(name=record.topic, msgtype=msgtype, count=0,
+                                                                  msgdef=msgdef)
                     elif isinstance(record, Message):
-                        topic = self._channels.get(record.channel_id, ("", ""))[0]
+                        topic = self._channels.get(record.channel_id, "")
                         done += 1
                         if topics is None or topic in topics:
-                            yield topic, record.log_time, record.data
+                            yield BagMessage(topic, record.log_time, record.data)
             except (McapError, ValueError, EOFError, OSError, struct.error) as exc:  # the damage ends the read
                 self.damage = (f"the MCAP file is damaged or cut short at byte {f.tell()} of {self.size} "
                                f"({type(exc).__name__}: {exc or 'end of file'}); read {done} messages before it")
 
-    def messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+    def messages(self, topics: set[str]) -> Iterator[BagMessage]:
         yield from self._scan(topics)
 
     def close(self) -> None:
@@ -256,7 +266,7 @@ class _SqliteRecovery:
         counts = {tid: 0 for tid, _, _ in rows}
         for _, tid, _ in self._rows("id, topic_id, 0"):
             counts[tid] = counts.get(tid, 0) + 1
-        self.topics = {name: TopicInfo(name, msgtype, counts.get(tid, 0)) for tid, name, msgtype in rows}
+        self.topics = {name: TopicInfo(name=name, msgtype=msgtype, count=counts.get(tid, 0)) for tid, name, msgtype in rows}
 
     def _rows(self, columns: str) -> Iterator[tuple]:
         last, done = 0, 0
@@ -272,11 +282,11 @@ class _SqliteRecovery:
             last, done = row[0], done + 1
             yield row
 
-    def messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+    def messages(self, topics: set[str]) -> Iterator[BagMessage]:
         for _, tid, timestamp, data in self._rows("id, topic_id, timestamp, data"):
             name = self._names.get(tid, "")
             if name in topics:
-                yield name, int(timestamp), bytes(data)
+                yield BagMessage(name, int(timestamp), bytes(data))
 
     def close(self) -> None:
         db = getattr(self, "_db", None)

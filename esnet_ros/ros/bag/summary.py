@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RunCounters", "summarize", "format_summary"]
+from esnet_ros.ros.bag.session import BagSession
+
+__all__ = ["RunCounters", "RunOutcome", "summarize", "format_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,16 @@ class RunCounters:
             self.timings["write"].append(write_ms)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """How a run's threads ended: what they counted, for how long, and why they stopped early, if they did."""
+
+    counters: RunCounters
+    seconds: float  # from the threads' start to the writer's end
+    interrupted: bool = False  # Ctrl-C: the frames under way were finished and the bag closed
+    error: BaseException | None = None  # the first failure of a stage (the run is aborted)
+
+
 def _stage_summary(timings: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return {stage: {"median_ms": round(float(np.median(v)), 3), "mean_ms": round(float(np.mean(v)), 3),
                     "p90_ms": round(float(np.percentile(v, 90)), 3)} for stage, v in timings.items() if v}
@@ -74,12 +87,12 @@ def _class_shares(counters: RunCounters, names: list[str]) -> dict[str, float]:
     return {names[i] if i < len(names) else str(i): round(float(s), 5) for i, s in enumerate(shares) if s > 0}
 
 
-def summarize(job: Any, bag: Any, image: Any, out: Any, video: Any, counters: RunCounters, segmenter: Any,
-              seconds: float, interrupted: bool) -> dict[str, Any]:
+def summarize(session: BagSession, outcome: RunOutcome, segmenter: Any) -> dict[str, Any]:
     """The run as a JSON-ready dict (``esnet bag --json``)."""
+    counters, seconds, image, out, video = outcome.counters, outcome.seconds, session.image, session.out, session.video
     rejected = dict(sorted(counters.rejected.items()))
     return {
-        "input": str(job.input),
+        "input": str(session.job.input),
         "output": str(out.path),
         "storage": out.storage,
         "topic": image.name,
@@ -89,8 +102,8 @@ def summarize(job: Any, bag: Any, image: Any, out: Any, video: Any, counters: Ru
         "frames_written": counters.frames_written,
         "rejected": rejected,
         "rejected_total": sum(rejected.values()),
-        "interrupted": interrupted,
-        "input_damage": bag.damage,
+        "interrupted": outcome.interrupted,
+        "input_damage": session.bag.damage,
         "seconds": round(seconds, 3),
         "fps": round(counters.frames_written / seconds, 2) if seconds > 0 else 0.0,
         "stage_timings": _stage_summary(counters.timings),

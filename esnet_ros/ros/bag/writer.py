@@ -14,7 +14,7 @@ import functools
 import os
 import pathlib
 import shutil
-from typing import Any
+from typing import Any, NamedTuple
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
@@ -24,12 +24,23 @@ from rosbags.typesys.store import Typestore
 from esnet_ros.ros.bag.reader import TopicInfo
 from esnet_ros.ros.topics import OUTPUT_TOPICS as NODE_TOPICS
 
-__all__ = ["BagOutput", "OUTPUT_TOPICS", "OUTPUT_QOS", "STORAGES", "STATS_TYPE", "typestore", "stats_msg_path"]
+__all__ = ["BagOutput", "OutputTopic", "OUTPUT_TOPICS", "OUTPUT_QOS", "STORAGES", "STATS_TYPE", "typestore",
+           "stats_msg_path"]
 
 STATS_TYPE = "esnet_ros/msg/SegmentationStats"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
-#: output name -> (topic, type): the node's outputs under their default names
-OUTPUT_TOPICS = {name: (topic, STATS_TYPE if name == "stats" else IMAGE_TYPE) for name, topic in NODE_TOPICS.items()}
+
+
+class OutputTopic(NamedTuple):
+    """One of the node's outputs in the output bag."""
+
+    topic: str
+    msgtype: str
+
+
+#: output name -> its topic and type: the node's outputs under their default names
+OUTPUT_TOPICS = {name: OutputTopic(topic, STATS_TYPE if name == "stats" else IMAGE_TYPE)
+                 for name, topic in NODE_TOPICS.items()}
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _UNSET = QosTime(0, 0)  # rosbag2's "default" duration (the node sets no deadline, lifespan or lease)
 OUTPUT_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.VOLATILE, _UNSET, _UNSET,
@@ -70,6 +81,15 @@ def _check_output(path: pathlib.Path, overwrite: bool) -> None:
         raise ValueError(f"--output {path}: the folder {parent} is not writable; choose a writable folder")
 
 
+class _DeclaredTopic(NamedTuple):
+    """A topic :meth:`BagOutput.add` accepted, connected when the storage opens."""
+
+    topic: str
+    msgtype: str
+    qos: tuple
+    source: TopicInfo | None  # the input topic it copies (its definition and hash when we have no type)
+
+
 class BagOutput:
     """The output bag: :meth:`add` topics, :meth:`write` CDR bytes, :meth:`close` renames it into place.
 
@@ -90,7 +110,7 @@ class BagOutput:
             self.staging.mkdir()
         except OSError as exc:
             raise ValueError(f"--output {self.path}: cannot create the bag ({exc}); choose a writable folder") from None
-        self._topics: list[tuple[str, str, tuple, TopicInfo | None]] = []
+        self._topics: list[_DeclaredTopic] = []
         self._writer: Writer | None = None
         self._connections: dict[str, Any] = {}
         self._finished = False
@@ -100,7 +120,7 @@ class BagOutput:
         """Declare a topic; a copied input topic of a type we have no definition for is refused (False)."""
         if msgtype not in typestore().types and not (source is not None and source.msgdef and source.digest):
             return False
-        self._topics.append((topic, msgtype, tuple(qos), source))
+        self._topics.append(_DeclaredTopic(topic, msgtype, tuple(qos), source))
         self.counts[topic] = 0
         return True
 
@@ -112,12 +132,13 @@ class BagOutput:
         except (OSError, WriterError) as exc:
             raise ValueError(f"--output {self.path}: cannot create the bag ({exc}); choose a writable folder") from None
         self._writer = writer
-        for topic, msgtype, qos, source in self._topics:
+        for declared in self._topics:
+            topic, msgtype, qos = declared.topic, declared.msgtype, list(declared.qos)
             if msgtype in store.types:
-                conn = writer.add_connection(topic, msgtype, typestore=store, offered_qos_profiles=list(qos))
+                conn = writer.add_connection(topic, msgtype, typestore=store, offered_qos_profiles=qos)
             else:
-                conn = writer.add_connection(topic, msgtype, msgdef=source.msgdef, rihs01=source.digest,
-                                             offered_qos_profiles=list(qos))
+                conn = writer.add_connection(topic, msgtype, msgdef=declared.source.msgdef,
+                                             rihs01=declared.source.digest, offered_qos_profiles=qos)
             self._connections[topic] = conn
 
     def write(self, topic: str, timestamp: int, data: bytes | memoryview) -> None:
