@@ -8,10 +8,12 @@ DEMO_RATE_HZ ?= 30
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test demo bench soak clean
+.PHONY: help setup test lint format demo bench soak clean
 help:
 	@echo "make demo   - set up, then run the synthetic camera (30 Hz) + segmentation node, write demo_output/"
 	@echo "make test   - set up, then run the whole test suite"
+	@echo "make lint   - ruff check + ruff format --check (what test/test_lint.py asserts)"
+	@echo "make format - ruff format + ruff check --fix"
 	@echo "make setup  - .venv + ROS 2 Kilted wheels + torch + colcon build (idempotent)"
 	@echo "make bench  - benchmark model and node (JSON in bench.json)"
 	@echo "make soak   - 10-minute soak of the node at 30 Hz (JSON in soak.json)"
@@ -21,6 +23,12 @@ setup:
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	@$(ENV) ruff check . && ruff format --check .
+
+format: setup
+	@$(ENV) ruff format . && ruff check --fix .
 
 demo: setup
 	@$(ENV) esnet demo --seconds $(DEMO_SECONDS) $(if $(CAMERA),--camera $(CAMERA),--rate-hz $(DEMO_RATE_HZ)) $(DEMO_ARGS)

@@ -27,7 +27,10 @@ setup(
     packages=find_packages(include=["esnet_ros", "esnet_ros.*"]),
     package_data={"esnet_ros": ["weights/*.safetensors", "weights/*_int8.onnx"], "esnet_ros.ros.dds": ["*.xml"]},
     install_requires=requirements(),
-    extras_require={"test": ["pytest>=8,<8.4", "pytest-timeout>=2.2"], "openvino": requirements("requirements-openvino.txt")},
+    extras_require={
+        "test": ["pytest>=8,<8.4", "pytest-timeout>=2.2"],
+        "openvino": requirements("requirements-openvino.txt"),
+    },
     entry_points={
         "console_scripts": [
             "esnet = esnet_ros.cli:main",

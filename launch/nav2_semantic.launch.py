@@ -10,20 +10,24 @@ latched /esnet/label_info with the remap's class names, which config/nav2_semant
 """
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from launch import LaunchDescription
+
 SHARE = FindPackageShare("esnet_ros")
 ARGUMENTS = (
     ("image_topic", "camera/image_raw", "Color camera topic (sensor_msgs/Image)."),
     ("depth_topic", "camera/depth/image_raw", "Depth registered to the color camera (16UC1 mm or 32FC1 m)."),
     ("camera_info_topic", "", "The color camera's CameraInfo; empty: camera_info beside image_topic."),
-    ("class_remap", PathJoinSubstitution([SHARE, "config", "nav2_camvid_remap.yaml"]),
-     "Class remap whose names the costmap YAML costs."),
+    (
+        "class_remap",
+        PathJoinSubstitution([SHARE, "config", "nav2_camvid_remap.yaml"]),
+        "Class remap whose names the costmap YAML costs.",
+    ),
     ("weights", "camvid", "The model (its classes must be those the remap maps)."),
     ("min_confidence", "0.0", "Pixels below this confidence become unknown (skipped by the layer)."),
     ("sync_slop_s", "0.0", "0: exact image/depth/camera_info stamps; > 0: approximate within this many seconds."),
@@ -31,8 +35,16 @@ ARGUMENTS = (
     ("costmap_params", PathJoinSubstitution([SHARE, "config", "nav2_semantic_costmap.yaml"]), "The costmap's YAML."),
     ("use_sim_time", "false", "Use /clock."),
 )
-NODE_ARGUMENTS = ("image_topic", "depth_topic", "camera_info_topic", "class_remap", "weights", "min_confidence",
-                  "sync_slop_s", "use_sim_time")
+NODE_ARGUMENTS = (
+    "image_topic",
+    "depth_topic",
+    "camera_info_topic",
+    "class_remap",
+    "weights",
+    "min_confidence",
+    "sync_slop_s",
+    "use_sim_time",
+)
 
 
 def _costmap(context):
@@ -42,14 +54,27 @@ def _costmap(context):
         try:
             get_package_share_directory(package)
         except PackageNotFoundError:
-            raise RuntimeError(f"costmap:=true needs {package} (apt install ros-$ROS_DISTRO-"
-                               f"{package.replace('_', '-')}), or launch with costmap:=false") from None
+            raise RuntimeError(
+                f"costmap:=true needs {package} (apt install ros-$ROS_DISTRO-"
+                f"{package.replace('_', '-')}), or launch with costmap:=false"
+            ) from None
     sim = LaunchConfiguration("use_sim_time").perform(context).strip().lower() in ("true", "1", "yes", "on")
     return [
-        Node(package="nav2_costmap_2d", executable="nav2_costmap_2d", namespace="costmap", name="costmap", output="screen",
-             parameters=[LaunchConfiguration("costmap_params"), {"use_sim_time": sim}]),
-        Node(package="nav2_lifecycle_manager", executable="lifecycle_manager", name="lifecycle_manager_costmap",
-             output="screen", parameters=[{"autostart": True, "node_names": ["costmap/costmap"], "use_sim_time": sim}]),
+        Node(
+            package="nav2_costmap_2d",
+            executable="nav2_costmap_2d",
+            namespace="costmap",
+            name="costmap",
+            output="screen",
+            parameters=[LaunchConfiguration("costmap_params"), {"use_sim_time": sim}],
+        ),
+        Node(
+            package="nav2_lifecycle_manager",
+            executable="lifecycle_manager",
+            name="lifecycle_manager_costmap",
+            output="screen",
+            parameters=[{"autostart": True, "node_names": ["costmap/costmap"], "use_sim_time": sim}],
+        ),
     ]
 
 

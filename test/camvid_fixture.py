@@ -21,7 +21,7 @@ def camvid_label(seed: int) -> np.ndarray:
     label = np.full((H, W), ROAD, np.uint8)
     label[:8] = SKY
     label[8:16] = BUILDING
-    label[20:28, 10 + seed: 22 + seed] = CAR
+    label[20:28, 10 + seed : 22 + seed] = CAR
     label[:, -2:] = CAMVID_VOID
     return label
 

@@ -45,10 +45,22 @@ def _cuda_available() -> bool:
 
 
 REQUIREMENTS = {
-    "ros": (lambda: _importable("rclpy") and _importable("esnet_ros.msg"), "rclpy / built esnet_ros.msg not importable (run make setup and source tools/env.sh)"),
-    "ros_launch": (lambda: _importable("launch") and _importable("launch_ros"), "ROS 2 'launch'/'launch_ros' not installed (not on PyPI; needs a ROS 2 distro)"),
-    "vision_msgs": (lambda: _importable("vision_msgs"), "vision_msgs not installed (not on PyPI; needs a ROS 2 distro)"),
-    "cv_bridge": (lambda: _importable("cv_bridge"), "ROS 2 cv_bridge not installed (not on PyPI; needs a ROS 2 distro)"),
+    "ros": (
+        lambda: _importable("rclpy") and _importable("esnet_ros.msg"),
+        "rclpy / built esnet_ros.msg not importable (run make setup and source tools/env.sh)",
+    ),
+    "ros_launch": (
+        lambda: _importable("launch") and _importable("launch_ros"),
+        "ROS 2 'launch'/'launch_ros' not installed (not on PyPI; needs a ROS 2 distro)",
+    ),
+    "vision_msgs": (
+        lambda: _importable("vision_msgs"),
+        "vision_msgs not installed (not on PyPI; needs a ROS 2 distro)",
+    ),
+    "cv_bridge": (
+        lambda: _importable("cv_bridge"),
+        "ROS 2 cv_bridge not installed (not on PyPI; needs a ROS 2 distro)",
+    ),
     "cuda": (_cuda_available, "no CUDA device on this machine"),
 }
 

@@ -12,7 +12,14 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-CORE_MODULES = ["esnet_ros.core.model", "esnet_ros.core.checkpoint", "esnet_ros.core.labels", "esnet_ros.inference.segmenter", "esnet_ros.inference.backends", "esnet_ros.cli"]
+CORE_MODULES = [
+    "esnet_ros.core.model",
+    "esnet_ros.core.checkpoint",
+    "esnet_ros.core.labels",
+    "esnet_ros.inference.segmenter",
+    "esnet_ros.inference.backends",
+    "esnet_ros.cli",
+]
 
 BLOCK_ROS = """
 import importlib.abc, sys
@@ -26,12 +33,18 @@ sys.meta_path.insert(0, BlockROS())
 
 
 def run_bash(script: str, **kw) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH")
+    }
     return subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kw)
 
 
 def test_core_imports_and_runs_without_rclpy():
-    code = BLOCK_ROS + f"""
+    code = (
+        BLOCK_ROS
+        + f"""
 import numpy as np
 for name in {CORE_MODULES!r}:
     __import__(name)
@@ -52,6 +65,7 @@ bad = [m for m in sys.modules if m.split('.')[0] == 'rclpy' or m.endswith('_msgs
 assert not bad, bad
 print('core-ok')
 """
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "core-ok" in proc.stdout
@@ -73,7 +87,18 @@ def test_package_xml_is_format3_ament_cmake_with_rosdep_keys():
     assert root.findtext("name") == "esnet_ros"
     assert root.find("export/build_type").text == "ament_cmake"
     deps = {e.text for e in root if e.tag.endswith("depend")}
-    for key in ("rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "rosidl_default_generators", "rosidl_default_runtime", "launch_ros", "python3-numpy", "python3-opencv", "python3-pytorch-pip"):
+    for key in (
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "diagnostic_msgs",
+        "rosidl_default_generators",
+        "rosidl_default_runtime",
+        "launch_ros",
+        "python3-numpy",
+        "python3-opencv",
+        "python3-pytorch-pip",
+    ):
         assert key in deps, key
     assert root.find("member_of_group").text == "rosidl_interface_packages"
     cmake = (REPO / "CMakeLists.txt").read_text()
@@ -91,10 +116,12 @@ def test_package_xml_passes_catkin_pkg_validation():
 def test_env_script_gives_rclpy_messages_cli_and_node_module():
     proc = run_bash(
         ". tools/env.sh && echo RANGE=$ROS_AUTOMATIC_DISCOVERY_RANGE && "
-        "python -c 'import rclpy, esnet_ros, esnet_ros.msg; from esnet_ros.msg import ClassMap, ClassInfo, SegmentationStats; "
+        "python -c 'import rclpy, esnet_ros, esnet_ros.msg; "
+        "from esnet_ros.msg import ClassMap, ClassInfo, SegmentationStats; "
         "print(\"SRC=\" + esnet_ros.__file__); print(\"MSG=\" + esnet_ros.msg.__file__); "
         "s = SegmentationStats(); print(\"FIELDS=\" + \",\".join(s.get_fields_and_field_types()))' && "
-        "esnet --help && python -c 'import importlib.util as u; print(\"NODE=\", u.find_spec(\"esnet_ros.ros.node\") is not None)'"
+        "esnet --help && python -c 'import importlib.util as u; "
+        "print(\"NODE=\", u.find_spec(\"esnet_ros.ros.node\") is not None)'"
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -103,7 +130,16 @@ def test_env_script_gives_rclpy_messages_cli_and_node_module():
     assert f"SRC={REPO}/esnet_ros/__init__.py" in out
     assert "/.colcon/install/esnet_ros/" in out.split("MSG=")[1].splitlines()[0]
     fields = out.split("FIELDS=")[1].splitlines()[0].split(",")
-    for field in ("header", "input_width", "network_width", "inference_ms", "age_ms", "device", "class_ids", "class_fraction"):
+    for field in (
+        "header",
+        "input_width",
+        "network_width",
+        "inference_ms",
+        "age_ms",
+        "device",
+        "class_ids",
+        "class_fraction",
+    ):
         assert field in fields
     assert "synth" in out and "train" in out and "bench" in out  # esnet subcommands
     assert "NODE= True" in out
@@ -113,7 +149,8 @@ def test_env_script_gives_rclpy_messages_cli_and_node_module():
 def test_env_script_puts_the_wheels_ament_index_on_the_prefix_path():
     """`ros2 interface show sensor_msgs/msg/Image` and launch's front ends find packages through it."""
     proc = run_bash(
-        ". tools/env.sh && python -c 'import os; from ament_index_python.packages import get_package_share_directory as share; "
+        ". tools/env.sh && python -c 'import os; "
+        "from ament_index_python.packages import get_package_share_directory as share; "
         "print(\"PREFIX=\" + os.environ[\"AMENT_PREFIX_PATH\"]); print(\"SENSOR=\" + share(\"sensor_msgs\")); "
         "print(\"ESNET=\" + share(\"esnet_ros\"))'"
     )
@@ -165,8 +202,22 @@ def test_pip_wheel_carries_the_core_the_cli_and_the_demo_weights(tmp_path):
     import zipfile
 
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("esnet_ros-*.whl")
@@ -174,7 +225,9 @@ def test_pip_wheel_carries_the_core_the_cli_and_the_demo_weights(tmp_path):
         names = set(zf.namelist())
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
         requires = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
-    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "esnet_ros").rglob("*.py") if "__pycache__" not in p.parts}
+    sources = {
+        p.relative_to(REPO).as_posix() for p in (REPO / "esnet_ros").rglob("*.py") if "__pycache__" not in p.parts
+    }
     assert sources and sources <= names, sorted(sources - names)  # every subpackage, nothing left behind
     assert "esnet_ros/ros/dds/fastdds_large_messages.xml" in names
     assert "esnet = esnet_ros.cli:main" in entry_points

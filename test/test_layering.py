@@ -2,8 +2,8 @@
 
 Layers, lowest first: ``core <- inference <- data <- training <- ros <- tooling <- cli``. A module may import its
 own layer and the layers below it, never one above; no two modules import each other, directly or
-through others; only ``ros`` (the node) and ``tooling`` (demo, cameras, monitor) import rclpy or a message package; every module outside
-them imports with rclpy absent, and so does the harness behind ``esnet demo --help``.
+through others; only ``ros`` (the node) and ``tooling`` (demo, cameras, monitor) import rclpy or a message
+package; every module outside them imports with rclpy absent, and so does the harness behind ``esnet demo --help``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "esnet_ros"
 LAYERS = ("core", "inference", "data", "training", "ros", "tooling", "cli")
@@ -85,8 +84,11 @@ def ros_only_violations(modules: dict[str, pathlib.Path]) -> list[str]:
             continue
         roots = {dep.split(".")[0] for dep in imports_of(path, name)}
         roots |= {"esnet_ros.msg" for dep in imports_of(path, name) if dep.startswith("esnet_ros.msg")}
-        bad += [f"{name} imports {root}; only esnet_ros.ros and esnet_ros.tooling may import ROS packages"
-                for root in sorted(roots) if root in ROS_ONLY or root.endswith("_msgs")]
+        bad += [
+            f"{name} imports {root}; only esnet_ros.ros and esnet_ros.tooling may import ROS packages"
+            for root in sorted(roots)
+            if root in ROS_ONLY or root.endswith("_msgs")
+        ]
     return bad
 
 
@@ -96,8 +98,11 @@ def private_imports(modules: dict[str, pathlib.Path]) -> list[str]:
     for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("esnet_ros")):
-                bad += [f"{name} imports {node.module}.{a.name}" for a in node.names
-                        if a.name.startswith("_") and not a.name.startswith("__")]
+                bad += [
+                    f"{name} imports {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     return bad
 
 
@@ -188,8 +193,9 @@ def test_the_checks_catch_violations(tmp_path):
     (pkg / "ros" / "c.py").write_text("def f():\n    from esnet_ros.ros.b import x\n")
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
     (pkg / "ros" / "d.py").write_text(f"from esnet_ros.ros.c import _helper\ndef long():\n{body}" + "#\n" * 400)
-    modules = {".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in pkg.rglob("*.py")}
+    modules = {
+        ".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__"): p for p in pkg.rglob("*.py")
+    }
     assert layer_violations(modules) == [
         "esnet_ros.core.a (core) imports esnet_ros.ros (ros), a higher layer",
         "esnet_ros.core.a (core) imports esnet_ros.ros.b (ros), a higher layer",
@@ -205,7 +211,8 @@ import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         root = name.split('.')[0]
-        if root in {'rclpy', 'launch', 'launch_ros', 'cv_bridge'} or root.endswith('_msgs') or name.startswith('esnet_ros.msg'):
+        ros = {'rclpy', 'launch', 'launch_ros', 'cv_bridge'}
+        if root in ros or root.endswith('_msgs') or name.startswith('esnet_ros.msg'):
             raise ImportError(f'{name} is blocked: this module must not need ROS')
 sys.meta_path.insert(0, Block())
 import importlib
@@ -242,7 +249,10 @@ def test_public_api_resolves():
 def test_every_module_imports():
     """All modules, the ros layer too, import where ROS is installed (a module moved away breaks here)."""
     names = [n for n in package_modules() if not n.endswith(".__main__")]
-    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('imported', len(sys.argv) - 1)"
+    code = (
+        "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+        "print('imported', len(sys.argv) - 1)"
+    )
     out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"imported {len(names)}" in out.stdout
@@ -258,11 +268,16 @@ def test_every_internal_import_resolves():
     missing = []
     for name, path in package_modules().items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("esnet_ros") and not node.level):
+            if not (
+                isinstance(node, ast.ImportFrom) and (node.module or "").startswith("esnet_ros") and not node.level
+            ):
                 continue
             if node.module.startswith("esnet_ros.msg"):
                 continue
             module = importlib.import_module(node.module)
-            missing += [f"{name}: {node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)
-                        and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+            missing += [
+                f"{name}: {node.module}.{a.name}"
+                for a in node.names
+                if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None
+            ]
     assert missing == []

@@ -15,9 +15,9 @@ import logging
 import pathlib
 
 from esnet_ros.cli.engine_options import add_engine_arguments, build_segmenter
+from esnet_ros.core.sizes import parse_size
 from esnet_ros.inference.segmenter import RESOLUTIONS
 from esnet_ros.ros.bag import OUTPUT_NAMES, STORAGES, VIDEO_STREAMS, BagJob, format_summary
-from esnet_ros.core.sizes import parse_size
 
 __all__ = ["add_arguments", "run"]
 
@@ -27,11 +27,20 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", nargs="?", help="rosbag2 directory (metadata.yaml) or a .mcap / .db3 file")
     parser.add_argument("--output", "-o", help="output bag directory (written under a temporary name, then renamed)")
-    parser.add_argument("--topic", default=None, help="image topic (default: the bag's only Image/CompressedImage topic)")
+    parser.add_argument(
+        "--topic", default=None, help="image topic (default: the bag's only Image/CompressedImage topic)"
+    )
     parser.add_argument("--outputs", default=",".join(OUTPUT_NAMES), help=f"comma list of: {', '.join(OUTPUT_NAMES)}")
-    parser.add_argument("--copy-topics", nargs="*", default=None, metavar="TOPIC",
-                        help="also copy these input topics into the output (no names: every topic)")
-    parser.add_argument("--storage", choices=tuple(STORAGES), default=None, help="output storage (default: the input's)")
+    parser.add_argument(
+        "--copy-topics",
+        nargs="*",
+        default=None,
+        metavar="TOPIC",
+        help="also copy these input topics into the output (no names: every topic)",
+    )
+    parser.add_argument(
+        "--storage", choices=tuple(STORAGES), default=None, help="output storage (default: the input's)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--json", default=None, help="write the summary to this JSON file")
     parser.add_argument("--video", default=None, help="also write a video (.mp4, .avi, .mkv, .mov)")
@@ -55,11 +64,20 @@ def _job(args: argparse.Namespace) -> BagJob:
         raise ValueError(f"--overlay-alpha {args.overlay_alpha} must be within 0..1")
     copies = None if args.copy_topics is None else (tuple(args.copy_topics) or ("*",))
     return BagJob(
-        input=pathlib.Path(args.input), output=pathlib.Path(args.output), topic=args.topic,
-        outputs=tuple(o.strip() for o in args.outputs.split(",") if o.strip()), copy_topics=copies,
-        storage=args.storage, overwrite=args.overwrite, video=pathlib.Path(args.video) if args.video else None,
-        video_stream=args.video_stream, video_fps=args.video_fps, max_input_pixels=args.max_input_pixels,
-        output_resolution=args.output_resolution, overlay_alpha=args.overlay_alpha, upsample=args.upsample,
+        input=pathlib.Path(args.input),
+        output=pathlib.Path(args.output),
+        topic=args.topic,
+        outputs=tuple(o.strip() for o in args.outputs.split(",") if o.strip()),
+        copy_topics=copies,
+        storage=args.storage,
+        overwrite=args.overwrite,
+        video=pathlib.Path(args.video) if args.video else None,
+        video_stream=args.video_stream,
+        video_fps=args.video_fps,
+        max_input_pixels=args.max_input_pixels,
+        output_resolution=args.output_resolution,
+        overlay_alpha=args.overlay_alpha,
+        upsample=args.upsample,
         progress=not args.no_progress,
     )
 
@@ -77,8 +95,12 @@ def run(args: argparse.Namespace) -> int:
         from esnet_ros.ros.bag.bench import bench_bag
 
         outputs = tuple(o.strip() for o in args.outputs.split(",") if o.strip())
-        result = bench_bag(build_segmenter(args), size=parse_size(args.bench_size, "--bench-size"),
-                           frames=args.bench_frames, outputs=outputs)
+        result = bench_bag(
+            build_segmenter(args),
+            size=parse_size(args.bench_size, "--bench-size"),
+            frames=args.bench_frames,
+            outputs=outputs,
+        )
         print(json.dumps(result, indent=2))
         _write_json(args.json, result)
         return 0

@@ -34,23 +34,50 @@ REPORT_KEYS = ("split", "num_images", "input_size", "upsample", "miou", "class_a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="the trained checkpoint (.safetensors written by esnet train)")
-    parser.add_argument("--output", default=None,
-                        help="the .safetensors file to write (omit it to write only --weights' int8 companion)")
-    parser.add_argument("--data-terms", default=None, help="the training data's terms (licence, citation; with --output)")
-    parser.add_argument("--report", action="append", default=[], metavar="JSON",
-                        help="an `esnet evaluate --json` report of these weights (repeatable, one per split)")
-    parser.add_argument("--int8-calibration-dir", default=None, metavar="IMAGES",
-                        help="also write the int8 companion NAME_int8.onnx, calibrated on these training images")
-    parser.add_argument("--int8-data", default=None, metavar="DATASET",
-                        help="the dataset whose --int8-split validates the int8 companion (mIoU loss recorded)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="the .safetensors file to write (omit it to write only --weights' int8 companion)",
+    )
+    parser.add_argument(
+        "--data-terms", default=None, help="the training data's terms (licence, citation; with --output)"
+    )
+    parser.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="an `esnet evaluate --json` report of these weights (repeatable, one per split)",
+    )
+    parser.add_argument(
+        "--int8-calibration-dir",
+        default=None,
+        metavar="IMAGES",
+        help="also write the int8 companion NAME_int8.onnx, calibrated on these training images",
+    )
+    parser.add_argument(
+        "--int8-data",
+        default=None,
+        metavar="DATASET",
+        help="the dataset whose --int8-split validates the int8 companion (mIoU loss recorded)",
+    )
     parser.add_argument("--int8-split", default="val", help="the validation split (default val)")
     parser.add_argument("--int8-images", type=int, default=128, help="calibration images (default 128)")
-    parser.add_argument("--training-commit", default=None,
-                        help="commit of the code that trained it (default: the one in the recipe, else none)")
+    parser.add_argument(
+        "--training-commit",
+        default=None,
+        help="commit of the code that trained it (default: the one in the recipe, else none)",
+    )
 
 
-def bundle(weights: str | pathlib.Path, output: str | pathlib.Path, *, data_terms: str,
-           reports: list[dict] = (), training_commit: str | None = None) -> dict:
+def bundle(
+    weights: str | pathlib.Path,
+    output: str | pathlib.Path,
+    *,
+    data_terms: str,
+    reports: list[dict] = (),
+    training_commit: str | None = None,
+) -> dict:
     """Write ``weights``' tensors to ``output`` with release metadata; returns the metadata written."""
     from safetensors.torch import save_file
 
@@ -87,25 +114,38 @@ def bundle(weights: str | pathlib.Path, output: str | pathlib.Path, *, data_term
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.int8_calibration_dir) != bool(args.int8_data):
-        raise ValueError("--int8-calibration-dir and --int8-data go together: calibration images and the dataset "
-                         "whose validation split measures what int8 costs")
+        raise ValueError(
+            "--int8-calibration-dir and --int8-data go together: calibration images and the dataset "
+            "whose validation split measures what int8 costs"
+        )
     if args.output is None and not args.int8_calibration_dir:
-        raise ValueError("esnet bundle needs --output MODEL.safetensors (and --data-terms), or --int8-calibration-dir "
-                         "and --int8-data to write only the int8 companion of --weights")
+        raise ValueError(
+            "esnet bundle needs --output MODEL.safetensors (and --data-terms), or --int8-calibration-dir "
+            "and --int8-data to write only the int8 companion of --weights"
+        )
     if args.output is not None:
         if not args.data_terms:
             raise ValueError("--output needs --data-terms TEXT: the training data's licence and citation")
         reports = [json.loads(pathlib.Path(p).read_text()) for p in args.report]
-        meta = bundle(args.weights, args.output, data_terms=args.data_terms, reports=reports,
-                      training_commit=args.training_commit)
+        meta = bundle(
+            args.weights, args.output, data_terms=args.data_terms, reports=reports, training_commit=args.training_commit
+        )
         scores = ", ".join(f"{s} mIoU {e['miou'] * 100:.2f}%" for s, e in meta["evaluations"].items())
         print(f"wrote {args.output}: {meta['num_classes']} classes ({meta['dataset']}), {scores or 'no evaluations'}")
     if args.int8_calibration_dir:
         from esnet_ros.training.int8_companion import build_int8_companion, companion_path
 
         target = args.output or args.weights
-        v = build_int8_companion(target, args.int8_calibration_dir, args.int8_data, split=args.int8_split,
-                                 calibration_images=args.int8_images, progress=True)
-        print(f"wrote {companion_path(target)}: int8 {args.int8_split} mIoU {v['miou_int8'] * 100:.2f}% vs fp32 "
-              f"{v['miou_fp32'] * 100:.2f}% (loss {v['miou_loss_points']:.2f} points)")
+        v = build_int8_companion(
+            target,
+            args.int8_calibration_dir,
+            args.int8_data,
+            split=args.int8_split,
+            calibration_images=args.int8_images,
+            progress=True,
+        )
+        print(
+            f"wrote {companion_path(target)}: int8 {args.int8_split} mIoU {v['miou_int8'] * 100:.2f}% vs fp32 "
+            f"{v['miou_fp32'] * 100:.2f}% (loss {v['miou_loss_points']:.2f} points)"
+        )
     return 0

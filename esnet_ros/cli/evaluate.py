@@ -38,17 +38,35 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="dataset folder (Cityscapes layout, or images/ + labels/)")
-    parser.add_argument("--bag", default=None,
-                        help="instead of --data: a recording segmented by `esnet bag --copy-topics GT_TOPIC` "
-                             "(its /esnet/labels scored against GT_TOPIC, frames matched by stamp)")
-    parser.add_argument("--gt-topic", default="/camera/labels_gt", help="--bag: the ground-truth topic (trainIds, mono8)")
+    parser.add_argument(
+        "--bag",
+        default=None,
+        help="instead of --data: a recording segmented by `esnet bag --copy-topics GT_TOPIC` "
+        "(its /esnet/labels scored against GT_TOPIC, frames matched by stamp)",
+    )
+    parser.add_argument(
+        "--gt-topic", default="/camera/labels_gt", help="--bag: the ground-truth topic (trainIds, mono8)"
+    )
     parser.add_argument("--split", default="val")
-    parser.add_argument("--label-kind", default="labelIds", choices=LABEL_KINDS,
-                        help="Cityscapes layout: *_gtFine_labelIds.png (default) or *_gtFine_labelTrainIds.png")
-    parser.add_argument("--camera-size", default=None, metavar="WxH",
-                        help="resize each image to this camera resolution first (labels scored at their own)")
-    parser.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
-                        help="JPEG-compress each image at quality Q first, as a compressed image transport does")
+    parser.add_argument(
+        "--label-kind",
+        default="labelIds",
+        choices=LABEL_KINDS,
+        help="Cityscapes layout: *_gtFine_labelIds.png (default) or *_gtFine_labelTrainIds.png",
+    )
+    parser.add_argument(
+        "--camera-size",
+        default=None,
+        metavar="WxH",
+        help="resize each image to this camera resolution first (labels scored at their own)",
+    )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=None,
+        metavar="Q",
+        help="JPEG-compress each image at quality Q first, as a compressed image transport does",
+    )
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     parser.add_argument("--confusion-png", default=None, help="write the confusion matrix to this PNG")
     add_engine_arguments(parser)
@@ -56,8 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if (args.data is None) == (args.bag is None):
-        raise ValueError("esnet evaluate needs --data DIR (images and labels) or --bag DIR (a recording segmented "
-                         "by esnet bag), one of the two")
+        raise ValueError(
+            "esnet evaluate needs --data DIR (images and labels) or --bag DIR (a recording segmented "
+            "by esnet bag), one of the two"
+        )
     if args.bag:
         return _run_bag(args)
     segmenter = build_segmenter(args)
@@ -65,11 +85,14 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     camera = None
     if args.camera_size or args.jpeg_quality is not None:
-        camera = CameraModel(parse_size(args.camera_size, "--camera-size", network=False) if args.camera_size else None,
-                             args.jpeg_quality)
+        camera = CameraModel(
+            parse_size(args.camera_size, "--camera-size", network=False) if args.camera_size else None,
+            args.jpeg_quality,
+        )
     confmat = evaluate_dataset(segmenter, dataset, upsample=args.upsample, progress=True, camera=camera)
-    report = evaluation_report(confmat, segmenter, dataset, upsample=args.upsample,
-                               seconds=time.perf_counter() - start, camera=camera)
+    report = evaluation_report(
+        confmat, segmenter, dataset, upsample=args.upsample, seconds=time.perf_counter() - start, camera=camera
+    )
     _write(args, confmat, report, title=f"{segmenter.labels.name} {args.split}")
     return 0
 
@@ -78,12 +101,20 @@ def _run_bag(args: argparse.Namespace) -> int:
     """Score a segmented recording: what the node published (as esnet bag wrote it) against the ground truth."""
     from esnet_ros.ros.bag.record import bag_confusion  # rosbags: only for recordings
 
-    labels = (load_labels_yaml(args.labels) if args.labels else
-              load_checkpoint(resolve_weights(args.weights or None), "cpu")[1].labels)
+    labels = (
+        load_labels_yaml(args.labels)
+        if args.labels
+        else load_checkpoint(resolve_weights(args.weights or None), "cpu")[1].labels
+    )
     start = time.perf_counter()
     confmat, frames = bag_confusion(args.bag, labels, args.gt_topic)
-    report = {**metrics_report(confmat, images=frames), "bag": str(args.bag), "gt_topic": args.gt_topic,
-              "evaluated_at": "the published labels' resolution", "seconds": round(time.perf_counter() - start, 2)}
+    report = {
+        **metrics_report(confmat, images=frames),
+        "bag": str(args.bag),
+        "gt_topic": args.gt_topic,
+        "evaluated_at": "the published labels' resolution",
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     _write(args, confmat, report, title=f"{labels.name} {pathlib.Path(args.bag).name}")
     return 0
 

@@ -36,14 +36,29 @@ def run(args: argparse.Namespace) -> int:
     if args.bag:
         from esnet_ros.ros.bag.record import write_synthetic_bag  # rosbags: only for recordings
 
-        path = write_synthetic_bag(args.bag, args.val, seed=args.seed, size=size, rate_hz=args.rate_hz,
-                                   storage=args.storage)
-        log.info("recorded %d scenes (%dx%d, %.1f Hz) to %s in %.1f s", args.val, size[0], size[1], args.rate_hz,
-                 path, time.perf_counter() - start)
+        path = write_synthetic_bag(
+            args.bag, args.val, seed=args.seed, size=size, rate_hz=args.rate_hz, storage=args.storage
+        )
+        log.info(
+            "recorded %d scenes (%dx%d, %.1f Hz) to %s in %.1f s",
+            args.val,
+            size[0],
+            size[1],
+            args.rate_hz,
+            path,
+            time.perf_counter() - start,
+        )
         return 0
     if not args.out:
         raise ValueError("esnet synth needs --out DIR (a dataset) or --bag DIR (a recording)")
     counts = write_dataset(args.out, train=args.train, val=args.val, seed=args.seed, size=size)
-    log.info("wrote %d train + %d val scenes (%dx%d) to %s in %.1f s", counts["train"], counts["val"],
-             size[0], size[1], args.out, time.perf_counter() - start)
+    log.info(
+        "wrote %d train + %d val scenes (%dx%d) to %s in %.1f s",
+        counts["train"],
+        counts["val"],
+        size[0],
+        size[1],
+        args.out,
+        time.perf_counter() - start,
+    )
     return 0

@@ -18,7 +18,8 @@ import logging
 import pathlib
 import pickle
 import zipfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -90,7 +91,7 @@ def resolve_weights(weights: str | pathlib.Path | None) -> pathlib.Path:
     return pathlib.Path(weights).expanduser()
 
 
-def is_synthetic_only(meta: "ModelMeta") -> bool:
+def is_synthetic_only(meta: ModelMeta) -> bool:
     """True for a model trained on our procedural scenes only (the synthetic demo model): not for real cameras."""
     return meta.dataset == "synthetic-streets"
 
@@ -112,8 +113,14 @@ def make_metadata(
         normalization = Normalization.from_dict(normalization)
     if dataset is not None:  # recorded as the class list's name, which the file stores under "dataset"
         labels = dataclasses.replace(labels, name=dataset)
-    return ModelMeta(labels=labels, input_size=tuple(input_size), normalization=normalization,
-                     recipe=dict(recipe or {}), metrics=dict(metrics or {}), license=license)
+    return ModelMeta(
+        labels=labels,
+        input_size=tuple(input_size),
+        normalization=normalization,
+        recipe=dict(recipe or {}),
+        metrics=dict(metrics or {}),
+        license=license,
+    )
 
 
 #: Float weights smaller than this in magnitude are written as exact zeros (see save_checkpoint).
@@ -176,7 +183,7 @@ def _load_safetensors(path: pathlib.Path) -> tuple[dict[str, torch.Tensor], dict
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(
             f"weights file {path} is not a readable .safetensors or PyTorch file ({exc}); "
@@ -215,7 +222,7 @@ def _load_torch_file(path: pathlib.Path) -> tuple[dict[str, torch.Tensor], dict[
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
+        return {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -229,7 +236,10 @@ def _authors_meta(num_classes: int, labels: LabelSet | None) -> ModelMeta:
             )
         labels = cityscapes()
         assumed.append("Cityscapes 19 classes and palette")
-    assumed += ["normalization pixel/255 in RGB order", f"network input {DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}"]
+    assumed += [
+        "normalization pixel/255 in RGB order",
+        f"network input {DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}",
+    ]
     meta = make_metadata(labels, dataset=labels.name).replace(assumed_defaults=tuple(assumed))
     log.warning("checkpoint has no esnet_ros metadata (authors' format); assumed: %s", "; ".join(assumed))
     return meta
@@ -251,7 +261,9 @@ def load_checkpoint(
     state, stored = load_state_dict_file(path)
     state = _strip_prefix(state)
     if stored is not None and stored.get("arch", ARCH) != ARCH:
-        raise ValueError(f"{path} is a checkpoint of architecture {stored.get('arch')!r}, not {ARCH!r}; use ESNet weights")
+        raise ValueError(
+            f"{path} is a checkpoint of architecture {stored.get('arch')!r}, not {ARCH!r}; use ESNet weights"
+        )
     num_classes = _num_classes(path, state)
     if labels is not None and labels.num_classes != num_classes:
         raise ValueError(

@@ -47,12 +47,15 @@ def depth_to_metres(depth: np.ndarray, encoding: str, out: np.ndarray | None = N
     values are invalid (no point lies behind the camera). ``out``: an ``(H,W) float32`` array to fill.
     """
     if encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"depth encoding={encoding!r} is not supported; publish depth as 16UC1 (uint16 mm) "
-                         f"or 32FC1 (float32 m), as REP 118 defines")
+        raise ValueError(
+            f"depth encoding={encoding!r} is not supported; publish depth as 16UC1 (uint16 mm) "
+            f"or 32FC1 (float32 m), as REP 118 defines"
+        )
     dtype = DEPTH_ENCODINGS[encoding]
     if depth.ndim != 2 or depth.dtype != dtype:
-        raise ValueError(f"depth array {depth.shape} {depth.dtype} does not match encoding={encoding} "
-                         f"(one channel of {dtype})")
+        raise ValueError(
+            f"depth array {depth.shape} {depth.dtype} does not match encoding={encoding} (one channel of {dtype})"
+        )
     if out is None:
         out = np.empty(depth.shape, np.float32)
     elif out.shape != depth.shape or out.dtype != np.float32:
@@ -73,10 +76,12 @@ def _axis_index(src: int, dst: int, axis: str, src_hw: tuple[int, int], dst_hw: 
         return slice(None, None, src // dst)
     if dst % src == 0:
         return None
-    raise ValueError(f"depth size {src_hw[0]}x{src_hw[1]} (HxW) does not fit the labels' {dst_hw[0]}x{dst_hw[1]}: "
-                     f"its {axis} {src} is neither a multiple nor a divisor of {dst}, so depth pixels would fall "
-                     f"between label pixels; register the depth to the labels' size or to an integer multiple or "
-                     f"divisor of it on each axis (e.g. {dst_hw[0] * 2}x{dst_hw[1] * 2})")
+    raise ValueError(
+        f"depth size {src_hw[0]}x{src_hw[1]} (HxW) does not fit the labels' {dst_hw[0]}x{dst_hw[1]}: "
+        f"its {axis} {src} is neither a multiple nor a divisor of {dst}, so depth pixels would fall "
+        f"between label pixels; register the depth to the labels' size or to an integer multiple or "
+        f"divisor of it on each axis (e.g. {dst_hw[0] * 2}x{dst_hw[1] * 2})"
+    )
 
 
 def resample_nearest(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -122,8 +127,10 @@ def scale_intrinsics(
     P = np.asarray(P, np.float64).reshape(3, 4)
     (h, w), (H, W) = from_size, to_size
     if min(h, w, H, W) <= 0:
-        raise ValueError(f"sizes must be positive: from {h}x{w} to {H}x{W} (HxW); a camera_info with "
-                         f"width=0 or height=0 is not calibrated")
+        raise ValueError(
+            f"sizes must be positive: from {h}x{w} to {H}x{W} (HxW); a camera_info with "
+            f"width=0 or height=0 is not calibrated"
+        )
     sx, sy = W / w, H / h
     scale = np.array([[sx], [sy], [1.0]])
     x_offset, y_offset, roi_h, roi_w = roi
@@ -183,12 +190,16 @@ def check_camera_info(K: np.ndarray, width: int, height: int, image_size: tuple[
     """
     K = np.asarray(K, np.float64).reshape(3, 3)
     if not K.any():
-        raise ValueError("camera_info K is all zeros: the camera is not calibrated; calibrate it "
-                         "(camera_calibration) or load a calibration file in the camera driver")
+        raise ValueError(
+            "camera_info K is all zeros: the camera is not calibrated; calibrate it "
+            "(camera_calibration) or load a calibration file in the camera driver"
+        )
     if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
         raise ValueError(f"camera_info K has fx={K[0, 0]} fy={K[1, 1]}; both must be positive and finite")
     if (int(height), int(width)) != tuple(image_size):
-        raise ValueError(f"camera_info is for width={width} height={height} but the image is "
-                         f"width={image_size[1]} height={image_size[0]}: publish the camera_info of this "
-                         f"image's resolution (image_proc's resize scales both together); binned or "
-                         f"ROI-cropped camera_infos are not supported")
+        raise ValueError(
+            f"camera_info is for width={width} height={height} but the image is "
+            f"width={image_size[1]} height={image_size[0]}: publish the camera_info of this "
+            f"image's resolution (image_proc's resize scales both together); binned or "
+            f"ROI-cropped camera_infos are not supported"
+        )

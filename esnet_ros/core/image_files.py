@@ -26,7 +26,9 @@ def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     averaging when it gets narrower, bilinear otherwise; unchanged when it already has that size."""
     if image.shape[1::-1] == tuple(size):
         return image
-    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if size[0] < image.shape[1] else cv2.INTER_LINEAR)
+    return cv2.resize(
+        image, tuple(size), interpolation=cv2.INTER_AREA if size[0] < image.shape[1] else cv2.INTER_LINEAR
+    )
 
 
 def calibration_images(directory: str | pathlib.Path, limit: int) -> list[pathlib.Path]:

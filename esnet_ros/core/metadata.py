@@ -22,7 +22,8 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ class Normalization:
         return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "color_order": self.color_order}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Normalization":
+    def from_dict(cls, d: Mapping[str, Any]) -> Normalization:
         missing = {"scale", "mean", "std", "color_order"} - set(d)
         if missing:
             raise ValueError(f"normalization {dict(d)} lacks {sorted(missing)}; give scale, mean, std and color_order")
@@ -98,8 +99,14 @@ class Normalization:
 DEFAULT_NORMALIZATION = Normalization()
 
 #: keys written by ModelMeta.to_dict besides the label keys and the extras
-_ONNX_FIELDS = ("onnx_input_size", "onnx_dynamic", "onnx_bn_folded", "onnx_precision", "int8_calibration",
-                "int8_validation")
+_ONNX_FIELDS = (
+    "onnx_input_size",
+    "onnx_dynamic",
+    "onnx_bn_folded",
+    "onnx_precision",
+    "int8_calibration",
+    "int8_validation",
+)
 _MAPPING_FIELDS = ("int8_calibration", "int8_validation")
 
 
@@ -152,7 +159,7 @@ class ModelMeta:
     def class_names(self) -> list[str]:
         return list(self.labels.names)
 
-    def replace(self, **changes: Any) -> "ModelMeta":
+    def replace(self, **changes: Any) -> ModelMeta:
         """A copy with ``changes`` (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
@@ -176,23 +183,33 @@ class ModelMeta:
         for key in _ONNX_FIELDS:
             value = getattr(self, key)
             if value is not None:
-                out[key] = list(value) if isinstance(value, tuple) else (dict(value) if key in _MAPPING_FIELDS else value)
+                out[key] = (
+                    list(value) if isinstance(value, tuple) else (dict(value) if key in _MAPPING_FIELDS else value)
+                )
         out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, source: str | None = None) -> "ModelMeta":
+    def from_dict(cls, d: Mapping[str, Any], *, source: str | None = None) -> ModelMeta:
         """Read :meth:`to_dict`'s form; missing fields take the module's documented defaults."""
         if "class_names" not in d or "palette" not in d:
-            raise ValueError(f"model metadata lacks class_names/palette (keys: {sorted(d)[:8]}); re-save the checkpoint")
+            raise ValueError(
+                f"model metadata lacks class_names/palette (keys: {sorted(d)[:8]}); re-save the checkpoint"
+            )
         labels = LabelSet.from_meta(dict(d))
         if int(d.get("num_classes", labels.num_classes)) != labels.num_classes:
             raise ValueError(f"metadata says {d['num_classes']} classes but lists {labels.num_classes} class names")
-        known = {f.name for f in dataclasses.fields(cls)} | set(labels.to_meta()) | {"format", "format_version", "num_classes"}
+        known = (
+            {f.name for f in dataclasses.fields(cls)}
+            | set(labels.to_meta())
+            | {"format", "format_version", "num_classes"}
+        )
         return cls(
             labels=labels,
             input_size=tuple(d.get("input_size") or DEFAULT_INPUT_SIZE),
-            normalization=Normalization.from_dict(d["normalization"]) if d.get("normalization") else DEFAULT_NORMALIZATION,
+            normalization=Normalization.from_dict(d["normalization"])
+            if d.get("normalization")
+            else DEFAULT_NORMALIZATION,
             recipe=dict(d.get("recipe") or {}),
             metrics=dict(d.get("metrics") or {}),
             license=str(d.get("license", "MIT")),

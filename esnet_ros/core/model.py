@@ -43,6 +43,7 @@ __all__ = [
 
 BN_EPS = 1e-3
 
+
 class Downsampler(nn.Module):
     """Stride-2 downsampling: ``[conv3x3(in -> out-in), maxpool2x2]`` concatenated, BN, ReLU.
 
@@ -207,4 +208,3 @@ class ESNet(nn.Module):
 def esnet(*, num_classes: int = 19, encoder_head: bool = False) -> ESNet:
     """Keyword-only builder for :class:`ESNet`."""
     return ESNet(num_classes, encoder_head=encoder_head)
-

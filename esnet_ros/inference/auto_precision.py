@@ -21,12 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Mapping
+from collections.abc import Mapping
 
 from esnet_ros.core.metadata import ModelMeta
 
-__all__ = ["INT8_MAX_LOSS", "INT8_INSTRUCTIONS", "AutoChoice", "int8_companion", "int8_loss",
-           "int8_instructions", "choose_cpu_precision"]
+__all__ = [
+    "INT8_MAX_LOSS",
+    "INT8_INSTRUCTIONS",
+    "AutoChoice",
+    "int8_companion",
+    "int8_loss",
+    "int8_instructions",
+    "choose_cpu_precision",
+]
 
 #: the most mIoU (points, validation split) int8 may cost for ``precision=auto`` to pick it
 INT8_MAX_LOSS = 0.5
@@ -94,9 +101,11 @@ def choose_cpu_precision(
     why_not = _why_not_int8(isa, openvino, backend, int8_meta, int8_path)
     if why_not is None:
         record = int8_meta.int8_validation
-        reason = (f"int8: {int8_path.name} costs {int8_loss(int8_meta):.2f} mIoU points on "
-                  f"{record.get('dataset', 'its')} {record.get('split', 'validation')} split "
-                  f"(<= {INT8_MAX_LOSS}) and the CPU has {int8_instructions(isa)}")
+        reason = (
+            f"int8: {int8_path.name} costs {int8_loss(int8_meta):.2f} mIoU points on "
+            f"{record.get('dataset', 'its')} {record.get('split', 'validation')} split "
+            f"(<= {INT8_MAX_LOSS}) and the CPU has {int8_instructions(isa)}"
+        )
         return AutoChoice("int8", "openvino", reason, int8_path)
     bf16 = _bf16(isa)
     if bf16 and openvino and backend in ("auto", "openvino"):
@@ -106,8 +115,9 @@ def choose_cpu_precision(
     return AutoChoice("fp32", backend, f"fp32: no bf16 in this CPU (AMX-BF16/AVX512-BF16) and {why_not}")
 
 
-def _why_not_int8(isa: Mapping[str, bool], openvino: bool, backend: str, meta: ModelMeta | None,
-                  path: pathlib.Path | None) -> str | None:
+def _why_not_int8(
+    isa: Mapping[str, bool], openvino: bool, backend: str, meta: ModelMeta | None, path: pathlib.Path | None
+) -> str | None:
     """Why int8 is not picked, or ``None`` when it is."""
     if backend not in ("auto", "openvino"):
         return f"int8 is validated on OpenVINO, not backend={backend}"

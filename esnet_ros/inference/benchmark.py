@@ -21,16 +21,16 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
+from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.core.sizes import parse_size
 from esnet_ros.core.summary import summarize
 from esnet_ros.inference.backends import create_backend
-from esnet_ros.core.metadata import ModelMeta
-from esnet_ros.inference.onnx_export import read_onnx_metadata
 from esnet_ros.inference.devices import (
     cpu_has_bf16,
     cpu_isa,
@@ -38,6 +38,7 @@ from esnet_ros.inference.devices import (
     openvino_devices,
     openvino_version,
 )
+from esnet_ros.inference.onnx_export import read_onnx_metadata
 
 __all__ = [
     "Entry",
@@ -96,8 +97,11 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         ort_version = ort.__version__
     except ImportError:
         ort_version = None
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    gpu = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -155,8 +159,11 @@ def model_entries(
             if cpu_has_bf16():
                 entries.append(Entry("openvino", "CPU", "bf16", {}, node_backend="openvino"))
             if int8_companion:
-                entries.append(Entry("openvino", "CPU int8 companion", "int8", {"onnx_path": int8_companion},
-                                     node_backend="openvino"))
+                entries.append(
+                    Entry(
+                        "openvino", "CPU int8 companion", "int8", {"onnx_path": int8_companion}, node_backend="openvino"
+                    )
+                )
             if calibration_dir:
                 entries.append(Entry("openvino", "CPU NNCF", "int8", {"calibration_dir": calibration_dir}))
         return entries
@@ -166,7 +173,9 @@ def model_entries(
         Entry("torch", "folded+channels_last+cuda_graph", "fp16", {}, node_backend="torch"),
     ]
     if compile:
-        entries.append(Entry("torch", "folded+channels_last+compile+cuda_graph", "fp16", {"compile": "max-autotune-no-cudagraphs"}))
+        entries.append(
+            Entry("torch", "folded+channels_last+compile+cuda_graph", "fp16", {"compile": "max-autotune-no-cudagraphs"})
+        )
     if "CUDAExecutionProvider" in providers:
         entries.append(Entry("onnxruntime", "CUDA", "fp16", {}, node_backend="onnxruntime"))
     if "TensorrtExecutionProvider" in providers:
@@ -233,8 +242,9 @@ def time_model(
     times the same network ending in logits, for reference."""
     w, h = size
     t0 = time.perf_counter()
-    backend = create_backend(entry.backend, model, meta, device, entry.precision, size, options=entry.options,
-                             num_threads=num_threads)
+    backend = create_backend(
+        entry.backend, model, meta, device, entry.precision, size, options=entry.options, num_threads=num_threads
+    )
     setup_s = time.perf_counter() - t0
     x = bench_input(backend, size, device)
     extra: dict[str, Any] = {}

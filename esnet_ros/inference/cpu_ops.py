@@ -118,14 +118,15 @@ def normalize_into(
         return x
     planes = x[0].numpy()
     targets = [planes[2], planes[1], planes[0]] if flip else [planes[0], planes[1], planes[2]]
-    for target, got in zip(targets, cv2.split(norm, targets)):
+    for target, got in zip(targets, cv2.split(norm, targets), strict=True):
         if not np.shares_memory(target, got):  # OpenCV allocated instead of writing in place
             target[...] = got
     return x
 
 
-def network_input(image: np.ndarray, normalization: Normalization, size: tuple[int, int],
-                  color_order: str = "bgr") -> np.ndarray:
+def network_input(
+    image: np.ndarray, normalization: Normalization, size: tuple[int, int], color_order: str = "bgr"
+) -> np.ndarray:
     """A new ``(1,3,h,w)`` float32 array: ``image`` as the engine's CPU path feeds the network at ``size``
     (W, H); int8 calibration reads its inputs through this, so it sees what the node's network sees."""
     w, h = size
@@ -226,7 +227,9 @@ def nearest_index(src: int, dst: int) -> np.ndarray:
     return F.interpolate(probe, size=dst, mode="nearest").view(-1).to(torch.int64).numpy()
 
 
-def resize_nearest(a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers, out: np.ndarray | None = None) -> np.ndarray:
+def resize_nearest(
+    a: np.ndarray, hw: tuple[int, int], buffers: CpuBuffers, out: np.ndarray | None = None
+) -> np.ndarray:
     """``(h,w,...)`` -> a new ``(H,W,...)`` array by nearest neighbour, exactly as ``F.interpolate(mode="nearest")``.
 
     Trailing channels move with their pixel, so ``resize_nearest(palette[labels])`` equals
@@ -262,8 +265,9 @@ def _one_per_row(v: np.ndarray) -> np.ndarray:
     return wide[:, :1]
 
 
-def blend(base: np.ndarray, color: np.ndarray, alpha: float, buffers: CpuBuffers,
-          out: np.ndarray | None = None) -> np.ndarray:
+def blend(
+    base: np.ndarray, color: np.ndarray, alpha: float, buffers: CpuBuffers, out: np.ndarray | None = None
+) -> np.ndarray:
     """A new uint8 array ``torch.lerp(base, color, alpha)`` rounded, for equal-shaped uint8 arrays.
 
     ``cv2.addWeighted`` (one pass, ~8x faster) is used when it gives the same byte as torch for
@@ -277,7 +281,8 @@ def blend(base: np.ndarray, color: np.ndarray, alpha: float, buffers: CpuBuffers
         want = _lerp_u8(torch.from_numpy(a), torch.from_numpy(c), alpha).numpy()
         exact = buffers.exact_blend[alpha] = all(  # OpenCV's vector loop, and its scalar tail (1-pixel rows)
             np.array_equal(cv2.addWeighted(x, 1.0 - alpha, y, alpha, 0.0).ravel(), want)
-            for x, y in ((a, c), (_one_per_row(a), _one_per_row(c))))
+            for x, y in ((a, c), (_one_per_row(a), _one_per_row(c)))
+        )
     if exact:
         got = cv2.addWeighted(base, 1.0 - alpha, color, alpha, 0.0, dst=out)
     else:

@@ -61,8 +61,9 @@ def cpu_identity() -> dict[str, Any]:
     vendor = fields.get("vendor_id", "")
     family = int(fields["cpu family"]) if fields.get("cpu family", "").isdigit() else None
     model = int(fields["model"]) if fields.get("model", "").isdigit() else None
-    arch = next((name for v, f, models, name in MICROARCHITECTURES
-                 if v == vendor and f == family and model in models), None)
+    arch = next(
+        (name for v, f, models, name in MICROARCHITECTURES if v == vendor and f == family and model in models), None
+    )
     isa = cpu_isa()
     return {
         "model_name": fields.get("model name") or platform.processor() or platform.machine(),
@@ -87,8 +88,9 @@ def _time(call, seconds: float) -> float:
     return float(min(times))
 
 
-def _openvino_gemm(precision: str, k: int, n: int, side: int, threads: int, seconds: float,
-                   kernel: int = 1) -> dict[str, Any]:
+def _openvino_gemm(
+    precision: str, k: int, n: int, side: int, threads: int, seconds: float, kernel: int = 1
+) -> dict[str, Any]:
     import openvino as ov
     from openvino import opset13 as ops
 
@@ -103,25 +105,41 @@ def _openvino_gemm(precision: str, k: int, n: int, side: int, threads: int, seco
     pad = [kernel // 2, kernel // 2]
     model = ov.Model([ops.result(ops.convolution(xin, win, [1, 1], pad, pad, [1, 1]))], [x])
     hint = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[precision]
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
-                                                      "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False})
+    compiled = ov.Core().compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": hint,
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "ENABLE_CPU_PINNING": False,
+        },
+    )
     request = compiled.create_infer_request()
     data = np.abs(rng.standard_normal((1, k, side, side))).astype(np.float32)
     request.set_input_tensor(ov.Tensor(data))
     best = _time(request.infer, seconds)
-    kernels = sorted({str(op.get_rt_info()["primitiveType"].astype(str)) for op in compiled.get_runtime_model().get_ops()
-                      if "primitiveType" in op.get_rt_info() and
-                      str(op.get_rt_info()["layerType"].astype(str)) == "Convolution"})
+    kernels = sorted(
+        {
+            str(op.get_rt_info()["primitiveType"].astype(str))
+            for op in compiled.get_runtime_model().get_ops()
+            if "primitiveType" in op.get_rt_info() and str(op.get_rt_info()["layerType"].astype(str)) == "Convolution"
+        }
+    )
     macs = k * n * kernel * kernel * side * side
-    return {"best_ms": round(best * 1e3, 3), "gmacs_per_s": round(macs / best / 1e9, 2),
-            "library": f"openvino {openvino_version()}", "kernel": ",".join(kernels) or None,
-            "shape": f"{kernel}x{kernel} conv {k}->{n} at {side}x{side}"}
+    return {
+        "best_ms": round(best * 1e3, 3),
+        "gmacs_per_s": round(macs / best / 1e9, 2),
+        "library": f"openvino {openvino_version()}",
+        "kernel": ",".join(kernels) or None,
+        "shape": f"{kernel}x{kernel} conv {k}->{n} at {side}x{side}",
+    }
 
 
 def gemm_peaks(num_threads: int = 0, *, size: int = 1024, seconds: float = 1.5) -> dict[str, Any]:
     """The peak MAC/s of a ``size``-cubed GEMM per precision on ``num_threads`` threads (0 = every core)."""
     threads = thread_count(num_threads)
-    side = int(round(size ** 0.5))
+    side = int(round(size**0.5))
     out: dict[str, Any] = {"threads": threads, "gemm": f"{side * side}x{size} by {size}x{size} (1x1 convolution)"}
     isa = cpu_isa()
     if not openvino_version():
@@ -132,8 +150,12 @@ def gemm_peaks(num_threads: int = 0, *, size: int = 1024, seconds: float = 1.5) 
             best = _time(lambda: torch.mm(a, b), seconds)
         finally:
             torch.set_num_threads(previous)
-        out["fp32"] = {"best_ms": round(best * 1e3, 3), "gmacs_per_s": round(size ** 3 / best / 1e9, 2),
-                       "library": f"torch {torch.__version__} (torch.mm)", "kernel": None}
+        out["fp32"] = {
+            "best_ms": round(best * 1e3, 3),
+            "gmacs_per_s": round(size**3 / best / 1e9, 2),
+            "library": f"torch {torch.__version__} (torch.mm)",
+            "kernel": None,
+        }
         out["bf16"] = out["int8"] = {"skipped": "needs OpenVINO (pip install openvino)"}
         return out
     for precision in ("fp32", "bf16", "int8"):
@@ -142,8 +164,10 @@ def gemm_peaks(num_threads: int = 0, *, size: int = 1024, seconds: float = 1.5) 
             continue
         # a 1x1 convolution is the plain GEMM; a 3x3 one (256 channels, 64x64) is the im2col GEMM that the
         # model's factorized convs resemble: the peak is the faster of the two
-        shapes = [_openvino_gemm(precision, size, size, side, threads, seconds / 2),
-                  _openvino_gemm(precision, size // 4, size // 4, 2 * side, threads, seconds / 2, kernel=3)]
+        shapes = [
+            _openvino_gemm(precision, size, size, side, threads, seconds / 2),
+            _openvino_gemm(precision, size // 4, size // 4, 2 * side, threads, seconds / 2, kernel=3),
+        ]
         out[precision] = {**max(shapes, key=lambda r: r["gmacs_per_s"]), "shapes": shapes}
     return out
 
@@ -160,8 +184,11 @@ def model_macs(model: torch.nn.Module, size: tuple[int, int]) -> int:
         else:
             total += output.numel() * module.in_channels // module.groups * int(np.prod(module.kernel_size))
 
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+    ]
     try:
         with torch.inference_mode():
             model.eval()(torch.zeros(1, 3, size[1], size[0]))

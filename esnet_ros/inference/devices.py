@@ -176,8 +176,9 @@ def _auto_backend(device: torch.device, precision: str) -> tuple[str, str]:
     if device.type != "cpu":
         return "torch", "CUDA device: PyTorch with fp16 and CUDA graphs"
     if precision in ("auto", "bf16") and cpu_has_bf16() and openvino_version():
-        return "openvino", (f"the CPU computes in bf16 (AMX or AVX512-BF16) and OpenVINO "
-                            f"{openvino_version()} is installed")
+        return "openvino", (
+            f"the CPU computes in bf16 (AMX or AVX512-BF16) and OpenVINO {openvino_version()} is installed"
+        )
     if precision == "bf16":
         return "openvino", "precision=bf16 runs on OpenVINO only"
     if precision == "int8":
@@ -185,8 +186,10 @@ def _auto_backend(device: torch.device, precision: str) -> tuple[str, str]:
     if onnxruntime_providers():
         if precision == "fp32":
             return "onnxruntime", "precision=fp32: ONNX Runtime is the fastest fp32 CPU path"
-        return "onnxruntime", ("no bf16 here (it needs OpenVINO and a CPU with AMX or AVX512-BF16); "
-                               "ONNX Runtime is the fastest fp32 CPU path")
+        return "onnxruntime", (
+            "no bf16 here (it needs OpenVINO and a CPU with AMX or AVX512-BF16); "
+            "ONNX Runtime is the fastest fp32 CPU path"
+        )
     return "torch", "ONNX Runtime is not installed (pip install onnxruntime for a faster CPU path)"
 
 
@@ -206,8 +209,10 @@ def resolve_backend(name: str, device: torch.device, precision: str = "fp32") ->
             "or backend=openvino (NNCF-quantized, calibrated on images)"
         )
     if precision == "bf16" and key != "openvino":
-        raise ValueError(f"precision=bf16 runs on backend=openvino only (got backend={key}); "
-                         f"use backend=openvino (pip install openvino) or precision=fp32")
+        raise ValueError(
+            f"precision=bf16 runs on backend=openvino only (got backend={key}); "
+            f"use backend=openvino (pip install openvino) or precision=fp32"
+        )
     return key
 
 
@@ -253,7 +258,10 @@ def resolve_choice(name: str, precision: str, device: torch.device) -> tuple[str
     key = resolve_backend(name, device, requested)
     resolved = resolve_precision(requested, device, key)
     if requested == "auto" and device.type == "cpu":
-        why = ("the CPU computes in bf16 (AMX or AVX512-BF16)" if resolved == "bf16" else
-               "bf16 needs backend=openvino and a CPU with AMX or AVX512-BF16")
+        why = (
+            "the CPU computes in bf16 (AMX or AVX512-BF16)"
+            if resolved == "bf16"
+            else "bf16 needs backend=openvino and a CPU with AMX or AVX512-BF16"
+        )
         log.info("precision=auto -> %s on backend %s: %s", resolved, key, why)
     return key, resolved

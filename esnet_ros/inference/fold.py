@@ -21,13 +21,13 @@ ONNX, compiled, or converted to channels_last like the original.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler, check_input_size
+from esnet_ros.core.model import FCU, PFCU, Downsampler, ESNet, Upsampler, check_input_size
 
 __all__ = [
     "fold_batchnorm",
@@ -46,7 +46,9 @@ __all__ = [
 def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """The inference affine of ``bn``: ``bn(x) == scale * x + shift`` per channel (float64)."""
     if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("BatchNorm without running statistics cannot be folded; train it with track_running_stats=True")
+        raise ValueError(
+            "BatchNorm without running statistics cannot be folded; train it with track_running_stats=True"
+        )
     var = bn.running_var.double()
     scale = torch.rsqrt(var + bn.eps)
     if bn.weight is not None:
@@ -161,7 +163,7 @@ class ConcatDownsampler(nn.Module):
         return F.relu(torch.cat([self.conv(x), self.affine(F.max_pool2d(x, 2, 2))], dim=1))
 
 
-def blocked_layout_downsamplers(model: "FoldedESNet", block: int = 16) -> "FoldedESNet":
+def blocked_layout_downsamplers(model: FoldedESNet, block: int = 16) -> FoldedESNet:
     """Rewrite a folded ESNet's downsamplers so ONNX Runtime keeps its NCHWc layout (in place).
 
     Downsamplers whose conv and pooled channel counts are multiples of ``block`` become
@@ -221,7 +223,7 @@ class FoldedPFCU(nn.Module):
         y = F.relu(self.conv3x1_1(x))
         y = F.relu(self.conv1x3_1(y))
         out = x
-        for conv_h, conv_w in zip(self.branch_h, self.branch_w):
+        for conv_h, conv_w in zip(self.branch_h, self.branch_w, strict=True):
             out = out + conv_w(F.relu(conv_h(y)))
         return F.relu(out)
 
@@ -263,7 +265,9 @@ class SubpixelConvTranspose(nn.Module):
             taps = 1  # phase a reads input i with kernel index a
             self.pad = None
         else:
-            raise ValueError(f"SubpixelConvTranspose supports kernel 3/pad 1/output_padding 1 or kernel 2/pad 0, got {convt}")
+            raise ValueError(
+                f"SubpixelConvTranspose supports kernel 3/pad 1/output_padding 1 or kernel 2/pad 0, got {convt}"
+            )
         w = torch.zeros(cout, 2, 2, cin, taps, taps, dtype=torch.float64)
         for a in range(2):
             for b in range(2):
@@ -284,7 +288,7 @@ class SubpixelConvTranspose(nn.Module):
         return F.pixel_shuffle(self.conv(x), 2)
 
 
-def subpixel_transposed_convs(model: "FoldedESNet") -> "FoldedESNet":
+def subpixel_transposed_convs(model: FoldedESNet) -> FoldedESNet:
     """Replace the transposed convs of a folded ESNet by :class:`SubpixelConvTranspose` (in place)."""
     for block in model.decoder:
         if isinstance(block, FoldedUpsampler) and isinstance(block.conv, nn.ConvTranspose2d):

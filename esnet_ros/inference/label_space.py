@@ -46,8 +46,9 @@ class LabelSpace:
             raise ValueError(f"min_confidence={self.min_confidence} must be within 0..1 (0: off)")
 
     @classmethod
-    def for_model(cls, labels: LabelSet, *, unknown_label: int = 255, min_confidence: float = 0.0,
-                  remap: ClassRemap | None = None) -> "LabelSpace":
+    def for_model(
+        cls, labels: LabelSet, *, unknown_label: int = 255, min_confidence: float = 0.0, remap: ClassRemap | None = None
+    ) -> LabelSpace:
         """The model's own classes (ids unchanged), or ``remap``'s; ``unknown_label`` for what is neither."""
         if remap is not None:
             return cls(remap, float(min_confidence))
@@ -55,8 +56,14 @@ class LabelSpace:
         if not n <= int(unknown_label) <= 255:
             owner = f"the id of class {labels.names[unknown_label]}" if 0 <= unknown_label < n else "outside 0..255"
             raise ValueError(f"unknown_label={unknown_label} is {owner}; use a value in {n}..255 (default 255)")
-        table = ClassRemap.from_table(labels, tuple(labels.names), tuple(range(n)), tuple(labels.colors),
-                                      tuple((name,) for name in labels.names), unknown_label=int(unknown_label))
+        table = ClassRemap.from_table(
+            labels,
+            tuple(labels.names),
+            tuple(range(n)),
+            tuple(labels.colors),
+            tuple((name,) for name in labels.names),
+            unknown_label=int(unknown_label),
+        )
         return cls(table, float(min_confidence))
 
     @property
@@ -82,7 +89,9 @@ class LabelSpace:
         published = self.classes.apply(labels, out=out)
         if self.needs_confidence:
             if confidence is None or confidence.shape != labels.shape:
-                raise ValueError("min_confidence needs the confidence of the same pixels; ask for outputs=('confidence',)")
+                raise ValueError(
+                    "min_confidence needs the confidence of the same pixels; ask for outputs=('confidence',)"
+                )
             published[confidence < self.threshold_u8] = self.unknown_label
         return published
 
@@ -93,6 +102,8 @@ class LabelSpace:
         if result.color is not None:
             result.color = color
         if result.overlay is not None:
-            base = image if resolution == "input" else resize_image(torch.from_numpy(image), result.labels.shape).numpy()
+            base = (
+                image if resolution == "input" else resize_image(torch.from_numpy(image), result.labels.shape).numpy()
+            )
             mask = cv2.cvtColor(color, cv2.COLOR_RGB2BGR) if color_order == "bgr" else color
             result.overlay = blend(np.ascontiguousarray(base), mask, alpha, CpuBuffers())

@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -35,8 +36,14 @@ class Loaded:
     reason: str
 
 
-def load_for_engine(weights: Any, backend: str, precision: str, device: torch.device,
-                    labels: LabelSet | None = None, options: Mapping[str, Any] | None = None) -> Loaded:
+def load_for_engine(
+    weights: Any,
+    backend: str,
+    precision: str,
+    device: torch.device,
+    labels: LabelSet | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Loaded:
     """Load ``weights`` for a :class:`~esnet_ros.inference.segmenter.Segmenter` on ``device``.
 
     A checkpoint's int8 companion (``NAME_int8.onnx``) replaces it with ``precision=auto`` on the CPU
@@ -49,8 +56,13 @@ def load_for_engine(weights: Any, backend: str, precision: str, device: torch.de
         log.info("precision=int8 runs the weights' int8 companion %s", companion)
         if str(backend).strip().lower() == "auto" and openvino_version():
             backend = "openvino"  # NNCF's QDQ layout: OpenVINO runs it faster than ONNX Runtime
-        return Loaded(None, _companion_meta(companion, meta), backend, "int8",
-                      f"precision=int8 as asked: the weights' int8 companion {companion.name}")
+        return Loaded(
+            None,
+            _companion_meta(companion, meta),
+            backend,
+            "int8",
+            f"precision=int8 as asked: the weights' int8 companion {companion.name}",
+        )
     auto = _auto_cpu_choice(precision, backend, device, meta)
     if auto is None:
         return Loaded(model, meta, backend, precision, f"precision={precision} as asked")
@@ -95,6 +107,9 @@ def _auto_cpu_choice(precision: str, backend: str, device: torch.device, meta: M
         return None
     companion = int8_companion(meta.source)
     return choose_cpu_precision(
-        cpu_isa(), openvino=bool(openvino_version()), backend=str(backend).strip().lower(),
-        int8_meta=read_onnx_metadata(companion) if companion else None, int8_path=companion,
+        cpu_isa(),
+        openvino=bool(openvino_version()),
+        backend=str(backend).strip().lower(),
+        int8_meta=read_onnx_metadata(companion) if companion else None,
+        int8_path=companion,
     )

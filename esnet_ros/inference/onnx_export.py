@@ -71,8 +71,12 @@ def export_onnx(
     tmp = output.with_name(output.name + ".tmp")
     _trace(net, tmp, (w, h), torch.float16 if fp16 else torch.float32, dynamic, opset)
     proto = onnx.load(str(tmp))
-    info = meta.replace(onnx_input_size=None if dynamic else (w, h), onnx_dynamic=bool(dynamic),
-                        onnx_bn_folded=bool(fold_bn), onnx_precision="fp16" if fp16 else "fp32")
+    info = meta.replace(
+        onnx_input_size=None if dynamic else (w, h),
+        onnx_dynamic=bool(dynamic),
+        onnx_bn_folded=bool(fold_bn),
+        onnx_precision="fp16" if fp16 else "fp32",
+    )
     _set_metadata(proto, info)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(tmp))
@@ -82,8 +86,9 @@ def export_onnx(
     return output
 
 
-def _trace(net: torch.nn.Module, path: pathlib.Path, size: tuple[int, int], dtype: torch.dtype, dynamic: bool,
-           opset: int) -> None:
+def _trace(
+    net: torch.nn.Module, path: pathlib.Path, size: tuple[int, int], dtype: torch.dtype, dynamic: bool, opset: int
+) -> None:
     w, h = size
     dummy = torch.rand(1, 3, h, w, dtype=dtype)
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
@@ -136,7 +141,9 @@ def read_onnx_metadata(path: str | pathlib.Path) -> ModelMeta:
 
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX file {path} does not exist; make one with `esnet export --weights W --output {path}`")
+        raise FileNotFoundError(
+            f"ONNX file {path} does not exist; make one with `esnet export --weights W --output {path}`"
+        )
     proto = onnx.load(str(path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in props:

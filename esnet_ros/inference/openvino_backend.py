@@ -43,7 +43,8 @@ import hashlib
 import logging
 import os
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,21 +171,33 @@ class OpenVinoBackend(Backend):
         self._head("labels+confidence")
         self.blob, self.cache_hit = labels.blob, labels.cache_hit
         self.variant = f"{self.ov_device} {precision}" + (" nhwc" if self.logits_layout == "nhwc" else "")
-        log.info("openvino %s on %s (%s), compiled model %s (%s)", ov.__version__, self.ov_device, precision,
-                 self.blob.name, "cache hit" if self.cache_hit else "compiled now")
+        log.info(
+            "openvino %s on %s (%s), compiled model %s (%s)",
+            ov.__version__,
+            self.ov_device,
+            precision,
+            self.blob.name,
+            "cache hit" if self.cache_hit else "compiled now",
+        )
 
     # -- set-up ------------------------------------------------------------------------------------
 
     def _check_device(self, name: str, precision: str) -> str:
         available = list(self.core.available_devices)
         if name not in available and name.split(".")[0] not in {d.split(".")[0] for d in available}:
-            hint = " (Intel graphics need the compute runtime: apt-get install intel-opencl-icd)" if name.startswith("GPU") else ""
+            hint = (
+                " (Intel graphics need the compute runtime: apt-get install intel-opencl-icd)"
+                if name.startswith("GPU")
+                else ""
+            )
             raise ValueError(
                 f"ov_device={name!r} is not available to OpenVINO here (it sees: {', '.join(available)}){hint}; "
                 f"use ov_device=CPU"
             )
         if name != "CPU" and precision == "bf16":
-            raise ValueError(f"precision=bf16 is a CPU path (AMX/AVX512-BF16); on ov_device={name} use precision=fp32 or int8")
+            raise ValueError(
+                f"precision=bf16 is a CPU path (AMX/AVX512-BF16); on ov_device={name} use precision=fp32 or int8"
+            )
         return name
 
     def _calibration_files(self, directory: str | os.PathLike | None, count: int) -> list[pathlib.Path] | None:
@@ -210,7 +223,9 @@ class OpenVinoBackend(Backend):
 
     def _blob_path(self, head: str) -> pathlib.Path:
         layout = "-nhwc" if self.logits_layout == "nhwc" and head == "logits" else ""
-        return self._folder / f"{self._blob_key}{layout}-{_HEAD_TAGS[head]}-{self.ov_device}-ov{openvino_version()}.blob"
+        return (
+            self._folder / f"{self._blob_key}{layout}-{_HEAD_TAGS[head]}-{self.ov_device}-ov{openvino_version()}.blob"
+        )
 
     def _read_model(self) -> Any:
         """The ONNX model at the fixed input size, quantized for int8 (once per backend)."""
@@ -222,8 +237,10 @@ class OpenVinoBackend(Backend):
             model.reshape({model.input(0).get_any_name(): [1, 3, h, w]})
         shape = tuple(model.input(0).get_shape())
         if shape != (1, 3, h, w):
-            raise ValueError(f"{self.path} takes input {shape} but input_size is {w}x{h}; "
-                             f"use input_size=({shape[3]}, {shape[2]}) or export with --dynamic")
+            raise ValueError(
+                f"{self.path} takes input {shape} but input_size is {w}x{h}; "
+                f"use input_size=({shape[3]}, {shape[2]}) or export with --dynamic"
+            )
         quantized = _is_quantized(model)
         if self.precision == "int8" and not quantized:
             if self.calibration is None:
@@ -246,8 +263,9 @@ class OpenVinoBackend(Backend):
             model = self._import(blob)
             hit = model is not None
             if not hit:
-                model = self.core.compile_model(with_head(self._read_model(), head, self.logits_layout),
-                                                self.ov_device, self.config)
+                model = self.core.compile_model(
+                    with_head(self._read_model(), head, self.logits_layout), self.ov_device, self.config
+                )
                 self._store(model, blob)
             compiled = self._heads[head] = _Compiled(model, hit, blob, self._in_np)
         return compiled
@@ -329,7 +347,9 @@ def with_head(model: Any, head: str, logits_layout: str = "nchw") -> Any:
     top = ops.topk(logits, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i32")
     outputs = [ops.convert(top.output(1), "u8")]  # (1,1,H,W) class ids
     if head == "labels+confidence":  # round(255 * max softmax) = round(255 / sum exp(l - max l))
-        total = ops.reduce_sum(ops.exp(ops.subtract(logits, top.output(0))), ops.constant(np.int64([1])), keep_dims=True)
+        total = ops.reduce_sum(
+            ops.exp(ops.subtract(logits, top.output(0))), ops.constant(np.int64([1])), keep_dims=True
+        )
         outputs.append(ops.convert(ops.round(ops.divide(ops.constant(np.float32(255.0)), total), "half_to_even"), "u8"))
     return ov.Model([ops.result(o) for o in outputs], model.get_parameters(), f"esnet_{_HEAD_TAGS[head]}")
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -100,8 +101,16 @@ class CallOptions:
     label_space: LabelSpace | None = None
 
     @classmethod
-    def parse(cls, *, color_order: str, outputs: Iterable[str], resolution: str, alpha: float, upsample: str,
-              label_space: LabelSpace | None) -> "CallOptions":
+    def parse(
+        cls,
+        *,
+        color_order: str,
+        outputs: Iterable[str],
+        resolution: str,
+        alpha: float,
+        upsample: str,
+        label_space: LabelSpace | None,
+    ) -> CallOptions:
         """Check each option, raising a ``ValueError`` that names it and what it may be."""
         wanted = tuple(dict.fromkeys(check_choice("outputs", o, OUTPUTS) for o in outputs))
         if label_space is not None and label_space.needs_confidence and "confidence" not in wanted:
@@ -151,8 +160,9 @@ class CpuPipeline:
         input_size: network input ``(W, H)``.
     """
 
-    def __init__(self, backend: Backend, normalization: Normalization, palette: np.ndarray,
-                 input_size: tuple[int, int]) -> None:
+    def __init__(
+        self, backend: Backend, normalization: Normalization, palette: np.ndarray, input_size: tuple[int, int]
+    ) -> None:
         self.backend = backend
         self.input_size = input_size
         self.model_color_order = normalization.color_order
@@ -194,8 +204,9 @@ class CpuPipeline:
             t3 = time.perf_counter()
         return Inferred(image, options, labels, conf, None, _timings(t0, t1, t2, t3))
 
-    def _argmax(self, lg: torch.Tensor, out_hw: tuple[int, int], upsample: str,
-                want_conf: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _argmax(
+        self, lg: torch.Tensor, out_hw: tuple[int, int], upsample: str, want_conf: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits ``(C,h,w)`` -> new ``(labels, confidence or None)`` arrays (bilinear: at ``out_hw``)."""
         buf = self._infer_buffers
         if upsample == "bilinear" and tuple(lg.shape[1:]) != tuple(out_hw):
@@ -212,15 +223,17 @@ class CpuPipeline:
                 conf[...] = p.mul(255.0).round_().to(torch.uint8).numpy()
         return labels, conf
 
-    def finish(self, inferred: Inferred, into: Mapping[str, np.ndarray],
-               on_labels: OnLabels | None) -> SegmentationResult:
+    def finish(
+        self, inferred: Inferred, into: Mapping[str, np.ndarray], on_labels: OnLabels | None
+    ) -> SegmentationResult:
         """The outputs at their size, computed into ``into`` where it fits (copied into the rest)."""
         result = self._outputs(inferred, into, on_labels)
         _deliver(result, into)
         return result
 
-    def _outputs(self, inferred: Inferred, into: Mapping[str, np.ndarray],
-                 on_labels: OnLabels | None) -> SegmentationResult:
+    def _outputs(
+        self, inferred: Inferred, into: Mapping[str, np.ndarray], on_labels: OnLabels | None
+    ) -> SegmentationResult:
         """Labels, confidence, color and overlay at the output's size; ``on_labels`` as soon as the labels exist."""
         buf, o, image = self._finish_buffers, inferred.options, inferred.image
         out_hw = o.output_hw(image, self.input_size)
@@ -256,8 +269,9 @@ class CudaPipeline:
     GPU) without the page-locked copy and the syncs that time the stages.
     """
 
-    def __init__(self, backend: Backend, normalization: Normalization, palette: np.ndarray,
-                 input_size: tuple[int, int]) -> None:
+    def __init__(
+        self, backend: Backend, normalization: Normalization, palette: np.ndarray, input_size: tuple[int, int]
+    ) -> None:
         self.backend = backend
         self.device = backend.device
         self.input_size = input_size
@@ -313,13 +327,22 @@ class CudaPipeline:
         logits = self.backend(x)
         self._sync()
         t2 = time.perf_counter()
-        host = postprocess_on_device(logits, src, self._palette, wanted=options.wanted, resolution=options.resolution,
-                                     upsample=options.upsample, alpha=options.alpha, color_order=options.color_order)
+        host = postprocess_on_device(
+            logits,
+            src,
+            self._palette,
+            wanted=options.wanted,
+            resolution=options.resolution,
+            upsample=options.upsample,
+            alpha=options.alpha,
+            color_order=options.color_order,
+        )
         result = SegmentationResult(**host)
         return Inferred(image, options, None, None, result, _timings(t0, t1, t2, time.perf_counter()))
 
-    def finish(self, inferred: Inferred, into: Mapping[str, np.ndarray],
-               on_labels: OnLabels | None) -> SegmentationResult:
+    def finish(
+        self, inferred: Inferred, into: Mapping[str, np.ndarray], on_labels: OnLabels | None
+    ) -> SegmentationResult:
         """The outputs copied into ``into`` (redrawn on the host in the label space first); then ``on_labels``."""
         result, o = inferred.result, inferred.options
         if o.label_space is not None:
@@ -343,7 +366,9 @@ def _deliver(result: SegmentationResult, into: Mapping[str, Any]) -> None:
         if got is None or got is dest:
             continue
         if not _fits(dest, name, got.shape[:2]):
-            raise ValueError(f"out[{name!r}] is {dest.shape} {dest.dtype}; pass a writable C-contiguous uint8 array "
-                             f"of shape {got.shape}")
+            raise ValueError(
+                f"out[{name!r}] is {dest.shape} {dest.dtype}; pass a writable C-contiguous uint8 array "
+                f"of shape {got.shape}"
+            )
         np.copyto(dest, got)
         setattr(result, name, dest)

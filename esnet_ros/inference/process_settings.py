@@ -4,16 +4,13 @@ Some knobs belong to the process, not to an object: changing them for one engine
 other one in the same process. esnet_ros makes each of them here (or, for the two that need ROS, in the
 one ROS module named below), once, when the process starts its work:
 
-==========================================  ==================================================  ===============================
-setting                                     made by                                             when
-==========================================  ==================================================  ===============================
-PyTorch intra-op threads                    :func:`torch_threads` (``num_threads`` option)      a torch backend is built
-inductor ``freezing`` (constant weights)    :func:`inductor_freezing`                           ``torch.compile`` on the CPU
-flushed denormals, seeds, training threads  :func:`training_process` (``esnet train``)          the training process starts
-``FASTDDS_DEFAULT_PROFILES_FILE``           :func:`esnet_ros.ros.dds.use_large_message_profile`  before the first DDS participant
-the core's ``logging`` records -> rclpy     :func:`esnet_ros.ros.process.main`                  the node process starts
-``logging.basicConfig`` for the CLI         :func:`esnet_ros.cli.main`                          an ``esnet`` command starts
-==========================================  ==================================================  ===============================
+- PyTorch intra-op threads: :func:`torch_threads` (the ``num_threads`` option), when a torch backend is built;
+- inductor ``freezing`` (constant weights): :func:`inductor_freezing`, at ``torch.compile`` on the CPU;
+- flushed denormals, seeds, training threads: :func:`training_process`, when ``esnet train`` starts;
+- ``FASTDDS_DEFAULT_PROFILES_FILE``: :func:`esnet_ros.ros.dds.use_large_message_profile`, before the first DDS
+  participant;
+- the core's ``logging`` records -> rclpy: :func:`esnet_ros.ros.process.main`, when the node process starts;
+- ``logging.basicConfig`` for the CLI: :func:`esnet_ros.cli.main`, when an ``esnet`` command starts.
 
 ONNX Runtime and OpenVINO take their threads per session / compiled model (no process-wide state).
 """

@@ -3,8 +3,8 @@
 Calibration runs the fp32 model on images the user supplies (ideally from the deployment's
 camera; the synthetic set from ``esnet synth`` for the demo model), preprocessed by the engine's
 own kernel (:func:`esnet_ros.inference.cpu_ops.network_input`, which the :class:`Segmenter` runs:
-the same resize and ``ModelMeta.normalization`` as the node), and records activation ranges; weights are quantized per channel
-(int8, symmetric), activations per tensor (uint8).  The result is a QDQ ONNX model that ONNX
+the same resize and ``ModelMeta.normalization`` as the node), and records activation ranges; weights
+are quantized per channel (int8, symmetric), activations per tensor (uint8).  The result is a QDQ ONNX model that ONNX
 Runtime runs with its int8 (VNNI/AMX where the CPU has them) kernels; the esnet_ros metadata is
 copied over.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -67,9 +67,13 @@ def quantize_model(
     meta = read_onnx_metadata(fp32_onnx)
     size = calibration_size or meta.onnx_input_size
     if size is None:
-        raise ValueError("int8 calibration of a dynamic export needs calibration_size=(W, H); or export without --dynamic")
+        raise ValueError(
+            "int8 calibration of a dynamic export needs calibration_size=(W, H); or export without --dynamic"
+        )
     if quantizer == "onnxruntime" and meta.onnx_input_size is None:
-        raise ValueError("quantizer=onnxruntime needs a fixed-size export; export without --dynamic (or use quantizer=nncf)")
+        raise ValueError(
+            "quantizer=onnxruntime needs a fixed-size export; export without --dynamic (or use quantizer=nncf)"
+        )
     files = calibration_images(calibration_dir, num_images)
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -78,15 +82,27 @@ def quantize_model(
         _quantize_nncf(fp32_onnx, output, [calibration_input(f, meta, size) for f in files])
     else:
         _quantize_onnxruntime(fp32_onnx, output, (calibration_input(f, meta, size) for f in files), method)
-    calibration = {"images": len(files), "method": method if quantizer == "onnxruntime" else "nncf-mixed",
-                   "quantizer": quantizer, "directory": str(calibration_dir), "size": list(size)}
+    calibration = {
+        "images": len(files),
+        "method": method if quantizer == "onnxruntime" else "nncf-mixed",
+        "quantizer": quantizer,
+        "directory": str(calibration_dir),
+        "size": list(size),
+    }
     write_onnx_metadata(output, meta.replace(onnx_precision="int8", int8_calibration=calibration))
     return output
 
 
-def _quantize_onnxruntime(fp32_onnx: str | pathlib.Path, output: pathlib.Path, inputs: Iterator[np.ndarray],
-                          method: str) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+def _quantize_onnxruntime(
+    fp32_onnx: str | pathlib.Path, output: pathlib.Path, inputs: Iterator[np.ndarray], method: str
+) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -113,6 +129,7 @@ def _quantize_nncf(fp32_onnx: str | pathlib.Path, output: pathlib.Path, inputs: 
     import onnx
 
     dataset = nncf.Dataset(inputs, lambda x: {"input": x})
-    quantized = nncf.quantize(onnx.load(str(fp32_onnx)), dataset, subset_size=len(inputs),
-                              preset=nncf.QuantizationPreset.MIXED)
+    quantized = nncf.quantize(
+        onnx.load(str(fp32_onnx)), dataset, subset_size=len(inputs), preset=nncf.QuantizationPreset.MIXED
+    )
     onnx.save(quantized, str(output))

@@ -34,7 +34,8 @@ from __future__ import annotations
 import logging
 import pathlib
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +43,8 @@ import torch
 from esnet_ros.core.labels import LabelSet
 from esnet_ros.core.metadata import COLOR_ORDERS, ModelMeta
 from esnet_ros.core.model import check_input_size
-from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.inference.backends import create_backend
+from esnet_ros.inference.defaults import DEFAULT_UPSAMPLE, ENGINE_DEFAULTS, UPSAMPLE_MODES
 from esnet_ros.inference.devices import resolve_device, resolve_precision
 from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.loading import load_for_engine
@@ -132,17 +133,29 @@ class Segmenter:
         self.labels = meta.labels
         self.input_size = _network_size(meta, input_size, has_model=model is not None)
         self.backend = create_backend(
-            backend, model, meta, self.device, precision, self.input_size, options=backend_options,
+            backend,
+            model,
+            meta,
+            self.device,
+            precision,
+            self.input_size,
+            options=backend_options,
             num_threads=num_threads,
         )
         self.precision = self.backend.precision
         self.model_color_order = meta.normalization.color_order
         kind = CudaPipeline if self.device.type == "cuda" else CpuPipeline
         self.pipeline: CpuPipeline | CudaPipeline = kind(
-            self.backend, meta.normalization, self.labels.palette(), self.input_size)
+            self.backend, meta.normalization, self.labels.palette(), self.input_size
+        )
         log.info(
             "Segmenter: %s backend on %s (%s), network input %dx%d, %d classes (%s)",
-            self.backend.name, self.device, self.precision, *self.input_size, self.labels.num_classes, self.labels.name,
+            self.backend.name,
+            self.device,
+            self.precision,
+            *self.input_size,
+            self.labels.num_classes,
+            self.labels.name,
         )
 
     @property
@@ -206,8 +219,14 @@ class Segmenter:
         resolution (at the output's for ``upsample="bilinear"``); on CUDA it also computes the outputs.
         """
         image = validate_image(image)
-        options = CallOptions.parse(color_order=color_order, outputs=outputs, resolution=resolution, alpha=alpha,
-                                    upsample=upsample, label_space=label_space)
+        options = CallOptions.parse(
+            color_order=color_order,
+            outputs=outputs,
+            resolution=resolution,
+            alpha=alpha,
+            upsample=upsample,
+            label_space=label_space,
+        )
         return self.pipeline.infer(image, options)
 
     def finish(

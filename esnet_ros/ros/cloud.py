@@ -46,20 +46,24 @@ POINT_FIELDS = (
 POINT_STEP = 24
 _NUMPY_TYPES = {"FLOAT32": np.dtype("=f4"), "UINT8": np.dtype("u1")}
 #: one point as NumPy reads it: ``np.frombuffer(cloud.data, POINT_DTYPE)`` decodes a cloud of this module
-POINT_DTYPE = np.dtype({
-    "names": [name for name, _, _ in POINT_FIELDS],
-    "formats": [_NUMPY_TYPES[kind] for _, _, kind in POINT_FIELDS],
-    "offsets": [offset for _, offset, _ in POINT_FIELDS],
-    "itemsize": POINT_STEP,
-})
+POINT_DTYPE = np.dtype(
+    {
+        "names": [name for name, _, _ in POINT_FIELDS],
+        "formats": [_NUMPY_TYPES[kind] for _, _, kind in POINT_FIELDS],
+        "offsets": [offset for _, offset, _ in POINT_FIELDS],
+        "itemsize": POINT_STEP,
+    }
+)
 
 
 def point_fields() -> list[Any]:
     """The ``sensor_msgs/PointField`` list of :data:`POINT_FIELDS` (count 1 each)."""
     from sensor_msgs.msg import PointField
 
-    return [PointField(name=name, offset=offset, datatype=getattr(PointField, kind), count=1)
-            for name, offset, kind in POINT_FIELDS]
+    return [
+        PointField(name=name, offset=offset, datatype=getattr(PointField, kind), count=1)
+        for name, offset, kind in POINT_FIELDS
+    ]
 
 
 class PointCloudBuffer:
@@ -93,8 +97,7 @@ class PointCloudBuffer:
         self._resize(height, width)
         return self._words(np.float32)[..., :3]
 
-    def fill(self, header: Any, xyz: np.ndarray, colors: np.ndarray, labels: np.ndarray,
-             confidence: np.ndarray) -> Any:
+    def fill(self, header: Any, xyz: np.ndarray, colors: np.ndarray, labels: np.ndarray, confidence: np.ndarray) -> Any:
         """The cloud of ``xyz`` ``(H,W,3) float32``, ``colors`` ``(H,W,3) uint8`` RGB, ``labels`` ``(H,W) uint8``
         and ``confidence`` ``(H,W)``: float32 0..1, or uint8 0..255 (the confidence image, divided by 255).
         ``header`` (stamp and frame_id: the optical frame of the camera) is set on the message as given."""
@@ -172,11 +175,17 @@ def scaled_camera_info(info: Any, out_width: int, out_height: int) -> Any:
     if (info.width, info.height) == (out_width, out_height):
         out.k, out.p = np.array(info.k, np.float64), np.array(info.p, np.float64)
         out.binning_x, out.binning_y = info.binning_x, info.binning_y
-        out.roi = RegionOfInterest(x_offset=roi.x_offset, y_offset=roi.y_offset, height=roi.height,
-                                   width=roi.width, do_rectify=roi.do_rectify)
+        out.roi = RegionOfInterest(
+            x_offset=roi.x_offset, y_offset=roi.y_offset, height=roi.height, width=roi.width, do_rectify=roi.do_rectify
+        )
         return out
-    k, p, (x, y, h, w) = scale_intrinsics(info.k, info.p, (roi.x_offset, roi.y_offset, roi.height, roi.width),
-                                          (info.height, info.width), (out_height, out_width))
+    k, p, (x, y, h, w) = scale_intrinsics(
+        info.k,
+        info.p,
+        (roi.x_offset, roi.y_offset, roi.height, roi.width),
+        (info.height, info.width),
+        (out_height, out_width),
+    )
     out.k, out.p = k.reshape(9), p.reshape(12)
     out.binning_x = out.binning_y = 0
     out.roi = RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w, do_rectify=roi.do_rectify)

@@ -6,7 +6,7 @@ importing the engine (and torch).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
@@ -41,4 +41,4 @@ def descriptor(
 def choices_of(d: ParameterDescriptor) -> list[str]:
     """The allowed values a :func:`descriptor` recorded (empty when it has none)."""
     text = d.additional_constraints
-    return text[len(CHOICES_PREFIX):].split(", ") if text.startswith(CHOICES_PREFIX) else []
+    return text[len(CHOICES_PREFIX) :].split(", ") if text.startswith(CHOICES_PREFIX) else []

@@ -52,9 +52,9 @@ class Counters:
         # `received`, so reported beside the identity, never hidden.
         self.missed_in_transport = 0
         self.last_sequence: dict[bytes, int] = {}
-        self.rejected = collections.Counter({c: 0 for c in REJECT_CAUSES})
-        self.warnings = collections.Counter({c: 0 for c in WARNING_CAUSES})
-        self.computed = collections.Counter({o: 0 for o in IMAGE_OUTPUTS + ("stats",)})
+        self.rejected = collections.Counter(dict.fromkeys(REJECT_CAUSES, 0))
+        self.warnings = collections.Counter(dict.fromkeys(WARNING_CAUSES, 0))
+        self.computed = collections.Counter(dict.fromkeys(IMAGE_OUTPUTS + ("stats",), 0))
         self.frames_since_activation = 0
         self.timings = collections.deque(maxlen=300)  # (total_ms, age_ms, inference_ms)
 
@@ -159,11 +159,17 @@ class FrameAccounting:
         stamp = stamp_ns(header.stamp)
         last, self.last_stamp_ns = self.last_stamp_ns, stamp
         if stamp == 0:
-            self.warn("stamp_zero", "frame has a zero stamp: the camera driver does not set header.stamp; "
-                                    "outputs copy it unchanged and stats.age_ms is NaN")
+            self.warn(
+                "stamp_zero",
+                "frame has a zero stamp: the camera driver does not set header.stamp; "
+                "outputs copy it unchanged and stats.age_ms is NaN",
+            )
         elif last is not None and stamp < last:
-            self.warn("stamp_backwards", f"frame stamp went backwards by {(last - stamp) / 1e6:.1f} ms "
-                                         f"(camera restart, bag loop or sim time reset?); processing it anyway")
+            self.warn(
+                "stamp_backwards",
+                f"frame stamp went backwards by {(last - stamp) / 1e6:.1f} ms "
+                f"(camera restart, bag loop or sim time reset?); processing it anyway",
+            )
         elif last is not None and stamp == last:
             self.warn("stamp_duplicate", "frame has the same stamp as the previous one; processing it anyway")
         if len(header.frame_id) > FRAME_ID_WARN_CHARS:
@@ -187,8 +193,9 @@ class FrameAccounting:
         return values
 
 
-def diagnostic_status(name: str, values: dict[str, str], state: str, last_error: str,
-                      rejected_before: int) -> DiagnosticArray:
+def diagnostic_status(
+    name: str, values: dict[str, str], state: str, last_error: str, rejected_before: int
+) -> DiagnosticArray:
     """The node's /diagnostics message (unstamped): ERROR on a failure, WARN when inactive or rejecting."""
     status = DiagnosticStatus(name=f"{name}: segmentation", hardware_id=values.get("device", "none"))
     if last_error:

@@ -26,18 +26,18 @@ import dataclasses
 import math
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage
 
+from esnet_ros.core.labels import LabelSet
 from esnet_ros.inference.defaults import MAX_INPUT_PIXELS
 from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.segmenter import Inferred, Segmenter
-from esnet_ros.core.labels import LabelSet
 from esnet_ros.msg import ClassInfo, ClassMap, SegmentationStats
-from esnet_ros.ros.topics import IMAGE_OUTPUTS, OUTPUTS
 from esnet_ros.ros.images import (
     ColorInput,
     ImageConversionError,
@@ -45,6 +45,7 @@ from esnet_ros.ros.images import (
     compressed_to_color_input,
     to_color_input,
 )
+from esnet_ros.ros.topics import IMAGE_OUTPUTS, OUTPUTS
 
 try:  # optional: the Nav2 semantic_segmentation_layer contract
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -157,8 +158,9 @@ class LatestSlot:
             self._closed = False
 
 
-def class_map_messages(labels: LabelSet, model_name: str, stamp: Any,
-                       space: LabelSpace | None = None) -> tuple[Any, Any]:
+def class_map_messages(
+    labels: LabelSet, model_name: str, stamp: Any, space: LabelSpace | None = None
+) -> tuple[Any, Any]:
     """The ``esnet/class_map`` message, and ``esnet/label_info``'s (None without vision_msgs): the model's
     classes, or those of the label ``space`` it is published in (a class remap)."""
     table = space.classes if space is not None else None
@@ -168,14 +170,16 @@ def class_map_messages(labels: LabelSet, model_name: str, stamp: Any,
     msg.header.stamp = stamp
     msg.model_name = model_name
     msg.dataset = labels.name if table is None or not table.path else f"{labels.name} remapped by {table.path}"
-    msg.classes = [ClassInfo(id=int(i), name=name, r=int(c[0]), g=int(c[1]), b=int(c[2]))
-                   for i, name, c in zip(ids, names, colors)]
+    msg.classes = [
+        ClassInfo(id=int(i), name=name, r=int(c[0]), g=int(c[1]), b=int(c[2]))
+        for i, name, c in zip(ids, names, colors, strict=True)
+    ]
     msg.ignore_id = int(space.unknown_label if space is not None else labels.ignore_index)
     if LabelInfo is None:
         return msg, None
     info = LabelInfo()
     info.header = msg.header
-    info.class_map = [VisionClass(class_id=int(i), class_name=name) for i, name in zip(ids, names)]
+    info.class_map = [VisionClass(class_id=int(i), class_name=name) for i, name in zip(ids, names, strict=True)]
     info.threshold = 0.0
     return msg, info
 
@@ -189,7 +193,8 @@ class FrameProcessor:
     ``stats.age_ms`` (NaN without it, or for a zero stamp). ``buffers``: one
     :class:`~esnet_ros.ros.images.ImagePublisherBuffer` per image output, reused between frames
     (one copy per output, no allocation); a processor without them makes its own. Either way an
-    Image message stays valid only until the next :meth:`process` (or :meth:`complete`) call: publish or serialize it first.
+    Image message stays valid only until the next :meth:`process` (or :meth:`complete`) call:
+    publish or serialize it first.
     """
 
     def __init__(
@@ -245,7 +250,9 @@ class FrameProcessor:
         """
         return self.complete(self.start(msg, wanted, counts), publish=publish)
 
-    def start(self, msg: Any, wanted: tuple[str, ...] = OUTPUTS, counts: tuple[int, int, int] = (0, 0, 0)) -> PendingFrame:
+    def start(
+        self, msg: Any, wanted: tuple[str, ...] = OUTPUTS, counts: tuple[int, int, int] = (0, 0, 0)
+    ) -> PendingFrame:
         """The first half of :meth:`process`: convert the message and run the network (raises as it does)."""
         unknown = [o for o in wanted if o not in OUTPUTS]
         if unknown:
@@ -254,13 +261,20 @@ class FrameProcessor:
         frame = self.convert(msg)
         t1 = time.perf_counter()
         try:
-            inferred = self.segmenter.infer(frame.image, color_order=frame.color_order,
-                                            outputs=segmenter_outputs(wanted, self.confidence),
-                                            resolution=self.output_resolution, alpha=self.overlay_alpha,
-                                            upsample=self.upsample, label_space=self.label_space)
+            inferred = self.segmenter.infer(
+                frame.image,
+                color_order=frame.color_order,
+                outputs=segmenter_outputs(wanted, self.confidence),
+                resolution=self.output_resolution,
+                alpha=self.overlay_alpha,
+                upsample=self.upsample,
+                label_space=self.label_space,
+            )
         except RuntimeError as exc:  # e.g. CUDA out of memory: the caller counts it and keeps serving
             raise InferenceError(f"inference failed: {exc}") from exc
-        return PendingFrame(msg, tuple(wanted), counts, frame, inferred, (t1 - t0) * 1e3, (time.perf_counter() - t0) * 1e3)
+        return PendingFrame(
+            msg, tuple(wanted), counts, frame, inferred, (t1 - t0) * 1e3, (time.perf_counter() - t0) * 1e3
+        )
 
     def complete(self, pending: PendingFrame, publish: Publish | None = None) -> FrameResult:
         """The second half of :meth:`process`: the outputs at their size, their messages, published as built."""
@@ -277,8 +291,10 @@ class FrameProcessor:
 
         try:
             result = self.segmenter.finish(
-                pending.inferred, out=self._message_arrays(wanted, frame.image.shape[:2]),
-                on_labels=publish_labels if publish is not None and "labels" in wanted else None)
+                pending.inferred,
+                out=self._message_arrays(wanted, frame.image.shape[:2]),
+                on_labels=publish_labels if publish is not None and "labels" in wanted else None,
+            )
         except RuntimeError as exc:
             raise InferenceError(f"inference failed: {exc}") from exc
         t2 = time.perf_counter()
@@ -304,8 +320,11 @@ class FrameProcessor:
     def _message_arrays(self, wanted: tuple[str, ...], input_hw: tuple[int, int]) -> dict[str, np.ndarray]:
         """The wanted images' message buffers as arrays, for the engine to compute into (no copy to publish)."""
         hw = input_hw if self.output_resolution == "input" else self.segmenter.input_size[::-1]
-        return {name: self.buffers[name].array(tuple(hw) + ((3,) if name in ("color", "overlay") else ()))
-                for name in IMAGE_OUTPUTS if name in wanted}
+        return {
+            name: self.buffers[name].array(tuple(hw) + ((3,) if name in ("color", "overlay") else ()))
+            for name in IMAGE_OUTPUTS
+            if name in wanted
+        }
 
     def age_ms(self, stamp: Any) -> float:
         """Milliseconds from ``stamp`` to now (``clock_ns``); NaN for a zero stamp or without a clock."""
@@ -314,8 +333,14 @@ class FrameProcessor:
             return math.nan
         return (self.clock_ns() - ns) / 1e6
 
-    def _stats(self, header: Any, input_size: tuple[int, int], labels: np.ndarray, timings: dict[str, float],
-               counts: tuple[int, int, int]) -> Any:
+    def _stats(
+        self,
+        header: Any,
+        input_size: tuple[int, int],
+        labels: np.ndarray,
+        timings: dict[str, float],
+        counts: tuple[int, int, int],
+    ) -> Any:
         seg = self.segmenter
         stats = SegmentationStats(header=header)
         stats.input_width, stats.input_height = input_size

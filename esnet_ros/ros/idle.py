@@ -48,8 +48,9 @@ class IdleWatch:
             return ""
         self.reason = self._diagnose(received > last_received, spatial_wanted, spatial_problem)
         if self.reason:
-            self.node.get_logger().warning(f"nothing published for {now - since:.0f} s: {self.reason}",
-                                           throttle_duration_sec=WARN_EVERY_S)
+            self.node.get_logger().warning(
+                f"nothing published for {now - since:.0f} s: {self.reason}", throttle_duration_sec=WARN_EVERY_S
+            )
         return self.reason
 
     def _diagnose(self, frames_arrive: bool, spatial_wanted: bool, spatial_problem: str) -> str:
@@ -60,18 +61,24 @@ class IdleWatch:
         topic = sub.topic_name
         publishers = node.get_publishers_info_by_topic(topic)
         if not publishers:
-            return (f"no_camera: no publisher on {topic}; start the camera driver or set image_topic "
-                    f"(or remap) to its topic")
+            return (
+                f"no_camera: no publisher on {topic}; start the camera driver or set image_topic "
+                f"(or remap) to its topic"
+            )
         ours = sub.qos_profile.reliability
         if ours == ReliabilityPolicy.RELIABLE and all(p.qos_profile.reliability != ours for p in publishers):
             names = ", ".join(sorted({p.node_name for p in publishers}))
-            return (f"camera_qos: {topic} is published best_effort ({names}) but this node subscribes reliable; "
-                    f"set input_qos.reliability:=auto or best_effort")
+            return (
+                f"camera_qos: {topic} is published best_effort ({names}) but this node subscribes reliable; "
+                f"set input_qos.reliability:=auto or best_effort"
+            )
         if not frames_arrive:
             return f"no_frames: {len(publishers)} publisher(s) on {topic} but no frame arrived"
         if not node.subscribed_outputs() and not spatial_wanted:
-            return ("no_subscriber: frames arrive but no output (esnet/labels, color, overlay, confidence, stats, "
-                    "points, camera_info) has a subscriber; every output is computed only while subscribed")
+            return (
+                "no_subscriber: frames arrive but no output (esnet/labels, color, overlay, confidence, stats, "
+                "points, camera_info) has a subscriber; every output is computed only while subscribed"
+            )
         if spatial_wanted and spatial_problem:
             return f"spatial: {spatial_problem}"
         return ""

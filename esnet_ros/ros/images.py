@@ -87,20 +87,39 @@ class ImageConversionError(ValueError):
 #: every named (non ``8UC3``-style) encoding of sensor_msgs/image_encodings.hpp: (channels, dtype);
 #: nv12/nv21/nv24 have 2 channels there although their planes do not fit that (see to_color_input)
 NAMED_ENCODINGS = {
-    "mono8": (1, "u1"), "mono16": (1, "u2"),
-    "rgb8": (3, "u1"), "bgr8": (3, "u1"), "rgba8": (4, "u1"), "bgra8": (4, "u1"),
-    "rgb16": (3, "u2"), "bgr16": (3, "u2"), "rgba16": (4, "u2"), "bgra16": (4, "u2"),
-    "yuv422": (2, "u1"), "uyvy": (2, "u1"), "yuv422_yuy2": (2, "u1"), "yuyv": (2, "u1"),
-    "nv12": (2, "u1"), "nv21": (2, "u1"), "nv24": (2, "u1"),
-    **{f"bayer_{p}{bits}": (1, "u1" if bits == 8 else "u2") for p in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)},
+    "mono8": (1, "u1"),
+    "mono16": (1, "u2"),
+    "rgb8": (3, "u1"),
+    "bgr8": (3, "u1"),
+    "rgba8": (4, "u1"),
+    "bgra8": (4, "u1"),
+    "rgb16": (3, "u2"),
+    "bgr16": (3, "u2"),
+    "rgba16": (4, "u2"),
+    "bgra16": (4, "u2"),
+    "yuv422": (2, "u1"),
+    "uyvy": (2, "u1"),
+    "yuv422_yuy2": (2, "u1"),
+    "yuyv": (2, "u1"),
+    "nv12": (2, "u1"),
+    "nv21": (2, "u1"),
+    "nv24": (2, "u1"),
+    **{
+        f"bayer_{p}{bits}": (1, "u1" if bits == 8 else "u2")
+        for p in ("rggb", "bggr", "gbrg", "grbg")
+        for bits in (8, 16)
+    },
 }
 _GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-9]\d*)$")
 _GENERIC_DTYPES = {"8U": "u1", "8S": "i1", "16U": "u2", "16S": "i2", "32S": "i4", "32F": "f4", "64F": "f8"}
 # YUV layouts the node refuses, with the reason given to the user
 _YUV_HELP = {
     **dict.fromkeys(("yuv422", "uyvy", "yuyv", "yuv422_yuy2"), "a YUV 4:2:2 layout"),
-    **dict.fromkeys(("nv12", "nv21", "nv24"), "a semi-planar YUV layout that cv_bridge cannot read either "
-                                              "(sensor_msgs gives it 2 channels, which its planes do not fit)"),
+    **dict.fromkeys(
+        ("nv12", "nv21", "nv24"),
+        "a semi-planar YUV layout that cv_bridge cannot read either "
+        "(sensor_msgs gives it 2 channels, which its planes do not fit)",
+    ),
 }
 
 
@@ -233,12 +252,16 @@ def _png_header(data: bytes) -> tuple[int, int]:
     Bytes after the IEND chunk are ignored (libpng, and so cv_bridge, ignore them too).
     """
     if len(data) < 33 or data[12:16] != b"IHDR":
-        raise ImageConversionError("compressed_truncated", f"PNG of {len(data)} B ends before its IHDR header; the message is truncated")
+        raise ImageConversionError(
+            "compressed_truncated", f"PNG of {len(data)} B ends before its IHDR header; the message is truncated"
+        )
     width = int.from_bytes(data[16:20], "big")
     height = int.from_bytes(data[20:24], "big")
     depth, color_type = data[24], data[25]
     if color_type not in _PNG_COLOR_TYPES:
-        raise ImageConversionError("compressed_corrupt", f"PNG has an invalid color type {color_type}; the data is corrupt")
+        raise ImageConversionError(
+            "compressed_corrupt", f"PNG has an invalid color type {color_type}; the data is corrupt"
+        )
     if depth == 16:
         raise ImageConversionError(
             "png_16bit", "PNG has 16 bits per channel; the node takes 8-bit images: compress from rgb8/bgr8/mono8"
@@ -248,7 +271,9 @@ def _png_header(data: bytes) -> tuple[int, int]:
         if data[pos + 4 : pos + 8] == b"IEND":
             return width, height
         pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
-    raise ImageConversionError("compressed_truncated", f"PNG of {len(data)} B ends before its IEND chunk; the message is truncated")
+    raise ImageConversionError(
+        "compressed_truncated", f"PNG of {len(data)} B ends before its IEND chunk; the message is truncated"
+    )
 
 
 def _jpeg_header(data: bytes) -> tuple[int, int]:
@@ -274,14 +299,19 @@ def _jpeg_header(data: bytes) -> tuple[int, int]:
         elif marker == 0xDA and size is not None:
             if data.rfind(b"\xff\xd9", pos + 2 + length) < 0:  # from the end: EOI is last or nearly
                 raise ImageConversionError(
-                    "compressed_truncated", f"JPEG of {len(data)} B has no EOI marker after its scan; the message is truncated"
+                    "compressed_truncated",
+                    f"JPEG of {len(data)} B has no EOI marker after its scan; the message is truncated",
                 )
             return size
         if marker == 0xDA or length < 2:
-            raise ImageConversionError("compressed_corrupt", "JPEG has no frame header (SOF) before its scan; the data is corrupt")
+            raise ImageConversionError(
+                "compressed_corrupt", "JPEG has no frame header (SOF) before its scan; the data is corrupt"
+            )
         pos += 2 + length
     where = "its first scan" if size else "its frame header"
-    raise ImageConversionError("compressed_truncated", f"JPEG of {len(data)} B ends before {where}; the message is truncated")
+    raise ImageConversionError(
+        "compressed_truncated", f"JPEG of {len(data)} B ends before {where}; the message is truncated"
+    )
 
 
 def _compressed_size(msg: Any) -> tuple[bytes, int, int]:
@@ -318,7 +348,8 @@ def compressed_to_color_input(msg: Any, *, max_pixels: int | None = None) -> Col
     image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.shape[:2] != (height, width) or image.dtype != np.uint8:
         raise ImageConversionError(
-            "compressed_corrupt", f"CompressedImage ({len(raw)} B, {width}x{height} in its header) could not be decoded; the data is corrupt"
+            "compressed_corrupt",
+            f"CompressedImage ({len(raw)} B, {width}x{height} in its header) could not be decoded; the data is corrupt",
         )
     m = _FORMAT_ORDER.match(str(msg.format))
     rgb = (m.group(1).lower() if m else "") in ("rgb8", "rgba8", "mono8", "8uc1")
@@ -335,6 +366,7 @@ def compressed_to_color_input(msg: Any, *, max_pixels: int | None = None) -> Col
 
 
 # -- outgoing images -------------------------------------------------------------------------------
+
 
 def numpy_to_image(image: np.ndarray, encoding: str, header: Any = None, msg: Any = None) -> Any:
     """An ``(H,W)``/``(H,W,C)`` array as a sensor_msgs/Image (one copy of the pixels).
@@ -372,7 +404,9 @@ class ImagePublisherBuffer:
 
         channels, dtype = encoding_info(encoding)
         if image.dtype != dtype or image.ndim not in (2, 3) or (image.shape[2] if image.ndim == 3 else 1) != channels:
-            raise ValueError(f"array {image.shape} {image.dtype} does not match encoding {encoding} ({channels} ch of {dtype})")
+            raise ValueError(
+                f"array {image.shape} {image.dtype} does not match encoding {encoding} ({channels} ch of {dtype})"
+            )
         height, width = image.shape[:2]
         target = self.array(image.shape, dtype)
         if not (image.flags.c_contiguous and image.ctypes.data == target.ctypes.data):  # else: computed in place

@@ -26,19 +26,27 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.exceptions import InvalidHandle
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
-from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import Node as LifecycleNode
 
 from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.ros.diagnostics import REJECT_CAUSES, WARNING_CAUSES, FrameAccounting, diagnostic_status
-from esnet_ros.ros.frames import (IMAGE_OUTPUTS, OUTPUTS, FrameProcessor, ImageConversionError, InferenceError,
-                                  PendingFrame, class_map_messages)
+from esnet_ros.ros.frames import (
+    IMAGE_OUTPUTS,
+    OUTPUTS,
+    FrameProcessor,
+    ImageConversionError,
+    InferenceError,
+    PendingFrame,
+    class_map_messages,
+)
 from esnet_ros.ros.idle import IdleWatch
 from esnet_ros.ros.images import ImagePublisherBuffer
 from esnet_ros.ros.node_parameters import LABEL_SPACE_PARAMS, NodeParameters, make_label_space
 from esnet_ros.ros.parameters import INPUT_PARAMS, PARAMETERS, ModelConfig, ros_syntax
-from esnet_ros.ros.reload import ModelSlot
 from esnet_ros.ros.qos import InputSubscription, OutputQosWarnings, create_output_publishers, reliability_name
+from esnet_ros.ros.reload import ModelSlot
 from esnet_ros.ros.spatial import SPATIAL_PARAMS, SpatialOutputs
 from esnet_ros.ros.worker import FrameWorker
 
@@ -57,8 +65,13 @@ class SegmentationNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._pubs: dict[str, Any] = {}
         self.model = ModelSlot(self.get_logger(), lambda previous: self.params.revert(previous))
-        self.params = NodeParameters(self, self.model, configured=lambda: bool(self._pubs),
-                                     active=lambda: self.lifecycle_state == "active", on_change=self._on_change)
+        self.params = NodeParameters(
+            self,
+            self.model,
+            configured=lambda: bool(self._pubs),
+            active=lambda: self.lifecycle_state == "active",
+            on_change=self._on_change,
+        )
         self.accounting = FrameAccounting(self.get_logger())
         self.counters = self.accounting.counters
         self._frames = FrameWorker(self._start_frame, lambda: float(self._values["max_rate_hz"]))
@@ -159,8 +172,9 @@ class SegmentationNode(LifecycleNode):
 
     def _create_publishers(self) -> None:
         if not self._pubs:
-            self._pubs = create_output_publishers(self, self._values["output_qos.reliability"],
-                                                  self._values["output_qos.depth"], self._output_warnings)
+            self._pubs = create_output_publishers(
+                self, self._values["output_qos.reliability"], self._values["output_qos.depth"], self._output_warnings
+            )
             self.spatial.create_publishers(self._pubs["labels"].qos_profile)
 
     def _destroy_publishers(self) -> None:
@@ -181,8 +195,9 @@ class SegmentationNode(LifecycleNode):
             return
         cfg = self.model.cfg
         model_name = pathlib.Path(cfg.weights).stem if cfg and cfg.weights else "esnet-demo"
-        class_map, label_info = class_map_messages(seg.labels, model_name, self.get_clock().now().to_msg(),
-                                                   self._label_space)
+        class_map, label_info = class_map_messages(
+            seg.labels, model_name, self.get_clock().now().to_msg(), self._label_space
+        )
         pub.publish(class_map)
         if "label_info" in self._pubs:
             self._pubs["label_info"].publish(label_info)
@@ -229,10 +244,16 @@ class SegmentationNode(LifecycleNode):
     def _processor(self, seg: Segmenter) -> FrameProcessor:
         values = self._values
         return FrameProcessor(
-            seg, max_input_pixels=int(values["max_input_pixels"]), output_resolution=values["output_resolution"],
-            overlay_alpha=float(values["overlay_alpha"]), upsample=values["upsample"],
-            clock_ns=lambda: self.get_clock().now().nanoseconds, buffers=self._buffers,
-            label_space=self._label_space, confidence=bool(self.spatial.wanted()))
+            seg,
+            max_input_pixels=int(values["max_input_pixels"]),
+            output_resolution=values["output_resolution"],
+            overlay_alpha=float(values["overlay_alpha"]),
+            upsample=values["upsample"],
+            clock_ns=lambda: self.get_clock().now().nanoseconds,
+            buffers=self._buffers,
+            label_space=self._label_space,
+            confidence=bool(self.spatial.wanted()),
+        )
 
     def _start_frame(self, msg: Any) -> Any:
         """Worker thread: convert and run the network; returns the frame's second half (None: nothing left)."""
@@ -264,16 +285,21 @@ class SegmentationNode(LifecycleNode):
             if spatial:
                 space = processor.label_space
                 palette = space.palette if space is not None else processor.segmenter.labels.palette()
-                self.spatial.publish(msg.header, spatial, result.labels, result.confidence, palette,
-                                     pending.frame.image.shape[:2])
+                self.spatial.publish(
+                    msg.header, spatial, result.labels, result.confidence, palette, pending.frame.image.shape[:2]
+                )
         except InferenceError as exc:
             self.accounting.reject(exc.cause, str(exc))
             return
         except (RCLError, InvalidHandle) as exc:
             return self._publishing_failed(exc)
         self.accounting.check_header(msg.header)
-        self.counters.count_processed(pending.wanted, result.timings_ms["total"], processor.age_ms(msg.header.stamp),
-                                      result.timings_ms["inference"])
+        self.counters.count_processed(
+            pending.wanted,
+            result.timings_ms["total"],
+            processor.age_ms(msg.header.stamp),
+            result.timings_ms["inference"],
+        )
 
     def _publishing_failed(self, exc: Exception) -> None:
         if not self._frames.stopping and self.context.ok():  # else SIGINT/SIGTERM ended the context: quiet
@@ -286,8 +312,13 @@ class SegmentationNode(LifecycleNode):
         values: dict[str, Any] = {"state": self.lifecycle_state, **self.accounting.values()}
         seg = self.model.serving
         if seg is not None:
-            values.update(device=str(seg.device), backend=seg.backend.name, precision=seg.precision,
-                          precision_reason=seg.precision_reason, network_size=f"{seg.input_size[0]}x{seg.input_size[1]}")
+            values.update(
+                device=str(seg.device),
+                backend=seg.backend.name,
+                precision=seg.precision,
+                precision_reason=seg.precision_reason,
+                network_size=f"{seg.input_size[0]}x{seg.input_size[1]}",
+            )
         if self._input.sub is not None:
             values["input_topic"] = self._input.sub.topic_name
             values["input_reliability"] = reliability_name(self._input.reliability)
@@ -302,11 +333,14 @@ class SegmentationNode(LifecycleNode):
         if self.lifecycle_state == "active":
             with self.counters.lock:
                 received, published = self.counters.received, sum(self.counters.computed.values())
-            self._idle.update(received, published + sum(self.spatial.published.values()), bool(self.spatial.wanted()),
-                              self.spatial.last_problem)
+            self._idle.update(
+                received,
+                published + sum(self.spatial.published.values()),
+                bool(self.spatial.wanted()),
+                self.spatial.last_problem,
+            )
         values = self.diagnostics_values()
         array = diagnostic_status(self.get_name(), values, values["state"], self.model.last_error, self._diag_rejected)
         self._diag_rejected = int(values["rejected"])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
-

@@ -16,7 +16,8 @@ rclpy's three set-parameters callbacks are used as they are meant to be:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
@@ -24,8 +25,16 @@ from rclpy.parameter import Parameter
 from esnet_ros.core.remap import load_class_remap
 from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.segmenter import Segmenter
-from esnet_ros.ros.parameters import (MODEL_PARAMS, PARAMETERS, SIZE_PARAMS, ModelConfig, check_choices,
-                                      check_model_config, check_size, ros_syntax)
+from esnet_ros.ros.parameters import (
+    MODEL_PARAMS,
+    PARAMETERS,
+    SIZE_PARAMS,
+    ModelConfig,
+    check_choices,
+    check_model_config,
+    check_size,
+    ros_syntax,
+)
 from esnet_ros.ros.reload import MODEL_ERRORS, ModelSlot
 
 __all__ = ["NodeParameters", "LABEL_SPACE_PARAMS", "make_label_space"]
@@ -53,8 +62,15 @@ class NodeParameters:
     ``on_change(changed, values)`` runs after the values changed (not for a revert).
     """
 
-    def __init__(self, node: Any, model: ModelSlot, *, configured: Callable[[], bool], active: Callable[[], bool],
-                 on_change: Callable[[set[str], dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        node: Any,
+        model: ModelSlot,
+        *,
+        configured: Callable[[], bool],
+        active: Callable[[], bool],
+        on_change: Callable[[set[str], dict[str, Any]], None],
+    ) -> None:
         self.node, self.model = node, model
         self._configured, self._active, self._on_change = configured, active, on_change
         for name, (default, descriptor) in PARAMETERS.items():

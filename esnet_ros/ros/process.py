@@ -34,7 +34,8 @@ def _spin(node: SegmentationNode, signals: ShutdownSignals) -> None:
         if node.get_parameter("autostart").value and not signals.requested and not node.start():
             node.get_logger().error(
                 "autostart: the node stays unconfigured; fix the parameters, then "
-                f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`")
+                f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`"
+            )
         while not signals.requested and node.context.ok():
             executor.spin_once(timeout_sec=0.1)
     finally:
@@ -48,8 +49,10 @@ def _run(signals: ShutdownSignals) -> int:
     try:
         node = SegmentationNode()
     except InvalidParameterValueException as exc:
-        print(f"{NODE_NAME}: {exc}; input_width/input_height take multiples of 8 (0: the checkpoint's size)",
-              file=sys.stderr)
+        print(
+            f"{NODE_NAME}: {exc}; input_width/input_height take multiples of 8 (0: the checkpoint's size)",
+            file=sys.stderr,
+        )
         return 2
     core_log = logging.getLogger("esnet_ros")
     core_log.setLevel(logging.INFO)

@@ -8,7 +8,8 @@ declared on the first subscription to a topic; a user override of the reliabilit
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.node import Node
@@ -50,20 +51,26 @@ def reliability_policy(name: str) -> ReliabilityPolicy:
 def policy_name(kind: Any) -> str:
     """``RELIABILITY`` from a QoSPolicyKind / rmw policy enum, whatever the rclpy version calls it."""
     name = str(getattr(kind, "name", kind)).split(".")[-1].upper()
-    return name[len("RMW_QOS_POLICY_"):] if name.startswith("RMW_QOS_POLICY_") else name
+    return name[len("RMW_QOS_POLICY_") :] if name.startswith("RMW_QOS_POLICY_") else name
 
 
 def output_qos(reliability: str, depth: int) -> QoSProfile:
     """The profile of labels/color/overlay/confidence/stats (``output_qos.*``)."""
-    return QoSProfile(depth=int(depth), history=HistoryPolicy.KEEP_LAST, reliability=reliability_policy(reliability),
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        depth=int(depth),
+        history=HistoryPolicy.KEEP_LAST,
+        reliability=reliability_policy(reliability),
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def publisher_incompatible_fix(policy: str) -> str:
     """What to do when a subscriber's QoS does not match an output's."""
     if policy == "RELIABILITY":
-        return ("a subscriber requests reliable but the outputs are best effort: set "
-                "output_qos.reliability:=reliable, or subscribe best effort")
+        return (
+            "a subscriber requests reliable but the outputs are best effort: set "
+            "output_qos.reliability:=reliable, or subscribe best effort"
+        )
     if policy == "DURABILITY":
         return "a subscriber requests transient local but the outputs are volatile: subscribe volatile"
     return f"a subscriber's {policy.lower()} policy does not match: align the subscriber's QoS"
@@ -92,9 +99,16 @@ def create_output_publishers(node: Any, reliability: str, depth: int, warnings: 
     """The lifecycle node's publishers: esnet/<output> (``output_qos.*``), the latched class map and label info."""
     overrides = QoSOverridingOptions.with_default_policies()
     qos = output_qos(reliability, depth)
-    pubs = {name: node.create_lifecycle_publisher(
-        SegmentationStats if name == "stats" else Image, f"esnet/{name}", qos, qos_overriding_options=overrides,
-        event_callbacks=warnings.callbacks(f"esnet/{name}")) for name in OUTPUTS}
+    pubs = {
+        name: node.create_lifecycle_publisher(
+            SegmentationStats if name == "stats" else Image,
+            f"esnet/{name}",
+            qos,
+            qos_overriding_options=overrides,
+            event_callbacks=warnings.callbacks(f"esnet/{name}"),
+        )
+        for name in OUTPUTS
+    }
     pubs["class_map"] = node.create_lifecycle_publisher(ClassMap, "esnet/class_map", LATCHED)
     if LabelInfo is not None:
         pubs["label_info"] = node.create_lifecycle_publisher(LabelInfo, "esnet/label_info", LATCHED)
@@ -139,20 +153,32 @@ class InputSubscription:
         given = self.user_overrides(resolved)
         pinned = given.get("reliability")
         if pinned is not None:
-            reliability, reason = reliability_policy(pinned), f"qos_overrides.{resolved}.subscription.reliability={pinned}"
+            reliability, reason = (
+                reliability_policy(pinned),
+                f"qos_overrides.{resolved}.subscription.reliability={pinned}",
+            )
         elif mode != "auto":
             reliability, reason = reliability_policy(mode), f"input_qos.reliability={mode}"
         elif reliability is None:
             reliability, reason = self.auto_reliability(resolved)
             if reliability is None:
                 reliability = ReliabilityPolicy.BEST_EFFORT
-                reason = (f"no publisher on {resolved} yet: best effort matches any camera; re-checked when one "
-                          f"appears (input_qos.reliability=auto)")
-        qos = QoSProfile(depth=int(given.get("depth", values["input_qos.depth"])), history=HistoryPolicy.KEEP_LAST,
-                         reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+                reason = (
+                    f"no publisher on {resolved} yet: best effort matches any camera; re-checked when one "
+                    f"appears (input_qos.reliability=auto)"
+                )
+        qos = QoSProfile(
+            depth=int(given.get("depth", values["input_qos.depth"])),
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=reliability,
+            durability=DurabilityPolicy.VOLATILE,
+        )
         self.destroy()
         self.sub = node.create_subscription(
-            msg_type, topic, self.callback, qos,
+            msg_type,
+            topic,
+            self.callback,
+            qos,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible),
         )
         self.reliability = self.sub.qos_profile.reliability
@@ -176,9 +202,15 @@ class InputSubscription:
         for policy, unset in (("reliability", ""), ("depth", 0)):
             name = f"qos_overrides.{resolved}.subscription.{policy}"
             if not self.node.has_parameter(name):
-                self.node.declare_parameter(name, unset, descriptor(
-                    f"The camera subscription's {policy} on {resolved}, pinned (input_qos.* no longer decide it); "
-                    f"{unset!r}: not pinned.", read_only=True))
+                self.node.declare_parameter(
+                    name,
+                    unset,
+                    descriptor(
+                        f"The camera subscription's {policy} on {resolved}, pinned (input_qos.* no longer decide it); "
+                        f"{unset!r}: not pinned.",
+                        read_only=True,
+                    ),
+                )
             value = self.node.get_parameter(name).value
             if value != unset:
                 given[policy] = value
@@ -194,17 +226,21 @@ class InputSubscription:
             return ReliabilityPolicy.RELIABLE, (
                 f"{len(reliable)} of {len(infos)} publisher(s) ({names}) offer reliable: subscribing reliable, "
                 f"because a best-effort connection loses most frames larger than ~0.5 MB on default Fast DDS "
-                f"(input_qos.reliability=auto)")
+                f"(input_qos.reliability=auto)"
+            )
         return ReliabilityPolicy.BEST_EFFORT, (
             f"all {len(infos)} publisher(s) ({names}) are best effort: subscribing best effort, because a reliable "
-            f"subscription would not match them (input_qos.reliability=auto)")
+            f"subscription would not match them (input_qos.reliability=auto)"
+        )
 
     def check(self) -> None:
         """Recreate the subscription when its topic/QoS parameters or the camera's reliability changed."""
         if self.dirty or self.sub is None:
             self.create()
             return
-        if self.values()["input_qos.reliability"] != "auto" or "reliability" in self.user_overrides(self.sub.topic_name):
+        if self.values()["input_qos.reliability"] != "auto" or "reliability" in self.user_overrides(
+            self.sub.topic_name
+        ):
             return
         wanted, reason = self.auto_reliability(self.sub.topic_name)
         if wanted is not None and wanted != self.reliability:
@@ -220,8 +256,10 @@ class InputSubscription:
         self.warned.add(policy)
         topic = self.sub.topic_name if self.sub is not None else self.topic()[0]
         if policy == "RELIABILITY":
-            fix = ("the camera publishes best effort but this node subscribes reliable: set "
-                   "input_qos.reliability:=best_effort (or auto), or make the camera publish reliable")
+            fix = (
+                "the camera publishes best effort but this node subscribes reliable: set "
+                "input_qos.reliability:=best_effort (or auto), or make the camera publish reliable"
+            )
         else:
             fix = f"the camera's {policy.lower()} policy does not match; align it or set the matching qos_overrides"
         self.node.get_logger().warning(f"incompatible QoS on {topic} ({policy}): {fix}")

@@ -10,7 +10,8 @@ a failed reload logs why, keeps the old engine and sets the parameters back.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from esnet_ros.core.checkpoint import is_synthetic_only
 from esnet_ros.core.labels import LabelSet
@@ -53,8 +54,14 @@ class ModelSlot:
         self.serving, self.cfg, self.last_error = seg, cfg, ""
         return True
 
-    def reload(self, cfg: ModelConfig, preloaded: Any, labels: LabelSet | None, previous: dict[str, Any],
-               active: Callable[[], bool]) -> None:
+    def reload(
+        self,
+        cfg: ModelConfig,
+        preloaded: Any,
+        labels: LabelSet | None,
+        previous: dict[str, Any],
+        active: Callable[[], bool],
+    ) -> None:
         """Build ``cfg``'s engine in the background (``preloaded``: the checked weights); while ``active()``
         it waits in :attr:`pending` for the worker, else it serves at once."""
         self._generation += 1
@@ -81,8 +88,15 @@ class ModelSlot:
         if forget_config:
             self.cfg = None
 
-    def _reload(self, cfg: ModelConfig, preloaded: Any, labels: LabelSet | None, previous: dict[str, Any],
-                active: Callable[[], bool], generation: int) -> None:
+    def _reload(
+        self,
+        cfg: ModelConfig,
+        preloaded: Any,
+        labels: LabelSet | None,
+        previous: dict[str, Any],
+        active: Callable[[], bool],
+        generation: int,
+    ) -> None:
         with self._lock:
             if generation != self._generation:
                 return  # a newer change supersedes this one
@@ -99,9 +113,16 @@ class ModelSlot:
                 self.serving = seg
 
     def _build(self, cfg: ModelConfig, preloaded: Any, labels: LabelSet | None) -> Segmenter:
-        seg = Segmenter(preloaded, device=cfg.device, precision=cfg.precision, backend=cfg.backend,
-                        num_threads=cfg.num_threads, input_size=cfg.input_size, labels=labels,
-                        backend_options=cfg.backend_options())
+        seg = Segmenter(
+            preloaded,
+            device=cfg.device,
+            precision=cfg.precision,
+            backend=cfg.backend,
+            num_threads=cfg.num_threads,
+            input_size=cfg.input_size,
+            labels=labels,
+            backend_options=cfg.backend_options(),
+        )
         if is_synthetic_only(seg.meta):
             self._logger.warning(
                 f"serving {cfg.weights_path().name}, trained on synthetic scenes only: it is NOT for real cameras "

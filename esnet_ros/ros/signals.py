@@ -24,7 +24,7 @@ class ShutdownSignals:
     def __init__(self) -> None:
         self.requested = False
 
-    def install(self) -> "ShutdownSignals":
+    def install(self) -> ShutdownSignals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         return self

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from esnet_ros.core.depth import check_camera_info, depth_to_metres, organized_points, resample_nearest
 from esnet_ros.ros.cloud import PointCloudBuffer, scaled_camera_info
@@ -42,8 +43,15 @@ __all__ = ["SpatialOutputs", "SPATIAL_OUTPUTS", "SPATIAL_PARAMS", "SKIP_CAUSES",
 SPATIAL_OUTPUTS = ("points", "camera_info")
 #: parameters that re-create the subscriptions when they change
 SPATIAL_PARAMS = ("depth_topic", "camera_info_topic", "sync_slop_s", "image_topic")
-SKIP_CAUSES = ("camera_info_missing", "depth_missing", "not_synchronized", "depth_encoding", "depth_size",
-               "camera_info_invalid", "error")
+SKIP_CAUSES = (
+    "camera_info_missing",
+    "depth_missing",
+    "not_synchronized",
+    "depth_encoding",
+    "depth_size",
+    "camera_info_invalid",
+    "error",
+)
 _KEPT_SETS = 30  # matched sets waiting for their frame's labels
 _WARN_EVERY_S = 5.0
 
@@ -91,8 +99,10 @@ class SpatialOutputs:
     # -- topics ------------------------------------------------------------------------------------
 
     def create_publishers(self, qos: Any) -> None:
-        self.pubs = {"points": self.node.create_lifecycle_publisher(PointCloud2, "esnet/points", qos),
-                     "camera_info": self.node.create_lifecycle_publisher(CameraInfo, "esnet/camera_info", qos)}
+        self.pubs = {
+            "points": self.node.create_lifecycle_publisher(PointCloud2, "esnet/points", qos),
+            "camera_info": self.node.create_lifecycle_publisher(CameraInfo, "esnet/camera_info", qos),
+        }
 
     def destroy_publishers(self) -> None:
         for pub in self.pubs.values():
@@ -105,8 +115,9 @@ class SpatialOutputs:
         values = self.values()
         depth = str(values["depth_topic"]).strip()
         self._sync = StampSync(3 if depth else 2, self._on_set, slop_s=float(values["sync_slop_s"]) or None)
-        self._subs = [self.node.create_subscription(CameraInfo, camera_info_topic(values), self._on_info,
-                                                    qos_profile_sensor_data)]
+        self._subs = [
+            self.node.create_subscription(CameraInfo, camera_info_topic(values), self._on_info, qos_profile_sensor_data)
+        ]
         if depth:
             self._subs.append(self.node.create_subscription(Image, depth, self._on_depth, qos_profile_sensor_data))
         self.dirty = False
@@ -124,8 +135,13 @@ class SpatialOutputs:
 
     def wanted(self) -> tuple[str, ...]:
         """The 3D outputs with subscribers (points only with a depth topic)."""
-        return tuple(name for name in SPATIAL_OUTPUTS if name in self.pubs
-                     and (name != "points" or self.depth_enabled) and self.pubs[name].get_subscription_count() > 0)
+        return tuple(
+            name
+            for name in SPATIAL_OUTPUTS
+            if name in self.pubs
+            and (name != "points" or self.depth_enabled)
+            and self.pubs[name].get_subscription_count() > 0
+        )
 
     # -- matching ----------------------------------------------------------------------------------
 
@@ -147,7 +163,7 @@ class SpatialOutputs:
             sync.add(1, msg)
 
     def _on_set(self, image: Any, *partners: Any) -> None:
-        depth, info = (partners if len(partners) == 2 else (None, partners[0]))
+        depth, info = partners if len(partners) == 2 else (None, partners[0])
         with self._lock:
             self._matched[stamp_ns(image)] = (depth, info)
             while len(self._matched) > _KEPT_SETS:
@@ -155,8 +171,15 @@ class SpatialOutputs:
 
     # -- per frame ---------------------------------------------------------------------------------
 
-    def publish(self, header: Any, wanted: tuple[str, ...], labels: np.ndarray, confidence: np.ndarray | None,
-                palette: np.ndarray, image_hw: tuple[int, int]) -> None:
+    def publish(
+        self,
+        header: Any,
+        wanted: tuple[str, ...],
+        labels: np.ndarray,
+        confidence: np.ndarray | None,
+        palette: np.ndarray,
+        image_hw: tuple[int, int],
+    ) -> None:
         """The frame's camera_info and cloud (those in ``wanted``), or the cause they are skipped, counted.
 
         ``labels``/``confidence`` at the output's size, ``palette`` the label space's, ``image_hw`` the
@@ -172,8 +195,16 @@ class SpatialOutputs:
         except Exception as exc:  # a malformed partner message must never stop the 2D outputs
             self._skip("error", f"{type(exc).__name__}: {exc}")
 
-    def _publish_set(self, header: Any, wanted: tuple[str, ...], partners: tuple[Any, Any], labels: np.ndarray,
-                     confidence: np.ndarray | None, palette: np.ndarray, image_hw: tuple[int, int]) -> None:
+    def _publish_set(
+        self,
+        header: Any,
+        wanted: tuple[str, ...],
+        partners: tuple[Any, Any],
+        labels: np.ndarray,
+        confidence: np.ndarray | None,
+        palette: np.ndarray,
+        image_hw: tuple[int, int],
+    ) -> None:
         depth, info = partners
         height, width = labels.shape
         try:
@@ -188,8 +219,9 @@ class SpatialOutputs:
         if "points" in wanted and depth is not None:
             self._publish_points(header, depth, out_info, labels, confidence, palette)
 
-    def _publish_points(self, header: Any, depth: Any, info: Any, labels: np.ndarray, confidence: np.ndarray | None,
-                        palette: np.ndarray) -> None:
+    def _publish_points(
+        self, header: Any, depth: Any, info: Any, labels: np.ndarray, confidence: np.ndarray | None, palette: np.ndarray
+    ) -> None:
         try:
             metres = depth_to_metres(depth_array(depth), depth.encoding if depth.encoding != "mono16" else "16UC1")
         except ValueError as exc:
@@ -219,8 +251,10 @@ class SpatialOutputs:
             cause, detail = cause
         self.skipped[cause] += 1
         self.last_problem = f"{cause}: {detail}"
-        self.node.get_logger().warning(f"esnet/points and esnet/camera_info skipped ({cause}): {detail}; the 2D "
-                                       f"outputs keep flowing", throttle_duration_sec=_WARN_EVERY_S)
+        self.node.get_logger().warning(
+            f"esnet/points and esnet/camera_info skipped ({cause}): {detail}; the 2D outputs keep flowing",
+            throttle_duration_sec=_WARN_EVERY_S,
+        )
 
     def diagnostics_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {f"{name}_published": n for name, n in self.published.items()}

@@ -29,7 +29,8 @@ import collections
 import dataclasses
 import itertools
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["StampSync", "SyncStats", "stamp_ns", "message_filters_available"]
 
@@ -96,7 +97,7 @@ class _ApproximateQueues(_ExactQueues):
     def add(self, index: int, msg: Any) -> None:
         stamp = self.store(index, msg)
         candidates = []
-        for other in self.queues[:index] + self.queues[index + 1:]:
+        for other in self.queues[:index] + self.queues[index + 1 :]:
             near = sorted((s for s in other if abs(s - stamp) <= self.slop_ns), key=lambda s: abs(s - stamp))
             if not near:
                 return
@@ -104,8 +105,10 @@ class _ApproximateQueues(_ExactQueues):
         for combination in itertools.product(*candidates):
             stamps = list(combination)
             stamps.insert(index, stamp)
-            if max(stamps) - min(stamps) < self.slop_ns and all(s in q for q, s in zip(self.queues, stamps)):
-                self.emit(*(q.pop(s) for q, s in zip(self.queues, stamps)))
+            if max(stamps) - min(stamps) < self.slop_ns and all(
+                s in q for q, s in zip(self.queues, stamps, strict=True)
+            ):
+                self.emit(*(q.pop(s) for q, s in zip(self.queues, stamps, strict=True)))
                 return
 
 
@@ -173,8 +176,10 @@ class StampSync:
                 return _MessageFiltersQueues(n_inputs, self.queue_size, self._collect, self.slop_s)
             except ImportError as exc:
                 if backend == "message_filters":
-                    raise ImportError(f"backend='message_filters' needs the ROS 2 message_filters package ({exc}); "
-                                      f"install ros-<distro>-message-filters or use backend='auto'") from exc
+                    raise ImportError(
+                        f"backend='message_filters' needs the ROS 2 message_filters package ({exc}); "
+                        f"install ros-<distro>-message-filters or use backend='auto'"
+                    ) from exc
         if self.slop_s is None:
             return _ExactQueues(n_inputs, self.queue_size, self._collect)
         return _ApproximateQueues(n_inputs, self.queue_size, self._collect, self.slop_s)
@@ -204,7 +209,7 @@ class StampSync:
         self._received[index] += 1
         self._emitted += len(completed)
         matched = {id(m) for msgs in completed for m in msgs}
-        for i, (queue, held) in enumerate(zip(self._queues.queues, before)):
+        for i, (queue, held) in enumerate(zip(self._queues.queues, before, strict=True)):
             kept = {id(m) for m in queue.values()}
             self._dropped[i] += sum(1 for m in held if id(m) not in kept and id(m) not in matched)
         self._recent[index].append(stamp)
@@ -240,7 +245,10 @@ class StampSync:
                 problems.append(f"no {names[i]} received while {stats.received[0]} {names[0]} messages arrived")
             elif offset is not None and (abs(offset) >= slop if self.slop_s else offset != 0):
                 when = "never" if stats.emitted == 0 else f"no longer (after {stats.emitted} matched sets)"
-                rule = f"within {slop_parameter}:={slop:g} s of {names[0]}" if self.slop_s else \
-                    f"stamped exactly as {names[0]} (exact sync, {slop_parameter}:=0.0)"
+                rule = (
+                    f"within {slop_parameter}:={slop:g} s of {names[0]}"
+                    if self.slop_s
+                    else f"stamped exactly as {names[0]} (exact sync, {slop_parameter}:=0.0)"
+                )
                 problems.append(f"{names[i]} {when} {rule}: last offset {offset:+.3f} s")
         return problems

@@ -20,7 +20,8 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from esnet_ros.ros.frames import LatestSlot
 

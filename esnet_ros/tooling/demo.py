@@ -64,18 +64,40 @@ def _start_children(run: DemoRun) -> list[Child]:
     children: list[Child] = []
     if options.own_camera:
         w, h = options.frame_size
-        children.append(Child("synthetic camera" if options.synthetic else "replay camera", camera_argv(
-            width=w, height=h, rate_hz=options.rate_hz, pool_size=options.pool_size, seed=options.seed,
-            images=options.images, labels_dir=options.labels), out / "logs" / "camera.log"))
+        children.append(
+            Child(
+                "synthetic camera" if options.synthetic else "replay camera",
+                camera_argv(
+                    width=w,
+                    height=h,
+                    rate_hz=options.rate_hz,
+                    pool_size=options.pool_size,
+                    seed=options.seed,
+                    images=options.images,
+                    labels_dir=options.labels,
+                ),
+                out / "logs" / "camera.log",
+            )
+        )
     transport = "raw" if options.own_camera else options.camera_transport
-    node = node_argv(weights=model.weights, input_size=model.size, camera_topic=options.camera_topic,
-                     transport=transport, extra_params=options.node_params)
+    node = node_argv(
+        weights=model.weights,
+        input_size=model.size,
+        camera_topic=options.camera_topic,
+        transport=transport,
+        extra_params=options.node_params,
+    )
     children.append(Child("segmentation node", node, out / "logs" / "node.log"))
-    print(f"esnet demo: {_source(options)} -> segmentation node ({model.weights.name}, network input "
-          f"{model.size[0]}x{model.size[1]}); logs in {out / 'logs'}", flush=True)
+    print(
+        f"esnet demo: {_source(options)} -> segmentation node ({model.weights.name}, network input "
+        f"{model.size[0]}x{model.size[1]}); logs in {out / 'logs'}",
+        flush=True,
+    )
     if not options.ground_truth:
-        print("esnet demo: no ground truth (a live camera, or --images without --labels), so no mIoU is computed",
-              flush=True)
+        print(
+            "esnet demo: no ground truth (a live camera, or --images without --labels), so no mIoU is computed",
+            flush=True,
+        )
     return children
 
 
@@ -104,8 +126,13 @@ def _run(run: DemoRun) -> int:
     monitor = None
     try:
         children = _start_children(run)
-        monitor = Monitor(context, camera_topic=options.camera_topic, ground_truth=options.ground_truth,
-                          labels=run.model.labels, all_outputs=options.all_outputs)
+        monitor = Monitor(
+            context,
+            camera_topic=options.camera_topic,
+            ground_truth=options.ground_truth,
+            labels=run.model.labels,
+            all_outputs=options.all_outputs,
+        )
         with background_load(options.background_load):
             window = _measure(options, monitor, children)
         summary = _finish(run, monitor, children, window)
@@ -133,11 +160,15 @@ def _measure(options: DemoOptions, monitor: Monitor, children: list[Child]) -> M
     """
     start = time.monotonic()
     if not monitor.wait_for(lambda: len(monitor.label_times) > 0, options.startup_timeout, children):
-        hint = ("the camera may still be rendering or loading its frames, or the node loading" if options.own_camera else
-                f"is {options.camera_topic} publishing sensor_msgs/Image? (check its type and QoS)")
+        hint = (
+            "the camera may still be rendering or loading its frames, or the node loading"
+            if options.own_camera
+            else f"is {options.camera_topic} publishing sensor_msgs/Image? (check its type and QoS)"
+        )
         raise DemoError(
             f"no labels on {OUTPUT_TOPICS['labels']} within {options.startup_timeout:g} s ({hint}); "
-            f"last lines of the node's log:\n{indent_log(children[-1].tail(15))}")
+            f"last lines of the node's log:\n{indent_log(children[-1].tail(15))}"
+        )
     startup_s = time.monotonic() - start
     if options.own_camera:  # its 1 Hz diagnostics give the rate it really sends: have one before measuring
         monitor.wait_for(lambda: monitor.camera_published_at() is not None, 3.0, children)
@@ -147,8 +178,14 @@ def _measure(options: DemoOptions, monitor: Monitor, children: list[Child]) -> M
     _progress(options, monitor, children, t0)
     seconds = time.monotonic() - t0
     monitor.recording = False
-    return MeasuringWindow(startup_s=startup_s, seconds=seconds, node_start=node_start, node_end=monitor.counters(),
-                           camera_start=camera_start, camera_end=monitor.camera_published_at())
+    return MeasuringWindow(
+        startup_s=startup_s,
+        seconds=seconds,
+        node_start=node_start,
+        node_end=monitor.counters(),
+        camera_start=camera_start,
+        camera_end=monitor.camera_published_at(),
+    )
 
 
 def _progress(options: DemoOptions, monitor: Monitor, children: list[Child], t0: float) -> None:
@@ -156,8 +193,14 @@ def _progress(options: DemoOptions, monitor: Monitor, children: list[Child], t0:
     from tqdm import tqdm
 
     camera_start = monitor.camera_published_at()
-    with tqdm(total=round(options.seconds), unit="s", desc="esnet demo", dynamic_ncols=True, file=sys.stderr,
-              bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}") as bar:
+    with tqdm(
+        total=round(options.seconds),
+        unit="s",
+        desc="esnet demo",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}",
+    ) as bar:
         while (now := time.monotonic()) < t0 + options.seconds:
             monitor.spin(min(0.5, t0 + options.seconds - now))
             for child in children:
@@ -166,9 +209,11 @@ def _progress(options: DemoOptions, monitor: Monitor, children: list[Child], t0:
             frames = len(monitor.stats)
             recent = [ms for _, ms in monitor.latencies_ms[-30:]]
             camera_fps = rate(camera_start, monitor.camera_published_at())
-            postfix = (f"frames {frames}  FPS {frames / elapsed:.1f}"
-                       + (f"/{camera_fps:.1f}" if camera_fps is not None else "")
-                       + f"  latency {fmt(np.median(recent) if recent else None, ' ms', 0)}")
+            postfix = (
+                f"frames {frames}  FPS {frames / elapsed:.1f}"
+                + (f"/{camera_fps:.1f}" if camera_fps is not None else "")
+                + f"  latency {fmt(np.median(recent) if recent else None, ' ms', 0)}"
+            )
             quality = monitor.quality()
             if monitor.scores is not None:
                 postfix += f"  mIoU {fmt(quality['miou'] * 100 if quality else None, '%')}"
@@ -180,13 +225,19 @@ def _progress(options: DemoOptions, monitor: Monitor, children: list[Child], t0:
 def _finish(run: DemoRun, monitor: Monitor, children: list[Child], window: MeasuringWindow) -> dict[str, Any]:
     """Pictures, then stop the camera (so the node's counters settle), then the node; the summary."""
     options, out = run.options, run.out
-    pictures = _take_pictures(monitor, children, out, count=options.save_frames,
-                              camera=options.own_camera or options.camera_transport == "raw")
+    pictures = _take_pictures(
+        monitor,
+        children,
+        out,
+        count=options.save_frames,
+        camera=options.own_camera or options.camera_transport == "raw",
+    )
     video = None
     latest = pictures.latest
     if options.video_seconds > 0 and latest is not None and latest.input is not None:  # while the camera still runs
-        video = record_video(monitor, out / "side_by_side.mp4", options.video_seconds, options.rate_hz,
-                             run.model.labels, children)
+        video = record_video(
+            monitor, out / "side_by_side.mp4", options.video_seconds, options.rate_hz, run.model.labels, children
+        )
     exit_codes: dict[str, int] = {}
     published = None
     if options.own_camera:
@@ -195,14 +246,21 @@ def _finish(run: DemoRun, monitor: Monitor, children: list[Child], window: Measu
         published = camera_published(children[0], cam_status)
     counters, identity = drain_and_count(monitor, 10.0 if options.own_camera else 3.0)
     exit_codes["node"] = children[-1].stop()
-    files: dict[str, Any] = {"overlays": [p.name for p in pictures.overlays],
-                             "logs": [str(c.log_path.relative_to(out)) for c in children],
-                             "video": {"file": video.path.name, "frames": video.frames} if video and video.frames else None}
+    files: dict[str, Any] = {
+        "overlays": [p.name for p in pictures.overlays],
+        "logs": [str(c.log_path.relative_to(out)) for c in children],
+        "video": {"file": video.path.name, "frames": video.frames} if video and video.frames else None,
+    }
     if latest is not None:
         files["side_by_side"] = _save_side_by_side(out, latest, run.model.labels).name
     summary = window_figures(run, monitor, window)
-    summary.update(node_counters=counters, counter_identity_holds=identity, exit_codes=exit_codes, files=files,
-                   problems_in_logs={c.name: c.problems()[:5] for c in children if c.problems()})
+    summary.update(
+        node_counters=counters,
+        counter_identity_holds=identity,
+        exit_codes=exit_codes,
+        files=files,
+        problems_in_logs={c.name: c.problems()[:5] for c in children if c.problems()},
+    )
     if options.own_camera:
         summary["camera"]["frames_published"] = published
     summary = json_safe(summary)
@@ -214,8 +272,13 @@ def _finish(run: DemoRun, monitor: Monitor, children: list[Child], window: Measu
 def _save_side_by_side(out: pathlib.Path, latest: Pictures, labels) -> pathlib.Path:
     """``side_by_side.png``: camera | classes | overlay of one stamp, with the visible classes' legend."""
     color_bgr = message_array(latest.color)
-    picture = side_by_side(message_array(latest.input) if latest.input is not None else None, color_bgr,
-                           message_array(latest.overlay), labels, visible_classes(color_bgr, labels))
+    picture = side_by_side(
+        message_array(latest.input) if latest.input is not None else None,
+        color_bgr,
+        message_array(latest.overlay),
+        labels,
+        visible_classes(color_bgr, labels),
+    )
     return save_png(out / "side_by_side.png", picture)
 
 
@@ -226,8 +289,9 @@ class _Taken(NamedTuple):
     latest: Pictures | None
 
 
-def _take_pictures(monitor: Monitor, children: list[Child], out: pathlib.Path, *, count: int, camera: bool,
-                   timeout_s: float = 15.0) -> _Taken:
+def _take_pictures(
+    monitor: Monitor, children: list[Child], out: pathlib.Path, *, count: int, camera: bool, timeout_s: float = 15.0
+) -> _Taken:
     """Subscribe to color/overlay (and the camera); save ``count`` overlays; the newest complete pictures.
 
     The side-by-side needs the camera frame, the class colors and the overlay of one stamp; under
@@ -248,6 +312,11 @@ def _take_pictures(monitor: Monitor, children: list[Child], out: pathlib.Path, *
         return len(saved) >= count and latest is not None and (latest.input is not None or not camera)
 
     if not monitor.wait_for(done, timeout_s, children):
-        log.warning("pictures: %d of %d overlays and %s side-by-side within %.0f s", len(saved), count,
-                    "a" if monitor.latest_triple() else "no", timeout_s)
+        log.warning(
+            "pictures: %d of %d overlays and %s side-by-side within %.0f s",
+            len(saved),
+            count,
+            "a" if monitor.latest_triple() else "no",
+            timeout_s,
+        )
     return _Taken(saved, monitor.latest_triple())

@@ -43,9 +43,17 @@ def _quality(monitor: Monitor, run: DemoRun) -> dict[str, Any]:
         truth = "the synthetic camera's ground truth" if options.synthetic else f"the labels in {options.labels}"
         quality["note"] = f"labels matched to {truth} by header stamp, at input resolution"
         return quality
-    return {"miou": None, "per_class_iou": None, "pixel_accuracy": None, "frames_scored": 0,
-            "note": ("no mIoU: a live camera, or images without --labels, has no ground truth" if not options.ground_truth
-                     else "no mIoU: no labels could be matched to ground truth")}
+    return {
+        "miou": None,
+        "per_class_iou": None,
+        "pixel_accuracy": None,
+        "frames_scored": 0,
+        "note": (
+            "no mIoU: a live camera, or images without --labels, has no ground truth"
+            if not options.ground_truth
+            else "no mIoU: no labels could be matched to ground truth"
+        ),
+    }
 
 
 def _camera(run: DemoRun, window: MeasuringWindow, in_window: dict[str, int | None]) -> tuple[dict, float | None]:
@@ -64,8 +72,12 @@ def _camera(run: DemoRun, window: MeasuringWindow, in_window: dict[str, int | No
 
 def _model_figures(model: DemoModel) -> dict[str, Any]:
     meta, labels = model.meta, model.labels
-    return {"name": meta.extra.get("name") or meta.extra.get("model_name") or model.weights.stem, "dataset": labels.name,
-            "num_classes": labels.num_classes, "trained_input_size": list(meta.input_size)}
+    return {
+        "name": meta.extra.get("name") or meta.extra.get("model_name") or model.weights.stem,
+        "dataset": labels.name,
+        "num_classes": labels.num_classes,
+        "trained_input_size": list(meta.input_size),
+    }
 
 
 def window_figures(run: DemoRun, monitor: Monitor, window: MeasuringWindow) -> dict[str, Any]:
@@ -73,9 +85,12 @@ def window_figures(run: DemoRun, monitor: Monitor, window: MeasuringWindow) -> d
     options, model = run.options, run.model
     frames = len(monitor.stats)  # one stats message per processed frame
     fps = frames / window.seconds if window.seconds > 0 else None
-    in_window = {k: (window.node_end[k] - window.node_start[k])
-                 if window.node_end.get(k) is not None and window.node_start.get(k) is not None else None
-                 for k in COUNTERS}
+    in_window = {
+        k: (window.node_end[k] - window.node_start[k])
+        if window.node_end.get(k) is not None and window.node_start.get(k) is not None
+        else None
+        for k in COUNTERS
+    }
     camera, camera_fps = _camera(run, window, in_window)
     quality = _quality(monitor, run)
     return {
@@ -92,14 +107,18 @@ def window_figures(run: DemoRun, monitor: Monitor, window: MeasuringWindow) -> d
         "camera_fps": round(camera_fps, 3) if camera_fps is not None else None,
         "keeps_up": (fps >= KEEPS_UP_SHARE * camera_fps) if fps is not None and camera_fps else None,
         "labels_received": len(monitor.label_times),
-        "measured_with": ("subscribers to every output: labels, color, overlay, confidence and stats"
-                          if options.all_outputs else "subscribers to esnet/labels and esnet/stats only (color and "
-                          "overlay are computed only while subscribed; the pictures are taken after the measurement)"),
+        "measured_with": (
+            "subscribers to every output: labels, color, overlay, confidence and stats"
+            if options.all_outputs
+            else "subscribers to esnet/labels and esnet/stats only (color and "
+            "overlay are computed only while subscribed; the pictures are taken after the measurement)"
+        ),
         "outputs_received": dict(monitor.outputs_received),
         "background_load_cores": options.background_load,
         "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 99)),
-        "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90))
-                           for key in NODE_STAGES if monitor.stats},
+        "node_timing_ms": {
+            key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90)) for key in NODE_STAGES if monitor.stats
+        },
         "label_shapes": sorted(list(s) for s in monitor.label_shapes),
         "miou": quality["miou"],
         "quality": quality,
@@ -125,21 +144,34 @@ def print_summary(s: dict[str, Any]) -> None:
     """The demo's terminal report (every figure is also in summary.json)."""
     lat = s["latency_ms"]
     print()
-    print(f"esnet demo: {s['frames']} frames segmented in {s['seconds']:.1f} s on {s['camera_topic']}  "
-          f"(network input {s['network_input'][0]}x{s['network_input'][1]}, start-up {s['startup_seconds']:.1f} s)")
+    print(
+        f"esnet demo: {s['frames']} frames segmented in {s['seconds']:.1f} s on {s['camera_topic']}  "
+        f"(network input {s['network_input'][0]}x{s['network_input'][1]}, start-up {s['startup_seconds']:.1f} s)"
+    )
     print(f"  FPS        {_rate_line(s)}")
-    print(f"  latency    median {fmt(lat['median'], ' ms')}, p90 {fmt(lat['p90'], ' ms')}  (camera stamp -> labels received)")
+    print(
+        f"  latency    median {fmt(lat['median'], ' ms')}, p90 {fmt(lat['p90'], ' ms')}  "
+        "(camera stamp -> labels received)"
+    )
     if s["miou"] is not None:
-        print(f"  mIoU       {s['miou'] * 100:.1f}%  over {s['quality']['frames_scored']} frames "
-              f"({s['quality']['note'].split(' by header')[0].replace('labels matched to ', 'against ')})")
+        print(
+            f"  mIoU       {s['miou'] * 100:.1f}%  over {s['quality']['frames_scored']} frames "
+            f"({s['quality']['note'].split(' by header')[0].replace('labels matched to ', 'against ')})"
+        )
     else:
         print(f"  mIoU       n/a ({s['quality']['note']})")
     c = s["node_counters"]
-    print(f"  node       received {c['received']}, processed {c['processed']}, dropped {c['dropped']}, rejected {c['rejected']}")
+    print(
+        f"  node       received {c['received']}, processed {c['processed']}, dropped {c['dropped']}, "
+        f"rejected {c['rejected']}"
+    )
     if s["problems_in_logs"]:
         print(f"  WARNING    tracebacks or exceptions in the logs: {s['problems_in_logs']}")
     video = s["files"].get("video")
-    written = (s["files"].get("overlays", []) + [s["files"].get("side_by_side")]
-               + [f"{video['file']} ({video['frames']} frames)" if video else None] + ["summary.json"])
-    print(f"  wrote      {', '.join(name for name in written if name)} "
-          f"to {s['_output']}/")
+    written = (
+        s["files"].get("overlays", [])
+        + [s["files"].get("side_by_side")]
+        + [f"{video['file']} ({video['frames']} frames)" if video else None]
+        + ["summary.json"]
+    )
+    print(f"  wrote      {', '.join(name for name in written if name)} to {s['_output']}/")

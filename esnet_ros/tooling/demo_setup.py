@@ -105,7 +105,7 @@ class DemoModel:
     labels: LabelSet
 
     @classmethod
-    def for_options(cls, options: DemoOptions) -> "DemoModel":
+    def for_options(cls, options: DemoOptions) -> DemoModel:
         """The model ``options`` name; the synthetic camera draws what the synthetic model was trained on, real
         frames get the CamVid model. ``FileNotFoundError`` when a bundled model is missing."""
         from esnet_ros.core.checkpoint import resolve_weights
@@ -135,7 +135,11 @@ def prepare(options: DemoOptions) -> DemoRun:
         check_label_folder(options.images, options.labels, model.labels)
     out = pathlib.Path(options.output)
     out.mkdir(parents=True, exist_ok=True)
-    for old in list(out.glob("overlay_*.png")) + [out / "side_by_side.png", out / "side_by_side.mp4", out / "summary.json"]:
+    for old in list(out.glob("overlay_*.png")) + [
+        out / "side_by_side.png",
+        out / "side_by_side.mp4",
+        out / "summary.json",
+    ]:
         old.unlink(missing_ok=True)
     if options.int8:
         options = dataclasses.replace(options, node_params=_int8_params(out, options) + options.node_params)

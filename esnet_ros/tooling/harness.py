@@ -12,6 +12,7 @@ imported here, so ``esnet demo --help`` and ``esnet soak --help`` start fast and
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -21,7 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from esnet_ros.core.sizes import parse_size
 from esnet_ros.ros.topics import OUTPUT_TOPICS
@@ -65,13 +67,11 @@ class DemoError(RuntimeError):
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     """Linux: the child gets SIGTERM if the demo dies, so no camera or node outlives it."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except OSError:
-        pass
 
 
-def camera_published(camera: "Child", status: dict[str, str] | None) -> int | None:
+def camera_published(camera: Child, status: dict[str, str] | None) -> int | None:
     """A stopped synthetic camera's exact published count (it prints it on exit), else the count in
     its last diagnostics ``status`` (up to a second of frames behind)."""
     from esnet_ros.tooling.synthetic_camera import published_in_log
@@ -93,10 +93,14 @@ class Child:
         child_env = dict(os.environ if env is None else env)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
         child_env.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it until close()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env,
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
 
@@ -127,7 +131,8 @@ class Child:
         if not self.alive():
             raise DemoError(
                 f"the {self.name} exited with code {self.returncode}; last lines of {self.log_path}:\n"
-                + indent_log(self.tail(25)))
+                + indent_log(self.tail(25))
+            )
 
     def stop(self, timeout_s: float = 5.0) -> int:
         """SIGINT, a bounded wait, then SIGTERM and SIGKILL if needed; returns the exit code."""
@@ -136,7 +141,9 @@ class Child:
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                log.warning("%s (pid %d) did not exit %.0f s after SIGINT; sending SIGTERM", self.name, self.pid, timeout_s)
+                log.warning(
+                    "%s (pid %d) did not exit %.0f s after SIGINT; sending SIGTERM", self.name, self.pid, timeout_s
+                )
                 self.proc.terminate()
                 try:
                     self.proc.wait(3.0)
@@ -150,8 +157,10 @@ class Child:
     def problems(self) -> list[str]:
         """Log lines that show a traceback or an uncaught exception."""
         text = self.log_text()
-        return [m.group(0) if m.group(0).startswith("Traceback") else text[m.start():text.find("\n", m.start())]
-                for m in TRACEBACK_RE.finditer(text)]
+        return [
+            m.group(0) if m.group(0).startswith("Traceback") else text[m.start() : text.find("\n", m.start())]
+            for m in TRACEBACK_RE.finditer(text)
+        ]
 
 
 class interruptible:
@@ -165,7 +174,7 @@ class interruptible:
 
     signalled = False
 
-    def __enter__(self) -> "interruptible":
+    def __enter__(self) -> interruptible:
         self._saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         interruptible.signalled = False
         signal.signal(signal.SIGINT, _interrupt)
@@ -190,15 +199,33 @@ def _python_module(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = DEFAULT_CAMERA_RATE_HZ, pool_size: int = 10,
-                seed: int = 0, reliability: str = "reliable", images: str | os.PathLike | None = None,
-                labels_dir: str | os.PathLike | None = None) -> list[str]:
+def camera_argv(
+    *,
+    width: int = 1280,
+    height: int = 720,
+    rate_hz: float = DEFAULT_CAMERA_RATE_HZ,
+    pool_size: int = 10,
+    seed: int = 0,
+    reliability: str = "reliable",
+    images: str | os.PathLike | None = None,
+    labels_dir: str | os.PathLike | None = None,
+) -> list[str]:
     """The camera's command line (publishes ``/camera/image_raw`` and ``/camera/labels_gt``): synthetic scenes,
     or with ``images`` a folder or video replayed (``width``/``height`` 0: their own size)."""
     argv = _python_module("esnet_ros.tooling.synthetic_camera") + [
         "--ros-args",
-        "-p", f"width:={int(width)}", "-p", f"height:={int(height)}", "-p", f"rate_hz:={float(rate_hz)!r}",
-        "-p", f"pool_size:={int(pool_size)}", "-p", f"seed:={int(seed)}", "-p", f"reliability:={reliability}",
+        "-p",
+        f"width:={int(width)}",
+        "-p",
+        f"height:={int(height)}",
+        "-p",
+        f"rate_hz:={float(rate_hz)!r}",
+        "-p",
+        f"pool_size:={int(pool_size)}",
+        "-p",
+        f"seed:={int(seed)}",
+        "-p",
+        f"reliability:={reliability}",
     ]
     if images:
         argv += ["-p", f"images:={os.fspath(pathlib.Path(images).resolve())}"]
@@ -207,13 +234,23 @@ def camera_argv(*, width: int = 1280, height: int = 720, rate_hz: float = DEFAUL
     return argv
 
 
-def node_argv(*, weights: str | os.PathLike, input_size: tuple[int, int], camera_topic: str = CAMERA_TOPIC,
-              transport: str = "raw", extra_params: Iterable[str] = ()) -> list[str]:
+def node_argv(
+    *,
+    weights: str | os.PathLike,
+    input_size: tuple[int, int],
+    camera_topic: str = CAMERA_TOPIC,
+    transport: str = "raw",
+    extra_params: Iterable[str] = (),
+) -> list[str]:
     """The segmentation node's command line (``extra_params``: more ``name:=value`` pairs)."""
     argv = _python_module("esnet_ros.ros") + [
         "--ros-args",
-        "-p", f"weights:={os.fspath(weights)}",
-        "-p", f"input_width:={int(input_size[0])}", "-p", f"input_height:={int(input_size[1])}",
+        "-p",
+        f"weights:={os.fspath(weights)}",
+        "-p",
+        f"input_width:={int(input_size[0])}",
+        "-p",
+        f"input_height:={int(input_size[1])}",
     ]
     if camera_topic != CAMERA_TOPIC:
         argv += ["-p", f"image_topic:={camera_topic}"]
@@ -232,7 +269,9 @@ def network_input_size(weights: str | os.PathLike, width: int | None = None, hei
 
     path = pathlib.Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"weights {path} not found; pass --weights PATH to a checkpoint (.safetensors, .pt or .onnx)")
+        raise FileNotFoundError(
+            f"weights {path} not found; pass --weights PATH to a checkpoint (.safetensors, .pt or .onnx)"
+        )
     meta = read_onnx_metadata(path) if path.suffix == ".onnx" else load_checkpoint(path, "cpu")[1]
     size = meta.onnx_input_size or meta.input_size
     w = int(width) if width else size[0]
@@ -240,7 +279,9 @@ def network_input_size(weights: str | os.PathLike, width: int | None = None, hei
     for name, v in (("--width", w), ("--height", h)):
         if v <= 0 or v % 8:
             lo, hi = max(8, v - v % 8), v - v % 8 + 8
-            raise ValueError(f"{name} {v} must be a positive multiple of 8 (ESNet downsamples 3 times); try {lo} or {hi}")
+            raise ValueError(
+                f"{name} {v} must be a positive multiple of 8 (ESNet downsamples 3 times); try {lo} or {hi}"
+            )
     return (w, h), meta, meta.labels
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any, Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from esnet_ros.tooling.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child, interruptible
 from esnet_ros.ros.images import ImageConversionError, image_to_numpy, to_color_input
+from esnet_ros.tooling.harness import CAMERA_TOPIC, COUNTERS, GT_TOPIC, NODE_NAME, OUTPUT_TOPICS, Child, interruptible
 
 __all__ = ["Monitor", "CameraCount", "Pictures", "NODE_STAGES", "message_array", "drain_and_count", "close_run"]
 
@@ -81,8 +82,17 @@ class Monitor:
     overlay and camera topics (the node computes color and overlay only while someone listens).
     """
 
-    def __init__(self, context, *, camera_topic: str = CAMERA_TOPIC, ground_truth: bool = True,
-                 stats: bool = True, labels=None, name: str = "esnet_demo_monitor", all_outputs: bool = False) -> None:
+    def __init__(
+        self,
+        context,
+        *,
+        camera_topic: str = CAMERA_TOPIC,
+        ground_truth: bool = True,
+        stats: bool = True,
+        labels=None,
+        name: str = "esnet_demo_monitor",
+        all_outputs: bool = False,
+    ) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -99,7 +109,7 @@ class Monitor:
 
     def _init_records(self) -> None:
         """What the callbacks fill in."""
-        self.label_times: list[float] = []       # monotonic time of each labels message
+        self.label_times: list[float] = []  # monotonic time of each labels message
         self.latencies_ms: list[tuple[float, float]] = []  # (monotonic time, ms)
         self.label_shapes: set[tuple[int, int]] = set()
         self.diagnostics: dict[str, dict[str, str]] = {}
@@ -111,7 +121,8 @@ class Monitor:
         self._gt: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._pending: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._cache: dict[str, collections.OrderedDict[int, Any]] = {
-            k: collections.OrderedDict() for k in ("input", "color", "overlay")}
+            k: collections.OrderedDict() for k in ("input", "color", "overlay")
+        }
         self.recording = True
         self._picture_subs: list[Any] = []
         self.outputs_received: collections.Counter[str] = collections.Counter()
@@ -130,13 +141,18 @@ class Monitor:
 
             self.node.create_subscription(SegmentationStats, OUTPUT_TOPICS["stats"], self._on_stats, 50)
         if ground_truth:
-            self.node.create_subscription(Image, GT_TOPIC, self._on_gt,
-                                          QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+            self.node.create_subscription(
+                Image, GT_TOPIC, self._on_gt, QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+            )
         for name in ("color", "overlay", "confidence") if all_outputs else ():  # every output computed and sent
             # raw: only counted, so the serialized bytes are never turned into Python messages
-            self.node.create_subscription(Image, OUTPUT_TOPICS[name],
-                                          lambda _msg, name=name: self.outputs_received.update((name,)), reliable,
-                                          raw=True)
+            self.node.create_subscription(
+                Image,
+                OUTPUT_TOPICS[name],
+                lambda _msg, name=name: self.outputs_received.update((name,)),
+                reliable,
+                raw=True,
+            )
 
     def reset(self) -> None:
         """Forget what was measured so far (labels, latencies, stats, scores): a new measuring window."""
@@ -198,8 +214,13 @@ class Monitor:
         if self.scores is None or not self.frames_scored:
             return None
         res = self.scores.compute()
-        return {"miou": res["miou"], "category_miou": res["category_miou"], "per_class_iou": res["per_class_iou"],
-                "pixel_accuracy": res["pixel_accuracy"], "frames_scored": self.frames_scored}
+        return {
+            "miou": res["miou"],
+            "category_miou": res["category_miou"],
+            "per_class_iou": res["per_class_iou"],
+            "pixel_accuracy": res["pixel_accuracy"],
+            "frames_scored": self.frames_scored,
+        }
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -225,14 +246,20 @@ class Monitor:
 
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         for kind in ("color", "overlay"):
-            self._picture_subs.append(self.node.create_subscription(
-                Image, OUTPUT_TOPICS[kind], lambda m, k=kind: self._keep(k, m), reliable))
+            self._picture_subs.append(
+                self.node.create_subscription(Image, OUTPUT_TOPICS[kind], lambda m, k=kind: self._keep(k, m), reliable)
+            )
         if camera:
-            offers_reliable = any(info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
-                                  for info in self.node.get_publishers_info_by_topic(self.camera_topic))
-            qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE if offers_reliable else ReliabilityPolicy.BEST_EFFORT)
-            self._picture_subs.append(self.node.create_subscription(
-                Image, self.camera_topic, lambda m: self._keep("input", m), qos))
+            offers_reliable = any(
+                info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+                for info in self.node.get_publishers_info_by_topic(self.camera_topic)
+            )
+            qos = QoSProfile(
+                depth=2, reliability=ReliabilityPolicy.RELIABLE if offers_reliable else ReliabilityPolicy.BEST_EFFORT
+            )
+            self._picture_subs.append(
+                self.node.create_subscription(Image, self.camera_topic, lambda m: self._keep("input", m), qos)
+            )
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -294,8 +321,11 @@ class Monitor:
     def triples(self) -> list[Pictures]:
         """The kept stamps that have all three pictures (input, color, overlay), oldest first."""
         inputs, colors = self._cache["input"], self._cache["color"]
-        return [Pictures(stamp, inputs[stamp], colors[stamp], overlay)
-                for stamp, overlay in self._cache["overlay"].items() if stamp in colors and stamp in inputs]
+        return [
+            Pictures(stamp, inputs[stamp], colors[stamp], overlay)
+            for stamp, overlay in self._cache["overlay"].items()
+            if stamp in colors and stamp in inputs
+        ]
 
     def latest_triple(self) -> Pictures | None:
         """The newest stamp that has all three pictures; else the newest with color and overlay (``input`` None)."""
@@ -313,6 +343,7 @@ class Monitor:
 
 def drain_and_count(monitor: Monitor, timeout_s: float = 10.0) -> tuple[dict[str, int | None], bool]:
     """After the camera stopped: wait until the node's counters settle; ``(counters, identity holds)``."""
+
     def settled() -> bool:
         c = monitor.counters()
         if any(v is None for v in c.values()):

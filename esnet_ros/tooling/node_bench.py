@@ -17,7 +17,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,29 +46,42 @@ def _bench_image(width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(img + noise)
 
 
-
-
-def node_command(weights: str, backend: str, device: str, precision: str, size: tuple[int, int], ns: str,
-                 depth: bool = False) -> list[str]:
+def node_command(
+    weights: str, backend: str, device: str, precision: str, size: tuple[int, int], ns: str, depth: bool = False
+) -> list[str]:
     """The node's command line for one bench entry (reliable input QoS: no frame is dropped; ``depth``: the
     node also fuses a depth image into esnet/points)."""
     w, h = size
-    return [*_node_command(weights, backend, device, precision, w, h, ns),
-            *(["-p", f"depth_topic:={DEPTH_TOPIC}"] if depth else [])]
+    return [
+        *_node_command(weights, backend, device, precision, w, h, ns),
+        *(["-p", f"depth_topic:={DEPTH_TOPIC}"] if depth else []),
+    ]
 
 
 def _node_command(weights: str, backend: str, device: str, precision: str, w: int, h: int, ns: str) -> list[str]:
     return [
-        sys.executable, "-m", "esnet_ros.ros", "--ros-args",
-        "-r", f"__ns:={ns}",
-        "-p", f"weights:={weights}",
-        "-p", f"backend:={backend}",
-        "-p", f"device:={device}",
-        "-p", f"precision:={precision}",
-        "-p", f"input_width:={w}",
-        "-p", f"input_height:={h}",
-        "-p", "input_qos.reliability:=reliable",
-        "--log-level", "warn",
+        sys.executable,
+        "-m",
+        "esnet_ros.ros",
+        "--ros-args",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        f"weights:={weights}",
+        "-p",
+        f"backend:={backend}",
+        "-p",
+        f"device:={device}",
+        "-p",
+        f"precision:={precision}",
+        "-p",
+        f"input_width:={w}",
+        "-p",
+        f"input_height:={h}",
+        "-p",
+        "input_qos.reliability:=reliable",
+        "--log-level",
+        "warn",
     ]
 
 
@@ -122,8 +136,12 @@ class _NodeProbe:
             m.header.frame_id = "bench_camera"
         self.points: dict[tuple[int, int], float] = {}
         self.node.create_subscription(PointCloud2, "esnet/points", self._on_points, qos)
-        return (self.node.create_publisher(Image, DEPTH_TOPIC, qos), depth,
-                self.node.create_publisher(CameraInfo, "camera/camera_info", qos), info)
+        return (
+            self.node.create_publisher(Image, DEPTH_TOPIC, qos),
+            depth,
+            self.node.create_publisher(CameraInfo, "camera/camera_info", qos),
+            info,
+        )
 
     def _on_points(self, msg: Any) -> None:
         self.points[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
@@ -243,9 +261,19 @@ def time_node(
         probe.close()
 
 
-def _node_entry(probe: _NodeProbe, backend: str, device: str, precision: str, size: tuple[int, int],
-                image_size: tuple[int, int], times: list[float], keys: list[tuple[int, int]], node_cpu: list[float],
-                paired: list[float], lost: int) -> dict[str, Any]:
+def _node_entry(
+    probe: _NodeProbe,
+    backend: str,
+    device: str,
+    precision: str,
+    size: tuple[int, int],
+    image_size: tuple[int, int],
+    times: list[float],
+    keys: list[tuple[int, int]],
+    node_cpu: list[float],
+    paired: list[float],
+    lost: int,
+) -> dict[str, Any]:
     height, width, encoding = probe.shapes[-1]
     per_frame = [probe.stages[k] for k in keys if k in probe.stages]
     return {
@@ -264,7 +292,8 @@ def _node_entry(probe: _NodeProbe, backend: str, device: str, precision: str, si
         "labels_encoding": encoding,
         # the node's own per-frame timings (SegmentationStats), medians over the timed frames
         "node_stages_ms": {f: round(float(np.median([st[f] for st in per_frame])), 3) for f in NODE_STAGES}
-        if per_frame else None,
+        if per_frame
+        else None,
         **({"model_median_ms": round(float(np.median(paired)), 3), "model_timing": "paired"} if paired else {}),
     }
 
@@ -296,18 +325,32 @@ def bench_node(
     if node_backend:
         candidates = [r for r in candidates if r["node_backend"] == node_backend]
         if not candidates:
-            raise ValueError(f"--node-backend {node_backend} has no model entry at {size_key}; "
-                             f"include it in --backends and --sizes")
+            raise ValueError(
+                f"--node-backend {node_backend} has no model entry at {size_key}; include it in --backends and --sizes"
+            )
     if not candidates:
         raise ValueError(f"no model entry the node can run at {size_key}; add one to --backends or use --no-node")
     best = min(candidates, key=lambda r: r["median_ms"])
-    entry = next(e for e in entries if (e.backend, e.variant, e.precision) == (best["backend"], best["variant"], best["precision"]))
+    entry = next(
+        e
+        for e in entries
+        if (e.backend, e.variant, e.precision) == (best["backend"], best["variant"], best["precision"])
+    )
     backend = create_backend(entry.backend, model, meta, device, entry.precision, size, options=entry.options)
     network = network_call(backend, bench_input(backend, size, device))
     try:
         with torch.inference_mode():
-            r = time_node(weights, best["node_backend"], str(device), best["precision"], size,
-                          frames=frames, warmup=warmup, paired_model=lambda: (network(), sync(device)), depth=depth)
+            r = time_node(
+                weights,
+                best["node_backend"],
+                str(device),
+                best["precision"],
+                size,
+                frames=frames,
+                warmup=warmup,
+                paired_model=lambda: (network(), sync(device)),
+                depth=depth,
+            )
     finally:
         backend.release()
     r["model_entry_median_ms"] = best["median_ms"]  # the model-only entry, timed before the node

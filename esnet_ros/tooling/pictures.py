@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
@@ -22,8 +22,14 @@ def save_png(path: pathlib.Path, image_bgr: np.ndarray) -> pathlib.Path:
     return path
 
 
-def side_by_side(input_bgr: np.ndarray | None, color_bgr: np.ndarray, overlay_bgr: np.ndarray, labels=None,
-                 class_ids: Iterable[int] = (), panel_width: int = 640) -> np.ndarray:
+def side_by_side(
+    input_bgr: np.ndarray | None,
+    color_bgr: np.ndarray,
+    overlay_bgr: np.ndarray,
+    labels=None,
+    class_ids: Iterable[int] = (),
+    panel_width: int = 640,
+) -> np.ndarray:
     """``input | classes | overlay`` in one BGR image, each panel ``panel_width`` wide, titled, with a legend."""
     h, w = color_bgr.shape[:2]
     ph = max(1, round(h * panel_width / w))
@@ -38,7 +44,9 @@ def side_by_side(input_bgr: np.ndarray | None, color_bgr: np.ndarray, overlay_bg
     row = np.concatenate(panels, axis=1)
     bar = np.full((28, row.shape[1], 3), 32, np.uint8)
     for i, title in enumerate(titles):
-        cv2.putText(bar, title, (i * panel_width + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            bar, title, (i * panel_width + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA
+        )
     parts = [bar, row]
     ids = [i for i in class_ids if labels is not None and 0 <= i < labels.num_classes]
     if ids:
@@ -91,14 +99,18 @@ def record_video(monitor, path: pathlib.Path, seconds: float, fps: float, labels
                 legend = legend if legend is not None else visible_classes(color_bgr, labels)
                 panel = side_by_side(message_array(inp), color_bgr, message_array(overlay), labels, legend)
                 # video encoders (MPEG-4, H.264) take even sizes only: pad a row/column of the legend's gray
-                panel = cv2.copyMakeBorder(panel, 0, panel.shape[0] % 2, 0, panel.shape[1] % 2,
-                                           cv2.BORDER_CONSTANT, value=(32, 32, 32))
+                panel = cv2.copyMakeBorder(
+                    panel, 0, panel.shape[0] % 2, 0, panel.shape[1] % 2, cv2.BORDER_CONSTANT, value=(32, 32, 32)
+                )
                 if writer is None:
-                    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
-                                             (panel.shape[1], panel.shape[0]))
+                    writer = cv2.VideoWriter(
+                        str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (panel.shape[1], panel.shape[0])
+                    )
                     if not writer.isOpened():
-                        raise DemoError(f"could not open {path} for writing (OpenCV without an MP4 encoder?); "
-                                        f"pass --video-seconds 0 to skip the video")
+                        raise DemoError(
+                            f"could not open {path} for writing (OpenCV without an MP4 encoder?); "
+                            f"pass --video-seconds 0 to skip the video"
+                        )
                 writer.write(panel)
                 video.frames += 1
     finally:

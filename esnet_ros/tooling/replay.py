@@ -41,22 +41,30 @@ def _resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] |
 def _read_label(path: pathlib.Path, image_path: pathlib.Path, image: np.ndarray) -> np.ndarray:
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
-        raise FileNotFoundError(f"label file {path} for image {image_path} does not exist or is not a PNG; every "
-                                f"image needs LABELS/<its name>.png (e.g. CamVid's testannot/)")
+        raise FileNotFoundError(
+            f"label file {path} for image {image_path} does not exist or is not a PNG; every "
+            f"image needs LABELS/<its name>.png (e.g. CamVid's testannot/)"
+        )
     if label.ndim != 2 or label.dtype != np.uint8:
-        raise ValueError(f"label file {path} has shape {label.shape} and dtype {label.dtype}; expected a "
-                         f"single-channel 8-bit PNG of class ids (CamVid's *annot/ files, not a color image)")
+        raise ValueError(
+            f"label file {path} has shape {label.shape} and dtype {label.dtype}; expected a "
+            f"single-channel 8-bit PNG of class ids (CamVid's *annot/ files, not a color image)"
+        )
     if label.shape != image.shape[:2]:
-        raise ValueError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its labels {path} are "
-                         f"{label.shape[1]}x{label.shape[0]}; they must have the same size")
+        raise ValueError(
+            f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its labels {path} are "
+            f"{label.shape[1]}x{label.shape[0]}; they must have the same size"
+        )
     return label
 
 
 def _video_frames(path: pathlib.Path, max_frames: int) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise ValueError(f"--images {path}: OpenCV cannot open this video (is it a video file? try an .mp4 or .avi, "
-                         f"or a folder of images)")
+        raise ValueError(
+            f"--images {path}: OpenCV cannot open this video (is it a video file? try an .mp4 or .avi, "
+            f"or a folder of images)"
+        )
     frames = []
     try:
         while len(frames) < max_frames:
@@ -71,27 +79,38 @@ def _video_frames(path: pathlib.Path, max_frames: int) -> list[np.ndarray]:
     return frames
 
 
-def load_frames(source: str | pathlib.Path, labels_dir: str | pathlib.Path | None = None, *,
-                size: tuple[int, int] | None = None, max_frames: int = 0) -> list[Frame]:
+def load_frames(
+    source: str | pathlib.Path,
+    labels_dir: str | pathlib.Path | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    max_frames: int = 0,
+) -> list[Frame]:
     """The frames of a folder (images sorted by path) or a video, each with its labels when ``labels_dir``
     is given (folders only); ``max_frames`` 0: every image, or up to 600 frames of a video."""
     source = pathlib.Path(source)
     if source.is_file() and is_video(source):
         if labels_dir:
-            raise ValueError(f"--labels {labels_dir} goes with a folder of images, not with the video {source}; "
-                             f"leave out --labels (a video has no ground truth here)")
+            raise ValueError(
+                f"--labels {labels_dir} goes with a folder of images, not with the video {source}; "
+                f"leave out --labels (a video has no ground truth here)"
+            )
         frames = _video_frames(source, max_frames or DEFAULT_MAX_VIDEO_FRAMES)
         return [_resize(frame, None, size) for frame in frames]
     if source.is_file() and source.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise ValueError(f"--images {source} is neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
-                         f"({', '.join(IMAGE_EXTENSIONS)}); pass a folder of images or a video file")
+        raise ValueError(
+            f"--images {source} is neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
+            f"({', '.join(IMAGE_EXTENSIONS)}); pass a folder of images or a video file"
+        )
     _, paths = find_images(source, what="--images")
     if max_frames:
         paths = paths[:max_frames]
     labels = pathlib.Path(labels_dir) if labels_dir else None
     if labels is not None and not labels.is_dir():
-        raise FileNotFoundError(f"--labels {labels} is not a folder; pass the folder of label PNGs named like the "
-                                f"images (e.g. CamVid/testannot beside CamVid/test)")
+        raise FileNotFoundError(
+            f"--labels {labels} is not a folder; pass the folder of label PNGs named like the "
+            f"images (e.g. CamVid/testannot beside CamVid/test)"
+        )
     frames = []
     for path in paths:
         image = read_bgr(path)
@@ -111,7 +130,9 @@ def check_label_folder(images: str | pathlib.Path, labels_dir: str | pathlib.Pat
     for path in paths:
         label = folder / f"{path.stem}.png"
         if not label.is_file():
-            raise FileNotFoundError(f"--labels {folder} has no {label.name} for the image {path}; every image needs "
-                                    f"LABELS/<its name>.png (e.g. CamVid's testannot/ for CamVid's test/)")
+            raise FileNotFoundError(
+                f"--labels {folder} has no {label.name} for the image {path}; every image needs "
+                f"LABELS/<its name>.png (e.g. CamVid's testannot/ for CamVid's test/)"
+            )
         read_label(label, lut, valid, labels)
     return len(paths)

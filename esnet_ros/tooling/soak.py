@@ -85,15 +85,26 @@ def rss_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict[str,
     """RSS figures (MB) from ``[(seconds since start, MB)]``: baseline after warm-up, final, growth."""
     after = [mb for t, mb in samples if t >= warmup_s]
     if len(after) < 2:
-        return {"warmup_s": warmup_s, "baseline_mb": None, "final_mb": samples[-1][1] if samples else None,
-                "max_mb": max((mb for _, mb in samples), default=None), "growth_mb": None, "growth_max_mb": None,
-                "note": "too few samples after the warm-up; run longer or sample more often"}
+        return {
+            "warmup_s": warmup_s,
+            "baseline_mb": None,
+            "final_mb": samples[-1][1] if samples else None,
+            "max_mb": max((mb for _, mb in samples), default=None),
+            "growth_mb": None,
+            "growth_max_mb": None,
+            "note": "too few samples after the warm-up; run longer or sample more often",
+        }
     k = min(3, len(after) // 2)
     baseline = float(np.median(after[:k]))
     final = float(np.median(after[-k:]))
-    return {"warmup_s": warmup_s, "baseline_mb": round(baseline, 2), "final_mb": round(final, 2),
-            "max_mb": round(max(mb for _, mb in samples), 2), "growth_mb": round(final - baseline, 2),
-            "growth_max_mb": round(max(after) - baseline, 2)}
+    return {
+        "warmup_s": warmup_s,
+        "baseline_mb": round(baseline, 2),
+        "final_mb": round(final, 2),
+        "max_mb": round(max(mb for _, mb in samples), 2),
+        "growth_mb": round(final - baseline, 2),
+        "growth_max_mb": round(max(after) - baseline, 2),
+    }
 
 
 @dataclasses.dataclass
@@ -115,7 +126,9 @@ def soak(options: SoakOptions) -> dict[str, Any]:
     options.check()
     weights = resolve_weights(options.weights)
     if not options.weights and not weights.is_file():
-        raise FileNotFoundError(f"the bundled model {weights} is missing (a partial install?); pass --weights PATH to a checkpoint")
+        raise FileNotFoundError(
+            f"the bundled model {weights} is missing (a partial install?); pass --weights PATH to a checkpoint"
+        )
     size, _, _ = network_input_size(weights, options.width, options.height)
     duration = options.minutes * 60.0
     warmup_s = options.warmup_s if options.warmup_s is not None else min(60.0, duration / 4)
@@ -140,38 +153,59 @@ def soak(options: SoakOptions) -> dict[str, Any]:
     return _judge(options, report, samples, warmup_s=warmup_s, node=node, failure=failure)
 
 
-def _report_head(options: SoakOptions, size: tuple[int, int], weights: pathlib.Path,
-                 log_dir: pathlib.Path) -> dict[str, Any]:
+def _report_head(
+    options: SoakOptions, size: tuple[int, int], weights: pathlib.Path, log_dir: pathlib.Path
+) -> dict[str, Any]:
     """What the report says before the run: the settings, the model, the machine."""
     cam_w, cam_h = options.camera_size
     return {
-        "minutes": options.minutes, "rate_hz": options.rate_hz, "network_input": list(size),
-        "camera": {"width": cam_w, "height": cam_h, "encoding": "bgr8", "reliability": "reliable",
-                   "pool_size": options.pool_size},
-        "weights": str(weights), "log_dir": str(log_dir),
+        "minutes": options.minutes,
+        "rate_hz": options.rate_hz,
+        "network_input": list(size),
+        "camera": {
+            "width": cam_w,
+            "height": cam_h,
+            "encoding": "bgr8",
+            "reliability": "reliable",
+            "pool_size": options.pool_size,
+        },
+        "weights": str(weights),
+        "log_dir": str(log_dir),
         "machine": {"cpus": os.cpu_count(), "loadavg_1_5_15_at_start": [round(v, 2) for v in os.getloadavg()]},
     }
 
 
-def _start_children(children: list[Child], options: SoakOptions, *, size: tuple[int, int], weights: pathlib.Path,
-                    log_dir: pathlib.Path) -> None:
+def _start_children(
+    children: list[Child], options: SoakOptions, *, size: tuple[int, int], weights: pathlib.Path, log_dir: pathlib.Path
+) -> None:
     """Start the synthetic camera, then the node, into ``children`` (each as soon as it runs, so that a failed
     start still stops the one before)."""
     cam_w, cam_h = options.camera_size
-    children.append(Child("synthetic camera", camera_argv(width=cam_w, height=cam_h, rate_hz=options.rate_hz,
-                                                          pool_size=options.pool_size), log_dir / "camera.log"))
+    children.append(
+        Child(
+            "synthetic camera",
+            camera_argv(width=cam_w, height=cam_h, rate_hz=options.rate_hz, pool_size=options.pool_size),
+            log_dir / "camera.log",
+        )
+    )
     children.append(Child("segmentation node", node_argv(weights=weights, input_size=size), log_dir / "node.log"))
-    print(f"esnet soak: {options.minutes:g} min, camera {cam_w}x{cam_h} at {options.rate_hz:g} Hz -> node "
-          f"(network input {size[0]}x{size[1]}, pid {children[1].pid}); logs in {log_dir}", flush=True)
+    print(
+        f"esnet soak: {options.minutes:g} min, camera {cam_w}x{cam_h} at {options.rate_hz:g} Hz -> node "
+        f"(network input {size[0]}x{size[1]}, pid {children[1].pid}); logs in {log_dir}",
+        flush=True,
+    )
 
 
-def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, samples: _Samples,
-         duration: float) -> dict[str, Any]:
+def _run(
+    options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, samples: _Samples, duration: float
+) -> dict[str, Any]:
     """Wait for the first labels, watch for ``duration``, stop the camera, count, stop the node."""
     start = time.monotonic()
     if not monitor.wait_for(lambda: len(monitor.label_times) > 0, options.startup_timeout, (camera, node)):
-        raise DemoError(f"no labels within {options.startup_timeout:g} s; last lines of the node's log:\n"
-                        + indent_log(node.tail(15)))
+        raise DemoError(
+            f"no labels within {options.startup_timeout:g} s; last lines of the node's log:\n"
+            + indent_log(node.tail(15))
+        )
     startup_s = time.monotonic() - start
     monitor.reset()
     window_s = _watch(options, monitor, camera, node, samples=samples, duration=duration)
@@ -184,8 +218,11 @@ def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, 
     node_exit = node.stop()
     published = camera_published(camera, cam_status)
     frames = len(monitor.label_times)
-    by_cause = {k: int(float(v)) for k, v in full.items()
-                if k.startswith(("dropped.", "rejected.", "warnings.")) and _is_number(v)}
+    by_cause = {
+        k: int(float(v))
+        for k, v in full.items()
+        if k.startswith(("dropped.", "rejected.", "warnings.")) and _is_number(v)
+    }
     return {
         "startup_seconds": round(startup_s, 2),
         "camera_exit_code": camera_exit,
@@ -196,17 +233,20 @@ def _run(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, 
         "counter_identity_holds": identity,
         "camera_published": published,
         "not_received_by_node": (published - counters["received"])
-        if published is not None and counters["received"] is not None else None,
+        if published is not None and counters["received"] is not None
+        else None,
         "labels_received": frames,
         "labels_fps": round(frames / window_s, 2),
         "latency_ms": percentiles([ms for _, ms in monitor.latencies_ms], (50, 90, 95, 99)),
-        "node_timing_ms": {key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90, 99))
-                           for key in NODE_STAGES},
+        "node_timing_ms": {
+            key: percentiles([getattr(s, key) for s in monitor.stats], (50, 90, 99)) for key in NODE_STAGES
+        },
     }
 
 
-def _watch(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, samples: _Samples,
-           duration: float) -> float:
+def _watch(
+    options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *, samples: _Samples, duration: float
+) -> float:
     """Spin for ``duration``, sampling RSS and counters every ``sample_s``; returns the window's length."""
     import psutil
     from tqdm import tqdm
@@ -214,8 +254,15 @@ def _watch(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *
     node_proc, camera_proc = psutil.Process(node.pid), psutil.Process(camera.pid)
     t0 = time.monotonic()
     next_sample = t0
-    with tqdm(total=round(duration), unit="s", desc="esnet soak", dynamic_ncols=True, file=sys.stderr,
-              mininterval=1.0, bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}") as bar:
+    with tqdm(
+        total=round(duration),
+        unit="s",
+        desc="esnet soak",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        mininterval=1.0,
+        bar_format="{desc}: {n:.0f}/{total:.0f} s |{bar}| {postfix}",
+    ) as bar:
         while (now := time.monotonic()) < t0 + duration:
             monitor.spin(min(0.25, t0 + duration - now))
             camera.check_alive()
@@ -232,19 +279,29 @@ def _watch(options: SoakOptions, monitor: Monitor, camera: Child, node: Child, *
             bar.set_postfix_str(
                 f"recv {c['received']} proc {c['processed']} drop {c['dropped']} rej {c['rejected']}  "
                 f"RSS {samples.node_rss[-1][1]:.0f} MB  latency {np.median(recent) if recent else float('nan'):.0f} ms",
-                refresh=False)
+                refresh=False,
+            )
             bar.n = min(round(t), bar.total)
             bar.refresh()
     return time.monotonic() - t0
 
 
-def _judge(options: SoakOptions, report: dict[str, Any], samples: _Samples, *, warmup_s: float, node: Child | None,
-           failure: str | None) -> dict[str, Any]:
+def _judge(
+    options: SoakOptions,
+    report: dict[str, Any],
+    samples: _Samples,
+    *,
+    warmup_s: float,
+    node: Child | None,
+    failure: str | None,
+) -> dict[str, Any]:
     """Add RSS growth, the node's log findings and the targets to ``report``."""
     report["machine"]["loadavg_1_5_15_at_end"] = [round(v, 2) for v in os.getloadavg()]
     node_text = node.log_text() if node is not None else ""
-    report["rss_mb"] = {**rss_growth(samples.node_rss, warmup_s),
-                        "samples": [[t, round(mb, 2)] for t, mb in samples.node_rss]}
+    report["rss_mb"] = {
+        **rss_growth(samples.node_rss, warmup_s),
+        "samples": [[t, round(mb, 2)] for t, mb in samples.node_rss],
+    }
     report["camera_rss_mb"] = rss_growth(samples.camera_rss, warmup_s)
     report["counter_samples"] = samples.counters
     report["node_log"] = {
@@ -279,19 +336,36 @@ def print_report(r: dict[str, Any], json_path: str | None) -> None:
     print()
     if r.get("failure"):
         print(f"esnet soak: FAILED: {r['failure']}")
-    c = r.get("counters") or {k: None for k in COUNTERS}
+    c = r.get("counters") or dict.fromkeys(COUNTERS)
     lat = r.get("latency_ms") or {}
     rss = r["rss_mb"]
-    print(f"esnet soak: {r.get('seconds', 0):.0f} s at {r['rate_hz']:g} Hz, network input {r['network_input'][0]}x{r['network_input'][1]}")
-    print(f"  camera published {r.get('camera_published')}; node received {c['received']}, processed {c['processed']}, "
-          f"dropped {c['dropped']}, rejected {c['rejected']}  (identity {'holds' if r.get('counter_identity_holds') else 'BROKEN'})")
-    print(f"  RSS  baseline {rss['baseline_mb']} MB after {rss['warmup_s']:.0f} s warm-up, final {rss['final_mb']} MB, "
-          f"growth {rss['growth_mb']} MB (max {rss['growth_max_mb']} MB)")
+    print(
+        f"esnet soak: {r.get('seconds', 0):.0f} s at {r['rate_hz']:g} Hz, "
+        f"network input {r['network_input'][0]}x{r['network_input'][1]}"
+    )
+    print(
+        f"  camera published {r.get('camera_published')}; node received {c['received']}, processed {c['processed']}, "
+        f"dropped {c['dropped']}, rejected {c['rejected']}  "
+        f"(identity {'holds' if r.get('counter_identity_holds') else 'BROKEN'})"
+    )
+    print(
+        f"  RSS  baseline {rss['baseline_mb']} MB after {rss['warmup_s']:.0f} s warm-up, final {rss['final_mb']} MB, "
+        f"growth {rss['growth_mb']} MB (max {rss['growth_max_mb']} MB)"
+    )
     if lat:
-        print(f"  latency  median {lat.get('median')} ms, p90 {lat.get('p90')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms"
-              f"  ({r.get('labels_fps')} labels/s)")
+        print(
+            f"  latency  median {lat.get('median')} ms, p90 {lat.get('p90')} ms, p99 {lat.get('p99')} ms, "
+            f"max {lat.get('max')} ms"
+            f"  ({r.get('labels_fps')} labels/s)"
+        )
     exc = r["node_log"]["exceptions"]
-    print(f"  node log  {'no exceptions' if not exc else f'{len(exc)} exception(s): {exc[:3]}'}; exit code {r.get('node_exit_code')}"
-          f" after {r.get('node_stop_s')} s")
+    print(
+        f"  node log  {'no exceptions' if not exc else f'{len(exc)} exception(s): {exc[:3]}'}; "
+        f"exit code {r.get('node_exit_code')}"
+        f" after {r.get('node_stop_s')} s"
+    )
     failed = [k for k, ok in r["targets"].items() if not ok]
-    print(f"  targets  {'all met' if not failed else 'NOT met: ' + ', '.join(failed)}" + (f"; JSON in {json_path}" if json_path else ""))
+    print(
+        f"  targets  {'all met' if not failed else 'NOT met: ' + ', '.join(failed)}"
+        + (f"; JSON in {json_path}" if json_path else "")
+    )

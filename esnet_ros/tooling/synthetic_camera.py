@@ -40,12 +40,20 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import Image
 
+from esnet_ros.data.synth import render_scene, scene_rng
 from esnet_ros.ros.dds import use_large_message_profile
 from esnet_ros.ros.descriptors import descriptor
-from esnet_ros.data.synth import render_scene, scene_rng
 
-__all__ = ["SyntheticCamera", "render_pool", "main", "published_in_log", "IMAGE_TOPIC", "GT_TOPIC", "RELIABILITIES",
-           "ENCODINGS"]
+__all__ = [
+    "SyntheticCamera",
+    "render_pool",
+    "main",
+    "published_in_log",
+    "IMAGE_TOPIC",
+    "GT_TOPIC",
+    "RELIABILITIES",
+    "ENCODINGS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,9 @@ ENCODINGS = ("bgr8", "rgb8")
 SCENE_SPLIT = "test"  # never used by training or validation sets
 
 
-def render_pool(width: int, height: int, count: int, seed: int, encoding: str = "bgr8") -> list[tuple[np.ndarray, np.ndarray]]:
+def render_pool(
+    width: int, height: int, count: int, seed: int, encoding: str = "bgr8"
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` scenes as ``[(image (H,W,3) uint8 in the encoding's order, trainIds (H,W) uint8)]``.
 
     Scene ``i`` is ``render_scene(scene_rng(seed, "test", i), width, height)``: deterministic.
@@ -86,25 +96,49 @@ def _ro(description: str, *, read_only: bool = True, **kwargs) -> ParameterDescr
 
 # name: (default, descriptor)
 PARAMETERS = {
-    "width": (1280, _ro("image width in pixels (scenes are drawn at this size; with images, 0 keeps their size)",
-                        int_range=(0, 8192))),
+    "width": (
+        1280,
+        _ro(
+            "image width in pixels (scenes are drawn at this size; with images, 0 keeps their size)",
+            int_range=(0, 8192),
+        ),
+    ),
     "height": (720, _ro("image height in pixels (with images, 0 keeps their size)", int_range=(0, 8192))),
     "images": ("", _ro("a folder of images (sorted by name) or a video file to replay instead of synthetic scenes")),
     "labels_dir": ("", _ro("with images: their ground truth, LABELS/<image stem>.png (mono8 class ids)")),
-    "max_images": (0, _ro("with images: replay at most this many (0: all; a video: up to 600 frames)",
-                          int_range=(0, 100000))),
-    "rate_hz": (15.0, _ro("publishing rate in frames per second (may be changed at run time)",
-                                read_only=False, float_range=(0.1, 1000.0))),
+    "max_images": (
+        0,
+        _ro("with images: replay at most this many (0: all; a video: up to 600 frames)", int_range=(0, 100000)),
+    ),
+    "rate_hz": (
+        15.0,
+        _ro(
+            "publishing rate in frames per second (may be changed at run time)",
+            read_only=False,
+            float_range=(0.1, 1000.0),
+        ),
+    ),
     "encoding": ("bgr8", _ro("pixel encoding of camera/image_raw", choices=ENCODINGS)),
     "frame_id": ("camera_optical_frame", _ro("frame_id of every header (1..256 characters)")),
-    "reliability": ("reliable", _ro(
-        "QoS reliability of both image topics; frames over ~0.5 MB need 'reliable' on default Fast DDS",
-        choices=RELIABILITIES)),
+    "reliability": (
+        "reliable",
+        _ro(
+            "QoS reliability of both image topics; frames over ~0.5 MB need 'reliable' on default Fast DDS",
+            choices=RELIABILITIES,
+        ),
+    ),
     "qos_depth": (5, _ro("QoS history depth (keep last N) of both image topics", int_range=(1, 1000))),
-    "pool_size": (10, _ro("number of distinct scenes rendered at start and cycled through "
-                                "(about 0.5 s each at 720p)", int_range=(1, 1000))),
-    "seed": (0, _ro("random seed of the scenes (scene i = synth.scene_rng(seed, 'test', i))",
-                          int_range=(0, 2**31 - 1))),
+    "pool_size": (
+        10,
+        _ro(
+            "number of distinct scenes rendered at start and cycled through (about 0.5 s each at 720p)",
+            int_range=(1, 1000),
+        ),
+    ),
+    "seed": (
+        0,
+        _ro("random seed of the scenes (scene i = synth.scene_rng(seed, 'test', i))", int_range=(0, 2**31 - 1)),
+    ),
     "publish_ground_truth": (True, _ro("also publish the trainId ground truth on camera/labels_gt")),
     "max_frames": (0, _ro("stop publishing after this many frames (0: never stop)", int_range=(0, 2**31 - 1))),
 }
@@ -133,19 +167,23 @@ class SyntheticCamera(Node):
         )
         overrides = QoSOverridingOptions.with_default_policies()
         self._image_pub = self.create_publisher(Image, IMAGE_TOPIC, qos, qos_overriding_options=overrides)
-        self._gt_pub = (self.create_publisher(Image, GT_TOPIC, qos, qos_overriding_options=overrides)
-                        if self._publish_gt else None)
+        self._gt_pub = (
+            self.create_publisher(Image, GT_TOPIC, qos, qos_overriding_options=overrides) if self._publish_gt else None
+        )
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if p["reliability"] == "best_effort" and self._width * self._height * 3 > 500_000:
             self.get_logger().warn(
                 f"reliability=best_effort with {self._width}x{self._height} frames: Fast DDS loses most frames over "
                 "~0.5 MB on best-effort links; use reliability:=reliable, or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA "
-                "on both ends")
+                "on both ends"
+            )
 
         start = time.perf_counter()
         frame_id = str(p["frame_id"])
-        self._pool = [(_image_msg(image, self._encoding, frame_id),
-                       _image_msg(gt, "mono8", frame_id) if gt is not None else None) for image, gt in self._frames(p)]
+        self._pool = [
+            (_image_msg(image, self._encoding, frame_id), _image_msg(gt, "mono8", frame_id) if gt is not None else None)
+            for image, gt in self._frames(p)
+        ]
         if self._pool and self._pool[0][1] is None:
             self._publish_gt = False
         self._height, self._width = self._pool[0][0].height, self._pool[0][0].width
@@ -153,7 +191,8 @@ class SyntheticCamera(Node):
             f"publishing {IMAGE_TOPIC} ({self._width}x{self._height} {self._encoding}, {p['reliability']}, "
             f"depth {p['qos_depth']}) at {self._rate_hz:g} Hz"
             + (f" and ground truth on {GT_TOPIC}" if self._publish_gt else "")
-            + f"; {len(self._pool)} scenes rendered in {time.perf_counter() - start:.1f} s")
+            + f"; {len(self._pool)} scenes rendered in {time.perf_counter() - start:.1f} s"
+        )
 
         self.frames_published = 0
         self._rate_window: list[float] = []
@@ -167,15 +206,20 @@ class SyntheticCamera(Node):
         if not p["images"]:
             if 0 in size:
                 raise InvalidParameterValueException("width/height", size, "synthetic scenes need a size > 0")
-            self.get_logger().info(f"rendering {p['pool_size']} scenes at {size[0]}x{size[1]} (seed {p['seed']}); "
-                                   "publishing starts when they are ready")
+            self.get_logger().info(
+                f"rendering {p['pool_size']} scenes at {size[0]}x{size[1]} (seed {p['seed']}); "
+                "publishing starts when they are ready"
+            )
             return render_pool(size[0], size[1], int(p["pool_size"]), int(p["seed"]), self._encoding)
         from esnet_ros.tooling.replay import load_frames
 
-        frames = load_frames(p["images"], p["labels_dir"] or None, size=None if size == (0, 0) else size,
-                             max_frames=int(p["max_images"]))
-        self.get_logger().info(f"replaying {len(frames)} frames of {p['images']}"
-                               + (f" with labels from {p['labels_dir']}" if p["labels_dir"] else ""))
+        frames = load_frames(
+            p["images"], p["labels_dir"] or None, size=None if size == (0, 0) else size, max_frames=int(p["max_images"])
+        )
+        self.get_logger().info(
+            f"replaying {len(frames)} frames of {p['images']}"
+            + (f" with labels from {p['labels_dir']}" if p["labels_dir"] else "")
+        )
         if self._encoding == "rgb8":
             frames = [(image[..., ::-1].copy(), gt) for image, gt in frames]
         return frames
@@ -187,14 +231,19 @@ class SyntheticCamera(Node):
         for param in params:
             value = param.value
             if param.name == "encoding" and value not in ENCODINGS:
-                return SetParametersResult(successful=False, reason=f"encoding={value!r} must be one of: {', '.join(ENCODINGS)}")
+                return SetParametersResult(
+                    successful=False, reason=f"encoding={value!r} must be one of: {', '.join(ENCODINGS)}"
+                )
             if param.name == "reliability" and value not in RELIABILITIES:
                 return SetParametersResult(
-                    successful=False, reason=f"reliability={value!r} must be one of: {', '.join(RELIABILITIES)}")
+                    successful=False, reason=f"reliability={value!r} must be one of: {', '.join(RELIABILITIES)}"
+                )
             if param.name == "frame_id" and not 0 < len(str(value)) <= 256:
                 return SetParametersResult(
-                    successful=False, reason=f"frame_id must have 1..256 characters, got {len(str(value))}; "
-                    "e.g. frame_id:=camera_optical_frame")
+                    successful=False,
+                    reason=f"frame_id must have 1..256 characters, got {len(str(value))}; "
+                    "e.g. frame_id:=camera_optical_frame",
+                )
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
@@ -240,15 +289,18 @@ class SyntheticCamera(Node):
             name=f"{self.get_name()}: synthetic camera",
             message=message,
             hardware_id="synthetic",
-            values=[KeyValue(key=k, value=str(v)) for k, v in (
-                ("frames_published", self.frames_published),
-                ("rate_hz_target", f"{self._rate_hz:g}"),
-                ("rate_hz_measured", f"{rate:.2f}"),
-                ("width", self._width),
-                ("height", self._height),
-                ("encoding", self._encoding),
-                ("pool_size", len(self._pool)),
-            )],
+            values=[
+                KeyValue(key=k, value=str(v))
+                for k, v in (
+                    ("frames_published", self.frames_published),
+                    ("rate_hz_target", f"{self._rate_hz:g}"),
+                    ("rate_hz_measured", f"{rate:.2f}"),
+                    ("width", self._width),
+                    ("height", self._height),
+                    ("encoding", self._encoding),
+                    ("pool_size", len(self._pool)),
+                )
+            ],
         )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -267,8 +319,13 @@ def published_in_log(text: str) -> int | None:
 
 def usage() -> str:
     """What ``synthetic_camera --help`` prints: the command line and every parameter with its default."""
-    lines = ["usage: synthetic_camera [-h] [--ros-args -p NAME:=VALUE ...]", "",
-             __doc__.strip().splitlines()[0], "", "parameters (-p NAME:=VALUE):"]
+    lines = [
+        "usage: synthetic_camera [-h] [--ros-args -p NAME:=VALUE ...]",
+        "",
+        __doc__.strip().splitlines()[0],
+        "",
+        "parameters (-p NAME:=VALUE):",
+    ]
     for name, (default, d) in PARAMETERS.items():
         lines.append(f"  {name} (default {default!r}{', read-only' if d.read_only else ''}): {d.description}")
     return "\n".join(lines)
@@ -289,8 +346,10 @@ def main(args: list[str] | None = None) -> int:
                 print(f"synthetic_camera: {exc}", file=sys.stderr)
                 return 2
             except InvalidParameterTypeException as exc:
-                print(f"synthetic_camera: {exc} (write floating-point values with a decimal point, "
-                      "e.g. rate_hz:=30.0)", file=sys.stderr)
+                print(
+                    f"synthetic_camera: {exc} (write floating-point values with a decimal point, e.g. rate_hz:=30.0)",
+                    file=sys.stderr,
+                )
                 return 2
             try:
                 rclpy.spin(node)

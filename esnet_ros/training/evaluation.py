@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -63,8 +64,14 @@ class CameraModel:
         return {"size": list(self.size) if self.size else None, "jpeg_quality": self.jpeg_quality}
 
 
-def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, upsample: str = DEFAULT_UPSAMPLE,
-                     progress: bool = False, camera: CameraModel | None = None) -> ConfusionMatrix:
+def evaluate_dataset(
+    segmenter: Segmenter,
+    dataset: SegmentationDataset,
+    *,
+    upsample: str = DEFAULT_UPSAMPLE,
+    progress: bool = False,
+    camera: CameraModel | None = None,
+) -> ConfusionMatrix:
     """Confusion matrix of ``segmenter``'s labels over every image of ``dataset``, at full label resolution
     (each image first through ``camera``, when given)."""
     confmat = ConfusionMatrix.for_labels(dataset.labels)
@@ -95,8 +102,15 @@ def metrics_report(confmat: ConfusionMatrix, *, images: int) -> dict[str, Any]:
     return {**{key: result[key] for key in keys}, "num_images": images, "pixels": result["pixels"]}
 
 
-def evaluation_report(confmat: ConfusionMatrix, segmenter: Segmenter, dataset: SegmentationDataset, *,
-                      upsample: str, seconds: float, camera: CameraModel | None = None) -> dict[str, Any]:
+def evaluation_report(
+    confmat: ConfusionMatrix,
+    segmenter: Segmenter,
+    dataset: SegmentationDataset,
+    *,
+    upsample: str,
+    seconds: float,
+    camera: CameraModel | None = None,
+) -> dict[str, Any]:
     """The JSON report of ``esnet evaluate`` (NaN where undefined: pass it through ``json_safe``)."""
     return {
         **({"camera": camera.to_dict()} if camera is not None else {}),
@@ -144,8 +158,12 @@ def compare_predictions(
         if ground_truth is not None:
             m32.update(ground_truth[i], p32)
             m8.update(ground_truth[i], p8)
-    out = {"agreement": agree / max(total, 1), "miou_vs_fp32": vs_fp32.compute()["miou"], "images": len(images),
-           "seconds": round(time.perf_counter() - started, 2)}
+    out = {
+        "agreement": agree / max(total, 1),
+        "miou_vs_fp32": vs_fp32.compute()["miou"],
+        "images": len(images),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     if ground_truth is not None:
         out.update(miou_fp32=m32.compute()["miou"], miou_int8=m8.compute()["miou"])
         out["miou_drop"] = 100.0 * (out["miou_fp32"] - out["miou_int8"])

@@ -42,14 +42,22 @@ def companion_path(weights: str | pathlib.Path) -> pathlib.Path:
 
 
 def _cpu_name() -> str:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if pathlib.Path("/proc/cpuinfo").exists() else ():
+    for line in (
+        pathlib.Path("/proc/cpuinfo").read_text().splitlines() if pathlib.Path("/proc/cpuinfo").exists() else ()
+    ):
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
-def validate_int8(weights: str | pathlib.Path, int8_onnx: str | pathlib.Path, data: str | pathlib.Path, split: str,
-                  *, progress: bool = False) -> dict[str, Any]:
+def validate_int8(
+    weights: str | pathlib.Path,
+    int8_onnx: str | pathlib.Path,
+    data: str | pathlib.Path,
+    split: str,
+    *,
+    progress: bool = False,
+) -> dict[str, Any]:
     """mIoU of the fp32 ``weights`` and of ``int8_onnx`` on ``data``'s ``split``, through the engine on OpenVINO."""
     fp32 = Segmenter(weights, device="cpu", backend="openvino", precision="fp32")
     int8 = Segmenter(int8_onnx, device="cpu", backend="openvino", precision="int8", input_size=fp32.input_size)
@@ -74,17 +82,30 @@ def validate_int8(weights: str | pathlib.Path, int8_onnx: str | pathlib.Path, da
     }
 
 
-def build_int8_companion(weights: str | pathlib.Path, calibration_dir: str | pathlib.Path, data: str | pathlib.Path,
-                         *, split: str = "val", calibration_images: int = 128, output: str | pathlib.Path | None = None,
-                         progress: bool = False) -> dict[str, Any]:
+def build_int8_companion(
+    weights: str | pathlib.Path,
+    calibration_dir: str | pathlib.Path,
+    data: str | pathlib.Path,
+    *,
+    split: str = "val",
+    calibration_images: int = 128,
+    output: str | pathlib.Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Write ``weights``' int8 companion (see the module docstring); returns its ``int8_validation``."""
     weights = pathlib.Path(weights)
     output = pathlib.Path(output) if output is not None else companion_path(weights)
     model, meta = load_checkpoint(weights, "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, meta, pathlib.Path(tmp) / "fp32.onnx", input_size=meta.input_size, dynamic=True)
-        quantize_model(fp32, output, calibration_dir, num_images=calibration_images, quantizer="nncf",
-                       calibration_size=meta.input_size)
+        quantize_model(
+            fp32,
+            output,
+            calibration_dir,
+            num_images=calibration_images,
+            quantizer="nncf",
+            calibration_size=meta.input_size,
+        )
     validation = validate_int8(weights, output, data, split, progress=progress)
     qmeta = read_onnx_metadata(output)
     calibration = {**dict(qmeta.int8_calibration or {}), "directory": pathlib.Path(calibration_dir).name}

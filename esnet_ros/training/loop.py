@@ -29,8 +29,9 @@ def poly_scheduler(optimizer: torch.optim.Optimizer, total_iters: int, power: fl
 
 
 def build_optimizer(args, model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=args.lr, betas=tuple(args.betas), eps=args.eps,
-                            weight_decay=args.weight_decay)
+    return torch.optim.Adam(
+        model.parameters(), lr=args.lr, betas=tuple(args.betas), eps=args.eps, weight_decay=args.weight_decay
+    )
 
 
 def _downsample_targets(target: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -38,9 +39,24 @@ def _downsample_targets(target: torch.Tensor, hw: tuple[int, int]) -> torch.Tens
     return F.interpolate(target[:, None].float(), size=hw, mode="nearest")[:, 0].long()
 
 
-def train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch: int, *, encoder_only: bool = False,
-                    scaler=None, amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-                    print_freq: int = 20, progress: bool = True, writer=None, global_step: int = 0) -> float:
+def train_one_epoch(
+    model,
+    criterion,
+    optimizer,
+    scheduler,
+    loader,
+    device,
+    epoch: int,
+    *,
+    encoder_only: bool = False,
+    scaler=None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    print_freq: int = 20,
+    progress: bool = True,
+    writer=None,
+    global_step: int = 0,
+) -> float:
     """One pass over ``loader``; returns the mean loss (over this process's batches).
 
     ``amp_dtype`` turns on autocast: float16 needs a gradient ``scaler``, bfloat16 does not.
@@ -75,14 +91,28 @@ def train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoc
 def _progress_bar(loader, epoch: int, encoder_only: bool):
     from tqdm import tqdm
 
-    return tqdm(loader, desc=f"epoch {epoch}{' (encoder)' if encoder_only else ''}", unit="batch", dynamic_ncols=True,
-                leave=False)
+    return tqdm(
+        loader,
+        desc=f"epoch {epoch}{' (encoder)' if encoder_only else ''}",
+        unit="batch",
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
-def _loss(model: nn.Module, criterion, images: torch.Tensor, targets: torch.Tensor, *, encoder_only: bool,
-          amp_dtype: torch.dtype | None) -> torch.Tensor:
+def _loss(
+    model: nn.Module,
+    criterion,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    encoder_only: bool,
+    amp_dtype: torch.dtype | None,
+) -> torch.Tensor:
     """The forward pass and the loss, under autocast with ``amp_dtype``; the encoder against 1/8 labels."""
-    with torch.autocast(device_type=images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+    with torch.autocast(
+        device_type=images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+    ):
         logits = model(images, encoder_only=encoder_only)
         if encoder_only:
             targets = _downsample_targets(targets, tuple(logits.shape[2:]))
@@ -93,7 +123,9 @@ def _finite(loss: torch.Tensor, epoch: int, iteration: int) -> float:
     """The loss as a float; ``FloatingPointError`` when it is NaN or infinite."""
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise FloatingPointError(f"loss is {value} at epoch {epoch}, iteration {iteration}; lower --lr or check the labels")
+        raise FloatingPointError(
+            f"loss is {value} at epoch {epoch}, iteration {iteration}; lower --lr or check the labels"
+        )
     return value
 
 
@@ -124,7 +156,7 @@ def evaluate(model: nn.Module, loader, device, confmat: ConfusionMatrix, *, prog
         if isinstance(targets, torch.Tensor):
             targets = list(targets)
         logits = model(images)
-        for logit, target in zip(logits, targets):
+        for logit, target in zip(logits, targets, strict=True):
             pred = upsample_argmax(logit, tuple(target.shape))
             confmat.update(target.to(device), pred)
     confmat.all_reduce()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class ConfusionMatrix:
         self.mat = torch.zeros((num_classes, num_classes), dtype=torch.int64)
 
     @classmethod
-    def for_labels(cls, labels) -> "ConfusionMatrix":
+    def for_labels(cls, labels) -> ConfusionMatrix:
         """From an :class:`esnet_ros.core.labels.LabelSet`."""
         return cls(labels.num_classes, labels.names, labels.categories, labels.ignore_index)
 
@@ -89,8 +89,11 @@ class ConfusionMatrix:
                 f"target shape {tuple(target.shape)} != prediction shape {tuple(prediction.shape)}; "
                 f"upsample predictions to the label size first"
             )
-        if isinstance(target, np.ndarray) and isinstance(prediction, np.ndarray) \
-                and target.dtype == prediction.dtype == np.uint8:
+        if (
+            isinstance(target, np.ndarray)
+            and isinstance(prediction, np.ndarray)
+            and target.dtype == prediction.dtype == np.uint8
+        ):
             self._update_uint8(target, prediction)
             return
         n = self.num_classes
@@ -136,7 +139,8 @@ class ConfusionMatrix:
         self.mat = mat.cpu()
 
     def compute(self) -> dict:
-        """``miou``, ``category_miou``, ``per_class_iou``, ``per_category_iou``, ``pixel_accuracy`` (0..1; NaN if undefined)."""
+        """``miou``, ``category_miou``, ``per_class_iou``, ``per_category_iou``, ``pixel_accuracy``
+        (0..1; NaN if undefined)."""
         m = self.mat.numpy().astype(np.float64)
         iou = iou_from_matrix(m)
         total = m.sum()
@@ -147,12 +151,12 @@ class ConfusionMatrix:
         result = {
             "miou": _nanmean(iou.tolist()),
             "category_miou": float("nan"),
-            "per_class_iou": {name: float(v) for name, v in zip(self.class_names, iou)},
+            "per_class_iou": {name: float(v) for name, v in zip(self.class_names, iou, strict=True)},
             "per_category_iou": {},
             "pixel_accuracy": pixel_acc,
             "pixel_acc": pixel_acc,
             "class_avg_acc": _nanmean(recall.tolist()),
-            "per_class_acc": {name: float(v) for name, v in zip(self.class_names, recall)},
+            "per_class_acc": {name: float(v) for name, v in zip(self.class_names, recall, strict=True)},
             "pixels": int(total),
         }
         if self.categories is not None:
@@ -161,7 +165,7 @@ class ConfusionMatrix:
             onehot = np.zeros((self.num_classes, len(names)))
             onehot[np.arange(self.num_classes), index] = 1
             cat_iou = iou_from_matrix(onehot.T @ m @ onehot)
-            result["per_category_iou"] = {name: float(v) for name, v in zip(names, cat_iou)}
+            result["per_category_iou"] = {name: float(v) for name, v in zip(names, cat_iou, strict=True)}
             result["category_miou"] = _nanmean(cat_iou.tolist())
         return result
 
@@ -175,7 +179,9 @@ class ConfusionMatrix:
         for name in self.class_names:
             iou, acc = r["per_class_iou"][name], r["per_class_acc"][name]
             if not math.isnan(iou):
-                lines.append(f"  {name:>14s} {100 * iou:6.2f} " + ("     -" if math.isnan(acc) else f"{100 * acc:6.2f}"))
+                lines.append(
+                    f"  {name:>14s} {100 * iou:6.2f} " + ("     -" if math.isnan(acc) else f"{100 * acc:6.2f}")
+                )
         return "\n".join(lines)
 
 
@@ -201,8 +207,15 @@ def save_confusion_png(matrix: ConfusionMatrix, path: str | pathlib.Path, title:
         for i in range(n):
             for j in range(n):
                 if norm[i, j] >= 0.005:
-                    ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{100 * norm[i, j]:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     r = matrix.compute()
     ax.set_title(f"{title}  mIoU {100 * r['miou']:.1f}%".strip(), fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of ground-truth row")

@@ -15,19 +15,49 @@ from torch import nn
 
 from esnet_ros.core.checkpoint import ARCH, ARCH_VERSION
 
-__all__ = ["RESUME_FORMAT", "CSV_FIELDS", "bare_model", "save_resume", "load_resume", "command_line", "source_commit",
-           "write_args_yaml", "append_csv", "plot_training_curve"]
+__all__ = [
+    "RESUME_FORMAT",
+    "CSV_FIELDS",
+    "bare_model",
+    "save_resume",
+    "load_resume",
+    "command_line",
+    "source_commit",
+    "write_args_yaml",
+    "append_csv",
+    "plot_training_curve",
+]
 
 RESUME_FORMAT = "esnet_ros.train_state"
-CSV_FIELDS = ("epoch", "stage", "train_loss", "lr", "val_miou", "val_category_miou", "val_pixel_accuracy", "epoch_time_s")
+CSV_FIELDS = (
+    "epoch",
+    "stage",
+    "train_loss",
+    "lr",
+    "val_miou",
+    "val_category_miou",
+    "val_pixel_accuracy",
+    "epoch_time_s",
+)
 
 
 def bare_model(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def save_resume(path: pathlib.Path, *, model, optimizer, scheduler, scaler, epoch: int, stage: str, best_miou: float,
-                meta: dict, args_dict: dict) -> None:
+def save_resume(
+    path: pathlib.Path,
+    *,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    epoch: int,
+    stage: str,
+    best_miou: float,
+    meta: dict,
+    args_dict: dict,
+) -> None:
     """Everything ``--resume`` needs, as plain containers (loads with ``torch.load(weights_only=True)``)."""
     state = {
         "format": RESUME_FORMAT,
@@ -58,14 +88,18 @@ def load_resume(path: str | pathlib.Path, num_classes: int) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file at all (e.g. a .safetensors): re-raised with the fix
-        raise ValueError(f"--resume {path} is not an esnet train checkpoint (unreadable by torch.load: "
-                         f"{type(exc).__name__}); pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run, "
-                         f"not .safetensors weights") from exc
+        raise ValueError(
+            f"--resume {path} is not an esnet train checkpoint (unreadable by torch.load: "
+            f"{type(exc).__name__}); pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run, "
+            f"not .safetensors weights"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         keys = list(state)[:4] if isinstance(state, dict) else type(state).__name__
         hint = " (.safetensors files hold inference weights only)" if path.suffix == ".safetensors" else ""
-        raise ValueError(f"--resume {path} is not an esnet train checkpoint (found {keys}){hint}; "
-                         f"pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run")
+        raise ValueError(
+            f"--resume {path} is not an esnet train checkpoint (found {keys}){hint}; "
+            f"pass OUTPUT_DIR/checkpoint.pth of an earlier esnet train run"
+        )
     if state.get("arch") != ARCH or int(state.get("arch_version", -1)) != ARCH_VERSION:
         raise ValueError(
             f"--resume {path} is a checkpoint of architecture {state.get('arch')!r} v{state.get('arch_version')}, "
@@ -85,11 +119,13 @@ def command_line(args, defaults: dict[str, Any] | None = None) -> str:
     argv = list(sys.argv)
     launcher = pathlib.Path(argv[0]).name if argv else ""
     if "train" in argv and launcher in ("esnet", "cli.py", "__main__.py", "train.py"):
-        return shlex.join(["esnet", *argv[argv.index("train"):]])
+        return shlex.join(["esnet", *argv[argv.index("train") :]])
     words = ["esnet", "train"]
     for key, value in vars(args).items():
-        if key.startswith("_") or (defaults is not None and (key not in defaults or (
-                value == defaults[key] and key not in ("data", "output_dir")))):
+        if key.startswith("_") or (
+            defaults is not None
+            and (key not in defaults or (value == defaults[key] and key not in ("data", "output_dir")))
+        ):
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -108,8 +144,12 @@ def source_commit() -> str | None:
     if not (root / "package.xml").is_file() or not (root / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -120,8 +160,11 @@ def source_commit() -> str | None:
 def write_args_yaml(path: pathlib.Path, args) -> None:
     import yaml
 
-    doc = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-           if not k.startswith("_") and k not in ("func",)}
+    doc = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in vars(args).items()
+        if not k.startswith("_") and k not in ("func",)
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=True))
 
 

@@ -75,10 +75,17 @@ def resume_position(resume: dict | None, stages: list[tuple[str, int]]):
         return 0, 0, -1.0, {}
     names = [s for s, _ in stages]
     if resume["stage"] not in names:
-        raise ValueError(f"--resume checkpoint is in stage {resume['stage']!r} but this run has stages {names}; "
-                         f"use the same --encoder-epochs as the run being resumed")
+        raise ValueError(
+            f"--resume checkpoint is in stage {resume['stage']!r} but this run has stages {names}; "
+            f"use the same --encoder-epochs as the run being resumed"
+        )
     best_miou = float(resume.get("best_miou", -1.0))
-    return names.index(resume["stage"]), int(resume["epoch"]), best_miou, dict(resume.get("meta", {}).get("metrics", {}))
+    return (
+        names.index(resume["stage"]),
+        int(resume["epoch"]),
+        best_miou,
+        dict(resume.get("meta", {}).get("metrics", {})),
+    )
 
 
 def run_stages(run: TrainingRun, resume: dict | None) -> dict:
@@ -98,8 +105,11 @@ def run_stages(run: TrainingRun, resume: dict | None) -> dict:
     if run.writer is not None:
         run.writer.close()
     if run.is_main:
-        log.info("done in %.1f min; best val mIoU %s", (time.perf_counter() - run.started) / 60,
-                 f"{100 * run.best_miou:.2f}%" if run.best_miou >= 0 else "n/a")
+        log.info(
+            "done in %.1f min; best val mIoU %s",
+            (time.perf_counter() - run.started) / 60,
+            f"{100 * run.best_miou:.2f}%" if run.best_miou >= 0 else "n/a",
+        )
     return run.best_metrics
 
 
@@ -125,20 +135,41 @@ def run_epoch(run: TrainingRun, stage: str, epoch: int, epochs: int, optimizer, 
     if isinstance(loader.sampler, torch.utils.data.distributed.DistributedSampler):
         loader.sampler.set_epoch(run.global_epoch)
     encoder_only = stage == "encoder"
-    loss = train_one_epoch(run.model, run.criterion, optimizer, scheduler, loader, run.device, epoch,
-                           encoder_only=encoder_only, scaler=run.scaler, amp_dtype=run.amp_dtype,
-                           channels_last=run.channels_last, print_freq=run.args.print_freq if run.is_main else 0,
-                           progress=run.progress, writer=run.writer, global_step=run.global_epoch * len(loader))
-    row = {"epoch": run.global_epoch, "stage": stage, "train_loss": f"{loss:.5f}",
-           "lr": f"{optimizer.param_groups[0]['lr']:.3e}"}
+    loss = train_one_epoch(
+        run.model,
+        run.criterion,
+        optimizer,
+        scheduler,
+        loader,
+        run.device,
+        epoch,
+        encoder_only=encoder_only,
+        scaler=run.scaler,
+        amp_dtype=run.amp_dtype,
+        channels_last=run.channels_last,
+        print_freq=run.args.print_freq if run.is_main else 0,
+        progress=run.progress,
+        writer=run.writer,
+        global_step=run.global_epoch * len(loader),
+    )
+    row = {
+        "epoch": run.global_epoch,
+        "stage": stage,
+        "train_loss": f"{loss:.5f}",
+        "lr": f"{optimizer.param_groups[0]['lr']:.3e}",
+    }
     last = epoch == epochs - 1
     metrics = None
     if run.val_loader is not None and not encoder_only and ((epoch + 1) % run.args.eval_every == 0 or last):
-        confmat = evaluate(run.model, run.val_loader, run.device, ConfusionMatrix.for_labels(run.labels),
-                           progress=run.progress)
+        confmat = evaluate(
+            run.model, run.val_loader, run.device, ConfusionMatrix.for_labels(run.labels), progress=run.progress
+        )
         metrics = confmat.compute()
-        row.update(val_miou=f"{metrics['miou']:.5f}", val_category_miou=f"{metrics['category_miou']:.5f}",
-                   val_pixel_accuracy=f"{metrics['pixel_accuracy']:.5f}")
+        row.update(
+            val_miou=f"{metrics['miou']:.5f}",
+            val_category_miou=f"{metrics['category_miou']:.5f}",
+            val_pixel_accuracy=f"{metrics['pixel_accuracy']:.5f}",
+        )
     row["epoch_time_s"] = f"{time.perf_counter() - t0:.1f}"
     if run.is_main:
         _log_epoch(run.writer, row, metrics, run.global_epoch, loss)
@@ -149,24 +180,42 @@ def run_epoch(run: TrainingRun, stage: str, epoch: int, epochs: int, optimizer, 
 
 def write_checkpoints(run: TrainingRun, stage: str, epoch: int, metrics: dict | None, optimizer, scheduler) -> None:
     """``best.safetensors`` when val mIoU improves, ``last.safetensors`` (full network), ``checkpoint.pth``."""
-    meta_metrics = _meta_metrics(metrics, split=run.args.val_split, epoch=run.global_epoch,
-                                 elapsed=time.perf_counter() - run.started)
+    meta_metrics = _meta_metrics(
+        metrics, split=run.args.val_split, epoch=run.global_epoch, elapsed=time.perf_counter() - run.started
+    )
     if metrics is not None and metrics["miou"] > run.best_miou:
         run.best_miou, run.best_metrics = metrics["miou"], meta_metrics
-        save_checkpoint(run.out / "best.safetensors", run.model,
-                        make_metadata(**run.meta_base, recipe=run.recipe, metrics=run.best_metrics))
+        save_checkpoint(
+            run.out / "best.safetensors",
+            run.model,
+            make_metadata(**run.meta_base, recipe=run.recipe, metrics=run.best_metrics),
+        )
     if stage != "encoder":
-        save_checkpoint(run.out / "last.safetensors", run.model,
-                        make_metadata(**run.meta_base, recipe=run.recipe, metrics=meta_metrics or {}))
-    save_resume(run.out / "checkpoint.pth", model=run.model, optimizer=optimizer, scheduler=scheduler,
-                scaler=run.scaler, epoch=epoch + 1, stage=stage, best_miou=run.best_miou,
-                meta=make_metadata(**run.meta_base, recipe=run.recipe, metrics=run.best_metrics).to_dict(),
-                args_dict=_plain_args(run.args))
+        save_checkpoint(
+            run.out / "last.safetensors",
+            run.model,
+            make_metadata(**run.meta_base, recipe=run.recipe, metrics=meta_metrics or {}),
+        )
+    save_resume(
+        run.out / "checkpoint.pth",
+        model=run.model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=run.scaler,
+        epoch=epoch + 1,
+        stage=stage,
+        best_miou=run.best_miou,
+        meta=make_metadata(**run.meta_base, recipe=run.recipe, metrics=run.best_metrics).to_dict(),
+        args_dict=_plain_args(run.args),
+    )
 
 
 def _plain_args(args) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-            if isinstance(v, (str, int, float, bool, list, tuple, type(None))) and not k.startswith("_")}
+    return {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in vars(args).items()
+        if isinstance(v, (str, int, float, bool, list, tuple, type(None))) and not k.startswith("_")
+    }
 
 
 def _meta_metrics(metrics: dict | None, *, split: str, epoch: int, elapsed: float) -> dict:

@@ -7,13 +7,14 @@ class-weighted cross-entropy with ENet weights ``1/ln(1.10 + p_c)`` from the tra
 ignore label 255, and optionally two stages (``--encoder-epochs``: the encoder with its 1x1 head
 against 1/8 labels first, then the whole network).
 
-Run management (:mod:`esnet_ros.training.run_files`): ``OUTPUT/checkpoint.pth`` resumes everything (model, optimizer, scheduler,
-epoch; ``--resume``), ``best.safetensors`` is the best model by val mIoU and ``last.safetensors``
-the latest (both with the full checkpoint metadata), ``args.yaml``, ``metrics.csv``,
-``training_curve.png`` and TensorBoard scalars under ``tb/``.
+Run management (:mod:`esnet_ros.training.run_files`): ``OUTPUT/checkpoint.pth`` resumes everything
+(model, optimizer, scheduler, epoch; ``--resume``), ``best.safetensors`` is the best model by val mIoU
+and ``last.safetensors`` the latest (both with the full checkpoint metadata), ``args.yaml``,
+``metrics.csv``, ``training_curve.png`` and TensorBoard scalars under ``tb/``.
 
-Distributed (:mod:`esnet_ros.training.distributed`): launch with ``torchrun --nproc_per_node N -m esnet_ros.cli train ...``; RANK,
-WORLD_SIZE and LOCAL_RANK select the process (gloo on CPU, nccl on CUDA).  AMP runs on CUDA.
+Distributed (:mod:`esnet_ros.training.distributed`): launch with
+``torchrun --nproc_per_node N -m esnet_ros.cli train ...``; RANK, WORLD_SIZE and LOCAL_RANK select the
+process (gloo on CPU, nccl on CUDA).  AMP runs on CUDA.
 
 This module builds a run (arguments, data, model, recipe) and holds :func:`main`;
 :mod:`esnet_ros.training.stages` runs the stages and epochs and writes the run's files;
@@ -31,15 +32,15 @@ import torch
 from torch import nn
 
 from esnet_ros.core.checkpoint import load_checkpoint
+from esnet_ros.core.labels import LabelSet, camvid, cityscapes, load_labels_yaml
 from esnet_ros.core.metadata import DEFAULT_NORMALIZATION, ModelMeta
+from esnet_ros.core.model import ESNet, parse_size
 from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, dataset_layout, enet_class_weights
 from esnet_ros.data.transforms import eval_transforms, train_transforms
 from esnet_ros.inference.process_settings import training_process
-from esnet_ros.core.labels import LabelSet, camvid, cityscapes, load_labels_yaml
 from esnet_ros.training.distributed import ShardSampler, collate_eval, init_distributed
 from esnet_ros.training.run_files import command_line, load_resume, source_commit, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
-from esnet_ros.core.model import ESNet, parse_size
 
 __all__ = [
     "main",
@@ -82,13 +83,21 @@ def build_dataset(args, split: str, labels: LabelSet, train: bool) -> Segmentati
     norm = _meta_base(args, labels)["normalization"]  # the normalization the checkpoints will record
     if train:
         crop = parse_size(args.crop_size, "--crop-size") if getattr(args, "crop_size", None) else None
-        transforms = train_transforms(size, normalization=norm, flip=not args.no_flip, translate=args.translate,
-                                      ignore_index=labels.ignore_index, crop_size=crop,
-                                      scale_range=tuple(args.scale_range) if getattr(args, "scale_range", None) else None,
-                                      photometric=getattr(args, "photometric", 0.0), degrade=getattr(args, "degrade", 0.0))
+        transforms = train_transforms(
+            size,
+            normalization=norm,
+            flip=not args.no_flip,
+            translate=args.translate,
+            ignore_index=labels.ignore_index,
+            crop_size=crop,
+            scale_range=tuple(args.scale_range) if getattr(args, "scale_range", None) else None,
+            photometric=getattr(args, "photometric", 0.0),
+            degrade=getattr(args, "degrade", 0.0),
+        )
     else:
-        transforms = eval_transforms(size, normalization=norm,
-                                     full_resolution_labels=not getattr(args, "val_at_input_size", False))
+        transforms = eval_transforms(
+            size, normalization=norm, full_resolution_labels=not getattr(args, "val_at_input_size", False)
+        )
     cache = size if (train and getattr(args, "cache", False)) else None
     dataset = SegmentationDataset(args.data, split, labels, transforms, label_kind=args.label_kind, cache_size=cache)
     limit = getattr(args, "max_train_images", 0)
@@ -108,7 +117,9 @@ def class_weights(args, dataset: SegmentationDataset) -> torch.Tensor | None:
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError:
-        raise ValueError(f"--class-weights {args.class_weights!r} must be 'enet', 'none' or {n} comma-separated numbers") from None
+        raise ValueError(
+            f"--class-weights {args.class_weights!r} must be 'enet', 'none' or {n} comma-separated numbers"
+        ) from None
     if len(values) != n:
         raise ValueError(f"--class-weights has {len(values)} values but the dataset has {n} classes; give {n}")
     return torch.tensor(values, dtype=torch.float32)
@@ -117,17 +128,32 @@ def class_weights(args, dataset: SegmentationDataset) -> torch.Tensor | None:
 def build_loaders(args, train_set, val_set, rank: int, world: int, device: torch.device):
     """``(train_loader, val_loader)``: distributed sampling of the training set; validation split
     without padding so every image is scored once (``val_loader`` is ``None`` without a val set)."""
-    train_sampler = (torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed)
-                     if world > 1 else torch.utils.data.RandomSampler(train_set))
-    loader_kw = {"num_workers": args.workers, "pin_memory": device.type == "cuda",
-                 "persistent_workers": args.workers > 0}
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, sampler=train_sampler,
-                                               drop_last=len(train_set) >= args.batch_size * world, **loader_kw)
+    train_sampler = (
+        torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed)
+        if world > 1
+        else torch.utils.data.RandomSampler(train_set)
+    )
+    loader_kw = {
+        "num_workers": args.workers,
+        "pin_memory": device.type == "cuda",
+        "persistent_workers": args.workers > 0,
+    }
+    train_loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        sampler=train_sampler,
+        drop_last=len(train_set) >= args.batch_size * world,
+        **loader_kw,
+    )
     val_loader = None
     if val_set is not None:
-        val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size,
-                                                 sampler=ShardSampler(len(val_set), rank, world),
-                                                 collate_fn=collate_eval, **loader_kw)
+        val_loader = torch.utils.data.DataLoader(
+            val_set,
+            batch_size=args.batch_size,
+            sampler=ShardSampler(len(val_set), rank, world),
+            collate_fn=collate_eval,
+            **loader_kw,
+        )
     return train_loader, val_loader
 
 
@@ -155,18 +181,36 @@ def init_from(model: ESNet, path: str | pathlib.Path, labels: LabelSet) -> Model
     copied = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
     skipped = sorted(k for k in own if k not in copied)
     model.load_state_dict(copied, strict=False)
-    log.info("initialized %d of %d tensors from %s (%d classes there, %d here); new: %s",
-             len(copied), len(own), path, meta.num_classes, labels.num_classes, ", ".join(skipped))
+    log.info(
+        "initialized %d of %d tensors from %s (%d classes there, %d here); new: %s",
+        len(copied),
+        len(own),
+        path,
+        meta.num_classes,
+        labels.num_classes,
+        ", ".join(skipped),
+    )
     return meta
 
 
-def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
-            amp_dtype: torch.dtype | None = None, defaults: dict[str, Any] | None = None) -> dict:
+def _recipe(
+    args,
+    labels: LabelSet,
+    weights: torch.Tensor | None,
+    world: int,
+    amp_dtype: torch.dtype | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> dict:
     return {
         "command": command_line(args, defaults),
         "trainer": "esnet_ros.training.train",
-        "optimizer": {"name": "Adam", "lr": args.lr, "betas": list(args.betas), "eps": args.eps,
-                      "weight_decay": args.weight_decay},
+        "optimizer": {
+            "name": "Adam",
+            "lr": args.lr,
+            "betas": list(args.betas),
+            "eps": args.eps,
+            "weight_decay": args.weight_decay,
+        },
         "schedule": {"name": "poly", "power": args.poly_power, "step": "iteration"},
         "epochs": args.epochs,
         "encoder_epochs": args.encoder_epochs,
@@ -174,14 +218,21 @@ def _recipe(args, labels: LabelSet, weights: torch.Tensor | None, world: int,
         "world_size": world,
         "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None,
         "input_size": list(parse_size(args.input_size)),
-        "augmentation": {"hflip": not args.no_flip, "translate_px": args.translate,
-                         "crop_size": list(parse_size(args.crop_size, "--crop-size")) if args.crop_size else None,
-                         "scale_range": list(args.scale_range) if getattr(args, "scale_range", None) else None,
-                         "photometric": getattr(args, "photometric", 0.0), "degrade": getattr(args, "degrade", 0.0)},
+        "augmentation": {
+            "hflip": not args.no_flip,
+            "translate_px": args.translate,
+            "crop_size": list(parse_size(args.crop_size, "--crop-size")) if args.crop_size else None,
+            "scale_range": list(args.scale_range) if getattr(args, "scale_range", None) else None,
+            "photometric": getattr(args, "photometric", 0.0),
+            "degrade": getattr(args, "degrade", 0.0),
+        },
         "loss": "cross_entropy",
         "ignore_index": labels.ignore_index,
-        "class_weights": {"spec": str(args.class_weights), "enet_c": args.enet_c,
-                          "values": [round(float(v), 6) for v in weights] if weights is not None else None},
+        "class_weights": {
+            "spec": str(args.class_weights),
+            "enet_c": args.enet_c,
+            "values": [round(float(v), 6) for v in weights] if weights is not None else None,
+        },
         "data": str(args.data),
         "train_split": args.train_split,
         "val_split": args.val_split,
@@ -213,10 +264,10 @@ def _validate_args(args) -> None:
     if args.bf16 and args.no_amp:
         raise ValueError("--bf16 and --no-amp both set: --bf16 is mixed precision. Pass one of them")
     if args.init_weights and args.resume:
-        raise ValueError("--init-weights and --resume both set: --resume continues a run (weights included); "
-                         "--init-weights starts a new one. Pass one of them")
-
-
+        raise ValueError(
+            "--init-weights and --resume both set: --resume continues a run (weights included); "
+            "--init-weights starts a new one. Pass one of them"
+        )
 
 
 def _set_up_process(args, rank: int, world: int, device: torch.device) -> None:
@@ -228,10 +279,19 @@ def _set_up_process(args, rank: int, world: int, device: torch.device) -> None:
 
 
 def _log_data(train_set, val_set, labels: LabelSet, weights: torch.Tensor | None, device, world: int) -> None:
-    log.info("train: %d images, val: %d images, %d classes (%s), device %s, world size %d",
-             len(train_set), len(val_set) if val_set else 0, labels.num_classes, labels.name, device, world)
+    log.info(
+        "train: %d images, val: %d images, %d classes (%s), device %s, world size %d",
+        len(train_set),
+        len(val_set) if val_set else 0,
+        labels.num_classes,
+        labels.name,
+        device,
+        world,
+    )
     if weights is not None:
-        log.info("class weights: %s", ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights.tolist())))
+        log.info(
+            "class weights: %s", ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights.tolist(), strict=True))
+        )
 
 
 def build_model(args, labels: LabelSet, device: torch.device, is_main: bool = True):
@@ -257,7 +317,8 @@ def _place_model(model: ESNet, device: torch.device, world: int, channels_last: 
         model = model.to(memory_format=torch.channels_last)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model.encoder_output_conv is not None,
         )
     return model
@@ -265,9 +326,12 @@ def _place_model(model: ESNet, device: torch.device, world: int, channels_last: 
 
 def _meta_base(args, labels: LabelSet) -> dict[str, Any]:
     """:func:`make_metadata`'s arguments besides the recipe and metrics."""
-    return dict(labels=labels, input_size=parse_size(args.input_size),
-                dataset=args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
-                normalization=DEFAULT_NORMALIZATION)
+    return {
+        "labels": labels,
+        "input_size": parse_size(args.input_size),
+        "dataset": args.dataset_name or (labels.name if labels.name != "cityscapes" else "cityscapes"),
+        "normalization": DEFAULT_NORMALIZATION,
+    }
 
 
 def _keep_history(recipe: dict, history: ModelMeta | None) -> None:
@@ -306,14 +370,28 @@ def main(args, defaults: dict[str, Any] | None = None) -> dict:
     model, resume, init_meta = build_model(args, labels, device, is_main)
     amp_dtype, channels_last = _precision(args, device)
     model = _place_model(model, device, world, channels_last)
-    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
-                                    ignore_index=labels.ignore_index)
+    criterion = nn.CrossEntropyLoss(
+        weight=weights.to(device) if weights is not None else None, ignore_index=labels.ignore_index
+    )
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     train_loader, val_loader = build_loaders(args, train_set, val_set, rank, world, device)
     recipe = _recipe(args, labels, weights, world, amp_dtype, defaults)
     _keep_history(recipe, ModelMeta.from_dict(resume["meta"]) if resume is not None else init_meta)
-    run = TrainingRun(args=args, model=model, criterion=criterion, device=device, labels=labels,
-                      train_loader=train_loader, val_loader=val_loader, out=out, is_main=is_main,
-                      meta_base=_meta_base(args, labels), recipe=recipe, scaler=scaler, amp_dtype=amp_dtype,
-                      channels_last=channels_last, writer=_open_writer(out) if is_main else None)
+    run = TrainingRun(
+        args=args,
+        model=model,
+        criterion=criterion,
+        device=device,
+        labels=labels,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        out=out,
+        is_main=is_main,
+        meta_base=_meta_base(args, labels),
+        recipe=recipe,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        writer=_open_writer(out) if is_main else None,
+    )
     return run_stages(run, resume)

@@ -48,7 +48,9 @@ def test_every_default_has_one_source():
     params = config["/**"]["ros__parameters"]
     for name, (default, _) in PARAMETERS.items():
         if name in params:
-            assert params[name] == default, f"config/esnet.yaml {name}: {params[name]!r}, the node's default {default!r}"
+            assert params[name] == default, (
+                f"config/esnet.yaml {name}: {params[name]!r}, the node's default {default!r}"
+            )
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "bag"])
@@ -57,15 +59,46 @@ def test_every_engine_command_takes_the_engine_options(command):
 
     parser = get_args_parser(command)
     required = {"predict": ["--input", "x", "--output", "y"], "evaluate": ["--data", "x"], "bag": []}[command]
-    args = parser.parse_args([command, *required, "--backend", "openvino", "--precision", "bf16", "--num-threads", "1",
-                              "--upsample", "bilinear", "--input-size", "64x32"])
+    args = parser.parse_args(
+        [
+            command,
+            *required,
+            "--backend",
+            "openvino",
+            "--precision",
+            "bf16",
+            "--num-threads",
+            "1",
+            "--upsample",
+            "bilinear",
+            "--input-size",
+            "64x32",
+        ]
+    )
     assert (args.backend, args.precision, args.num_threads, args.upsample, args.input_size) == (
-        "openvino", "bf16", 1, "bilinear", "64x32")
+        "openvino",
+        "bf16",
+        1,
+        "bilinear",
+        "64x32",
+    )
 
 
 def test_build_segmenter_uses_the_options(reference_checkpoint):
-    seg = build_segmenter(parse("--weights", str(reference_checkpoint), "--device", "cpu", "--backend", "torch",
-                                "--input-size", "64x32", "--num-threads", "1"))
+    seg = build_segmenter(
+        parse(
+            "--weights",
+            str(reference_checkpoint),
+            "--device",
+            "cpu",
+            "--backend",
+            "torch",
+            "--input-size",
+            "64x32",
+            "--num-threads",
+            "1",
+        )
+    )
     assert (seg.input_size, seg.backend.name, str(seg.device), seg.precision) == ((64, 32), "torch", "cpu", "fp32")
     with pytest.raises(ValueError, match="--num-threads -1 must be >= 0"):
         build_segmenter(parse("--num-threads", "-1"))

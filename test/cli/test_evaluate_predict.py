@@ -73,15 +73,37 @@ def _hand_dataset(root: pathlib.Path) -> None:
 
 def _evaluate(tmp_path, weights, data, *extra):
     out = tmp_path / "eval.json"
-    assert cli.main(["evaluate", "--weights", str(weights), "--data", str(data), "--split", "val",
-                     "--device", "cpu", "--json", str(out), *extra]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--weights",
+                str(weights),
+                "--data",
+                str(data),
+                "--split",
+                "val",
+                "--device",
+                "cpu",
+                "--json",
+                str(out),
+                *extra,
+            ]
+        )
+        == 0
+    )
     return json.loads(out.read_text())
 
 
 def test_evaluate_hand_computed_ious(tmp_path):
     _hand_dataset(tmp_path / "data")
-    road = _evaluate(tmp_path, _constant_model(tmp_path / "road.safetensors", ROAD), tmp_path / "data",
-                     "--confusion-png", str(tmp_path / "cm.png"))
+    road = _evaluate(
+        tmp_path,
+        _constant_model(tmp_path / "road.safetensors", ROAD),
+        tmp_path / "data",
+        "--confusion-png",
+        str(tmp_path / "cm.png"),
+    )
     # labeled pixels: image a 1792 (1344 road + 448 car), image b 2048 (1024 road + 1024 sky)
     # always "road": road IoU = 2368 / 3840; car and sky present but never predicted: 0
     assert road["per_class_iou"]["road"] == pytest.approx(2368 / 3840)
@@ -106,8 +128,26 @@ def test_predict_formats(tmp_path):
     outputs = {}
     for fmt in ("labelIds", "trainIds", "color", "overlay"):
         out = tmp_path / fmt
-        assert cli.main(["predict", "--weights", str(weights), "--input", str(images), "--output", str(out),
-                         "--format", fmt, "--device", "cpu", "--alpha", "0.25"]) == 0
+        assert (
+            cli.main(
+                [
+                    "predict",
+                    "--weights",
+                    str(weights),
+                    "--input",
+                    str(images),
+                    "--output",
+                    str(out),
+                    "--format",
+                    fmt,
+                    "--device",
+                    "cpu",
+                    "--alpha",
+                    "0.25",
+                ]
+            )
+            == 0
+        )
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
         assert files == [f"handtown/handtown_00000{i}_000019_{fmt}.png" for i in range(2)]
         outputs[fmt] = cv2.imread(str(out / files[1]), cv2.IMREAD_UNCHANGED)
@@ -122,12 +162,20 @@ def test_predict_formats(tmp_path):
 
 def test_predict_and_evaluate_bad_inputs(tmp_path, capsys):
     weights = _constant_model(tmp_path / "w.safetensors", ROAD)
-    assert cli.main(["predict", "--weights", str(weights), "--input", str(tmp_path / "nope"),
-                     "--output", str(tmp_path / "o")]) == 2
+    assert (
+        cli.main(
+            ["predict", "--weights", str(weights), "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "does not exist; pass a folder of .png/.jpg images" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert cli.main(["predict", "--weights", str(weights), "--input", str(tmp_path / "empty"),
-                     "--output", str(tmp_path / "o")]) == 2
+    assert (
+        cli.main(
+            ["predict", "--weights", str(weights), "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "holds no .png/.jpg/.jpeg images" in capsys.readouterr().err
     assert cli.main(["evaluate", "--weights", str(tmp_path / "missing.safetensors"), "--data", str(tmp_path)]) == 2
     assert "missing.safetensors does not exist" in capsys.readouterr().err
@@ -142,8 +190,24 @@ def test_official_cityscapes_evaluation_agrees(tmp_path):
     weights = _random_model(tmp_path / "random.safetensors")
     ours = _evaluate(tmp_path, weights, data)
     preds = tmp_path / "results"
-    assert cli.main(["predict", "--weights", str(weights), "--input", str(data / "leftImg8bit" / "val"),
-                     "--output", str(preds), "--format", "labelIds", "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--weights",
+                str(weights),
+                "--input",
+                str(data / "leftImg8bit" / "val"),
+                "--output",
+                str(preds),
+                "--format",
+                "labelIds",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     predicted = {int(v) for p in preds.rglob("*.png") for v in np.unique(cv2.imread(str(p), cv2.IMREAD_UNCHANGED))}
     assert len(predicted) >= 3  # a non-trivial prediction
     # The official script reads $CITYSCAPES_DATASET/gtFine/val/*/*_gtFine_labelIds.png (and instanceIds),
@@ -151,10 +215,15 @@ def test_official_cityscapes_evaluation_agrees(tmp_path):
     # (by default it would write into the dataset folder, so point it elsewhere).
     export = tmp_path / "export"
     export.mkdir()
-    env = {**os.environ, "CITYSCAPES_DATASET": str(data), "CITYSCAPES_RESULTS": str(preds),
-           "CITYSCAPES_EXPORT_DIR": str(export)}
-    proc = subprocess.run([sys.executable, "-c", OFFICIAL_EVAL], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "CITYSCAPES_DATASET": str(data),
+        "CITYSCAPES_RESULTS": str(preds),
+        "CITYSCAPES_EXPORT_DIR": str(export),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", OFFICIAL_EVAL], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     official = json.loads((export / "resultPixelLevelSemanticLabeling.json").read_text())
     assert ours["miou"] == pytest.approx(official["averageScoreClasses"], abs=1e-9)
@@ -182,11 +251,31 @@ def test_predict_and_evaluate_run_the_node_engine_with_either_upsample_mode(tmp_
     written = {}
     for mode in ("nearest", "bilinear"):
         out = tmp_path / mode
-        assert cli.main(["predict", "--weights", str(weights), "--input", str(images), "--output", str(out),
-                         "--format", "trainIds", "--device", "cpu", "--upsample", mode]) == 0
+        assert (
+            cli.main(
+                [
+                    "predict",
+                    "--weights",
+                    str(weights),
+                    "--input",
+                    str(images),
+                    "--output",
+                    str(out),
+                    "--format",
+                    "trainIds",
+                    "--device",
+                    "cpu",
+                    "--upsample",
+                    mode,
+                ]
+            )
+            == 0
+        )
         for image_path in sorted(images.rglob("*.png")):
-            got = cv2.imread(str(out / image_path.parent.name / image_path.name.replace("leftImg8bit", "trainIds")),
-                             cv2.IMREAD_UNCHANGED)
+            got = cv2.imread(
+                str(out / image_path.parent.name / image_path.name.replace("leftImg8bit", "trainIds")),
+                cv2.IMREAD_UNCHANGED,
+            )
             expected = segmenter(read_image(image_path), "rgb", upsample=mode).labels
             assert got.shape == (32, 64)
             np.testing.assert_array_equal(got, expected)
@@ -196,6 +285,17 @@ def test_predict_and_evaluate_run_the_node_engine_with_either_upsample_mode(tmp_
         assert 0.0 <= report["miou"] <= 1.0
     assert any((written["nearest", n] != written["bilinear", n]).any() for _, n in written)
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses other modes
-        cli.main(["predict", "--weights", str(weights), "--input", str(images), "--output", str(tmp_path / "x"),
-                  "--upsample", "cubic"])
+        cli.main(
+            [
+                "predict",
+                "--weights",
+                str(weights),
+                "--input",
+                str(images),
+                "--output",
+                str(tmp_path / "x"),
+                "--upsample",
+                "cubic",
+            ]
+        )
     assert exit_info.value.code == 2

@@ -6,10 +6,10 @@ import pickle
 import pytest
 import torch
 
+from esnet_ros import ESNet, load_checkpoint
 from esnet_ros.core.checkpoint import load_checkpoint as load_from_module
 from esnet_ros.core.checkpoint import make_metadata, save_checkpoint
 from esnet_ros.core.labels import LabelSet, cityscapes
-from esnet_ros import ESNet, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,19 @@ def test_our_format_roundtrips_weights_and_metadata(tmp_path, fixture):
     loaded, got = load_checkpoint(path)
     assert_reproduces(loaded, fixture)
     stored = got.to_dict()
-    for key in ("arch", "arch_version", "num_classes", "class_names", "palette", "input_size", "normalization", "dataset", "recipe", "metrics", "license"):
+    for key in (
+        "arch",
+        "arch_version",
+        "num_classes",
+        "class_names",
+        "palette",
+        "input_size",
+        "normalization",
+        "dataset",
+        "recipe",
+        "metrics",
+        "license",
+    ):
         assert key in stored, key
     assert stored["input_size"] == [512, 256] and stored["metrics"]["val_miou"] == 0.5
     assert stored["arch"] == "esnet" and "assumed_defaults" not in stored
@@ -118,7 +130,7 @@ def test_malicious_pickle_is_refused_without_running_code(tmp_path):
     assert not marker.exists()
     raw = tmp_path / "evil_raw.pt"
     raw.write_bytes(pickle.dumps(_CreatesAFile(marker), protocol=2))
-    with pytest.raises(ValueError, match="(could execute code|corrupt)"):
+    with pytest.raises(ValueError, match=r"(could execute code|corrupt)"):
         load_checkpoint(raw)
     assert not marker.exists()
 
@@ -132,7 +144,7 @@ def test_missing_empty_truncated_and_corrupt_files(tmp_path, reference_checkpoin
         load_checkpoint(empty)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(reference_checkpoint.read_bytes()[:5000])
-    with pytest.raises(ValueError, match="corrupt or truncated.*re-download"):
+    with pytest.raises(ValueError, match=r"corrupt or truncated.*re-download"):
         load_checkpoint(truncated)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
@@ -143,7 +155,7 @@ def test_missing_empty_truncated_and_corrupt_files(tmp_path, reference_checkpoin
 def test_wrong_architecture(tmp_path):
     path = tmp_path / "resnet.pt"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)}, path)
-    with pytest.raises(ValueError, match="not an ESNet checkpoint.*conv1.weight"):
+    with pytest.raises(ValueError, match=r"not an ESNet checkpoint.*conv1.weight"):
         load_checkpoint(path)
     meta = make_metadata(cityscapes()).replace(arch="erfnet")
     theirs = save_checkpoint(tmp_path / "erf.safetensors", ESNet(19), meta)
@@ -154,14 +166,14 @@ def test_wrong_architecture(tmp_path):
 def test_class_count_clash(tmp_path, fixture):
     path = tmp_path / "c19.pt"
     torch.save(fixture["state_dict"], path)
-    with pytest.raises(ValueError, match="predicts 19 classes .* but 3 classes .* were requested"):
+    with pytest.raises(ValueError, match=r"predicts 19 classes .* but 3 classes .* were requested"):
         load_checkpoint(path, class_names=["a", "b", "c"])
     three = LabelSet("x", ("a", "b", "c"), ((1, 1, 1), (2, 2, 2), (3, 3, 3)))
     with pytest.raises(ValueError, match="predicts 19 classes but the class list has 3"):
         load_checkpoint(path, labels=three)
     c5 = tmp_path / "c5.pt"
     torch.save(ESNet(5).state_dict(), c5)
-    with pytest.raises(ValueError, match="5 classes and no metadata.*labels file"):
+    with pytest.raises(ValueError, match=r"5 classes and no metadata.*labels file"):
         load_checkpoint(c5)
 
 
@@ -171,7 +183,10 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path, fixture):
     sd["decoder.extra.weight"] = torch.zeros(1)
     path = tmp_path / "broken.pt"
     torch.save(sd, path)
-    with pytest.raises(ValueError, match=r"1 missing keys \['decoder.layers.1.bn1.weight'\], 1 unexpected keys \['decoder.extra.weight'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 missing keys \['decoder.layers.1.bn1.weight'\], 1 unexpected keys \['decoder.extra.weight'\]",
+    ):
         load_checkpoint(path)
 
 

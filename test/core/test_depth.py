@@ -39,8 +39,11 @@ def test_32fc1_metres_with_zero_nan_inf_and_negative_invalid():
 
 
 def test_other_encodings_and_dtypes_are_refused():
-    with pytest.raises(ValueError, match=r"depth encoding='mono16' is not supported; publish depth as 16UC1 "
-                                         r"\(uint16 mm\) or 32FC1 \(float32 m\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"depth encoding='mono16' is not supported; publish depth as 16UC1 "
+        r"\(uint16 mm\) or 32FC1 \(float32 m\)",
+    ):
         depth_to_metres(np.zeros((2, 2), np.uint16), "mono16")
     with pytest.raises(ValueError, match=r"depth array \(2, 2\) float32 does not match encoding=16UC1"):
         depth_to_metres(np.zeros((2, 2), np.float32), "16UC1")
@@ -125,7 +128,8 @@ def test_sizes_that_do_not_divide_are_refused():
     assert str(info.value) == (
         "depth size 480x640 (HxW) does not fit the labels' 256x512: its height 480 is neither a multiple nor a "
         "divisor of 256, so depth pixels would fall between label pixels; register the depth to the labels' size "
-        "or to an integer multiple or divisor of it on each axis (e.g. 512x1024)")
+        "or to an integer multiple or divisor of it on each axis (e.g. 512x1024)"
+    )
     with pytest.raises(ValueError, match="its width 640 is neither a multiple nor a divisor of 600"):
         resample_nearest(np.zeros((480, 640), np.float32), (240, 600))
 
@@ -183,9 +187,11 @@ def test_check_camera_info():
     check_camera_info(K.reshape(9), 8, 6, (6, 8))  # fine: returns nothing
     with pytest.raises(ValueError, match="camera_info K is all zeros: the camera is not calibrated; calibrate it"):
         check_camera_info(np.zeros(9), 8, 6, (6, 8))
-    with pytest.raises(ValueError, match="camera_info K has fx=-1.0 fy=400.0; both must be positive and finite"):
+    with pytest.raises(ValueError, match=r"camera_info K has fx=-1.0 fy=400.0; both must be positive and finite"):
         check_camera_info(np.diag([-1.0, FY, 1.0]), 8, 6, (6, 8))
     with pytest.raises(ValueError) as info:
         check_camera_info(K, 640, 480, (720, 1280))
-    assert str(info.value).startswith("camera_info is for width=640 height=480 but the image is width=1280 height=720: "
-                                      "publish the camera_info of this image's resolution")
+    assert str(info.value).startswith(
+        "camera_info is for width=640 height=480 but the image is width=1280 height=720: "
+        "publish the camera_info of this image's resolution"
+    )

@@ -28,9 +28,9 @@ def test_read_bgr_and_calibration_images(tmp_path):
     assert np.array_equal(datasets.read_image(tmp_path / "0.png"), got[..., ::-1])  # the dataset reads RGB
     assert [p.name for p in calibration_images(tmp_path, 3)] == ["0.png", "2.png", "4.png"]
     assert len(calibration_images(tmp_path, 50)) == 5
-    with pytest.raises(FileNotFoundError, match="cannot read image .*notes.txt; is it a PNG/JPEG file"):
+    with pytest.raises(FileNotFoundError, match=r"cannot read image .*notes.txt; is it a PNG/JPEG file"):
         read_bgr(tmp_path / "notes.txt")
-    with pytest.raises(FileNotFoundError, match="calibration directory .* does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"calibration directory .* does not exist"):
         calibration_images(tmp_path / "nope", 3)
     with pytest.raises(ValueError, match="calibration image count 0 must be >= 1"):
         calibration_images(tmp_path, 0)

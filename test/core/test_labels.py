@@ -72,7 +72,10 @@ def test_custom_yaml(tmp_path):
         ("classes:\n  - {name: a, color: [1, 2]}\n", r"classes\[0\] \(a\) needs 'color: \[R, G, B\]'"),
         ("classes:\n  - {name: a, color: [1, 2, 300]}\n", "ints 0..255"),
         ("classes:\n  - {name: a, color: [1, 2, 3]}\n  - {name: a, color: [1, 2, 3]}\n", "names must be unique"),
-        ("classes:\n  - {name: a, color: [1, 2, 3], id: 4}\n  - {name: b, color: [1, 2, 3], id: 4}\n", "ids must be unique"),
+        (
+            "classes:\n  - {name: a, color: [1, 2, 3], id: 4}\n  - {name: b, color: [1, 2, 3], id: 4}\n",
+            "ids must be unique",
+        ),
         ("ignore_index: 0\nclasses:\n  - {name: a, color: [1, 2, 3]}\n", "ignore_index=0 must be"),
         ("classes: [unclosed\n", "not valid YAML"),
     ],

@@ -19,8 +19,13 @@ TOY = LabelSet("toy", ("a", "b"), ((1, 2, 3), (4, 5, 6)))
 
 def test_public_name_and_roundtrip():
     assert PublicModelMeta is ModelMeta
-    meta = make_metadata(TOY, input_size=(64, 32), recipe={"lr": 1e-3}, metrics={"miou": 0.5},
-                         normalization={"scale": 1.0, "mean": [1, 2, 3], "std": [2, 2, 2], "color_order": "BGR"})
+    meta = make_metadata(
+        TOY,
+        input_size=(64, 32),
+        recipe={"lr": 1e-3},
+        metrics={"miou": 0.5},
+        normalization={"scale": 1.0, "mean": [1, 2, 3], "std": [2, 2, 2], "color_order": "BGR"},
+    )
     d = meta.to_dict()
     assert d["input_size"] == [64, 32] and d["num_classes"] == 2 and d["class_names"] == ["a", "b"]
     assert d["normalization"] == {"scale": 1.0, "mean": [1.0, 2.0, 3.0], "std": [2.0, 2.0, 2.0], "color_order": "bgr"}
@@ -31,12 +36,18 @@ def test_public_name_and_roundtrip():
 
 def test_old_files_load_with_the_documented_defaults(tmp_path):
     """A checkpoint written before input_size/normalization/recipe existed gets the defaults from one place."""
-    old = {k: v for k, v in make_metadata(cityscapes()).to_dict().items()
-           if k not in ("input_size", "normalization", "recipe", "metrics", "license")}
+    old = {
+        k: v
+        for k, v in make_metadata(cityscapes()).to_dict().items()
+        if k not in ("input_size", "normalization", "recipe", "metrics", "license")
+    }
     old["made_by"] = "an older esnet_ros"
     path = tmp_path / "old.safetensors"
-    save_file({k: v.contiguous() for k, v in ESNet(19).state_dict().items() if not k.startswith("encoder_output")},
-              str(path), metadata={META_KEY: json.dumps(old)})
+    save_file(
+        {k: v.contiguous() for k, v in ESNet(19).state_dict().items() if not k.startswith("encoder_output")},
+        str(path),
+        metadata={META_KEY: json.dumps(old)},
+    )
     _, meta = load_checkpoint(path)
     assert meta.input_size == (1024, 512)
     assert meta.normalization == DEFAULT_NORMALIZATION
@@ -77,7 +88,9 @@ def test_training_transforms_normalize_as_the_metadata_says():
     label = np.zeros((8, 16), np.uint8)
     default, _ = ToTensor()(image, label)
     np.testing.assert_allclose(default[:, 0, 0].numpy(), [200 / 255, 0.0, 100 / 255], rtol=1e-6)
-    meta = make_metadata(TOY, normalization=Normalization(scale=1.0, mean=(100, 0, 0), std=(50, 1, 1), color_order="bgr"))
+    meta = make_metadata(
+        TOY, normalization=Normalization(scale=1.0, mean=(100, 0, 0), std=(50, 1, 1), color_order="bgr")
+    )
     x, y = eval_transforms((16, 8), normalization=meta.normalization)(image, label)
     np.testing.assert_allclose(x[:, 0, 0].numpy(), [0.0, 0.0, 200.0])  # B: (100-100)/50, G: 0, R: 200
     assert x.dtype == torch.float32 and y.dtype == torch.int64 and tuple(x.shape) == (3, 8, 16)
@@ -89,5 +102,5 @@ def test_parse_size():
     assert parse_size("512x256") == (512, 256)
     with pytest.raises(ValueError, match="--input-size '512' must look like WIDTHxHEIGHT"):
         parse_size("512")
-    with pytest.raises(ValueError, match="width=516 must be a positive multiple of 8.*try 512 or 520"):
+    with pytest.raises(ValueError, match=r"width=516 must be a positive multiple of 8.*try 512 or 520"):
         parse_size("516x256")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from esnet_ros.core.model import ESNet, FCU, PFCU, Downsampler, Upsampler, check_input_size, esnet
+from esnet_ros.core.model import FCU, PFCU, Downsampler, ESNet, Upsampler, check_input_size, esnet
 
 
 def count(model: torch.nn.Module) -> int:
@@ -21,7 +21,7 @@ def test_parameter_counts_match_the_authors_model(classes, head, expected):
 def test_builder_is_keyword_only():
     assert count(esnet(num_classes=19)) == 1_659_071
     with pytest.raises(TypeError):
-        esnet(19)  # noqa
+        esnet(19)
 
 
 def test_block_shapes():
@@ -62,7 +62,7 @@ def test_size_not_divisible_by_8_names_the_nearest_valid_sizes():
 
 
 def test_num_classes_must_fit_uint8_labels():
-    with pytest.raises(ValueError, match="1..255"):
+    with pytest.raises(ValueError, match=r"1..255"):
         ESNet(300)
 
 

@@ -13,13 +13,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from camvid_fixture import CAR, ROAD, SKY, H, W, camvid_label, camvid_model, write_camvid
 
 from esnet_ros.core.labels import CAMVID_VOID, builtin_labels, camvid
 from esnet_ros.data.datasets import SegmentationDataset, dataset_layout, find_samples
 from esnet_ros.training.metrics import ConfusionMatrix
 from esnet_ros.training.train import build_labels
-
-from camvid_fixture import CAR, H, ROAD, SKY, W, camvid_label, camvid_model, write_camvid
 
 
 @pytest.fixture()
@@ -31,8 +30,19 @@ def test_the_layout_and_class_table_are_camvids(camvid_root):
     assert dataset_layout(camvid_root) == "camvid"
     labels = build_labels(camvid_root, None)
     assert labels is camvid() is builtin_labels("camvid")
-    assert labels.names == ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-                            "Pedestrian", "Bicyclist")
+    assert labels.names == (
+        "Sky",
+        "Building",
+        "Pole",
+        "Road",
+        "Pavement",
+        "Tree",
+        "SignSymbol",
+        "Fence",
+        "Car",
+        "Pedestrian",
+        "Bicyclist",
+    )
     assert labels.colors[0] == (128, 128, 128) and labels.colors[3] == (128, 64, 128)
     assert labels.colors[8] == (64, 0, 128) and labels.colors[10] == (0, 128, 192)
     assert labels.ignore_index == 11 and labels.categories is None
@@ -74,13 +84,20 @@ def _rename(path: pathlib.Path, new: str) -> None:
     path.rename(path.with_name(new))
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (lambda r: shutil.rmtree(r / "testannot"), ["testannot does not exist", "extract the whole CamVid/ folder"]),
-    (lambda r: (r / "testannot" / "0001TP_test_001.png").unlink(),
-     ["1 image(s) of", "without a label file", "0001TP_test_001.png"]),
-    (lambda r: cv2.imwrite(str(r / "testannot" / "extra_frame.png"), camvid_label(0)),
-     ["1 label file(s) of", "without an image", "extra_frame.png", "Nothing is used"]),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda r: shutil.rmtree(r / "testannot"), ["testannot does not exist", "extract the whole CamVid/ folder"]),
+        (
+            lambda r: (r / "testannot" / "0001TP_test_001.png").unlink(),
+            ["1 image(s) of", "without a label file", "0001TP_test_001.png"],
+        ),
+        (
+            lambda r: cv2.imwrite(str(r / "testannot" / "extra_frame.png"), camvid_label(0)),
+            ["1 label file(s) of", "without an image", "extra_frame.png", "Nothing is used"],
+        ),
+    ],
+)
 def test_an_incomplete_split_is_refused_by_name(camvid_root, damage, expected):
     damage(camvid_root)
     with pytest.raises((FileNotFoundError, ValueError)) as info:
@@ -92,7 +109,9 @@ def test_an_incomplete_split_is_refused_by_name(camvid_root, damage, expected):
 def test_a_size_mismatch_is_refused_by_name(camvid_root):
     cv2.imwrite(str(camvid_root / "testannot" / "0001TP_test_000.png"), np.zeros((16, 24), np.uint8))
     dataset = SegmentationDataset(camvid_root, "test", camvid())
-    with pytest.raises(ValueError, match=r"0001TP_test_000.png is 48x32 but its labels .*0001TP_test_000.png are 24x16"):
+    with pytest.raises(
+        ValueError, match=r"0001TP_test_000.png is 48x32 but its labels .*0001TP_test_000.png are 24x16"
+    ):
         dataset.load(0)
 
 
@@ -112,9 +131,29 @@ def test_esnet_evaluate_reports_camvids_protocol(camvid_root, tmp_path):
     weights = camvid_model(tmp_path / "camvid_model.safetensors")
     out = tmp_path / "report.json"
     png = tmp_path / "confusion.png"
-    proc = subprocess.run([sys.executable, "-m", "esnet_ros.cli", "evaluate", "--weights", str(weights), "--data",
-                           str(camvid_root), "--split", "test", "--device", "cpu", "--json", str(out),
-                           "--confusion-png", str(png)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "esnet_ros.cli",
+            "evaluate",
+            "--weights",
+            str(weights),
+            "--data",
+            str(camvid_root),
+            "--split",
+            "test",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+            "--confusion-png",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\r" not in proc.stderr  # no progress bar in a log
     assert "category" not in proc.stdout and "nan" not in proc.stdout.lower()
@@ -153,12 +192,13 @@ def test_camera_model_resizes_and_compresses_and_labels_are_scored_at_their_own_
     compressed = CameraModel(jpeg_quality=75).apply(rgb)
     assert compressed.shape == rgb.shape and compressed.dtype == np.uint8 and not np.array_equal(compressed, rgb)
     assert CameraModel((96, 64)).apply(rgb).shape == (64, 96, 3)
-    with pytest.raises(ValueError, match="JPEG quality 0 is outside 1..100"):
+    with pytest.raises(ValueError, match=r"JPEG quality 0 is outside 1..100"):
         CameraModel(jpeg_quality=0)
 
 
 def test_esnet_bundle_records_data_terms_evaluations_and_commits(camvid_root, tmp_path):
-    """The bundled file has the trained tensors unchanged and the release metadata; reports of other weights are refused."""
+    """The bundled file has the trained tensors unchanged and the release metadata; reports of other weights
+    are refused."""
     from safetensors.torch import load_file
 
     from esnet_ros.cli import main
@@ -168,12 +208,44 @@ def test_esnet_bundle_records_data_terms_evaluations_and_commits(camvid_root, tm
 
     weights = camvid_model(tmp_path / "trained.safetensors")
     report = tmp_path / "test.json"
-    assert main(["evaluate", "--weights", str(weights), "--data", str(camvid_root), "--split", "test",
-                 "--device", "cpu", "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--weights",
+                str(weights),
+                "--data",
+                str(camvid_root),
+                "--split",
+                "test",
+                "--device",
+                "cpu",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "bundled" / "esnet_camvid.safetensors"
     terms = "CamVid: research use; cite Brostow et al. 2008"
-    assert main(["bundle", "--weights", str(weights), "--output", str(out), "--data-terms", terms,
-                 "--report", str(report), "--training-commit", "abc123"]) == 0
+    assert (
+        main(
+            [
+                "bundle",
+                "--weights",
+                str(weights),
+                "--output",
+                str(out),
+                "--data-terms",
+                terms,
+                "--report",
+                str(report),
+                "--training-commit",
+                "abc123",
+            ]
+        )
+        == 0
+    )
     _, meta = load_checkpoint(out)
     scored = json.loads(report.read_text())
     assert meta.extra["data_terms"] == terms and meta.dataset == "camvid" and meta.recipe["command"] == "test"
@@ -184,10 +256,12 @@ def test_esnet_bundle_records_data_terms_evaluations_and_commits(camvid_root, tm
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     other = json.loads(report.read_text()) | {"weights": str(tmp_path / "other.safetensors")}
     (tmp_path / "other.json").write_text(json.dumps(other))
-    with pytest.raises(ValueError, match="the test report scores .*other.safetensors, not"):
+    with pytest.raises(ValueError, match=r"the test report scores .*other.safetensors, not"):
         bundle(weights, out, data_terms=terms, reports=[other])
     with pytest.raises(ValueError, match="records no training command"):
-        bundle(save_checkpoint(tmp_path / "bare.safetensors", ESNet(11), make_metadata(camvid())), out, data_terms=terms)
+        bundle(
+            save_checkpoint(tmp_path / "bare.safetensors", ESNet(11), make_metadata(camvid())), out, data_terms=terms
+        )
 
 
 def test_the_bundled_camvid_model_records_its_provenance():

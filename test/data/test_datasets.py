@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, enet_class_weights, find_samples
-from esnet_ros.data.transforms import RandomHorizontalFlip, RandomTranslate, Resize, eval_transforms, train_transforms
 from esnet_ros.core.labels import cityscapes, load_labels_yaml
+from esnet_ros.data.datasets import SegmentationDataset, class_pixel_counts, enet_class_weights, find_samples
 from esnet_ros.data.synth import write_dataset
+from esnet_ros.data.transforms import RandomHorizontalFlip, RandomTranslate, Resize, eval_transforms, train_transforms
 
 YAML = """name: tiny
 classes:
@@ -58,7 +58,7 @@ def test_training_and_eval_samples(synth_root):
     train = SegmentationDataset(synth_root, "train", labels, train_transforms((32, 16)))
     image, target = train[0]
     assert image.shape == (3, 16, 32) and image.dtype == torch.float32
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0  # pixel/255
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0  # pixel/255
     assert target.shape == (16, 32) and target.dtype == torch.int64
     assert set(target.unique().tolist()) <= set(range(19)) | {255}
     val = SegmentationDataset(synth_root, "val", labels, eval_transforms((32, 16)))
@@ -77,8 +77,9 @@ def test_resize_flip_translate():
     np.testing.assert_array_equal(flipped[0][1][0], np.arange(8)[::-1])
     np.testing.assert_array_equal(flipped[0][0], image[:, ::-1])
     shifted_img, shifted_lab = RandomTranslate(2, ignore_index=255)(image, label)
-    moved = [(dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)
-             if np.array_equal(shifted_lab, _shift_ref(label, dx, dy))]
+    moved = [
+        (dx, dy) for dx in range(-2, 3) for dy in range(-2, 3) if np.array_equal(shifted_lab, _shift_ref(label, dx, dy))
+    ]
     assert len(moved) == 1
     dx, dy = moved[0]
     np.testing.assert_array_equal(shifted_img, _shift_ref(image, dx, dy, 0))
@@ -132,28 +133,40 @@ def test_color_label_pngs_are_refused(tmp_path):
 
 
 def test_missing_folder_and_wrong_layout_name_the_expected_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"does not exist; expected either the Cityscapes layout .*leftImg8bit/val/<city>/\*_leftImg8bit.png"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"does not exist; expected either the Cityscapes layout .*leftImg8bit/val/<city>/\*_leftImg8bit.png",
+    ):
         find_samples(tmp_path / "nope", "val")
     (tmp_path / "stuff").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"has neither leftImg8bit/, images/ nor CamVid.s train/ \+ trainannot/.*gtFine_labelIds.png"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"has neither leftImg8bit/, images/ nor CamVid.s train/ \+ trainannot/.*gtFine_labelIds.png",
+    ):
         find_samples(tmp_path / "stuff", "train")
 
 
 def test_missing_split_and_missing_labels(synth_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"split folder .*leftImg8bit/test does not exist \(splits found: \['train', 'val'\]\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"split folder .*leftImg8bit/test does not exist \(splits found: \['train', 'val'\]\)"
+    ):
         find_samples(synth_root, "test")
     root = tmp_path / "cs"
     write_dataset(root, train=1, val=0, seed=0, size=(32, 16), progress=False)
     next(root.glob("gtFine/train/*/*_gtFine_labelIds.png")).unlink()
-    with pytest.raises(FileNotFoundError, match=r"_gtFine_labelIds.png for image .* does not exist.*--label-kind labelTrainIds"):
+    with pytest.raises(
+        FileNotFoundError, match=r"_gtFine_labelIds.png for image .* does not exist.*--label-kind labelTrainIds"
+    ):
         find_samples(root, "train")
 
 
 def test_empty_split(tmp_path):
     (tmp_path / "leftImg8bit" / "train" / "city").mkdir(parents=True)
-    with pytest.raises(ValueError, match=r"split 'train' of .* is empty: no .*leftImg8bit/train/<city>/\*_leftImg8bit.png"):
+    with pytest.raises(
+        ValueError, match=r"split 'train' of .* is empty: no .*leftImg8bit/train/<city>/\*_leftImg8bit.png"
+    ):
         find_samples(tmp_path, "train")
     (tmp_path / "custom" / "images" / "val").mkdir(parents=True)
     (tmp_path / "custom" / "labels" / "val").mkdir(parents=True)
-    with pytest.raises(ValueError, match="split 'val' of .* is empty: no images"):
+    with pytest.raises(ValueError, match=r"split 'val' of .* is empty: no images"):
         find_samples(tmp_path / "custom", "val")

@@ -51,7 +51,7 @@ def test_scenes_cover_at_least_12_classes_including_the_small_ones():
     seen: dict[int, int] = {}
     for i in range(24):
         _, labels = render_scene(scene_rng(11, "train", i), 256, 128)
-        for value, count in zip(*np.unique(labels, return_counts=True)):
+        for value, count in zip(*np.unique(labels, return_counts=True), strict=True):
             seen[int(value)] = seen.get(int(value), 0) + int(count)
     names = {id2label[name2label[n].id].trainId: n for n in CLASSES_DRAWN}
     present = {names[t] for t in seen if t in names}
@@ -108,8 +108,12 @@ def test_write_dataset_cityscapes_layout(tmp_path):
 
 def test_cli_writes_the_same_dataset_for_the_same_seed(tmp_path):
     for name in ("a", "b"):
-        assert cli.main(["synth", "--out", str(tmp_path / name), "--train", "2", "--val", "1", "--seed", "4",
-                         "--size", "64x32"]) == 0
+        assert (
+            cli.main(
+                ["synth", "--out", str(tmp_path / name), "--train", "2", "--val", "1", "--seed", "4", "--size", "64x32"]
+            )
+            == 0
+        )
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
     assert len(files) == 12
     for rel in files:
@@ -117,7 +121,7 @@ def test_cli_writes_the_same_dataset_for_the_same_seed(tmp_path):
 
 
 def test_bad_inputs_name_the_fix(capsys):
-    with pytest.raises(TypeError, match="numpy.random.Generator"):
+    with pytest.raises(TypeError, match=r"numpy.random.Generator"):
         render_scene(3, 64, 32)
     with pytest.raises(ValueError, match="at least 16x16"):
         render_scene(np.random.default_rng(0), 8, 8)

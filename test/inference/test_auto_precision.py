@@ -32,14 +32,17 @@ def with_loss(meta, loss):
     return meta.replace(int8_validation={**meta.int8_validation, "miou_loss_points": loss})
 
 
-@pytest.mark.parametrize("isa, instructions", [(SAPPHIRE_RAPIDS, "AMX-INT8"), (ZEN4, "AVX512-VNNI"),
-                                               (ZEN3, "AVX2 (vpmaddubsw)")])
+@pytest.mark.parametrize(
+    "isa, instructions", [(SAPPHIRE_RAPIDS, "AMX-INT8"), (ZEN4, "AVX512-VNNI"), (ZEN3, "AVX2 (vpmaddubsw)")]
+)
 def test_validated_int8_is_picked_with_the_reason(validated, isa, instructions):
     choice = choose_cpu_precision(isa, openvino=True, int8_meta=validated, int8_path=COMPANION)
     loss = validated.int8_validation["miou_loss_points"]
     assert (choice.precision, choice.backend, choice.weights) == ("int8", "openvino", COMPANION)
-    assert choice.reason == (f"int8: esnet_camvid_int8.onnx costs {loss:.2f} mIoU points on camvid val split "
-                             f"(<= 0.5) and the CPU has {instructions}")
+    assert choice.reason == (
+        f"int8: esnet_camvid_int8.onnx costs {loss:.2f} mIoU points on camvid val split "
+        f"(<= 0.5) and the CPU has {instructions}"
+    )
 
 
 def test_too_costly_int8_falls_back_to_bf16_then_fp32(validated):
@@ -50,24 +53,35 @@ def test_too_costly_int8_falls_back_to_bf16_then_fp32(validated):
     fp32 = choose_cpu_precision(ZEN3, openvino=True, int8_meta=costly, int8_path=COMPANION)
     assert (fp32.precision, fp32.backend) == ("fp32", "auto")
     assert fp32.reason.startswith("fp32: no bf16 in this CPU") and "costs 0.51 mIoU points" in fp32.reason
-    at_limit = choose_cpu_precision(ZEN3, openvino=True, int8_meta=with_loss(validated, INT8_MAX_LOSS),
-                                    int8_path=COMPANION)
+    at_limit = choose_cpu_precision(
+        ZEN3, openvino=True, int8_meta=with_loss(validated, INT8_MAX_LOSS), int8_path=COMPANION
+    )
     assert at_limit.precision == "int8"
 
 
-@pytest.mark.parametrize("kwargs, why", [
-    (dict(isa=OLD), "the CPU has no int8 dot products (AMX-INT8, AVX512-VNNI, AVX-VNNI or AVX2)"),
-    (dict(openvino=False), "int8 runs on OpenVINO, which is not installed (pip install openvino)"),
-    (dict(backend="onnxruntime"), "int8 is validated on OpenVINO, not backend=onnxruntime"),
-    (dict(unvalidated=True), "esnet_camvid_int8.onnx records no validated mIoU loss (int8_validation)"),
-    (dict(no_companion=True), "the model has no int8 companion"),
-])
+@pytest.mark.parametrize(
+    "kwargs, why",
+    [
+        ({"isa": OLD}, "the CPU has no int8 dot products (AMX-INT8, AVX512-VNNI, AVX-VNNI or AVX2)"),
+        ({"openvino": False}, "int8 runs on OpenVINO, which is not installed (pip install openvino)"),
+        ({"backend": "onnxruntime"}, "int8 is validated on OpenVINO, not backend=onnxruntime"),
+        ({"unvalidated": True}, "esnet_camvid_int8.onnx records no validated mIoU loss (int8_validation)"),
+        ({"no_companion": True}, "the model has no int8 companion"),
+    ],
+)
 def test_why_int8_is_not_picked(validated, kwargs, why):
-    meta = None if kwargs.get("no_companion") else (validated.replace(int8_validation=None)
-                                                   if kwargs.get("unvalidated") else validated)
-    choice = choose_cpu_precision(kwargs.get("isa", ZEN3), openvino=kwargs.get("openvino", True),
-                                  backend=kwargs.get("backend", "auto"), int8_meta=meta,
-                                  int8_path=None if meta is None else COMPANION)
+    meta = (
+        None
+        if kwargs.get("no_companion")
+        else (validated.replace(int8_validation=None) if kwargs.get("unvalidated") else validated)
+    )
+    choice = choose_cpu_precision(
+        kwargs.get("isa", ZEN3),
+        openvino=kwargs.get("openvino", True),
+        backend=kwargs.get("backend", "auto"),
+        int8_meta=meta,
+        int8_path=None if meta is None else COMPANION,
+    )
     assert choice.precision == "fp32" and choice.weights is None
     assert why in choice.reason
 
@@ -109,8 +123,10 @@ def test_segmenter_auto_runs_the_companion_and_a_costly_one_is_refused(tmp_path,
     assert seg.precision in ("fp32", "bf16") and seg.meta.onnx_path != str(costly)
     assert "mine_int8.onnx costs 1.25 mIoU points (> 0.5)" in seg.precision_reason
     # an explicit precision is never overridden
-    assert Segmenter("camvid", device="cpu", precision="fp32", input_size=(96, 72)).precision_reason == \
-        "precision=fp32 as asked"
+    assert (
+        Segmenter("camvid", device="cpu", precision="fp32", input_size=(96, 72)).precision_reason
+        == "precision=fp32 as asked"
+    )
 
 
 @pytest.mark.skipif(not devices.openvino_version(), reason="OpenVINO is not installed")

@@ -1,16 +1,16 @@
 """Backend selection and its errors, the ONNX Runtime backend (export cache, IO binding) and the
 CUDA paths (fp16, CUDA graphs, ORT CUDA) where a GPU exists."""
 
-
 import numpy as np
 import pytest
 import torch
 
+from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.inference import backends as backends
 from esnet_ros.inference import devices as devices
-from esnet_ros.inference.backends import OnnxRuntimeBackend, TorchBackend, create_backend
+from esnet_ros.inference.backends import TorchBackend, create_backend
 from esnet_ros.inference.devices import BACKENDS, resolve_backend, resolve_precision
-from esnet_ros.core.checkpoint import load_checkpoint
+from esnet_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from esnet_ros.inference.segmenter import Segmenter
 
 CPU = torch.device("cpu")
@@ -34,14 +34,18 @@ def test_backend_names():
 
 def test_unknown_backend_names_the_choices(reference):
     model, meta = reference
-    with pytest.raises(ValueError, match="backend='tflite' is not available; use one of: torch, onnxruntime, openvino, tensorrt, auto"):
+    with pytest.raises(
+        ValueError, match="backend='tflite' is not available; use one of: torch, onnxruntime, openvino, tensorrt, auto"
+    ):
         create_backend("tflite", model, meta, CPU, "fp32", (W, H))
     with pytest.raises(ValueError, match="backend='tflite' is not available"):
         Segmenter(reference[0:2], device="cpu", backend="tflite", input_size=(W, H))
 
 
 def test_tensorrt_on_the_cpu_names_the_fix():
-    with pytest.raises(ValueError, match="backend=tensorrt needs a CUDA device; use device=cuda, or backend=onnxruntime"):
+    with pytest.raises(
+        ValueError, match="backend=tensorrt needs a CUDA device; use device=cuda, or backend=onnxruntime"
+    ):
         resolve_backend("tensorrt", CPU)
 
 
@@ -55,7 +59,7 @@ def test_tensorrt_without_tensorrt_names_the_fix(monkeypatch):
 
 def test_onnxruntime_cuda_without_onnxruntime_gpu_and_without_onnxruntime(monkeypatch):
     monkeypatch.setattr(devices, "onnxruntime_providers", lambda: ("CPUExecutionProvider",))
-    with pytest.raises(ValueError, match="needs onnxruntime-gpu .*pip install onnxruntime-gpu"):
+    with pytest.raises(ValueError, match=r"needs onnxruntime-gpu .*pip install onnxruntime-gpu"):
         resolve_backend("onnxruntime", torch.device("cuda", 0), "fp16")
     monkeypatch.setattr(devices, "onnxruntime_providers", lambda: ())
     with pytest.raises(ValueError, match="needs ONNX Runtime: pip install onnxruntime"):
@@ -79,7 +83,7 @@ def test_auto_and_precision_rules(monkeypatch):
 
 def test_int8_without_an_int8_model_names_the_fix(reference, cache):
     model, meta = reference
-    with pytest.raises(ValueError, match="esnet export .*--int8 --calibration-dir"):
+    with pytest.raises(ValueError, match=r"esnet export .*--int8 --calibration-dir"):
         create_backend("onnxruntime", model, meta, CPU, "int8", (W, H))
 
 
@@ -124,7 +128,7 @@ def test_segmenter_with_onnxruntime_equals_torch(reference, cache):
 
 @pytest.mark.cuda
 def test_cuda_graph_fp16_and_fp32_match_eager(reference, reference_checkpoint):
-    model, meta = reference
+    model, _meta = reference
     dev = torch.device("cuda", 0)
     blob = torch.load(reference_checkpoint, weights_only=True)
     x = blob["input"].to(dev)
@@ -154,13 +158,15 @@ def test_onnxruntime_cuda_io_binding(reference, cache):
 
 
 def test_tensorrt_engine_cache_is_keyed_by_gpu_version_precision_and_shape():
-    from esnet_ros.inference.backends import trt_engine_key
+    from esnet_ros.inference.onnxruntime_backend import trt_engine_key
 
     key = trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp16", (1024, 512))
     assert key == "nvidia-h200-sm90-trt10.9.0-fp16-1024x512"
-    others = {trt_engine_key("NVIDIA GeForce RTX 4090", (8, 9), "10.9.0", "fp16", (1024, 512)),
-              trt_engine_key("NVIDIA H200", (9, 0), "10.8.0", "fp16", (1024, 512)),
-              trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp32", (1024, 512)),
-              trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp16", (512, 256))}
+    others = {
+        trt_engine_key("NVIDIA GeForce RTX 4090", (8, 9), "10.9.0", "fp16", (1024, 512)),
+        trt_engine_key("NVIDIA H200", (9, 0), "10.8.0", "fp16", (1024, 512)),
+        trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp32", (1024, 512)),
+        trt_engine_key("NVIDIA H200", (9, 0), "10.9.0", "fp16", (512, 256)),
+    }
     assert len(others) == 4 and key not in others
     assert trt_engine_key("Orin (nvgpu)", (8, 7), "unknown", "fp16", None) == "orin-nvgpu-sm87-trtunknown-fp16-dynamic"

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from esnet_ros.inference.cpu_ops import (
     CpuBuffers,
     argmax_channels,
+    blend,
     nearest_index,
     normalize_into,
     resize_bilinear_planes,
     resize_nearest,
-    blend,
 )
 
 
@@ -56,14 +56,18 @@ def test_blend_equals_torch_lerp_rounded(alpha):
     rng = np.random.default_rng(4)
     base = rng.integers(0, 256, (37, 61, 3), dtype=np.uint8)  # odd width: OpenCV's scalar tail too
     color = rng.integers(0, 256, (37, 61, 3), dtype=np.uint8)
-    expected = torch.lerp(torch.from_numpy(base).float(), torch.from_numpy(color).float(), alpha).round_().to(torch.uint8)
+    expected = (
+        torch.lerp(torch.from_numpy(base).float(), torch.from_numpy(color).float(), alpha).round_().to(torch.uint8)
+    )
     buffers = CpuBuffers()
     np.testing.assert_array_equal(blend(base, color, alpha, buffers), expected.numpy())
     if alpha in (0.0, 0.25, 0.5, 1.0):  # exact products in float32: OpenCV's one pass serves them
         assert buffers.exact_blend[alpha] is True
 
 
-@pytest.mark.parametrize("src, dst", [((8, 16), (12, 20)), ((32, 64), (90, 160)), ((16, 32), (16, 32)), ((64, 128), (32, 64))])
+@pytest.mark.parametrize(
+    "src, dst", [((8, 16), (12, 20)), ((32, 64), (90, 160)), ((16, 32), (16, 32)), ((64, 128), (32, 64))]
+)
 def test_resize_bilinear_planes_equals_torch_bilinear(src, dst):
     planes = np.random.default_rng(2).standard_normal((5, *src)).astype(np.float32)
     got = resize_bilinear_planes(planes, dst, CpuBuffers())

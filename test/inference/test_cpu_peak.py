@@ -12,8 +12,11 @@ from esnet_ros.inference.cpu_peak import MICROARCHITECTURES, cpu_identity, gemm_
 
 
 def test_macs_of_a_conv_and_a_transposed_conv_by_hand():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ConvTranspose2d(8, 4, 2, stride=2),
-                              torch.nn.Conv2d(4, 4, (3, 1), padding=(1, 0), groups=2))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ConvTranspose2d(8, 4, 2, stride=2),
+        torch.nn.Conv2d(4, 4, (3, 1), padding=(1, 0), groups=2),
+    )
     # (16x8 out x 8 ch x 3 in x 9) + (16x8 in x 8 in x 4 out x 4 taps) + (32x16 out x 4 ch x 2 in x 3)
     assert model_macs(net, (16, 8)) == 16 * 8 * 8 * 3 * 9 + 16 * 8 * 8 * 4 * 4 + 32 * 16 * 4 * 2 * 3
 
@@ -42,6 +45,6 @@ def test_gemm_peaks_run_openvino_fp32_and_int8_kernels():
     for p in ("fp32", "int8"):
         one, three = peaks[p]["shapes"]
         assert (one["shape"], three["shape"]) == ("1x1 conv 256->256 at 16x16", "3x3 conv 64->64 at 32x32")
-        assert one["gmacs_per_s"] == pytest.approx(256 ** 3 / one["best_ms"] / 1e6, rel=1e-2)
+        assert one["gmacs_per_s"] == pytest.approx(256**3 / one["best_ms"] / 1e6, rel=1e-2)
         assert three["gmacs_per_s"] == pytest.approx(64 * 64 * 9 * 32 * 32 / three["best_ms"] / 1e6, rel=1e-2)
         assert peaks[p]["gmacs_per_s"] == max(one["gmacs_per_s"], three["gmacs_per_s"])

@@ -8,8 +8,8 @@ import onnx
 import pytest
 import torch
 
-from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.cli import main as esnet_main
+from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.inference.onnx_export import META_KEY, export_onnx, read_onnx_metadata, verify_onnx
 from esnet_ros.inference.segmenter import Segmenter
 
@@ -34,7 +34,7 @@ def ort_run(path, x):
 
 
 def test_static_export_checks_and_matches_torch(reference, static_onnx, reference_checkpoint):
-    model, meta = reference
+    model, _meta = reference
     proto = onnx.load(str(static_onnx))
     onnx.checker.check_model(proto, full_check=True)
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [1, 3, H, W]
@@ -82,14 +82,15 @@ def test_segmenter_runs_the_onnx_file_like_torch(reference_checkpoint, static_on
     assert a.labels.shape == b.labels.shape == (70, 130)
     assert (a.labels == b.labels).mean() > 0.999
     assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 1
-    with pytest.raises(ValueError, match="exported for 128x64 .* export with --dynamic"):
+    with pytest.raises(ValueError, match=r"exported for 128x64 .* export with --dynamic"):
         Segmenter(static_onnx, device="cpu", input_size=(256, 128))
 
 
 def test_cli_export(reference_checkpoint, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
-    rc = esnet_main(["export", "--weights", str(reference_checkpoint), "--output", str(out),
-                     "--width", "64", "--height", "32"])
+    rc = esnet_main(
+        ["export", "--weights", str(reference_checkpoint), "--output", str(out), "--width", "64", "--height", "32"]
+    )
     assert rc == 0 and out.is_file()
     assert "wrote" in capsys.readouterr().out
     assert read_onnx_metadata(out).onnx_input_size == (64, 32)
@@ -104,7 +105,7 @@ def test_onnx_without_our_metadata_is_refused(tmp_path):
     path = tmp_path / "plain.onnx"
     with pytest.warns(DeprecationWarning):
         torch.onnx.export(net, (torch.rand(1, 3, 8, 8),), str(path), dynamo=False)
-    with pytest.raises(ValueError, match="no esnet_ros metadata .* `esnet export`"):
+    with pytest.raises(ValueError, match=r"no esnet_ros metadata .* `esnet export`"):
         read_onnx_metadata(path)
     with pytest.raises(FileNotFoundError, match="esnet export"):
         read_onnx_metadata(tmp_path / "missing.onnx")
@@ -118,8 +119,25 @@ def test_int8_export_calibrates_through_the_engine(reference_checkpoint, tmp_pat
     data = tmp_path / "data"
     write_dataset(data, train=3, val=2, seed=4, size=(128, 64), progress=False)
     out = tmp_path / "int8.onnx"
-    assert esnet_main(["export", "--weights", str(reference_checkpoint), "--output", str(out), "--width", "64",
-                       "--height", "32", "--int8", "--calibration-dir", str(data / "leftImg8bit" / "train")]) == 0
+    assert (
+        esnet_main(
+            [
+                "export",
+                "--weights",
+                str(reference_checkpoint),
+                "--output",
+                str(out),
+                "--width",
+                "64",
+                "--height",
+                "32",
+                "--int8",
+                "--calibration-dir",
+                str(data / "leftImg8bit" / "train"),
+            ]
+        )
+        == 0
+    )
     assert "(int8)" in capsys.readouterr().out
     meta = read_onnx_metadata(out)
     assert meta.onnx_precision == "int8" and meta.int8_calibration["images"] == 3

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from esnet_ros.inference.backends import TorchBackend
 from esnet_ros.core.checkpoint import load_checkpoint
 from esnet_ros.core.model import ESNet
+from esnet_ros.inference.backends import TorchBackend
 from esnet_ros.inference.fold import (
     ConcatDownsampler,
     FoldedESNet,
@@ -70,7 +70,7 @@ def test_pfcu_shared_bn_is_folded_once_per_branch():
     pfcu = model.encoder.layers[7]
     folded = fold_batchnorm(model).encoder[7]
     scale, shift = bn_scale_shift(pfcu.bn2)
-    for (_, conv_w), fw in zip(pfcu.branches(), folded.branch_w):
+    for (_, conv_w), fw in zip(pfcu.branches(), folded.branch_w, strict=True):
         expected_bias = conv_w.bias.double() * scale + shift
         assert torch.allclose(fw.bias.double(), expected_bias, atol=1e-6)
         assert torch.allclose(fw.weight.double(), conv_w.weight.double() * scale.view(-1, 1, 1, 1), atol=1e-6)
@@ -90,7 +90,9 @@ def test_input_gain_folds_the_normalization_into_the_first_conv():
         FoldedESNet(nn.Conv2d(3, 3, 1))
 
 
-@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1, output_padding=1), dict(kernel_size=2, stride=2)])
+@pytest.mark.parametrize(
+    "kw", [{"kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, {"kernel_size": 2, "stride": 2}]
+)
 def test_subpixel_rewrite_of_transposed_convs(kw):
     convt = nn.ConvTranspose2d(6, 5, **kw)
     x = torch.randn(2, 6, 7, 9)
@@ -115,7 +117,7 @@ def test_layout_rewrites_keep_the_logits():
 
 
 def test_torch_backend_variants_match_plain_eager(reference):
-    model, meta, x, logits = reference
+    model, _meta, x, logits = reference
     cpu = torch.device("cpu")
     plain = TorchBackend(model, cpu, "fp32", fold_bn=False, channels_last=False)
     fast = TorchBackend(model, cpu, "fp32")

@@ -15,12 +15,13 @@ from esnet_ros.data.synth import label_ids_to_train_ids
 from esnet_ros.data.synth.writer import scene_pairs
 from esnet_ros.inference import devices
 from esnet_ros.inference.backends import calibration_options, create_backend
-from esnet_ros.inference.devices import resolve_backend, resolve_choice
-from esnet_ros.inference.devices import resolve_precision
+from esnet_ros.inference.devices import resolve_backend, resolve_choice, resolve_precision
 from esnet_ros.inference.segmenter import Segmenter
 from esnet_ros.training.metrics import ConfusionMatrix
 
-pytestmark = pytest.mark.skipif(devices.openvino_version() is None, reason="openvino not installed (pip install openvino)")
+pytestmark = pytest.mark.skipif(
+    devices.openvino_version() is None, reason="openvino not installed (pip install openvino)"
+)
 
 CPU = torch.device("cpu")
 SIZE = (512, 256)  # the bundled model's network input
@@ -76,10 +77,13 @@ def fp32_torch(demo):
     return Segmenter(demo, device="cpu", backend="torch", precision="fp32", input_size=SIZE)
 
 
-@pytest.mark.parametrize("precision, min_agreement, max_drop", [
-    ("fp32", 0.999, 0.01),
-    pytest.param("bf16", 0.995, 0.1, marks=pytest.mark.skipif(not HAS_BF16, reason="CPU without AMX/AVX512-BF16")),
-])
+@pytest.mark.parametrize(
+    "precision, min_agreement, max_drop",
+    [
+        ("fp32", 0.999, 0.01),
+        pytest.param("bf16", 0.995, 0.1, marks=pytest.mark.skipif(not HAS_BF16, reason="CPU without AMX/AVX512-BF16")),
+    ],
+)
 def test_precision_matches_fp32_torch(demo, scenes, fp32_torch, cache, precision, min_agreement, max_drop):
     seg = Segmenter(demo, device="cpu", backend="openvino", precision=precision, input_size=SIZE, num_threads=2)
     assert seg.backend.name == "openvino" and seg.precision == precision
@@ -114,14 +118,31 @@ def test_int8_calibration_dir_reaches_nncf_from_the_engine_options(calibration, 
 
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
-    args = parser.parse_args(["--device", "cpu", "--backend", "openvino", "--precision", "int8",
-                              "--int8-calibration-dir", str(calibration), "--input-size", "512x256"])
+    args = parser.parse_args(
+        [
+            "--device",
+            "cpu",
+            "--backend",
+            "openvino",
+            "--precision",
+            "int8",
+            "--int8-calibration-dir",
+            str(calibration),
+            "--input-size",
+            "512x256",
+        ]
+    )
     seg = build_segmenter(args)
     assert (seg.backend.name, seg.precision) == ("openvino", "int8") and "-int8-cal" in seg.backend.blob.name
-    with pytest.raises(ValueError, match=r"int8_calibration_dir is used by backend=openvino .* not backend=torch; "
-                                         r"set backend=openvino, or clear it"):
+    with pytest.raises(
+        ValueError,
+        match=r"int8_calibration_dir is used by backend=openvino .* not backend=torch; "
+        r"set backend=openvino, or clear it",
+    ):
         calibration_options("torch", str(calibration))
-    with pytest.raises(FileNotFoundError, match="int8_calibration_dir .*missing is not a folder; point it at camera-like"):
+    with pytest.raises(
+        FileNotFoundError, match=r"int8_calibration_dir .*missing is not a folder; point it at camera-like"
+    ):
         calibration_options("openvino", str(tmp_path / "missing"))
     assert calibration_options("openvino", "") == {} == calibration_options("torch", "")
 
@@ -131,7 +152,9 @@ def test_compiled_model_cache_is_reused_and_a_corrupt_entry_rebuilt(demo, cache,
     first = create_backend("openvino", model, meta, CPU, "fp32", SIZE)
     assert not first.cache_hit
     blob = first.blob
-    assert blob.parent == cache / "openvino" and blob.name.endswith(f"-512x256-fp32-labels-CPU-ov{devices.openvino_version()}.blob")
+    assert blob.parent == cache / "openvino" and blob.name.endswith(
+        f"-512x256-fp32-labels-CPU-ov{devices.openvino_version()}.blob"
+    )
     stamp = blob.stat().st_mtime_ns
     x = torch.rand(1, 3, SIZE[1], SIZE[0], generator=torch.Generator().manual_seed(0))
     ref = first.labels(x)[0].copy()
@@ -150,13 +173,16 @@ def test_compiled_model_cache_is_reused_and_a_corrupt_entry_rebuilt(demo, cache,
     assert fourth.cache_hit  # the rebuilt entry is trusted again
 
 
-@pytest.mark.parametrize("precision, min_agreement", [
-    ("fp32", 1.0),
-    pytest.param("bf16", 0.999, marks=pytest.mark.skipif(not HAS_BF16, reason="CPU without AMX/AVX512-BF16")),
-])
+@pytest.mark.parametrize(
+    "precision, min_agreement",
+    [
+        ("fp32", 1.0),
+        pytest.param("bf16", 0.999, marks=pytest.mark.skipif(not HAS_BF16, reason="CPU without AMX/AVX512-BF16")),
+    ],
+)
 def test_fused_head_equals_the_argmax_and_softmax_of_the_logits(demo, scenes, cache, precision, min_agreement):
     """The label heads (TopK and max softmax in OpenVINO's graph) against the logits head, on real scenes."""
-    model, meta = demo
+    _model, _meta = demo
     seg = Segmenter(demo, device="cpu", backend="openvino", precision=precision, input_size=SIZE)
     be = seg.backend
     assert be.fused_head and set(be.blobs) == {"labels", "labels+confidence"}
@@ -203,7 +229,9 @@ def test_auto_picks_openvino_bf16_where_the_cpu_has_it(monkeypatch, caplog):
     monkeypatch.setattr(devices, "cpu_isa", lambda: dict.fromkeys(devices.ISA_FLAGS, False))
     assert resolve_choice("auto", "auto", CPU) == ("onnxruntime", "fp32")
     assert resolve_choice("openvino", "auto", CPU) == ("openvino", "fp32")
-    with pytest.raises(ValueError, match="precision=bf16 needs a CPU with AMX-BF16 or AVX512-BF16 .*use precision=fp32"):
+    with pytest.raises(
+        ValueError, match=r"precision=bf16 needs a CPU with AMX-BF16 or AVX512-BF16 .*use precision=fp32"
+    ):
         resolve_precision("bf16", CPU)
     # no OpenVINO: auto falls back to today's choice, an explicit request names the fix
     monkeypatch.setattr(devices, "openvino_version", lambda: None)
@@ -215,12 +243,17 @@ def test_auto_picks_openvino_bf16_where_the_cpu_has_it(monkeypatch, caplog):
 
 def test_bad_input_names_the_fix(demo, cache):
     model, meta = demo
-    with pytest.raises(ValueError, match=r"ov_device='TPU' is not available to OpenVINO here \(it sees: CPU.*use ov_device=CPU"):
+    with pytest.raises(
+        ValueError, match=r"ov_device='TPU' is not available to OpenVINO here \(it sees: CPU.*use ov_device=CPU"
+    ):
         create_backend("openvino", model, meta, CPU, "fp32", SIZE, options={"ov_device": "tpu"})
     if "GPU" not in devices.openvino_devices():
-        with pytest.raises(ValueError, match="ov_device='GPU' is not available.*intel-opencl-icd"):
+        with pytest.raises(ValueError, match=r"ov_device='GPU' is not available.*intel-opencl-icd"):
             create_backend("openvino", model, meta, CPU, "fp32", SIZE, options={"ov_device": "GPU"})
-    with pytest.raises(ValueError, match="precision=int8 on backend=openvino needs calibration images: pass the backend option calibration_dir"):
+    with pytest.raises(
+        ValueError,
+        match="precision=int8 on backend=openvino needs calibration images: pass the backend option calibration_dir",
+    ):
         create_backend("openvino", model, meta, CPU, "int8", SIZE)
     with pytest.raises(ValueError, match="precision=bf16 runs on backend=openvino only"):
         resolve_backend("torch", CPU, "bf16")

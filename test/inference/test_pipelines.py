@@ -11,8 +11,8 @@ import inspect
 import numpy as np
 import pytest
 
-from esnet_ros.inference import segmenter as segmenter_module
 from esnet_ros.core.labels import LabelSet
+from esnet_ros.inference import segmenter as segmenter_module
 from esnet_ros.inference.label_space import LabelSpace
 from esnet_ros.inference.pipelines import CallOptions, CpuPipeline, CudaPipeline
 from esnet_ros.inference.segmenter import UPSAMPLE_MODES, Segmenter
@@ -25,8 +25,9 @@ def engines(reference_checkpoint):
     """(the CPU pipeline's Segmenter, one on the same backend with the CUDA pipeline on the CPU device)."""
     cpu = Segmenter(reference_checkpoint, device="cpu", backend="torch", input_size=(128, 64))
     torch_ops = Segmenter(reference_checkpoint, device="cpu", backend="torch", input_size=(128, 64))
-    torch_ops.pipeline = CudaPipeline(torch_ops.backend, torch_ops.meta.normalization, torch_ops.labels.palette(),
-                                      torch_ops.input_size)
+    torch_ops.pipeline = CudaPipeline(
+        torch_ops.backend, torch_ops.meta.normalization, torch_ops.labels.palette(), torch_ops.input_size
+    )
     return cpu, torch_ops
 
 
@@ -62,11 +63,17 @@ def test_cuda_pipeline_on_the_cpu_device_equals_the_cpu_pipeline(engines, upsamp
     cpu, torch_ops = engines
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (70, 130, 3), dtype=np.uint8)
-    assert_same_outputs(cpu(img, "bgr", outputs=OUTS, upsample=upsample),
-                        torch_ops(img, "bgr", outputs=OUTS, upsample=upsample), (70, 130))
+    assert_same_outputs(
+        cpu(img, "bgr", outputs=OUTS, upsample=upsample),
+        torch_ops(img, "bgr", outputs=OUTS, upsample=upsample),
+        (70, 130),
+    )
     big = rng.integers(0, 256, (200, 390, 3), dtype=np.uint8)
-    assert_same_outputs(cpu(big, "rgb", outputs=OUTS, upsample=upsample),
-                        torch_ops(big, "rgb", outputs=OUTS, upsample=upsample), (200, 390))
+    assert_same_outputs(
+        cpu(big, "rgb", outputs=OUTS, upsample=upsample),
+        torch_ops(big, "rgb", outputs=OUTS, upsample=upsample),
+        (200, 390),
+    )
     net_a = cpu(big, "bgr", outputs=OUTS, resolution="network", upsample=upsample)
     net_b = torch_ops(big, "bgr", outputs=OUTS, resolution="network", upsample=upsample)
     assert_same_outputs(net_a, net_b, (64, 128))
@@ -129,10 +136,17 @@ def test_one_signature_for_call_and_infer(engines):
 
 def test_call_options_are_checked_once():
     space = LabelSpace.for_model(LabelSet("toy", ("a", "b"), ((0, 0, 0), (1, 1, 1))), min_confidence=0.5)
-    o = CallOptions.parse(color_order="BGR", outputs=("overlay", "labels", "overlay"), resolution="Input", alpha=1,
-                          upsample="bilinear", label_space=space)
+    o = CallOptions.parse(
+        color_order="BGR",
+        outputs=("overlay", "labels", "overlay"),
+        resolution="Input",
+        alpha=1,
+        upsample="bilinear",
+        label_space=space,
+    )
     assert o == CallOptions(("overlay", "labels", "confidence"), "input", 1.0, "bgr", "bilinear", space)
     assert o.output_hw(np.zeros((5, 7, 3), np.uint8), (16, 8)) == (5, 7)
-    with pytest.raises(ValueError, match="alpha=-0.1 must be within 0..1"):
-        CallOptions.parse(color_order="rgb", outputs=(), resolution="network", alpha=-0.1, upsample="nearest",
-                          label_space=None)
+    with pytest.raises(ValueError, match=r"alpha=-0.1 must be within 0..1"):
+        CallOptions.parse(
+            color_order="rgb", outputs=(), resolution="network", alpha=-0.1, upsample="nearest", label_space=None
+        )

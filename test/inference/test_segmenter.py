@@ -99,8 +99,12 @@ def test_upsample_modes_by_hand():
     near = seg(big, outputs=("labels", "confidence"), upsample="nearest")
     bil = seg(big, outputs=("labels", "confidence"), upsample="bilinear")
     # reference: torch on the 8x8 network logits (the network sees big resized to 8x8, bilinear)
-    x = torch.nn.functional.interpolate(torch.from_numpy(big).permute(2, 0, 1)[None].float(), size=(8, 8),
-                                        mode="bilinear", align_corners=False) / 255
+    x = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(big).permute(2, 0, 1)[None].float(), size=(8, 8), mode="bilinear", align_corners=False
+        )
+        / 255
+    )
     logits = RedOracle()(x)
     up = torch.nn.functional.interpolate(logits, size=(32, 30), mode="bilinear", align_corners=False)[0]
     np.testing.assert_array_equal(bil.labels, up.argmax(0).numpy())
@@ -111,8 +115,10 @@ def test_upsample_modes_by_hand():
     assert np.abs(bil.confidence.astype(int) - conf).max() <= 1  # confidence of the upsampled logits
     assert near.confidence.shape == bil.confidence.shape == (32, 30)
     # network resolution: the upsample mode does not matter
-    np.testing.assert_array_equal(seg(big, resolution="network", upsample="bilinear").labels,
-                                  seg(big, resolution="network", upsample="nearest").labels)
+    np.testing.assert_array_equal(
+        seg(big, resolution="network", upsample="bilinear").labels,
+        seg(big, resolution="network", upsample="nearest").labels,
+    )
 
 
 def test_network_input_is_what_the_backend_gets():
@@ -120,8 +126,12 @@ def test_network_input_is_what_the_backend_gets():
     img = half_red(12, 20)
     x = seg.network_input(img, "rgb")
     assert x.shape == (1, 3, 8, 16) and x.dtype == np.float32
-    expected = torch.nn.functional.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(8, 16),
-                                               mode="bilinear", align_corners=False) / 255
+    expected = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(8, 16), mode="bilinear", align_corners=False
+        )
+        / 255
+    )
     np.testing.assert_allclose(x, expected.numpy(), rtol=0, atol=1e-5)
     # int8 calibration reads its inputs through the same kernel
     np.testing.assert_array_equal(x, network_input(img, seg.meta.normalization, seg.input_size, "rgb"))
@@ -184,9 +194,9 @@ def test_bad_arguments():
         seg(half_red(), resolution="full")
     with pytest.raises(ValueError, match="upsample='cubic' must be one of: nearest, bilinear"):
         seg(half_red(), upsample="cubic")
-    with pytest.raises(ValueError, match="alpha=1.5 must be within 0..1"):
+    with pytest.raises(ValueError, match=r"alpha=1.5 must be within 0..1"):
         seg(half_red(), outputs=("overlay",), alpha=1.5)
-    with pytest.raises(ValueError, match="network input width=1020 .*try 1016 or 1024"):
+    with pytest.raises(ValueError, match=r"network input width=1020 .*try 1016 or 1024"):
         make(input_size=(1020, 512))
     with pytest.raises(ValueError, match="precision=fp16 needs a CUDA device"):
         make(precision="fp16")
@@ -197,7 +207,7 @@ def test_bad_arguments():
 def test_cuda_requested_without_cuda_names_the_fix():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ValueError, match="no usable CUDA.*device=cpu or device=auto"):
+    with pytest.raises(ValueError, match=r"no usable CUDA.*device=cpu or device=auto"):
         make(device="cuda")
 
 
@@ -248,7 +258,7 @@ def test_two_halves_interleaved_equal_whole_calls(reference_checkpoint, upsample
     b, c = seg.finish(second), seg.finish(third)
     assert a.labels is into["labels"] and a.overlay is into["overlay"]
     np.testing.assert_array_equal(seen[0], whole[0].labels)
-    for got, want in zip((a, b, c), whole):
+    for got, want in zip((a, b, c), whole, strict=True):
         for name in outs:
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert set(got.timings_ms) == {"preprocess", "inference", "postprocess"}

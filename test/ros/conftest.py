@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-
 from node_harness import BASE_PARAMS, NET_H, NET_W, REFERENCE, Camera, Client, NodeProcess
 
 

@@ -25,8 +25,14 @@ def make_image(array_hwc: np.ndarray, encoding: str, *, pad: int = 0, bigendian:
     step = rows.shape[1] + pad
     padded = np.zeros((h, step), np.uint8)
     padded[:, : rows.shape[1]] = rows
-    fields = dict(height=h, width=w, encoding=encoding, step=step, is_bigendian=bigendian,
-                  data=array.array("B", padded.tobytes()))
+    fields = {
+        "height": h,
+        "width": w,
+        "encoding": encoding,
+        "step": step,
+        "is_bigendian": bigendian,
+        "data": array.array("B", padded.tobytes()),
+    }
     fields.update(overrides)
     return types.SimpleNamespace(**fields)
 
@@ -54,21 +60,29 @@ def decode(data: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
 
 def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """The JPEG with an Exif APP1 segment right after SOI: big-endian TIFF, IFD0 holding only Orientation."""
-    ifd = struct.pack(">HHHIHHI", 1, 0x0112, 3, 1, orientation, 0, 0)  # 1 entry: tag, SHORT, count 1, value; no next IFD
+    ifd = struct.pack(
+        ">HHHIHHI", 1, 0x0112, 3, 1, orientation, 0, 0
+    )  # 1 entry: tag, SHORT, count 1, value; no next IFD
     payload = b"Exif\x00\x00" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
 
 
 def png_bytes(pixels: np.ndarray, color_type: int, *chunks: tuple[bytes, bytes]) -> bytes:
     """A PNG written by hand (8 bits, no filter) for color types OpenCV's encoder cannot write."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     h, w = pixels.shape[:2]
     rows = b"".join(b"\x00" + pixels[i].tobytes() for i in range(h))
     header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + b"".join(chunk(k, d) for k, d in chunks)
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + b"".join(chunk(k, d) for k, d in chunks)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def gray_alpha_png() -> tuple[bytes, np.ndarray]:

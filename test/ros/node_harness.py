@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,9 @@ class NodeProcess:
             cmd += ["-p", f"{key}:={value}"]
         cmd += list(ros_args)
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
+        )
         self.lines: list[str] = []
         self._cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -70,7 +73,9 @@ class NodeProcess:
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._cond.wait(0.2)):
-                    raise AssertionError(f"no log line matching {pattern!r} within {timeout} s; log:\n{self.log[-4000:]}")
+                    raise AssertionError(
+                        f"no log line matching {pattern!r} within {timeout} s; log:\n{self.log[-4000:]}"
+                    )
                 self._cond.wait(min(left, 0.5))
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> tuple[int, float]:
@@ -106,8 +111,8 @@ class Client:
     def __init__(self, context: Any, name: str) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
+        from rclpy.executors import SingleThreadedExecutor
 
         self.node = rclpy.create_node(name, context=context)
         self.executor = SingleThreadedExecutor(context=context)
@@ -116,8 +121,9 @@ class Client:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._set = self.node.create_client(SetParameters, "/esnet_segmentation/set_parameters")
         self._get = self.node.create_client(GetParameters, "/esnet_segmentation/get_parameters")
-        self._set_atomic = self.node.create_client(SetParametersAtomically,
-                                                   "/esnet_segmentation/set_parameters_atomically")
+        self._set_atomic = self.node.create_client(
+            SetParametersAtomically, "/esnet_segmentation/set_parameters_atomically"
+        )
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
@@ -162,13 +168,17 @@ class Client:
     def fresh_diagnostics(self, timeout: float = 5.0, after: float | None = None) -> dict[str, str]:
         """The first diagnostics status published after ``after`` (default: now)."""
         after = time.monotonic() if after is None else after
-        found = self.spin_until(lambda: next((v for t, v in self.diagnostics if t > after), None), timeout,
-                                "a /diagnostics status from esnet_segmentation")
+        found = self.spin_until(
+            lambda: next((v for t, v in self.diagnostics if t > after), None),
+            timeout,
+            "a /diagnostics status from esnet_segmentation",
+        )
         return found
 
     def wait_counter(self, key: str, minimum: int, timeout: float = 10.0) -> dict[str, str]:
         def check():
             return next((v for _, v in reversed(self.diagnostics) if int(v.get(key, -1)) >= minimum), None)
+
         return self.spin_until(check, timeout, f"diagnostics {key} >= {minimum}")
 
     def set_parameters(self, _atomic: bool = False, **values: Any) -> list[Any]:
@@ -198,8 +208,9 @@ def make_image(pixels: np.ndarray, encoding: str, frame_id: str = "camera_optica
     from sensor_msgs.msg import Image
 
     h, w = pixels.shape[:2]
-    msg = Image(height=h, width=w, encoding=encoding, step=pixels.reshape(h, -1).shape[1] if w else 0,
-                data=pixels.tobytes())
+    msg = Image(
+        height=h, width=w, encoding=encoding, step=pixels.reshape(h, -1).shape[1] if w else 0, data=pixels.tobytes()
+    )
     msg.header.frame_id = frame_id
     set_stamp(msg, next(_stamps) if stamp is None else stamp)
     return msg
@@ -220,11 +231,14 @@ def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth colorful test picture (RGB) with some texture; deterministic."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([
-        127 + 120 * np.sin(x / max(w, 1) * 6.0 + seed),
-        127 + 120 * np.cos(y / max(h, 1) * 5.0),
-        127 + 120 * np.sin((x + y) / max(h + w, 1) * 9.0),
-    ], -1)
+    img = np.stack(
+        [
+            127 + 120 * np.sin(x / max(w, 1) * 6.0 + seed),
+            127 + 120 * np.cos(y / max(h, 1) * 5.0),
+            127 + 120 * np.sin((x + y) / max(h + w, 1) * 9.0),
+        ],
+        -1,
+    )
     img += rng.normal(0, 12, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -252,8 +266,9 @@ def image_array(msg: Any) -> np.ndarray:
 class Camera:
     """Publishes frames until the node answers on every wanted output (for that frame's stamp)."""
 
-    def __init__(self, client: Client, topic: str = "/camera/image_raw", reliable: bool = True,
-                 msg_type: Any = None) -> None:
+    def __init__(
+        self, client: Client, topic: str = "/camera/image_raw", reliable: bool = True, msg_type: Any = None
+    ) -> None:
         from sensor_msgs.msg import Image
 
         self.client = client
@@ -269,8 +284,9 @@ class Camera:
         """Block until the node's subscription has matched this publisher (discovery is not instant)."""
         self.client.spin_until(lambda: self.pub.get_subscription_count() > 0, timeout, "a matched subscriber")
 
-    def roundtrip(self, msg: Any, collectors: dict[str, Collector], timeout: float = 30.0,
-                  resend_every: float = 1.0) -> dict[str, Any]:
+    def roundtrip(
+        self, msg: Any, collectors: dict[str, Collector], timeout: float = 30.0, resend_every: float = 1.0
+    ) -> dict[str, Any]:
         """Publish ``msg`` (re-stamped on each resend) until every collector has a message with its stamp."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -278,9 +294,13 @@ class Camera:
             self.pub.publish(msg)
             try:
                 return self.client.spin_until(
-                    lambda: all(stamp in c.by_stamp for c in collectors.values())
-                    and {k: c.by_stamp[stamp] for k, c in collectors.items()},
-                    min(resend_every, max(deadline - time.monotonic(), 0.05)), "outputs")
+                    lambda stamp=stamp: (
+                        all(stamp in c.by_stamp for c in collectors.values())
+                        and {k: c.by_stamp[stamp] for k, c in collectors.items()}
+                    ),
+                    min(resend_every, max(deadline - time.monotonic(), 0.05)),
+                    "outputs",
+                )
             except AssertionError:
                 continue
         raise AssertionError(f"no answer on {sorted(collectors)} within {timeout} s")

@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-
 from node_harness import NET_H, NET_W, REFERENCE, REPO
 
 pytestmark = pytest.mark.ros
@@ -71,10 +70,12 @@ def image_msg(store, array, encoding, i):
 def scene_bag(request, tmp_path_factory, store, scenes):
     """Images on /camera/image_raw, ground truth on /camera/labels_gt, and a std_msgs/String topic."""
     frames = []
-    for i, (bgr, gt) in enumerate(scenes):
+    for i, (bgr, _gt) in enumerate(scenes):
         frames += [("/camera/image_raw", image_msg(store, bgr, "bgr8", i))]
     string = store.types["std_msgs/msg/String"]
-    extra = [("/camera/labels_gt", IMAGE, image_msg(store, gt, "mono8", i), stamp_of(i)) for i, (_, gt) in enumerate(scenes)]
+    extra = [
+        ("/camera/labels_gt", IMAGE, image_msg(store, gt, "mono8", i), stamp_of(i)) for i, (_, gt) in enumerate(scenes)
+    ]
     extra += [("/chatter", "std_msgs/msg/String", string("hello"), stamp_of(0))]
     path = tmp_path_factory.mktemp("in") / f"scenes_{request.param}"
     return write_bag(path, store, frames, request.param, extra), request.param
@@ -83,8 +84,19 @@ def scene_bag(request, tmp_path_factory, store, scenes):
 def esnet(*args: str) -> int:
     from esnet_ros.cli import main
 
-    return main(["bag", *map(str, args), "--weights", str(REFERENCE), "--input-size", f"{NET_W}x{NET_H}",
-                 "--device", "cpu", "--no-progress"])
+    return main(
+        [
+            "bag",
+            *map(str, args),
+            "--weights",
+            str(REFERENCE),
+            "--input-size",
+            f"{NET_W}x{NET_H}",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
 
 
 def read_bag(path, store):
@@ -100,20 +112,41 @@ def read_bag(path, store):
 def pixels(msg) -> np.ndarray:
     channels = {"mono8": 1, "rgb8": 3, "bgr8": 3}[msg.encoding]
     a = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width * channels]
-    return a.reshape(msg.height, msg.width, channels).squeeze(2) if channels == 1 else a.reshape(msg.height, msg.width, 3)
+    return (
+        a.reshape(msg.height, msg.width, channels).squeeze(2) if channels == 1 else a.reshape(msg.height, msg.width, 3)
+    )
 
 
 def test_output_message_by_message(scene_bag, tmp_path, store, scenes, reference_segmenter):
     path, storage = scene_bag
     out, summary = tmp_path / "seg", tmp_path / "run.json"
-    assert esnet(path, "--output", out, "--topic", "/camera/image_raw", "--json", summary,
-                 "--copy-topics", "/camera/labels_gt", "--overlay-alpha", "0.4") == 0
+    assert (
+        esnet(
+            path,
+            "--output",
+            out,
+            "--topic",
+            "/camera/image_raw",
+            "--json",
+            summary,
+            "--copy-topics",
+            "/camera/labels_gt",
+            "--overlay-alpha",
+            "0.4",
+        )
+        == 0
+    )
     meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["storage_identifier"] == storage and meta["version"] == 9
     topics = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
     assert {n: t["message_count"] for n, t in topics.items()} == {
-        "/esnet/labels": N, "/esnet/color": N, "/esnet/overlay": N, "/esnet/confidence": N, "/esnet/stats": N,
-        "/camera/labels_gt": N}
+        "/esnet/labels": N,
+        "/esnet/color": N,
+        "/esnet/overlay": N,
+        "/esnet/confidence": N,
+        "/esnet/stats": N,
+        "/camera/labels_gt": N,
+    }
     stats_meta = topics["/esnet/stats"]["topic_metadata"]
     assert stats_meta["type"] == "esnet_ros/msg/SegmentationStats"
     rosidl = json.loads((REPO / ".colcon/install/esnet_ros/share/esnet_ros/msg/SegmentationStats.json").read_text())
@@ -121,10 +154,15 @@ def test_output_message_by_message(scene_bag, tmp_path, store, scenes, reference
     assert "reliability: reliable" in yaml.safe_dump(topics["/esnet/labels"]["topic_metadata"]["offered_qos_profiles"])
     msgs = read_bag(out, store)
     for i, (bgr, gt) in enumerate(scenes):
-        ref = reference_segmenter(bgr, color_order="bgr", outputs=("labels", "confidence", "color", "overlay"),
-                                  alpha=0.4)
-        for name, encoding, expected in (("labels", "mono8", ref.labels), ("confidence", "mono8", ref.confidence),
-                                         ("color", "rgb8", ref.color), ("overlay", "bgr8", ref.overlay)):
+        ref = reference_segmenter(
+            bgr, color_order="bgr", outputs=("labels", "confidence", "color", "overlay"), alpha=0.4
+        )
+        for name, encoding, expected in (
+            ("labels", "mono8", ref.labels),
+            ("confidence", "mono8", ref.confidence),
+            ("color", "rgb8", ref.color),
+            ("overlay", "bgr8", ref.overlay),
+        ):
             t, msg = msgs[f"/esnet/{name}"][i]
             assert t == stamp_of(i), name  # the input's log time
             assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp_of(i)
@@ -133,7 +171,12 @@ def test_output_message_by_message(scene_bag, tmp_path, store, scenes, reference
             np.testing.assert_array_equal(pixels(msg), expected, err_msg=f"{name} of frame {i}")
         t, stats = msgs["/esnet/stats"][i]
         assert t == stamp_of(i) and stats.frame_index == i + 1 and stats.rejected_total == 0
-        assert (stats.input_width, stats.input_height, stats.network_width, stats.network_height) == (W, H, NET_W, NET_H)
+        assert (stats.input_width, stats.input_height, stats.network_width, stats.network_height) == (
+            W,
+            H,
+            NET_W,
+            NET_H,
+        )
         assert stats.class_fraction.sum() == pytest.approx(1.0, abs=1e-4)
         assert stats.class_fraction[0] == pytest.approx(float(np.mean(ref.labels == 0)), abs=1e-6)
         np.testing.assert_array_equal(pixels(msgs["/camera/labels_gt"][i][1]), gt)
@@ -149,16 +192,18 @@ def test_independent_mcap_reader(scene_bag, tmp_path, scenes, reference_segmente
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
-    path, storage = scene_bag
+    path, _storage = scene_bag
     out = tmp_path / "seg"
     assert esnet(path, "--output", out, "--topic", "/camera/image_raw", "--storage", "mcap") == 0
     labels, stats = [], []
     with open(next(out.glob("*.mcap")), "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         summary = reader.get_summary()
-        assert {c.topic for c in summary.channels.values()} == {f"/esnet/{n}" for n in
-                                                                 ("labels", "color", "overlay", "confidence", "stats")}
-        for schema, channel, message, decoded in reader.iter_decoded_messages(topics=["/esnet/labels", "/esnet/stats"]):
+        assert {c.topic for c in summary.channels.values()} == {
+            f"/esnet/{n}" for n in ("labels", "color", "overlay", "confidence", "stats")
+        }
+        decoded_messages = reader.iter_decoded_messages(topics=["/esnet/labels", "/esnet/stats"])
+        for _schema, channel, message, decoded in decoded_messages:
             (labels if channel.topic == "/esnet/labels" else stats).append((message.log_time, decoded))
     assert [t for t, _ in labels] == [stamp_of(i) for i in range(N)]
     for i, (bgr, _) in enumerate(scenes):
@@ -174,8 +219,20 @@ def test_independent_mcap_reader(scene_bag, tmp_path, scenes, reference_segmente
 def test_video(scene_bag, tmp_path):
     path, _ = scene_bag
     video = tmp_path / "overlay.avi"
-    assert esnet(path, "--output", tmp_path / "seg", "--topic", "/camera/image_raw", "--video", video,
-                 "--video-stream", "side_by_side") == 0
+    assert (
+        esnet(
+            path,
+            "--output",
+            tmp_path / "seg",
+            "--topic",
+            "/camera/image_raw",
+            "--video",
+            video,
+            "--video-stream",
+            "side_by_side",
+        )
+        == 0
+    )
     cap = cv2.VideoCapture(str(video))
     frames = []
     while True:
@@ -195,7 +252,10 @@ def test_topic_selection_errors(scene_bag, tmp_path, capsys):
     assert "/camera/image_raw (sensor_msgs/msg/Image, 8 messages)" in err
     assert "/camera/labels_gt (sensor_msgs/msg/Image, 8 messages)" in err
     assert esnet(path, "--output", tmp_path / "b", "--topic", "/camera/missing") == 2
-    assert "--topic /camera/missing: no such topic in the bag; image topics found: /camera/image_raw" in capsys.readouterr().err
+    assert (
+        "--topic /camera/missing: no such topic in the bag; image topics found: /camera/image_raw"
+        in capsys.readouterr().err
+    )
     assert esnet(path, "--output", tmp_path / "c", "--topic", "/chatter") == 2
     assert "--topic /chatter is a std_msgs/msg/String, not a sensor_msgs/Image" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -249,11 +309,19 @@ def test_compressed_frames(tmp_path, store, scenes, reference_segmenter):
     frames = []
     for i, (bgr, _) in enumerate(scenes[:3]):
         data = np.frombuffer(cv2.imencode(".png", bgr)[1].tobytes(), np.uint8)
-        frames.append(("/cam/compressed", compressed(header(stamp(1_700_000_000, i * 100_000_000), "camera"),
-                                                     "bgr8; png compressed bgr8", data)))
+        frames.append(
+            (
+                "/cam/compressed",
+                compressed(header(stamp(1_700_000_000, i * 100_000_000), "camera"), "bgr8; png compressed bgr8", data),
+            )
+        )
     jpeg = np.frombuffer(cv2.imencode(".jpg", scenes[0][0])[1].tobytes(), np.uint8)
-    frames.append(("/cam/compressed", compressed(header(stamp(1_700_000_000, 300_000_000), "camera"), "jpeg",
-                                                 jpeg[: len(jpeg) // 2])))
+    frames.append(
+        (
+            "/cam/compressed",
+            compressed(header(stamp(1_700_000_000, 300_000_000), "camera"), "jpeg", jpeg[: len(jpeg) // 2]),
+        )
+    )
     path = write_bag(tmp_path / "compressed", store, frames, "mcap")
     summary = tmp_path / "s.json"
     assert esnet(path, "--output", tmp_path / "seg", "--json", summary) == 0
@@ -314,11 +382,23 @@ def test_label_pairs_for_evaluation(scene_bag, tmp_path, scenes, reference_segme
 
     path, _ = scene_bag
     out = tmp_path / "seg"
-    assert esnet(path, "--output", out, "--topic", "/camera/image_raw", "--copy-topics", "/camera/labels_gt",
-                 "--output-resolution", "network") == 0
+    assert (
+        esnet(
+            path,
+            "--output",
+            out,
+            "--topic",
+            "/camera/image_raw",
+            "--copy-topics",
+            "/camera/labels_gt",
+            "--output-resolution",
+            "network",
+        )
+        == 0
+    )
     pairs = list(label_pairs(out, "/camera/labels_gt"))
     assert len(pairs) == N
-    for (pred, gt), (bgr, truth) in zip(pairs, scenes):
+    for (pred, gt), (bgr, truth) in zip(pairs, scenes, strict=True):
         assert pred.shape == gt.shape == (H, W)
         np.testing.assert_array_equal(gt, truth)
         network = reference_segmenter(bgr, color_order="bgr", outputs=("labels",), resolution="network").labels
@@ -359,8 +439,22 @@ def test_ctrl_c_finishes_a_readable_bag(tmp_path, store, scenes):
     frames = [("/cam", image_msg(store, scenes[i % N][0], "bgr8", i)) for i in range(3000)]
     path = write_bag(tmp_path / "long", store, frames, "mcap")
     out = tmp_path / "seg"
-    cmd = [sys.executable, "-m", "esnet_ros.cli", "bag", str(path), "--output", str(out), "--weights", str(REFERENCE),
-           "--input-size", f"{NET_W}x{NET_H}", "--device", "cpu", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "esnet_ros.cli",
+        "bag",
+        str(path),
+        "--output",
+        str(out),
+        "--weights",
+        str(REFERENCE),
+        "--input-size",
+        f"{NET_W}x{NET_H}",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     log = (tmp_path / "stderr.txt").open("w")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=os.environ.copy())
     deadline = time.monotonic() + 60
@@ -391,11 +485,41 @@ def test_evaluate_on_a_recording_equals_evaluate_on_the_same_images(tmp_path):
     engine = ["--weights", str(REFERENCE), "--input-size", f"{NET_W}x{NET_H}", "--device", "cpu"]
     assert main(["synth", "--bag", str(tmp_path / "rec"), *common]) == 0
     assert main(["synth", "--out", str(tmp_path / "folder"), "--train", "0", *common]) == 0
-    assert main(["bag", str(tmp_path / "rec"), "--output", str(tmp_path / "seg"), "--topic", "/camera/image_raw",
-                 "--copy-topics", "/camera/labels_gt",
-                 "--outputs", "labels", "--no-progress", *engine]) == 0
-    assert main(["evaluate", "--bag", str(tmp_path / "seg"), "--gt-topic", "/camera/labels_gt", "--json",
-                 str(tmp_path / "bag.json"), "--weights", str(REFERENCE)]) == 0
+    assert (
+        main(
+            [
+                "bag",
+                str(tmp_path / "rec"),
+                "--output",
+                str(tmp_path / "seg"),
+                "--topic",
+                "/camera/image_raw",
+                "--copy-topics",
+                "/camera/labels_gt",
+                "--outputs",
+                "labels",
+                "--no-progress",
+                *engine,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--bag",
+                str(tmp_path / "seg"),
+                "--gt-topic",
+                "/camera/labels_gt",
+                "--json",
+                str(tmp_path / "bag.json"),
+                "--weights",
+                str(REFERENCE),
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", "--data", str(tmp_path / "folder"), "--json", str(tmp_path / "folder.json"), *engine]) == 0
     from_bag = json.loads((tmp_path / "bag.json").read_text())
     from_folder = json.loads((tmp_path / "folder.json").read_text())
@@ -413,9 +537,29 @@ def test_bag_benchmark_runs_and_reports_its_figures(tmp_path):
     """`esnet bag --bench` runs (how fast is the benchmark's business, not the test's)."""
     from esnet_ros.cli import main
 
-    assert main(["bag", "--bench", "--bench-size", f"{W}x{H}", "--bench-frames", "4", "--outputs", "labels,stats",
-                 "--weights", str(REFERENCE), "--input-size", f"{NET_W}x{NET_H}", "--device", "cpu",
-                 "--json", str(tmp_path / "bench.json")]) == 0
+    assert (
+        main(
+            [
+                "bag",
+                "--bench",
+                "--bench-size",
+                f"{W}x{H}",
+                "--bench-frames",
+                "4",
+                "--outputs",
+                "labels,stats",
+                "--weights",
+                str(REFERENCE),
+                "--input-size",
+                f"{NET_W}x{NET_H}",
+                "--device",
+                "cpu",
+                "--json",
+                str(tmp_path / "bench.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "bench.json").read_text())
     assert (report["camera_size"], report["network_size"], report["frames"]) == (f"{W}x{H}", f"{NET_W}x{NET_H}", 4)
     assert report["model_fps"] > 0 and report["bag_fps"] > 0 and report["recipe_fps"] > 0
@@ -423,4 +567,5 @@ def test_bag_benchmark_runs_and_reports_its_figures(tmp_path):
     # the CPU-time bound: the network's CPU per frame over the whole run's (more than the network alone)
     assert 0 < report["model_cpu_ms_per_frame"] < report["bag_cpu_ms_per_frame"] and report["cores"] >= 1
     assert report["cpu_bound_ratio"] == pytest.approx(
-        report["model_cpu_ms_per_frame"] / report["bag_cpu_ms_per_frame"], rel=0.02)
+        report["model_cpu_ms_per_frame"] / report["bag_cpu_ms_per_frame"], rel=0.02
+    )

@@ -7,6 +7,7 @@ defaults (1280x720 bgr8, reliable, 15 Hz) with a pool of 2 to keep start-up shor
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -15,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-
 from node_harness import REPO
 
 pytestmark = pytest.mark.ros
@@ -23,13 +23,22 @@ pytestmark = pytest.mark.ros
 TIMEOUT_S = 60.0
 
 
-def _start_camera(tmp_path_factory, name: str, *params: str) -> tuple[subprocess.Popen, "os.PathLike"]:
+def _start_camera(tmp_path_factory, name: str, *params: str) -> tuple[subprocess.Popen, os.PathLike]:
     log_path = tmp_path_factory.mktemp(name) / "camera.log"
-    argv = [sys.executable, "-m", "esnet_ros.tooling.synthetic_camera", "--ros-args", "-r", f"__node:={name}", "-r", f"__ns:=/{name}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "esnet_ros.tooling.synthetic_camera",
+        "--ros-args",
+        "-r",
+        f"__node:={name}",
+        "-r",
+        f"__ns:=/{name}",
+    ]
     for p in params:
         argv += ["-p", p]
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc, log_path
 
 
@@ -61,16 +70,21 @@ class Collector:
         self.images, self.gts, self.diags = [], [], []
         self.node.create_subscription(Image, f"/{namespace}/camera/image_raw", self.images.append, qos)
         self.node.create_subscription(Image, f"/{namespace}/camera/labels_gt", self.gts.append, qos)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                      lambda m: self.diags.extend(s for s in m.status if namespace in s.name
-                                                                  or any(k.key == "frames_published" for k in s.values)), 10)
+        self.node.create_subscription(
+            DiagnosticArray,
+            "/diagnostics",
+            lambda m: self.diags.extend(
+                s for s in m.status if namespace in s.name or any(k.key == "frames_published" for k in s.values)
+            ),
+            10,
+        )
 
     def spin_until(self, predicate, timeout_s: float, proc: subprocess.Popen, log_path) -> None:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and not predicate():
-            assert proc.poll() is None, f"camera exited with {proc.returncode}:\n{open(log_path).read()}"
+            assert proc.poll() is None, f"camera exited with {proc.returncode}:\n{log_path.read_text()}"
             self.executor.spin_once(timeout_sec=0.05)
-        assert predicate(), f"timed out after {timeout_s} s; camera log:\n{open(log_path).read()}"
+        assert predicate(), f"timed out after {timeout_s} s; camera log:\n{log_path.read_text()}"
 
     def destroy(self) -> None:
         self.executor.remove_node(self.node)
@@ -84,8 +98,17 @@ def _stamp_ns(msg) -> int:
 @pytest.fixture(scope="module")
 def small_camera(tmp_path_factory, rclpy_context):
     """A 320x240 rgb8 camera at 20 Hz with 3 scenes, seed 5, and 25 frames collected from it."""
-    proc, log_path = _start_camera(tmp_path_factory, "small_cam", "width:=320", "height:=240", "encoding:=rgb8",
-                                   "rate_hz:=20.0", "pool_size:=3", "seed:=5", "frame_id:=test_cam_frame")
+    proc, log_path = _start_camera(
+        tmp_path_factory,
+        "small_cam",
+        "width:=320",
+        "height:=240",
+        "encoding:=rgb8",
+        "rate_hz:=20.0",
+        "pool_size:=3",
+        "seed:=5",
+        "frame_id:=test_cam_frame",
+    )
     col = Collector(rclpy_context, "small_cam")
     try:
         col.spin_until(lambda: len(col.images) >= 25 and len(col.gts) >= 25, TIMEOUT_S, proc, log_path)
@@ -132,7 +155,7 @@ def test_small_camera_frames_match_the_rendered_scenes(small_camera):
         labels = np.frombuffer(gt.data, np.uint8).reshape(240, 320)
         np.testing.assert_array_equal(labels, pool[index][1])
     # the camera cycles through its pool in order
-    assert all((b - a) % 3 == 1 for a, b in zip(indices, indices[1:])), indices
+    assert all((b - a) % 3 == 1 for a, b in itertools.pairwise(indices)), indices
     assert len(set(indices)) == 3
     matched = sum(_stamp_ns(m) in gts for m in col.images)
     assert matched >= len(col.images) - 2, f"only {matched} of {len(col.images)} frames have ground truth"
@@ -182,7 +205,7 @@ def test_default_camera_is_720p_bgr8_reliable(default_camera, rclpy_context):
     stamps = sorted(image_stamps)
     interval_s = float(np.median(np.diff(stamps))) / 1e9
     assert 0.045 < interval_s < 0.10, f"median interval {interval_s:.3f} s at the default 15 Hz"
-    assert "publishing camera/image_raw (1280x720 bgr8, reliable" in open(log_path).read()
+    assert "publishing camera/image_raw (1280x720 bgr8, reliable" in log_path.read_text()
 
 
 def test_rate_can_change_at_run_time_and_invalid_values_are_refused(small_camera, rclpy_context):
@@ -217,11 +240,11 @@ def test_rate_can_change_at_run_time_and_invalid_values_are_refused(small_camera
 def test_sigint_exits_cleanly(tmp_path_factory):
     proc, log_path = _start_camera(tmp_path_factory, "sigint_cam", "width:=64", "height:=48", "pool_size:=1")
     time.sleep(3.0)
-    assert proc.poll() is None, open(log_path).read()
+    assert proc.poll() is None, log_path.read_text()
     start = time.monotonic()
     assert _stop(proc) == 0
     assert time.monotonic() - start < 5.0
-    log = open(log_path).read()
+    log = log_path.read_text()
     assert "Traceback" not in log
     # its exact total on the way out (3 s at the default 15 Hz: about 45 frames)
     from esnet_ros.tooling.synthetic_camera import published_in_log
@@ -229,15 +252,22 @@ def test_sigint_exits_cleanly(tmp_path_factory):
     assert 10 <= published_in_log(log) <= 60, log
 
 
-@pytest.mark.parametrize("param, expected", [
-    ("width:=8", "width x height = 8x720 is too small; use at least 16x16"),
-    ("encoding:=yuv422", "encoding='yuv422' must be one of: bgr8, rgb8"),
-    ("reliability:=sometimes", "must be one of: reliable, best_effort"),
-    ("rate_hz:=30", "rate_hz:=30.0"),
-])
+@pytest.mark.parametrize(
+    "param, expected",
+    [
+        ("width:=8", "width x height = 8x720 is too small; use at least 16x16"),
+        ("encoding:=yuv422", "encoding='yuv422' must be one of: bgr8, rgb8"),
+        ("reliability:=sometimes", "must be one of: reliable, best_effort"),
+        ("rate_hz:=30", "rate_hz:=30.0"),
+    ],
+)
 def test_invalid_parameters_are_refused_with_a_reason(param, expected):
-    result = subprocess.run([sys.executable, "-m", "esnet_ros.tooling.synthetic_camera", "--ros-args", "-p", param],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "esnet_ros.tooling.synthetic_camera", "--ros-args", "-p", param],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -245,8 +275,12 @@ def test_invalid_parameters_are_refused_with_a_reason(param, expected):
 
 def test_help_prints_usage_and_exits_0():
     """``synthetic_camera --help`` prints its usage and parameters instead of starting to publish."""
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "synthetic_camera"), "--help"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "synthetic_camera"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("usage: synthetic_camera"), out.stdout[:500]
     for name in ("rate_hz", "width", "encoding", "reliability", "max_frames"):

@@ -26,12 +26,14 @@ def header(frame: str = "camera_color_optical_frame", sec: int = 17, nanosec: in
 def decode(msg: PointCloud2) -> np.ndarray:
     """The points as the message's own fields describe them (not through the module's dtype)."""
     order = ">" if msg.is_bigendian else "<"
-    dtype = np.dtype({
-        "names": [f.name for f in msg.fields],
-        "formats": [order + NUMPY_OF[f.datatype] for f in msg.fields],
-        "offsets": [f.offset for f in msg.fields],
-        "itemsize": msg.point_step,
-    })
+    dtype = np.dtype(
+        {
+            "names": [f.name for f in msg.fields],
+            "formats": [order + NUMPY_OF[f.datatype] for f in msg.fields],
+            "offsets": [f.offset for f in msg.fields],
+            "itemsize": msg.point_step,
+        }
+    )
     return np.frombuffer(bytes(msg.data), dtype).reshape(msg.height, msg.width)
 
 
@@ -48,9 +50,13 @@ def test_fields_layout():
     depth, labels, colors, confidence = scene()
     msg = PointCloudBuffer().fill(header(), organized_points(depth, K), colors, labels, confidence)
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
-        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
-        ("rgb", 12, PointField.FLOAT32, 1), ("label", 16, PointField.UINT8, 1),
-        ("confidence", 20, PointField.FLOAT32, 1)]
+        ("x", 0, PointField.FLOAT32, 1),
+        ("y", 4, PointField.FLOAT32, 1),
+        ("z", 8, PointField.FLOAT32, 1),
+        ("rgb", 12, PointField.FLOAT32, 1),
+        ("label", 16, PointField.UINT8, 1),
+        ("confidence", 20, PointField.FLOAT32, 1),
+    ]
     assert msg.point_step == POINT_STEP == POINT_DTYPE.itemsize == 24
     assert msg.row_step == 24 * W and len(msg.data) == 24 * W * H
     assert (msg.height, msg.width) == (H, W) and msg.is_bigendian == (sys.byteorder == "big")
@@ -77,7 +83,7 @@ def test_every_value_decodes_back():
             assert p["confidence"] == pytest.approx(confidence[v, u] / 255, abs=1e-7)
     raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(H * W, 24)
     assert not raw[:, 17:20].any()  # padding is zero
-    assert POINT_DTYPE == points.dtype  # the module's dtype is the one its fields describe
+    assert points.dtype == POINT_DTYPE  # the module's dtype is the one its fields describe
 
 
 def test_float_confidence_dense_cloud_and_serialization():

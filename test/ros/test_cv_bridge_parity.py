@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from image_samples import compressed_cases, smooth_image
 
 from esnet_ros.ros.images import COLOR_ENCODINGS, compressed_to_color_input, encoding_info, to_color_input
@@ -63,7 +62,9 @@ def test_raw_images_equal_cv_bridge(bridge, encoding, pad_pixels):
     msg = ros_image(pixels, encoding, pad_pixels)
     ours = to_color_input(msg)
     if encoding in GENERIC_AS:
-        theirs = cv_bridge_convert(bridge.imgmsg_to_cv2(msg, "passthrough"), GENERIC_AS[encoding], ours.overlay_encoding)
+        theirs = cv_bridge_convert(
+            bridge.imgmsg_to_cv2(msg, "passthrough"), GENERIC_AS[encoding], ours.overlay_encoding
+        )
     else:
         theirs = bridge.imgmsg_to_cv2(msg, ours.overlay_encoding)
     assert theirs.shape == ours.image.shape == (7, 11, 3)

@@ -61,8 +61,14 @@ def test_fast_dds_loads_the_profile_and_a_camera_frame_arrives_intact():
     from sensor_msgs.msg import Image
 
     env = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, OPT_OUT_VAR)}
-    proc = subprocess.Popen([sys.executable, "-c", _PUBLISHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PUBLISHER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
@@ -72,8 +78,9 @@ def test_fast_dds_loads_the_profile_and_a_camera_frame_arrives_intact():
         assert any(size >= 16 * 1024 * 1024 for size in report["segments"].values()), report["segments"]
         node = rclpy.create_node("esnet_dds_test_sub", context=context)
         got: list[Image] = []
-        node.create_subscription(Image, "esnet_dds_test", got.append,
-                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        node.create_subscription(
+            Image, "esnet_dds_test", got.append, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        )
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         for _ in range(100):

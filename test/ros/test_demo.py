@@ -22,8 +22,9 @@ DEMO_SECONDS = 20
 
 
 def _esnet(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "esnet_ros.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "esnet_ros.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def _weights_args(reference_checkpoint) -> tuple[list[str], bool]:
@@ -38,8 +39,9 @@ def _weights_args(reference_checkpoint) -> tuple[list[str], bool]:
 def demo_run(tmp_path_factory, reference_checkpoint):
     out = tmp_path_factory.mktemp("demo") / "demo_output"
     weights_args, bundled = _weights_args(reference_checkpoint)
-    result = _esnet("demo", "--seconds", str(DEMO_SECONDS), "--output", str(out), "--pool-size", "4", "--all-outputs",
-                    *weights_args)
+    result = _esnet(
+        "demo", "--seconds", str(DEMO_SECONDS), "--output", str(out), "--pool-size", "4", "--all-outputs", *weights_args
+    )
     assert result.returncode == 0, f"esnet demo failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     summary = json.loads((out / "summary.json").read_text())
     return out, summary, result, bundled
@@ -48,8 +50,23 @@ def demo_run(tmp_path_factory, reference_checkpoint):
 @pytest.mark.ros
 def test_summary_has_the_figures(demo_run):
     _, s, _, _ = demo_run
-    for key in ("mode", "camera_topic", "seconds", "network_input", "frames", "fps", "latency_ms", "miou",
-                "quality", "node_counters", "counter_identity_holds", "exit_codes", "files", "camera", "model"):
+    for key in (
+        "mode",
+        "camera_topic",
+        "seconds",
+        "network_input",
+        "frames",
+        "fps",
+        "latency_ms",
+        "miou",
+        "quality",
+        "node_counters",
+        "counter_identity_holds",
+        "exit_codes",
+        "files",
+        "camera",
+        "model",
+    ):
         assert key in s, f"summary.json lacks {key}"
     assert s["mode"] == "synthetic" and s["camera_topic"] == "/camera/image_raw"
     # --all-outputs: color, overlay and confidence were subscribed (so computed and sent) for every frame
@@ -75,8 +92,15 @@ def test_summary_has_the_figures(demo_run):
     assert s["label_shapes"] == [[720, 1280]]
     # every stage of the node's stats, in pipeline order; the stages add up to at most the frame's work
     stages = s["node_timing_ms"]
-    assert list(stages) == ["decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "publish_ms", "total_ms",
-                            "age_ms"]
+    assert list(stages) == [
+        "decode_ms",
+        "preprocess_ms",
+        "inference_ms",
+        "postprocess_ms",
+        "publish_ms",
+        "total_ms",
+        "age_ms",
+    ]
     assert 0 < stages["inference_ms"]["median"] < stages["total_ms"]["median"] < stages["age_ms"]["median"]
 
 
@@ -129,9 +153,25 @@ def test_files_written(demo_run):
 
 def _start_camera(namespace: str, log_path: pathlib.Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "esnet_ros.tooling.synthetic_camera", "--ros-args", "-r", f"__ns:=/{namespace}",
-         "-p", "width:=320", "-p", "height:=240", "-p", "pool_size:=2", "-p", "rate_hz:=10.0"],
-        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "esnet_ros.tooling.synthetic_camera",
+            "--ros-args",
+            "-r",
+            f"__ns:=/{namespace}",
+            "-p",
+            "width:=320",
+            "-p",
+            "height:=240",
+            "-p",
+            "pool_size:=2",
+            "-p",
+            "rate_hz:=10.0",
+        ],
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.ros
@@ -139,8 +179,23 @@ def test_real_camera_topic_has_no_miou(tmp_path, reference_checkpoint):
     camera = _start_camera("my_cam", tmp_path / "camera.log")
     try:
         out = tmp_path / "out"
-        result = _esnet("demo", "--camera", "/my_cam/camera/image_raw", "--seconds", "4", "--output", str(out),
-                        "--weights", str(reference_checkpoint), "--width", "128", "--height", "64", "--save-frames", "1")
+        result = _esnet(
+            "demo",
+            "--camera",
+            "/my_cam/camera/image_raw",
+            "--seconds",
+            "4",
+            "--output",
+            str(out),
+            "--weights",
+            str(reference_checkpoint),
+            "--width",
+            "128",
+            "--height",
+            "64",
+            "--save-frames",
+            "1",
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         s = json.loads((out / "summary.json").read_text())
         assert s["mode"] == "camera" and s["camera_topic"] == "/my_cam/camera/image_raw"
@@ -154,12 +209,15 @@ def test_real_camera_topic_has_no_miou(tmp_path, reference_checkpoint):
         camera.wait(10)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--seconds", "0"], "--seconds 0.0 must be > 0"),
-    (["--weights", "/nonexistent/w.safetensors"], "not found"),
-    (["--camera", "relative/topic"], "must be an absolute topic name"),
-    (["--param", "precision=int8"], "--param 'precision=int8' must be NAME:=VALUE, e.g. --param precision:=int8"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--seconds", "0"], "--seconds 0.0 must be > 0"),
+        (["--weights", "/nonexistent/w.safetensors"], "not found"),
+        (["--camera", "relative/topic"], "must be an absolute topic name"),
+        (["--param", "precision=int8"], "--param 'precision=int8' must be NAME:=VALUE, e.g. --param precision:=int8"),
+    ],
+)
 def test_bad_arguments_are_refused_with_a_reason(args, expected, reference_checkpoint):
     if "--weights" not in args:
         args = args + ["--weights", str(reference_checkpoint)]
@@ -169,21 +227,31 @@ def test_bad_arguments_are_refused_with_a_reason(args, expected, reference_check
     assert "Traceback" not in result.stderr
 
 
-
 def test_make_demo_runs_esnet_demo():
-    make = subprocess.run(["make", "-n", "demo", "CAMERA=/cam/image_raw", "DEMO_SECONDS=7"], capture_output=True,
-                          text=True, cwd=REPO, timeout=30, env={**os.environ, "MAKEFLAGS": ""})
+    make = subprocess.run(
+        ["make", "-n", "demo", "CAMERA=/cam/image_raw", "DEMO_SECONDS=7"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )
     assert make.returncode == 0, make.stderr
     assert "esnet demo --seconds 7 --camera /cam/image_raw" in make.stdout
-    make = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, cwd=REPO, timeout=30,
-                          env={**os.environ, "MAKEFLAGS": ""})
+    make = subprocess.run(
+        ["make", "-n", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )
     assert make.returncode == 0, make.stderr
     assert "--rate-hz 30" in make.stdout, "make demo runs the synthetic camera at 30 Hz"
 
 
 def test_esnet_demo_defaults_to_a_30_hz_camera():
     from esnet_ros.cli import get_args_parser
-
     from esnet_ros.tooling.demo import DemoOptions
 
     args = get_args_parser("demo").parse_args(["demo"])
@@ -196,9 +264,31 @@ def test_esnet_demo_defaults_to_a_30_hz_camera():
 def test_sigterm_stops_the_demo_and_its_children(tmp_path, reference_checkpoint):
     psutil = pytest.importorskip("psutil")
     demo = subprocess.Popen(
-        [sys.executable, "-m", "esnet_ros.cli", "demo", "--seconds", "120", "--output", str(tmp_path / "out"),
-         "--weights", str(reference_checkpoint), "--width", "128", "--height", "64", "--camera-size", "320x240",
-         "--pool-size", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+        [
+            sys.executable,
+            "-m",
+            "esnet_ros.cli",
+            "demo",
+            "--seconds",
+            "120",
+            "--output",
+            str(tmp_path / "out"),
+            "--weights",
+            str(reference_checkpoint),
+            "--width",
+            "128",
+            "--height",
+            "64",
+            "--camera-size",
+            "320x240",
+            "--pool-size",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
     try:
         end = time.monotonic() + 60
         children = []
@@ -214,10 +304,9 @@ def test_sigterm_stops_the_demo_and_its_children(tmp_path, reference_checkpoint)
             demo.kill()
     assert demo.returncode == 130, output
     assert "interrupted; stopping the camera and the node" in output
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f"children left running: {alive}"
     assert "Traceback" not in output
-
 
 
 @pytest.mark.ros
@@ -228,9 +317,19 @@ def test_demo_miou_equals_esnet_evaluate_on_the_camera_scenes(demo_run, referenc
 
     _, s, _, bundled = demo_run
     write_pairs(tmp_path / "pool", 4, seed=0, size=(1280, 720), split=SCENE_SPLIT)  # the demo camera's pool
-    engine = ["--weights", "synthetic"] if bundled else ["--weights", str(reference_checkpoint), "--input-size", "256x128"]
-    result = _esnet("evaluate", "--data", str(tmp_path / "pool"), "--split", SCENE_SPLIT, "--json",
-                    str(tmp_path / "eval.json"), *engine)
+    engine = (
+        ["--weights", "synthetic"] if bundled else ["--weights", str(reference_checkpoint), "--input-size", "256x128"]
+    )
+    result = _esnet(
+        "evaluate",
+        "--data",
+        str(tmp_path / "pool"),
+        "--split",
+        SCENE_SPLIT,
+        "--json",
+        str(tmp_path / "eval.json"),
+        *engine,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["num_images"] == 4 and report["upsample"] == "nearest"

@@ -11,8 +11,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from camvid_fixture import ROAD, camvid_label, camvid_model, write_camvid
+
 from esnet_ros.core.labels import CAMVID_VOID
 from esnet_ros.tooling.replay import check_label_folder, load_frames
 
@@ -20,8 +20,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _esnet(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "esnet_ros.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "esnet_ros.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def test_frames_are_read_sorted_with_their_labels_and_resized(tmp_path):
@@ -38,7 +39,7 @@ def test_a_label_folder_that_does_not_fit_is_refused_by_name(tmp_path):
 
     root = write_camvid(tmp_path / "CamVid", counts=(("test", 2),))
     (root / "testannot" / "0001TP_test_001.png").unlink()
-    with pytest.raises(FileNotFoundError, match="has no 0001TP_test_001.png for the image"):
+    with pytest.raises(FileNotFoundError, match=r"has no 0001TP_test_001.png for the image"):
         check_label_folder(root / "test", root / "testannot", camvid())
     with pytest.raises(ValueError, match="goes with a folder of images, not with the video"):
         video = tmp_path / "clip.mp4"
@@ -51,10 +52,27 @@ def test_demo_replays_a_folder_through_the_node_and_scores_it(tmp_path):
     root = write_camvid(tmp_path / "CamVid", counts=(("test", 4),))
     weights = camvid_model(tmp_path / "road_everywhere.safetensors", constant=ROAD)
     out = tmp_path / "out"
-    result = _esnet("demo", "--images", str(root / "test"), "--labels", str(root / "testannot"), "--weights",
-                    str(weights), "--camera-size", "96x64", "--rate-hz", "10", "--seconds", "4", "--save-frames", "2",
-                    "--video-seconds", "2",
-                    "--output", str(out))
+    result = _esnet(
+        "demo",
+        "--images",
+        str(root / "test"),
+        "--labels",
+        str(root / "testannot"),
+        "--weights",
+        str(weights),
+        "--camera-size",
+        "96x64",
+        "--rate-hz",
+        "10",
+        "--seconds",
+        "4",
+        "--save-frames",
+        "2",
+        "--video-seconds",
+        "2",
+        "--output",
+        str(out),
+    )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     s = json.loads((out / "summary.json").read_text())
     assert s["mode"] == "images" and s["camera"]["images"] == str(root / "test")
@@ -74,7 +92,10 @@ def test_demo_replays_a_folder_through_the_node_and_scores_it(tmp_path):
     ok, first = video.read()
     h, w = picture.shape[:2]
     assert ok and first.shape == (h + h % 2, w + w % 2, 3)  # the same panel, padded to even sizes for the encoder
-    assert np.abs(first[:h // 2].astype(int) - picture[:h // 2]).mean() < 12  # (lossy MPEG-4)
+    assert np.abs(first[: h // 2].astype(int) - picture[: h // 2]).mean() < 12  # (lossy MPEG-4)
     assert s["exit_codes"] == {"camera": 0, "node": 0}
     assert "mIoU" in result.stdout and "against the labels in" in result.stdout
-    assert "replayed at 10 Hz (96x64) -> segmentation node (road_everywhere.safetensors, network input 48x32)" in result.stdout
+    assert (
+        "replayed at 10 Hz (96x64) -> segmentation node (road_everywhere.safetensors, network input 48x32)"
+        in result.stdout
+    )

@@ -12,8 +12,11 @@ import pytest
 def test_a_dead_child_is_reported_with_its_last_log_lines(tmp_path):
     from esnet_ros.tooling.harness import Child, DemoError
 
-    child = Child("segmentation node", [sys.executable, "-c", "print('loading model'); print('boom: bad weights'); raise SystemExit(3)"],
-                  tmp_path / "node.log")
+    child = Child(
+        "segmentation node",
+        [sys.executable, "-c", "print('loading model'); print('boom: bad weights'); raise SystemExit(3)"],
+        tmp_path / "node.log",
+    )
     end = time.monotonic() + 30
     while child.alive() and time.monotonic() < end:
         time.sleep(0.05)
@@ -26,7 +29,9 @@ def test_a_dead_child_is_reported_with_its_last_log_lines(tmp_path):
 def test_child_stop_escalates_when_sigint_is_ignored(tmp_path):
     from esnet_ros.tooling.harness import Child
 
-    code = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    )
     child = Child("stubborn", [sys.executable, "-c", code], tmp_path / "stubborn.log")
     end = time.monotonic() + 30
     while "ready" not in child.log_text() and time.monotonic() < end:
@@ -34,7 +39,6 @@ def test_child_stop_escalates_when_sigint_is_ignored(tmp_path):
     start = time.monotonic()
     assert child.stop(timeout_s=0.5) == -signal.SIGTERM
     assert time.monotonic() - start < 5
-
 
 
 def test_parse_camera_size_names_the_fix():
@@ -55,8 +59,13 @@ def test_argv_builders():
     assert "rate_hz:=30.0" in argv and "width:=320" in argv and "height:=240" in argv
     argv = node_argv(weights="/w.pt", input_size=(512, 256), camera_topic="/cam/image", transport="compressed")
     assert argv[:3] == [sys.executable, "-m", "esnet_ros.ros"]
-    for param in ("weights:=/w.pt", "input_width:=512", "input_height:=256", "image_topic:=/cam/image",
-                  "input_transport:=compressed"):
+    for param in (
+        "weights:=/w.pt",
+        "input_width:=512",
+        "input_height:=256",
+        "image_topic:=/cam/image",
+        "input_transport:=compressed",
+    ):
         assert param in argv
 
 

@@ -19,8 +19,11 @@ def idle_reason(client, prefix: str, timeout: float = 15.0, feed=None) -> str:
     def check():
         if feed is not None:
             feed()
-        return next((v["idle_reason"] for t, v in reversed(client.diagnostics)
-                     if v.get("idle_reason", "").startswith(prefix)), None)
+        return next(
+            (v["idle_reason"] for t, v in reversed(client.diagnostics) if v.get("idle_reason", "").startswith(prefix)),
+            None,
+        )
+
     return client.spin_until(check, timeout, f"idle_reason {prefix}...")
 
 
@@ -51,7 +54,6 @@ def test_frames_without_any_subscriber_are_named(client, camera):
 
 def test_points_without_depth_then_out_of_the_slop_are_named(client, camera):
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-
     from test_spatial import camera_info, depth_image, plane_mm
 
     points, sub = client.collect(PointCloud2, "/esnet/points")
@@ -78,9 +80,21 @@ def test_points_without_depth_then_out_of_the_slop_are_named(client, camera):
         assert "depth_missing: no depth image received on /camera/depth/image_raw" in reason
         assert client.set_parameters(sync_slop_s=0.05)[0].successful
         offset["ns"] = 120_000_000  # depth stamped 0.12 s after its image: outside the 0.05 s slop
-        reason = client.spin_until(lambda: (feed(), next(
-            (v["idle_reason"] for _, v in reversed(client.diagnostics) if "not_synchronized" in v.get("idle_reason", "")),
-            None))[1], 20, "not_synchronized")
+        reason = client.spin_until(
+            lambda: (
+                feed(),
+                next(
+                    (
+                        v["idle_reason"]
+                        for _, v in reversed(client.diagnostics)
+                        if "not_synchronized" in v.get("idle_reason", "")
+                    ),
+                    None,
+                ),
+            )[1],
+            20,
+            "not_synchronized",
+        )
         assert "never within sync_slop_s:=0.05 s of image" in reason and "+0.120 s" in reason
         assert not points.messages
         offset["ns"] = 20_000_000  # within the slop: the cloud flows and the reason clears

@@ -12,7 +12,6 @@ import types
 import cv2
 import numpy as np
 import pytest
-
 from image_samples import (
     compressed,
     compressed_cases,
@@ -50,10 +49,16 @@ def rejected(cause: str, fn, *args, **kwargs) -> str:
 # -- the five camera encodings -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("encoding, channels, order, overlay", [
-    ("rgb8", 3, "rgb", "rgb8"), ("bgr8", 3, "bgr", "bgr8"), ("rgba8", 4, "rgb", "rgb8"),
-    ("bgra8", 4, "bgr", "bgr8"), ("mono8", 1, "rgb", "rgb8"),
-])
+@pytest.mark.parametrize(
+    "encoding, channels, order, overlay",
+    [
+        ("rgb8", 3, "rgb", "rgb8"),
+        ("bgr8", 3, "bgr", "bgr8"),
+        ("rgba8", 4, "rgb", "rgb8"),
+        ("bgra8", 4, "bgr", "bgr8"),
+        ("mono8", 1, "rgb", "rgb8"),
+    ],
+)
 @pytest.mark.parametrize("pad", [0, 5])
 def test_color_encodings_are_zero_copy_views(encoding, channels, order, overlay, pad):
     pixels = RNG.integers(0, 256, (7, 11, channels), dtype=np.uint8)
@@ -88,8 +93,13 @@ def test_multibyte_encodings_honour_is_bigendian(bigendian):
     depth = np.array([[0.5, -2.25]], np.float32)
     np.testing.assert_array_equal(image_to_numpy(make_image(depth, "32FC1", bigendian=bigendian)), depth)
     # values right *and* native byte order, whatever the message's: torch refuses byte-swapped arrays
-    for array_in, encoding in ((values, "16UC1"), (values, "mono16"), (depth, "32FC1"),
-                               (np.array([[-3, 70000]], np.int32), "32SC1"), (np.dstack([values, values]), "16UC2")):
+    for array_in, encoding in (
+        (values, "16UC1"),
+        (values, "mono16"),
+        (depth, "32FC1"),
+        (np.array([[-3, 70000]], np.int32), "32SC1"),
+        (np.dstack([values, values]), "16UC2"),
+    ):
         out = image_to_numpy(make_image(array_in, encoding, pad=2, bigendian=bigendian))
         assert out.dtype.isnative and out.dtype == array_in.dtype.newbyteorder("="), (encoding, out.dtype)
         np.testing.assert_array_equal(out, array_in)
@@ -133,7 +143,7 @@ def header_encodings(text: str) -> dict[str, tuple[int, int]]:
     generic = re.compile(re.search(r'cv_type_regex\("([^"]+)"\)', text).group(1))
 
     def returns(function: str) -> dict[str, int]:
-        body = text[text.index(f"int {function}("):]
+        body = text[text.index(f"int {function}(") :]
         body = body[: body.index("\n}\n")]
         table: dict[str, int] = {}
         for condition, value in re.findall(r"if \(([^{}]*?)\)\s*\{\s*return (\d+);", body):
@@ -155,7 +165,9 @@ def header_encodings(text: str) -> dict[str, tuple[int, int]]:
 def test_encodings_table_matches_sensor_msgs_header():
     path = sensor_msgs_header()
     if path is None:
-        pytest.skip("sensor_msgs/image_encodings.hpp not found under the venv or AMENT_PREFIX_PATH (make setup installs it)")
+        pytest.skip(
+            "sensor_msgs/image_encodings.hpp not found under the venv or AMENT_PREFIX_PATH (make setup installs it)"
+        )
     theirs = header_encodings(path.read_text())
     assert len(theirs) >= 50 and theirs["rgb8"] == (3, 8) and theirs["32FC4"] == (4, 32), "header parsed wrongly"
     assert {"nv12", "nv21", "nv24"} <= set(theirs)
@@ -256,7 +268,7 @@ def test_compressed_rejections():
     bad_marker = jpg[:4] + b"\x00\x05" + jpg[6:]  # APP0 length now points into its payload
     assert "no marker" in rejected("compressed_corrupt", compressed_to_color_input, compressed(bad_marker))
     idat = png.index(b"IDAT") + 8
-    bad_zlib = png[:idat] + bytes(b ^ 0x5A for b in png[idat: idat + 40]) + png[idat + 40:]
+    bad_zlib = png[:idat] + bytes(b ^ 0x5A for b in png[idat : idat + 40]) + png[idat + 40 :]
     assert "could not be decoded" in rejected("compressed_corrupt", compressed_to_color_input, compressed(bad_zlib))
     text = rejected("compressed_format", compressed_to_color_input, compressed(b"GIF89a" + bytes(50), "gif"))
     assert "neither JPEG nor PNG" in text
@@ -288,12 +300,16 @@ def test_jpeg_exif_orientation_is_not_applied(orientation):
     np.testing.assert_array_equal(rgb.image, unrotated[:, :, ::-1])
 
 
-@pytest.mark.parametrize("tail", [b"\x00", b"\x00" * 64, b"trailing bytes \xff\xd8\xff\xe0 and more", bytes(range(256))])
+@pytest.mark.parametrize(
+    "tail", [b"\x00", b"\x00" * 64, b"trailing bytes \xff\xd8\xff\xe0 and more", bytes(range(256))]
+)
 def test_bytes_after_the_end_marker_are_ignored(tail):
     bgr = smooth_image()
     jpg, png = encode(".jpg", bgr), encode(".png", bgr)
     np.testing.assert_array_equal(compressed_to_color_input(compressed(jpg + tail)).image, decode(jpg))
-    np.testing.assert_array_equal(compressed_to_color_input(compressed(png + tail, "bgr8; png compressed bgr8")).image, bgr)
+    np.testing.assert_array_equal(
+        compressed_to_color_input(compressed(png + tail, "bgr8; png compressed bgr8")).image, bgr
+    )
     # really truncated files are still refused, with their cause, trailing bytes or not
     noisy = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # a scan much longer than the headers
     jpg, png = encode(".jpg", noisy), encode(".png", noisy)
@@ -310,7 +326,7 @@ def test_jpeg_refusals_name_their_cause():
     assert "no EOI marker after its scan" in text
     sof = jpg.index(b"\xff\xc0")
     assert "frame header" in rejected("compressed_truncated", compressed_to_color_input, compressed(jpg[: sof + 3]))
-    no_sof = jpg[:sof] + b"\xff\xfe" + jpg[sof + 2:]  # the frame header turned into a comment
+    no_sof = jpg[:sof] + b"\xff\xfe" + jpg[sof + 2 :]  # the frame header turned into a comment
     assert "no frame header (SOF)" in rejected("compressed_corrupt", compressed_to_color_input, compressed(no_sof))
 
 
@@ -382,6 +398,9 @@ def test_publisher_buffer_builds_images_and_reuses_its_buffer():
     with pytest.raises(ValueError, match="does not match encoding"):
         buf.fill(color, "mono8", header)
     # round trip through the reader
-    back = to_color_input(types.SimpleNamespace(**{k: getattr(again, k) for k in
-                                                   ("height", "width", "encoding", "step", "is_bigendian", "data")}))
+    back = to_color_input(
+        types.SimpleNamespace(
+            **{k: getattr(again, k) for k in ("height", "width", "encoding", "step", "is_bigendian", "data")}
+        )
+    )
     np.testing.assert_array_equal(back.image, color)

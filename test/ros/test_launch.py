@@ -43,11 +43,27 @@ def _module(name: str):
 
 def _context(**values: str) -> launch.LaunchContext:
     context = launch.LaunchContext()
-    defaults = {"image_topic": "camera/image_raw", "namespace": "", "params_file": "/dev/null", "weights": "",
-                "device": "", "backend": "", "precision": "", "input_width": "", "input_height": "",
-                "use_sim_time": "false", "rviz": "false", "autostart": "true", "cameras": "front,rear",
-                "class_remap": "", "depth_topic": "", "camera_info_topic": "", "min_confidence": "",
-                "sync_slop_s": "", "costmap": "false"}
+    defaults = {
+        "image_topic": "camera/image_raw",
+        "namespace": "",
+        "params_file": "/dev/null",
+        "weights": "",
+        "device": "",
+        "backend": "",
+        "precision": "",
+        "input_width": "",
+        "input_height": "",
+        "use_sim_time": "false",
+        "rviz": "false",
+        "autostart": "true",
+        "cameras": "front,rear",
+        "class_remap": "",
+        "depth_topic": "",
+        "camera_info_topic": "",
+        "min_confidence": "",
+        "sync_slop_s": "",
+        "costmap": "false",
+    }
     context.launch_configurations.update({**defaults, **values})
     return context
 
@@ -55,8 +71,13 @@ def _context(**values: str) -> launch.LaunchContext:
 def test_overrides_take_only_the_given_arguments_typed():
     segmentation = _module("segmentation.launch")
     overrides = segmentation.node_overrides(_context(device="cpu", input_width="512", input_height="0"))
-    assert overrides == {"image_topic": "camera/image_raw", "use_sim_time": False, "device": "cpu",
-                         "input_width": 512, "input_height": 0}
+    assert overrides == {
+        "image_topic": "camera/image_raw",
+        "use_sim_time": False,
+        "device": "cpu",
+        "input_width": 512,
+        "input_height": 0,
+    }
     with pytest.raises(ValueError, match=r"input_width:='wide' must be a non-negative integer, a multiple of 8"):
         segmentation.node_overrides(_context(input_width="wide"))
     spatial = segmentation.node_overrides(_context(depth_topic="depth", class_remap="/r.yaml", min_confidence="0.4"))
@@ -75,7 +96,7 @@ def test_nav2_launch_declares_its_arguments_and_refuses_a_costmap_without_nav2()
 
         get_package_share_directory("semantic_segmentation_layer")
     except Exception:
-        with pytest.raises(RuntimeError, match="costmap:=true needs .* or launch with costmap:=false"):
+        with pytest.raises(RuntimeError, match=r"costmap:=true needs .* or launch with costmap:=false"):
             nav2._costmap(_context(costmap="true"))
 
 
@@ -99,7 +120,7 @@ def test_multi_camera_includes_segmentation_once_per_namespace():
     multi = _module("multi_camera.launch")
     groups = multi._cameras(_context(cameras="front, rear"))
     assert [type(g) for g in groups] == [GroupAction, GroupAction]
-    for camera, group in zip(("front", "rear"), groups):
+    for camera, group in zip(("front", "rear"), groups, strict=True):
         entities = group.get_sub_entities()  # scoped: configurations/environment pushed and popped around
         (push,) = [e for e in entities if isinstance(e, PushRosNamespace)]
         (include,) = [e for e in entities if isinstance(e, IncludeLaunchDescription)]
@@ -114,8 +135,19 @@ def test_multi_camera_includes_segmentation_once_per_namespace():
 
 def test_segmentation_launch_arguments_are_described():
     args = _declared(LAUNCH / "segmentation.launch.py")
-    expected = {"image_topic", "namespace", "params_file", "weights", "device", "backend", "precision",
-                "input_width", "input_height", "use_sim_time", "rviz"}
+    expected = {
+        "image_topic",
+        "namespace",
+        "params_file",
+        "weights",
+        "device",
+        "backend",
+        "precision",
+        "input_width",
+        "input_height",
+        "use_sim_time",
+        "rviz",
+    }
     assert expected <= set(args)
     for name, arg in args.items():
         assert len(arg.description) > 20, f"{name} needs a description"
@@ -123,21 +155,39 @@ def test_segmentation_launch_arguments_are_described():
 
 def test_multi_camera_launch_arguments_are_described():
     args = _declared(LAUNCH / "multi_camera.launch.py")
-    assert {"cameras", "image_topic", "params_file", "weights", "device", "backend", "precision", "input_width",
-            "input_height", "use_sim_time"} <= set(args)
+    assert {
+        "cameras",
+        "image_topic",
+        "params_file",
+        "weights",
+        "device",
+        "backend",
+        "precision",
+        "input_width",
+        "input_height",
+        "use_sim_time",
+    } <= set(args)
     assert all(len(a.description) > 20 for a in args.values())
 
 
 @launch_pytest.fixture
 def segmentation_launch():
-    return launch.LaunchDescription([
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(str(LAUNCH / "segmentation.launch.py")),
-            launch_arguments={"weights": str(REFERENCE), "device": "cpu", "input_width": "128",
-                              "input_height": "64", "namespace": "launch_test", "rviz": "false"}.items(),
-        ),
-        launch_pytest.actions.ReadyToTest(),
-    ])
+    return launch.LaunchDescription(
+        [
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(str(LAUNCH / "segmentation.launch.py")),
+                launch_arguments={
+                    "weights": str(REFERENCE),
+                    "device": "cpu",
+                    "input_width": "128",
+                    "input_height": "64",
+                    "namespace": "launch_test",
+                    "rviz": "false",
+                }.items(),
+            ),
+            launch_pytest.actions.ReadyToTest(),
+        ]
+    )
 
 
 @pytest.mark.launch(fixture=segmentation_launch)
@@ -155,7 +205,9 @@ def test_launched_node_serves_a_frame(rclpy_context):
     got: dict[str, object] = {}
     reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    node.create_subscription(ClassMap, "/launch_test/esnet/class_map", lambda m: got.setdefault("class_map", m), latched)
+    node.create_subscription(
+        ClassMap, "/launch_test/esnet/class_map", lambda m: got.setdefault("class_map", m), latched
+    )
     node.create_subscription(Image, "/launch_test/esnet/labels", lambda m: got.setdefault("labels", m), reliable)
     pub = node.create_publisher(Image, "/launch_test/camera/image_raw", reliable)
     frame = Image(height=24, width=32, encoding="bgr8", step=96, data=np.full((24, 32, 3), 90, np.uint8).tobytes())

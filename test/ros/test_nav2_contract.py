@@ -20,8 +20,14 @@ from test_spatial import DEPTH_TOPIC, camera_info, decode, depth_image, plane_mm
 pytestmark = pytest.mark.ros
 
 H, W = 48, 64
-NODE_PARAMS = {"weights": "camvid", "input_width": 64, "input_height": 48, "device": "cpu",
-               "depth_topic": DEPTH_TOPIC, "class_remap": str(REPO / "config" / "nav2_camvid_remap.yaml")}
+NODE_PARAMS = {
+    "weights": "camvid",
+    "input_width": 64,
+    "input_height": 48,
+    "device": "cpu",
+    "depth_topic": DEPTH_TOPIC,
+    "class_remap": str(REPO / "config" / "nav2_camvid_remap.yaml"),
+}
 COSTMAP = yaml.safe_load((REPO / "config" / "nav2_semantic_costmap.yaml").read_text())
 LAYER = COSTMAP["costmap"]["costmap"]["ros__parameters"]["semantic_segmentation_layer"]
 
@@ -42,14 +48,19 @@ def test_layer_receives_synchronized_triples_with_its_class_names(client, slop):
     source = LAYER[LAYER["observation_sources"]]
     triples = []
     sync = StampSync(3, lambda *msgs: triples.append(msgs), slop_s=slop, queue_size=LAYER["sensor_data_depth"])
-    subs = [client.node.create_subscription(kind, source[key], lambda m, i=i: sync.add(i, m), qos_profile_sensor_data)
-            for i, (kind, key) in enumerate(((Image, "segmentation_topic"), (Image, "confidence_topic"),
-                                             (PointCloud2, "pointcloud_topic")))]
+    subs = [
+        client.node.create_subscription(kind, source[key], lambda m, i=i: sync.add(i, m), qos_profile_sensor_data)
+        for i, (kind, key) in enumerate(
+            ((Image, "segmentation_topic"), (Image, "confidence_topic"), (PointCloud2, "pointcloud_topic"))
+        )
+    ]
     class_maps, sub = client.collect(ClassMap, "/esnet/class_map", latched=True)
     subs.append(sub)
     qos = client.qos(reliable=True, depth=5)
-    pubs = [client.node.create_publisher(kind, topic, qos) for kind, topic in
-            ((Image, "/camera/image_raw"), (Image, DEPTH_TOPIC), (CameraInfo, "/camera/camera_info"))]
+    pubs = [
+        client.node.create_publisher(kind, topic, qos)
+        for kind, topic in ((Image, "/camera/image_raw"), (Image, DEPTH_TOPIC), (CameraInfo, "/camera/camera_info"))
+    ]
     try:
         client.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 60, "the node's subscriptions")
         image, depth, info = make_image(scene(H, W, seed=8), "rgb8"), depth_image(plane_mm(), "16UC1"), camera_info()
@@ -57,12 +68,15 @@ def test_layer_receives_synchronized_triples_with_its_class_names(client, slop):
         while len(triples) < 3 and time.monotonic() < end:
             set_stamp(image, next_stamp())
             depth.header.stamp = info.header.stamp = image.header.stamp
-            for pub, msg in zip(reversed(pubs), (info, depth, image)):
+            for pub, msg in zip(reversed(pubs), (info, depth, image), strict=True):
                 pub.publish(msg)
             client.spin_for(0.3)
         assert len(triples) >= 3, f"{len(triples)} synchronized triples in 60 s"
-        names = client.spin_until(lambda: class_maps.messages and [c.name for c in class_maps.messages[-1].classes],
-                                  10, "the latched class map")
+        names = client.spin_until(
+            lambda: class_maps.messages and [c.name for c in class_maps.messages[-1].classes],
+            10,
+            "the latched class map",
+        )
         assert names == ["traversable", "caution", "obstacle"] and set(names) == costed_classes()
         ids = {c.id for c in class_maps.messages[-1].classes}
         for labels_msg, conf_msg, cloud in triples:

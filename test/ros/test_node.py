@@ -39,8 +39,12 @@ def test_every_encoding_and_size_lines_up(client, camera, outputs, encoding):
     for h, w in ((48, 64), (31, 97), (1, 1)):
         msg = make_image(as_encoding(scene(h, w), encoding), encoding, frame_id=f"cam_{encoding}_{w}x{h}")
         got = camera.roundtrip(msg, outputs)
-        for name, expected_encoding in (("labels", "mono8"), ("color", "rgb8"), ("confidence", "mono8"),
-                                        ("overlay", overlay_encoding[encoding])):
+        for name, expected_encoding in (
+            ("labels", "mono8"),
+            ("color", "rgb8"),
+            ("confidence", "mono8"),
+            ("overlay", overlay_encoding[encoding]),
+        ):
             out = got[name]
             assert (out.width, out.height, out.encoding) == (w, h, expected_encoding), name
             assert out.header.frame_id == f"cam_{encoding}_{w}x{h}"
@@ -82,9 +86,8 @@ def test_network_resolution_outputs(client, camera, outputs):
 
 
 def test_class_map_reaches_a_late_subscriber(client, camera, outputs):
-    from esnet_ros.msg import ClassMap
-
     from esnet_ros.core.labels import cityscapes
+    from esnet_ros.msg import ClassMap
 
     camera.roundtrip(make_image(scene(20, 20), "rgb8"), {"labels": outputs["labels"]})  # surely active by now
     collector, sub = client.collect(ClassMap, "/esnet/class_map", latched=True, depth=1)
@@ -130,7 +133,7 @@ def test_age_is_small_for_a_live_stamp(client, camera, outputs):
         camera.send(msg)
         stamp = stamp_ns(msg)
         try:
-            stats = client.spin_until(lambda: outputs["stats"].by_stamp.get(stamp), 2.0, "stats")
+            stats = client.spin_until(lambda stamp=stamp: outputs["stats"].by_stamp.get(stamp), 2.0, "stats")
             break
         except AssertionError:
             continue
@@ -236,9 +239,12 @@ def test_outputs_are_lazy(client, camera, outputs):
         assert idle["computed.labels"] == idle_before["computed.labels"]
     finally:
         for name, msg_type in (("labels", Image), ("color", Image), ("overlay", Image), ("confidence", Image)):
-            if not any(s.topic_name == f"/esnet/{name}" and s.callback is outputs[name] for s in client.node.subscriptions):
+            if not any(
+                s.topic_name == f"/esnet/{name}" and s.callback is outputs[name] for s in client.node.subscriptions
+            ):
                 client.node.create_subscription(msg_type, f"/esnet/{name}", outputs[name], client.qos())
         from esnet_ros.msg import SegmentationStats
+
         if not any(s.topic_name == "/esnet/stats" for s in client.node.subscriptions):
             client.node.create_subscription(SegmentationStats, "/esnet/stats", outputs["stats"], client.qos())
 
@@ -308,8 +314,12 @@ def test_runtime_parameter_changes(client, camera, outputs, node_process):
         processed = int(after["processed"]) - int(before["processed"])
         assert 2 <= processed <= 6, f"{processed} frames processed in ~2.7 s at max_rate_hz=2"
     finally:
-        assert all(r.successful for r in client.set_parameters(
-            _atomic=True, input_width=NET_W, input_height=NET_H, overlay_alpha=0.5, max_rate_hz=0.0))
+        assert all(
+            r.successful
+            for r in client.set_parameters(
+                _atomic=True, input_width=NET_W, input_height=NET_H, overlay_alpha=0.5, max_rate_hz=0.0
+            )
+        )
     assert client.get_parameters("input_width", "input_height", "overlay_alpha") == [NET_W, NET_H, 0.5]
 
 
@@ -351,6 +361,7 @@ def test_label_info_matches_the_class_map_is_latched_and_follows_a_model_swap(cl
     # a late subscriber got it: transient local; the node offers exactly that
     (pub,) = client.node.get_publishers_info_by_topic("/esnet/label_info")
     from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
     assert pub.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
     # a model swap (the bundled model, its own class list) republishes it: a newer stamp, the new classes

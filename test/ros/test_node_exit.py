@@ -8,8 +8,7 @@ import time
 
 import cv2
 import pytest
-
-from node_harness import BASE_PARAMS, Camera, Client, NodeProcess, make_image, scene, set_stamp, next_stamp
+from node_harness import BASE_PARAMS, Camera, Client, NodeProcess, make_image, next_stamp, scene, set_stamp
 
 pytestmark = [pytest.mark.ros]
 
@@ -33,11 +32,14 @@ def _frame(transport: str):
     return msg
 
 
-@pytest.mark.parametrize("transport, sig", [("raw", signal.SIGINT), ("compressed", signal.SIGTERM),
-                                            ("raw", signal.SIGTERM), ("compressed", signal.SIGINT)])
+@pytest.mark.parametrize(
+    "transport, sig",
+    [("raw", signal.SIGINT), ("compressed", signal.SIGTERM), ("raw", signal.SIGTERM), ("compressed", signal.SIGINT)],
+)
 def test_node_leaves_the_graph_after_serving_traffic(rclpy_context, transport, sig):
-    from esnet_ros.msg import SegmentationStats
     from sensor_msgs.msg import CompressedImage, Image
+
+    from esnet_ros.msg import SegmentationStats
 
     ns = f"/exit_{transport}_{sig.name.lower()}"
     params = {**BASE_PARAMS, "input_transport": transport}
@@ -45,8 +47,10 @@ def test_node_leaves_the_graph_after_serving_traffic(rclpy_context, transport, s
     client = Client(rclpy_context, f"esnet_test_exit_{transport}_{sig.name.lower()}")
     try:
         proc.wait_for(r"subscribed to", 90)
-        collectors = {name: client.collect(SegmentationStats if name == "stats" else Image, f"{ns}/esnet/{name}")[0]
-                      for name in OUTPUTS}
+        collectors = {
+            name: client.collect(SegmentationStats if name == "stats" else Image, f"{ns}/esnet/{name}")[0]
+            for name in OUTPUTS
+        }
         topic = f"{ns}/camera/image_raw" + ("/compressed" if transport == "compressed" else "")
         camera = Camera(client, topic, msg_type=CompressedImage if transport == "compressed" else None)
         camera.wait_for_subscriber()
@@ -57,13 +61,18 @@ def test_node_leaves_the_graph_after_serving_traffic(rclpy_context, transport, s
             camera.send(msg)
             client.spin_for(1 / 30)
         client.spin_for(0.3)
-        assert all(len(c.messages) >= 2 for c in collectors.values()), {k: len(c.messages) for k, c in collectors.items()}
+        assert all(len(c.messages) >= 2 for c in collectors.values()), {
+            k: len(c.messages) for k, c in collectors.items()
+        }
         assert _in_graph(client, "esnet_segmentation", ns)
         rc, seconds = proc.stop(sig)
         exited = time.monotonic()
         assert rc == 0 and seconds < 2.0, (rc, seconds, proc.log[-3000:])
-        client.spin_until(lambda: not _in_graph(client, "esnet_segmentation", ns), 2.0 - (time.monotonic() - exited),
-                          "the node gone from get_node_names_and_namespaces() of another process")
+        client.spin_until(
+            lambda: not _in_graph(client, "esnet_segmentation", ns),
+            2.0 - (time.monotonic() - exited),
+            "the node gone from get_node_names_and_namespaces() of another process",
+        )
         assert "Traceback" not in proc.log, proc.log[-3000:]
     finally:
         client.close()

@@ -15,7 +15,6 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
-
 from node_harness import (
     BASE_PARAMS,
     NET_H,
@@ -45,7 +44,11 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-NODE_PARAMS = {**BASE_PARAMS, "device": "auto", "max_input_pixels": MAX_PIXELS}  # the module's node (conftest.py starts it)
+NODE_PARAMS = {
+    **BASE_PARAMS,
+    "device": "auto",
+    "max_input_pixels": MAX_PIXELS,
+}  # the module's node (conftest.py starts it)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +100,7 @@ def expect_rejected(client, node_process, camera, outputs, msg, cause: str) -> N
 def raw(width: int, height: int, encoding: str, step: int, nbytes: int, bigendian: int = 0):
     from sensor_msgs.msg import Image
 
-    msg = Image(width=width, height=height, encoding=encoding, step=step, is_bigendian=bigendian,
-                data=bytes(nbytes))
+    msg = Image(width=width, height=height, encoding=encoding, step=step, is_bigendian=bigendian, data=bytes(nbytes))
     msg.header.frame_id = "bad"
     set_stamp(msg, 77)
     return msg
@@ -107,14 +109,17 @@ def raw(width: int, height: int, encoding: str, step: int, nbytes: int, bigendia
 # -- bad raw images ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("encoding, cause", [
-    ("bayer_rggb8", "unsupported_encoding"),
-    ("yuv422", "unsupported_encoding"),
-    ("16UC1", "unsupported_encoding"),
-    ("32FC1", "unsupported_encoding"),
-    ("", "unknown_encoding"),
-    ("not_an_encoding", "unknown_encoding"),
-])
+@pytest.mark.parametrize(
+    "encoding, cause",
+    [
+        ("bayer_rggb8", "unsupported_encoding"),
+        ("yuv422", "unsupported_encoding"),
+        ("16UC1", "unsupported_encoding"),
+        ("32FC1", "unsupported_encoding"),
+        ("", "unknown_encoding"),
+        ("not_an_encoding", "unknown_encoding"),
+    ],
+)
 def test_bad_encoding(client, node_process, camera, outputs, encoding, cause):
     bpp = {"bayer_rggb8": 1, "yuv422": 2, "16UC1": 2, "32FC1": 4}.get(encoding, 3)
     expect_rejected(client, node_process, camera, outputs, raw(8, 6, encoding, 8 * bpp, 8 * bpp * 6), cause)
@@ -131,7 +136,9 @@ def test_data_shorter_or_longer_than_step_times_height(client, node_process, cam
 
 @pytest.mark.parametrize("width, height", [(0, 6), (8, 0)])
 def test_zero_width_or_height(client, node_process, camera, outputs, width, height):
-    expect_rejected(client, node_process, camera, outputs, raw(width, height, "bgr8", width * 3, width * 3 * height), "zero_size")
+    expect_rejected(
+        client, node_process, camera, outputs, raw(width, height, "bgr8", width * 3, width * 3 * height), "zero_size"
+    )
 
 
 def test_more_pixels_than_max_input_pixels(client, node_process, camera, outputs):
@@ -188,7 +195,8 @@ def _send_until_answered(client, camera, outputs, msg, stamp: int, count_before:
         camera.send(msg)
         try:
             return client.spin_until(
-                lambda: sum(1 for m in outputs["labels"].messages if stamp_ns(m) == stamp) > count_before, 2.0, "answer")
+                lambda: sum(1 for m in outputs["labels"].messages if stamp_ns(m) == stamp) > count_before, 2.0, "answer"
+            )
         except AssertionError:
             continue
     raise AssertionError("frame never answered")
@@ -237,7 +245,7 @@ def test_bad_compressed_images(client, node_process, outputs):
         cases = {
             "compressed_empty": b"",
             "compressed_truncated": jpg[: len(jpg) // 2],
-            "compressed_corrupt": png[:idat] + bytes(b ^ 0x5A for b in png[idat: idat + 40]) + png[idat + 40:],
+            "compressed_corrupt": png[:idat] + bytes(b ^ 0x5A for b in png[idat : idat + 40]) + png[idat + 40 :],
             "compressed_format": b"GIF89a" + bytes(64),
             "png_16bit": cv2.imencode(".png", GOOD.astype(np.uint16) * 257)[1].tobytes(),
             "too_large": cv2.imencode(".jpg", np.zeros((250, 250, 3), np.uint8))[1].tobytes(),
@@ -282,12 +290,19 @@ CAMERA_SCRIPT = textwrap.dedent("""
 
 def test_camera_process_dies_and_comes_back(client, node_process, camera, outputs):
     def run_camera(frame_id):
-        return subprocess.Popen([sys.executable, "-c", CAMERA_SCRIPT, frame_id], cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-c", CAMERA_SCRIPT, frame_id],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def answered(frame_id):
-        return client.spin_until(lambda: any(m.header.frame_id == frame_id for m in outputs["labels"].messages),
-                                 40.0, f"labels for {frame_id}")
+        return client.spin_until(
+            lambda: any(m.header.frame_id == frame_id for m in outputs["labels"].messages),
+            40.0,
+            f"labels for {frame_id}",
+        )
 
     first = run_camera("proc_cam_1")
     try:
@@ -331,8 +346,18 @@ def test_incompatible_qos_warns_once_with_the_fix(client, node_process, camera, 
 
 
 def test_invalid_runtime_parameters_are_refused_and_nothing_changes(client, node_process, camera, outputs):
-    names = ("overlay_alpha", "input_transport", "device", "precision", "input_width", "output_qos.reliability",
-             "max_rate_hz", "image_topic", "backend", "int8_calibration_dir")
+    names = (
+        "overlay_alpha",
+        "input_transport",
+        "device",
+        "precision",
+        "input_width",
+        "output_qos.reliability",
+        "max_rate_hz",
+        "image_topic",
+        "backend",
+        "int8_calibration_dir",
+    )
     before = client.get_parameters(*names)
     reference = assert_serves(node_process, camera, outputs)
     cases = [
@@ -346,8 +371,10 @@ def test_invalid_runtime_parameters_are_refused_and_nothing_changes(client, node
         ({"image_topic": " "}, "image_topic must not be empty"),
         # int8 calibration images are for OpenVINO's NNCF only, and must exist
         ({"int8_calibration_dir": str(REPO / "test")}, "int8_calibration_dir is used by backend:=openvino"),
-        ({"int8_calibration_dir": "/nonexistent/calibration", "backend": "openvino", "_atomic": True},
-         "int8_calibration_dir /nonexistent/calibration is not a folder; point it at camera-like PNG/JPEG"),
+        (
+            {"int8_calibration_dir": "/nonexistent/calibration", "backend": "openvino", "_atomic": True},
+            "int8_calibration_dir /nonexistent/calibration is not a folder; point it at camera-like PNG/JPEG",
+        ),
         ({"input_width": 256, "input_height": 100, "_atomic": True}, "input_height is not a valid step"),
     ]
     mark = node_process.mark()
@@ -379,8 +406,12 @@ def test_bad_weights_are_refused_and_the_old_model_keeps_serving(client, node_pr
 
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"state_dict": Evil()}))
-    for path, reason in ((tmp_path / "missing.safetensors", "does not exist"), (corrupt, "corrupt"),
-                         (truncated, "corrupt"), (evil, "")):
+    for path, reason in (
+        (tmp_path / "missing.safetensors", "does not exist"),
+        (corrupt, "corrupt"),
+        (truncated, "corrupt"),
+        (evil, ""),
+    ):
         result = client.set_parameters(weights=str(path))[0]
         assert not result.successful, path
         assert reason in result.reason and str(path) in result.reason, result.reason
@@ -399,8 +430,11 @@ def test_device_cuda_without_cuda_fails_configure_clearly_and_auto_falls_back(rc
         proc.wait_for(r"stays unconfigured", 10)
         client = Client(rclpy_context, "esnet_test_cuda_client")
         try:
-            client.spin_until(lambda: any(v.get("last_error", "").startswith("configure failed") for _, v in
-                                          client.diagnostics), 10, "diagnostics with the error")
+            client.spin_until(
+                lambda: any(v.get("last_error", "").startswith("configure failed") for _, v in client.diagnostics),
+                10,
+                "diagnostics with the error",
+            )
         finally:
             client.close()
         assert proc.proc.poll() is None, "the lifecycle node stays up (unconfigured) for a fix"
@@ -444,8 +478,14 @@ def test_ctrl_c_during_start_up_exits_quietly(delay):
     import time
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, str(REPO / "scripts" / "segmentation_node"), "--ros-args",
-           "-r", f"__ns:=/early_{int(delay * 10)}", *sum((["-p", f"{k}:={v}"] for k, v in BASE_PARAMS.items()), [])]
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "segmentation_node"),
+        "--ros-args",
+        "-r",
+        f"__ns:=/early_{int(delay * 10)}",
+        *[arg for k, v in BASE_PARAMS.items() for arg in ("-p", f"{k}:={v}")],
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
@@ -460,7 +500,7 @@ def test_subscriber_coming_and_going_does_not_stall(client, node_process, camera
     msg = make_image(GOOD, "bgr8")
     before = client.fresh_diagnostics()
     for i in range(12):
-        col, sub = client.collect(Image, "/esnet/overlay")
+        _col, sub = client.collect(Image, "/esnet/overlay")
         set_stamp(msg, 7_000_000 + i)
         camera.send(msg)
         client.spin_for(0.05 * (i % 3))
@@ -548,8 +588,11 @@ def test_node_leaves_the_graph_within_two_seconds_of_sigint(rclpy_context):
         client.spin_until(lambda: _in_graph(client, "esnet_segmentation", ns), 20, "the node in the graph")
         t0 = time.monotonic()
         rc, _ = proc.stop(signal.SIGINT)
-        client.spin_until(lambda: not _in_graph(client, "esnet_segmentation", ns), 2.0 - (time.monotonic() - t0),
-                          "the node gone from get_node_names_and_namespaces()")
+        client.spin_until(
+            lambda: not _in_graph(client, "esnet_segmentation", ns),
+            2.0 - (time.monotonic() - t0),
+            "the node gone from get_node_names_and_namespaces()",
+        )
         assert rc == 0, proc.log[-3000:]
     finally:
         client.close()
@@ -570,8 +613,9 @@ def test_autostart_failure_hint_names_the_namespaced_node(rclpy_context, tmp_pat
 
 def test_no_size_parameters_serve_the_bundled_model_at_its_own_size(rclpy_context):
     """input_width/input_height default 0: the checkpoint's input_size (480x360 for the default CamVid model)."""
-    from esnet_ros.msg import SegmentationStats
     from sensor_msgs.msg import Image
+
+    from esnet_ros.msg import SegmentationStats
 
     ns = "/bundled"
     proc = NodeProcess({"device": "cpu"}, ros_args=("-r", f"__ns:={ns}"))
@@ -602,15 +646,17 @@ def test_no_size_parameters_serve_the_bundled_model_at_its_own_size(rclpy_contex
 
 def test_engine_errors_are_told_in_ros_syntax_by_the_node_only():
     """The core and the CLIs name settings ``name=value``; the node rewrites its own parameters as ``name:=value``."""
+    import torch
+
     from esnet_ros.inference.devices import resolve_precision
     from esnet_ros.ros.parameters import ros_syntax
-
-    import torch
 
     with pytest.raises(ValueError) as raised:
         resolve_precision("fp16", torch.device("cpu"))
     core = str(raised.value)
     assert ":=" not in core and "precision=fp32" in core
     assert ros_syntax(raised.value) == core.replace("precision=", "precision:=")
-    assert (ros_syntax("x.device=3 --device=cpu a==b device='cuda' backend=torch")
-            == "x.device=3 --device=cpu a==b device='cuda' backend:=torch")
+    assert (
+        ros_syntax("x.device=3 --device=cpu a==b device='cuda' backend=torch")
+        == "x.device=3 --device=cpu a==b device='cuda' backend:=torch"
+    )

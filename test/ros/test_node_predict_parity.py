@@ -12,7 +12,6 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from node_harness import NET_H, NET_W, REFERENCE, REPO, image_array, make_image, scene
 
 pytestmark = pytest.mark.ros
@@ -29,9 +28,26 @@ def picture(tmp_path_factory):
 
 
 def predict(picture, out, mode: str) -> np.ndarray:
-    argv = [sys.executable, "-m", "esnet_ros.cli", "predict", "--weights", str(REFERENCE), "--input", str(picture),
-            "--output", str(out), "--format", "trainIds", "--input-size", f"{NET_W}x{NET_H}", "--device", "cpu",
-            "--upsample", mode]
+    argv = [
+        sys.executable,
+        "-m",
+        "esnet_ros.cli",
+        "predict",
+        "--weights",
+        str(REFERENCE),
+        "--input",
+        str(picture),
+        "--output",
+        str(out),
+        "--format",
+        "trainIds",
+        "--input-size",
+        f"{NET_W}x{NET_H}",
+        "--device",
+        "cpu",
+        "--upsample",
+        mode,
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return cv2.imread(str(out / "frame_trainIds.png"), cv2.IMREAD_UNCHANGED)

@@ -9,8 +9,11 @@ from node_harness import BASE_PARAMS
 pytestmark = pytest.mark.ros
 
 TOPIC = "/camera/image_raw"
-NODE_PARAMS = {**BASE_PARAMS, f"qos_overrides.{TOPIC}.subscription.reliability": "best_effort",
-               f"qos_overrides.{TOPIC}.subscription.depth": 3}
+NODE_PARAMS = {
+    **BASE_PARAMS,
+    f"qos_overrides.{TOPIC}.subscription.reliability": "best_effort",
+    f"qos_overrides.{TOPIC}.subscription.depth": 3,
+}
 
 
 def test_pinned_reliability_and_depth_win_over_auto(node_process, client, camera):
@@ -19,8 +22,10 @@ def test_pinned_reliability_and_depth_win_over_auto(node_process, client, camera
     # a reliable camera publisher (the fixture's) would make auto choose reliable: the pin keeps best effort
     client.spin_for(1.5)
     assert node_process.count(rf"subscribed to {TOPIC} \(Image, reliable") == 0
-    assert client.get_parameters(f"qos_overrides.{TOPIC}.subscription.reliability",
-                                 f"qos_overrides.{TOPIC}.subscription.depth", "input_qos.reliability") == \
-        ["best_effort", 3, "auto"]
+    assert client.get_parameters(
+        f"qos_overrides.{TOPIC}.subscription.reliability",
+        f"qos_overrides.{TOPIC}.subscription.depth",
+        "input_qos.reliability",
+    ) == ["best_effort", 3, "auto"]
     result = client.set_parameters(**{f"qos_overrides.{TOPIC}.subscription.depth": 5})[0]
     assert not result.successful and "read-only" in result.reason

@@ -27,9 +27,29 @@ def _weights_args(reference_checkpoint) -> list[str]:
 @pytest.fixture(scope="module")
 def soak_report(tmp_path_factory, reference_checkpoint):
     out = tmp_path_factory.mktemp("soak")
-    argv = [sys.executable, "-m", "esnet_ros.cli", "soak", "--minutes", str(MINUTES), "--rate-hz", "30",
-            "--width", "256", "--height", "128", "--pool-size", "3", "--sample-s", str(SAMPLE_S),
-            "--json", str(out / "soak.json"), "--log-dir", str(out / "logs"), *_weights_args(reference_checkpoint)]
+    argv = [
+        sys.executable,
+        "-m",
+        "esnet_ros.cli",
+        "soak",
+        "--minutes",
+        str(MINUTES),
+        "--rate-hz",
+        "30",
+        "--width",
+        "256",
+        "--height",
+        "128",
+        "--pool-size",
+        "3",
+        "--sample-s",
+        str(SAMPLE_S),
+        "--json",
+        str(out / "soak.json"),
+        "--log-dir",
+        str(out / "logs"),
+        *_weights_args(reference_checkpoint),
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=MINUTES * 60 + 180, cwd=REPO)
     assert (out / "soak.json").is_file(), f"no JSON ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return json.loads((out / "soak.json").read_text()), result
@@ -100,13 +120,17 @@ def test_rss_growth_uses_the_samples_after_warm_up():
     assert rss_growth([(0, 1.0)], warmup_s=4)["growth_mb"] is None
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--minutes", "0"], "--minutes 0.0 must be > 0"),
-    (["--rate-hz", "-1"], "--rate-hz -1.0 must be in (0, 1000]"),
-    (["--minutes", "1", "--warmup-s", "90"], "--warmup-s 90.0 must be in 0..60"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--minutes", "0"], "--minutes 0.0 must be > 0"),
+        (["--rate-hz", "-1"], "--rate-hz -1.0 must be in (0, 1000]"),
+        (["--minutes", "1", "--warmup-s", "90"], "--warmup-s 90.0 must be in 0..60"),
+    ],
+)
 def test_bad_arguments_are_refused_with_a_reason(args, expected):
-    result = subprocess.run([sys.executable, "-m", "esnet_ros.cli", "soak", *args], capture_output=True, text=True,
-                            timeout=60, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "esnet_ros.cli", "soak", *args], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
     assert result.returncode == 2
     assert expected in result.stderr

@@ -19,9 +19,27 @@ DEPTH_TOPIC = "/camera/depth/image_raw"
 NODE_PARAMS = {**BASE_PARAMS, "depth_topic": DEPTH_TOPIC}
 H, W = 48, 64
 FX, FY, CX, CY = 80.0, 90.0, 31.5, 23.5
-CITYSCAPES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-              "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
-              "bicycle")
+CITYSCAPES = (
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+)
 
 
 def camera_info(w=W, h=H, k=(FX, FY, CX, CY)):
@@ -62,17 +80,26 @@ def rig(client):
     from esnet_ros.msg import ClassMap
 
     qos = client.qos(reliable=True, depth=5)
-    pubs = {"image": client.node.create_publisher(Image, "/camera/image_raw", qos),
-            "depth": client.node.create_publisher(Image, DEPTH_TOPIC, qos),
-            "info": client.node.create_publisher(CameraInfo, "/camera/camera_info", qos)}
+    pubs = {
+        "image": client.node.create_publisher(Image, "/camera/image_raw", qos),
+        "depth": client.node.create_publisher(Image, DEPTH_TOPIC, qos),
+        "info": client.node.create_publisher(CameraInfo, "/camera/camera_info", qos),
+    }
     cols, subs = {}, []
-    for name, kind in (("labels", Image), ("confidence", Image), ("color", Image), ("points", PointCloud2),
-                       ("camera_info", CameraInfo)):
+    for name, kind in (
+        ("labels", Image),
+        ("confidence", Image),
+        ("color", Image),
+        ("points", PointCloud2),
+        ("camera_info", CameraInfo),
+    ):
         cols[name], sub = client.collect(kind, f"/esnet/{name}")
         subs.append(sub)
     cols["class_map"], sub = client.collect(ClassMap, "/esnet/class_map", latched=True)
     subs.append(sub)
-    client.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 30, "the node's subscriptions")
+    client.spin_until(
+        lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 30, "the node's subscriptions"
+    )
     yield client, pubs, cols
     for sub in subs:
         client.node.destroy_subscription(sub)
@@ -85,6 +112,7 @@ def send_set(rig, image, depth, info, wait=("labels", "points", "camera_info"), 
     client, pubs, cols = rig
     deadline = time_left = timeout
     import time
+
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         stamp = set_stamp(image, next_stamp())
@@ -97,8 +125,13 @@ def send_set(rig, image, depth, info, wait=("labels", "points", "camera_info"), 
             pubs["depth"].publish(depth)
         pubs["image"].publish(image)
         try:
-            return stamp, client.spin_until(lambda: all(stamp in cols[n].by_stamp for n in wait)
-                                            and {n: cols[n].by_stamp[stamp] for n in wait}, 1.5, "outputs")
+            return stamp, client.spin_until(
+                lambda stamp=stamp: (
+                    all(stamp in cols[n].by_stamp for n in wait) and {n: cols[n].by_stamp[stamp] for n in wait}
+                ),
+                1.5,
+                "outputs",
+            )
         except AssertionError:
             time_left = end - time.monotonic()
     raise AssertionError(f"no {wait} within {timeout} s ({time_left:.1f} s left)")
@@ -114,8 +147,13 @@ def decode(cloud) -> np.ndarray:
 def test_points_follow_the_pinhole_model_and_carry_the_labels(rig):
     rgb = scene(H, W, seed=2)
     image = make_image(rgb, "rgb8")
-    stamp, got = send_set(rig, image, depth_image(plane_mm(), "16UC1"), camera_info(),
-                          wait=("labels", "confidence", "points", "camera_info"))
+    stamp, got = send_set(
+        rig,
+        image,
+        depth_image(plane_mm(), "16UC1"),
+        camera_info(),
+        wait=("labels", "confidence", "points", "camera_info"),
+    )
     cloud = got["points"]
     assert (cloud.height, cloud.width) == (H, W) and cloud.header.frame_id == "camera_optical"
     assert stamp_ns(cloud) == stamp and not cloud.is_dense
@@ -155,12 +193,15 @@ def test_half_size_float_depth_is_resampled_nearest(rig):
     np.testing.assert_allclose(pts["z"][ok], expected[ok], rtol=1e-6)
 
 
-@pytest.mark.parametrize("bad, cause", [
-    ("encoding", "spatial_skipped_depth_encoding"),
-    ("size", "spatial_skipped_depth_size"),
-    ("k_zero", "spatial_skipped_camera_info_invalid"),
-    ("info_size", "spatial_skipped_camera_info_invalid"),
-])
+@pytest.mark.parametrize(
+    "bad, cause",
+    [
+        ("encoding", "spatial_skipped_depth_encoding"),
+        ("size", "spatial_skipped_depth_size"),
+        ("k_zero", "spatial_skipped_camera_info_invalid"),
+        ("info_size", "spatial_skipped_camera_info_invalid"),
+    ],
+)
 def test_bad_partners_are_counted_and_2d_keeps_flowing(rig, bad, cause):
     client = rig[0]
     before = int(client.fresh_diagnostics().get(cause, 0))
@@ -183,14 +224,20 @@ def test_bad_partners_are_counted_and_2d_keeps_flowing(rig, bad, cause):
 def test_min_confidence_makes_unknown_and_is_changeable_at_run_time(rig):
     client, _, _ = rig
     rgb = scene(H, W, seed=5)
-    _, plain = send_set(rig, make_image(rgb, "rgb8"), depth_image(plane_mm(), "16UC1"), camera_info(),
-                        wait=("labels", "confidence"))
+    _, plain = send_set(
+        rig, make_image(rgb, "rgb8"), depth_image(plane_mm(), "16UC1"), camera_info(), wait=("labels", "confidence")
+    )
     conf = image_array(plain["confidence"])
     threshold = float(np.median(conf)) / 255.0
     assert client.set_parameters(min_confidence=threshold, unknown_label=200)[0].successful
     try:
-        _, got = send_set(rig, make_image(rgb, "rgb8"), depth_image(plane_mm(), "16UC1"), camera_info(),
-                          wait=("labels", "confidence", "color", "points"))
+        _, got = send_set(
+            rig,
+            make_image(rgb, "rgb8"),
+            depth_image(plane_mm(), "16UC1"),
+            camera_info(),
+            wait=("labels", "confidence", "color", "points"),
+        )
         labels, low = image_array(got["labels"]), image_array(got["confidence"]) < math.ceil(255 * threshold - 1e-9)
         assert 0 < low.sum() < low.size
         assert (labels[low] == 200).all() and (labels[~low] == image_array(plain["labels"])[~low]).all()
@@ -204,24 +251,40 @@ def test_class_remap_publishes_the_planner_space_and_bad_files_are_refused(rig, 
     client, _, cols = rig
     others = [n for n in CITYSCAPES if n not in ("road", "sidewalk", "sky")]
     path = tmp_path / "remap.yaml"
-    path.write_text("classes:\n  - name: traversable\n    id: 0\n    color: [128, 64, 128]\n    from: [road, sidewalk]\n"
-                    f"  - name: obstacle\n    id: 7\n    color: [220, 20, 60]\n    from: [{', '.join(others)}]\n"
-                    "drop: [sky]\n")
+    path.write_text(
+        "classes:\n  - name: traversable\n    id: 0\n    color: [128, 64, 128]\n    from: [road, sidewalk]\n"
+        f"  - name: obstacle\n    id: 7\n    color: [220, 20, 60]\n    from: [{', '.join(others)}]\n"
+        "drop: [sky]\n"
+    )
     rgb = scene(H, W, seed=6)
     _, plain = send_set(rig, make_image(rgb, "rgb8"), None, None, wait=("labels",))
     assert client.set_parameters(class_remap=str(path))[0].successful
     try:
-        _, got = send_set(rig, make_image(rgb, "rgb8"), depth_image(plane_mm(), "16UC1"), camera_info(),
-                          wait=("labels", "color", "points"))
+        _, got = send_set(
+            rig,
+            make_image(rgb, "rgb8"),
+            depth_image(plane_mm(), "16UC1"),
+            camera_info(),
+            wait=("labels", "color", "points"),
+        )
         model = image_array(plain["labels"])
         lut = np.full(256, 255, np.uint8)
         lut[[0, 1]] = 0
         lut[[CITYSCAPES.index(n) for n in others]] = 7
         np.testing.assert_array_equal(image_array(got["labels"]), lut[model])
         np.testing.assert_array_equal(decode(got["points"])["label"], lut[model])
-        class_map = client.spin_until(lambda: next((m for m in reversed(cols["class_map"].messages)
-                                                    if [c.name for c in m.classes] == ["traversable", "obstacle"]),
-                                                   None), 10, "the remapped class map")
+        class_map = client.spin_until(
+            lambda: next(
+                (
+                    m
+                    for m in reversed(cols["class_map"].messages)
+                    if [c.name for c in m.classes] == ["traversable", "obstacle"]
+                ),
+                None,
+            ),
+            10,
+            "the remapped class map",
+        )
         assert [c.id for c in class_map.classes] == [0, 7] and class_map.ignore_id == 255
         bad = tmp_path / "bad.yaml"
         bad.write_text("classes:\n  - name: free\n    id: 0\n    from: [road, sidewalk, tree]\n")
@@ -237,8 +300,13 @@ def test_camera_info_follows_the_labels_at_network_resolution(rig):
     client = rig[0]
     assert client.set_parameters(output_resolution="network")[0].successful
     try:
-        stamp, got = send_set(rig, make_image(scene(H, W, seed=7), "rgb8"), depth_image(plane_mm(), "16UC1"),
-                              camera_info(), wait=("labels", "camera_info"))
+        stamp, got = send_set(
+            rig,
+            make_image(scene(H, W, seed=7), "rgb8"),
+            depth_image(plane_mm(), "16UC1"),
+            camera_info(),
+            wait=("labels", "camera_info"),
+        )
         info, labels = got["camera_info"], got["labels"]
         assert (labels.width, labels.height) == (info.width, info.height) == (NET_W, NET_H)
         assert stamp_ns(info) == stamp and info.header.frame_id == "camera_optical"

@@ -16,8 +16,12 @@ from esnet_ros.ros.sync import StampSync, message_filters_available, stamp_ns
 
 BACKENDS = [
     "builtin",
-    pytest.param("message_filters", marks=pytest.mark.skipif(
-        not message_filters_available(), reason="ROS 2 message_filters not installed (not on PyPI)")),
+    pytest.param(
+        "message_filters",
+        marks=pytest.mark.skipif(
+            not message_filters_available(), reason="ROS 2 message_filters not installed (not on PyPI)"
+        ),
+    ),
 ]
 
 
@@ -34,7 +38,7 @@ class Recorder:
 
     def on_set(self, *msgs) -> None:
         self.sets.append(tuple(m.name for m in msgs))
-        self.sync.stats  # the callback runs outside the lock: reading the counters from it must not deadlock
+        _ = self.sync.stats  # the callback runs outside the lock: reading the counters from it must not deadlock
 
     def add(self, index: int, name: str, seconds: float) -> None:
         self.sync.add(index, msg(name, seconds))
@@ -156,7 +160,8 @@ def test_exact_diagnostic_and_slop_zero_is_exact():
     r.add(0, "img", 1.0)
     r.add(1, "depth", 1.25)
     assert r.sync.unmatched(["image", "depth"]) == [
-        "depth never stamped exactly as image (exact sync, sync_slop_s:=0.0): last offset +0.250 s"]
+        "depth never stamped exactly as image (exact sync, sync_slop_s:=0.0): last offset +0.250 s"
+    ]
 
 
 def test_arguments_are_checked():
@@ -165,11 +170,11 @@ def test_arguments_are_checked():
         StampSync(1, cb)
     with pytest.raises(ValueError, match="queue_size=0 must be at least 1"):
         StampSync(2, cb, queue_size=0)
-    with pytest.raises(ValueError, match="slop_s=-0.1 must be >= 0 seconds"):
+    with pytest.raises(ValueError, match=r"slop_s=-0.1 must be >= 0 seconds"):
         StampSync(2, cb, slop_s=-0.1)
     with pytest.raises(ValueError, match="backend='fast' must be one of auto, message_filters, builtin"):
         StampSync(2, cb, backend="fast")
-    with pytest.raises(IndexError, match="index=2: this sync has inputs 0..1"):
+    with pytest.raises(IndexError, match=r"index=2: this sync has inputs 0..1"):
         StampSync(2, cb).add(2, msg("x", 1))
     with pytest.raises(ValueError, match="must name each of the 2 inputs"):
         StampSync(2, cb).unmatched(["image"])

@@ -53,6 +53,7 @@ def test_frame_worker_completes_frames_in_order_beside_the_next_start():
             time.sleep(0.05)
             completions.append(msg)
             in_second_half.clear()
+
         return second_half
 
     worker = FrameWorker(start, lambda: 0.0)

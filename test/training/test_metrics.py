@@ -84,7 +84,7 @@ def test_matches_the_official_cityscapes_formulas():
     big[np.ix_(ids, ids)] = cm.mat.numpy()
     big[0, ids] = rng.integers(0, 50, 19)  # unlabeled ground truth: never counted
     for name, value in ours["per_class_iou"].items():
-        expected = official.getIouScoreForLabel(dict(zip(labels.names, ids))[name], big, official.args)
+        expected = official.getIouScoreForLabel(dict(zip(labels.names, ids, strict=True))[name], big, official.args)
         assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected), name
     scores = {c: official.getIouScoreForCategory(c, big, official.args) for c in ours["per_category_iou"]}
     for category, value in ours["per_category_iou"].items():
@@ -128,12 +128,15 @@ def test_demo_scores_equal_the_shared_confusion_matrix():
     ours, shared = scores.compute(), cm.compute()
     assert torch.equal(scores.mat, cm.mat)
     assert ours["miou"] == pytest.approx(shared["miou"])
-    assert ours["per_class_iou"]["road"] == pytest.approx(shared["per_class_iou"]["road"]) and ours["per_class_iou"]["road"] > 0.5
+    assert (
+        ours["per_class_iou"]["road"] == pytest.approx(shared["per_class_iou"]["road"])
+        and ours["per_class_iou"]["road"] > 0.5
+    )
     assert ours["pixel_accuracy"] == pytest.approx(shared["pixel_accuracy"])
     gt[0, 0] = 30
     with pytest.raises(ValueError, match=r"target holds ids \[30\] outside 0..18 and not ignore_index 255"):
         scores.update(gt, pred)
     pred[20, 5] = 19  # a row with ground truth (rows 0..9 are ignore_index)
     gt[0, 0] = 0
-    with pytest.raises(ValueError, match="prediction holds ids outside 0..18"):
+    with pytest.raises(ValueError, match=r"prediction holds ids outside 0..18"):
         scores.update(gt, pred)

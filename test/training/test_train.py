@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+import pathlib
 import signal
 import socket
-import pathlib
 import subprocess
 import sys
 
@@ -16,12 +16,12 @@ import yaml
 from safetensors.torch import save_file
 
 from esnet_ros import cli
+from esnet_ros.cli.train import get_args_parser
 from esnet_ros.core.checkpoint import load_checkpoint
-from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.core.labels import cityscapes
 from esnet_ros.core.model import ESNet
+from esnet_ros.data.datasets import SegmentationDataset
 from esnet_ros.data.synth import write_dataset
-from esnet_ros.cli.train import get_args_parser
 from esnet_ros.training.run_files import RESUME_FORMAT, load_resume
 from esnet_ros.training.train import main
 
@@ -36,10 +36,24 @@ def data(tmp_path_factory):
 
 
 def _args(data, out, *extra):
-    return get_args_parser().parse_args([
-        "--data", str(data), "--output-dir", str(out), "--input-size", "64x32", "--batch-size", "4",
-        "--workers", "0", "--threads", "1", "--cache", *extra,
-    ])
+    return get_args_parser().parse_args(
+        [
+            "--data",
+            str(data),
+            "--output-dir",
+            str(out),
+            "--input-size",
+            "64x32",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--threads",
+            "1",
+            "--cache",
+            *extra,
+        ]
+    )
 
 
 def _rows(out):
@@ -62,12 +76,17 @@ def test_loss_goes_down_and_run_files(data, tmp_path):
     saved = yaml.safe_load((out / "args.yaml").read_text())
     assert saved["epochs"] == 6 and saved["lr"] == 5e-3 and saved["input_size"] == "64x32"
     # the best model carries the full metadata: classes, input size, recipe with the command, metrics
-    model, meta = load_checkpoint(out / "best.safetensors")
+    _model, meta = load_checkpoint(out / "best.safetensors")
     assert meta.class_names == list(cityscapes().names)
     assert list(meta.input_size) == [64, 32]
     assert meta.normalization.scale == pytest.approx(1 / 255)
-    assert meta.recipe["optimizer"] == {"name": "Adam", "lr": 5e-3, "betas": [0.9, 0.999], "eps": 1e-8,
-                                           "weight_decay": 1e-4}
+    assert meta.recipe["optimizer"] == {
+        "name": "Adam",
+        "lr": 5e-3,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "weight_decay": 1e-4,
+    }
     assert meta.recipe["schedule"]["power"] == 0.9
     assert "--input-size 64x32" in meta.recipe["command"]
     assert meta.recipe["class_weights"]["spec"] == "none"
@@ -101,8 +120,7 @@ def test_resume_restores_model_optimizer_scheduler_epoch(data, tmp_path):
 
 def test_resume_refuses_other_architectures_and_files(data, tmp_path):
     other = tmp_path / "erfnet.pth"
-    torch.save({"format": RESUME_FORMAT, "arch": "erfnet", "arch_version": 1, "num_classes": 19,
-                "model": {}}, other)
+    torch.save({"format": RESUME_FORMAT, "arch": "erfnet", "arch_version": 1, "num_classes": 19, "model": {}}, other)
     with pytest.raises(ValueError, match=r"architecture 'erfnet' v1, but this run trains 'esnet' v1"):
         load_resume(other, 19)
     classes = tmp_path / "c20.pth"
@@ -115,13 +133,31 @@ def test_resume_refuses_other_architectures_and_files(data, tmp_path):
         load_resume(bare, 19)
     weights = tmp_path / "w.safetensors"
     save_file({"decoder.output_conv.weight": torch.zeros(16, 19, 2, 2)}, str(weights))
-    with pytest.raises(ValueError, match=r"not an esnet train checkpoint.*\(.safetensors files hold inference weights only\)"):
+    with pytest.raises(
+        ValueError, match=r"not an esnet train checkpoint.*\(.safetensors files hold inference weights only\)"
+    ):
         load_resume(weights, 19)
-    with pytest.raises(FileNotFoundError, match="OUTPUT_DIR/checkpoint.pth"):
+    with pytest.raises(FileNotFoundError, match=r"OUTPUT_DIR/checkpoint.pth"):
         load_resume(tmp_path / "missing.pth", 19)
     # and through the CLI: a clear message, exit code 2
-    assert cli.main(["train", "--data", str(data), "--output-dir", str(tmp_path / "o"), "--input-size", "64x32",
-                     "--workers", "0", "--resume", str(other)]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--output-dir",
+                str(tmp_path / "o"),
+                "--input-size",
+                "64x32",
+                "--workers",
+                "0",
+                "--resume",
+                str(other),
+            ]
+        )
+        == 2
+    )
 
 
 def test_init_weights_fine_tunes_with_a_fresh_schedule_and_keeps_the_history(data, tmp_path):
@@ -132,7 +168,7 @@ def test_init_weights_fine_tunes_with_a_fresh_schedule_and_keeps_the_history(dat
     main(_args(data, out, "--epochs", "1", "--lr", "1e-12", "--init-weights", str(first / "last.safetensors")))
     tuned, meta = load_checkpoint(out / "last.safetensors")
     # a vanishing lr: the weights are the initial ones (only BN running statistics move in train mode)
-    for (name, a), b in zip(start.named_parameters(), tuned.parameters()):
+    for (name, a), b in zip(start.named_parameters(), tuned.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-9, msg=name)
     fresh = torch.nn.utils.parameters_to_vector(ESNet(19).parameters())
     assert (fresh - torch.nn.utils.parameters_to_vector(tuned.parameters())).abs().max() > 0.01
@@ -141,12 +177,27 @@ def test_init_weights_fine_tunes_with_a_fresh_schedule_and_keeps_the_history(dat
     commands = meta.recipe["commands"]
     assert len(commands) == 2 and "--init-weights" not in commands[0] and "--init-weights" in commands[1]
     with pytest.raises(ValueError, match="--init-weights and --resume both set"):
-        main(_args(data, tmp_path / "both", "--init-weights", str(first / "last.safetensors"),
-                    "--resume", str(first / "checkpoint.pth")))
+        main(
+            _args(
+                data,
+                tmp_path / "both",
+                "--init-weights",
+                str(first / "last.safetensors"),
+                "--resume",
+                str(first / "checkpoint.pth"),
+            )
+        )
     c20 = tmp_path / "c20.safetensors"
-    save_file({"decoder.output_conv.weight": torch.zeros(16, 20, 2, 2),
-               "encoder.initial_block.conv.weight": torch.zeros(13, 3, 3, 3)}, str(c20))
-    with pytest.raises(ValueError, match="this checkpoint has 20 classes and no metadata, so its class names are unknown"):
+    save_file(
+        {
+            "decoder.output_conv.weight": torch.zeros(16, 20, 2, 2),
+            "encoder.initial_block.conv.weight": torch.zeros(13, 3, 3, 3),
+        },
+        str(c20),
+    )
+    with pytest.raises(
+        ValueError, match="this checkpoint has 20 classes and no metadata, so its class names are unknown"
+    ):
         main(_args(data, tmp_path / "c20", "--init-weights", str(c20)))
 
 
@@ -183,18 +234,45 @@ def test_bad_arguments(data, tmp_path, capsys):
 
 def test_ddp_two_processes_gloo(data, tmp_path):
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
     with socket.socket() as sock:  # a free port for the rendezvous
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port),
-           "-m", "esnet_ros.cli", "train", "--data", str(data), "--output-dir", str(out), "--input-size", "64x32",
-           "--batch-size", "2", "--epochs", "2", "--workers", "0", "--device", "cpu", "--threads", "1", "--cache"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "esnet_ros.cli",
+        "train",
+        "--data",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--input-size",
+        "64x32",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--cache",
+    ]
     # own session: on a timeout the whole group (torchrun and both workers) is killed, no orphans
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         output, _ = proc.communicate(timeout=150)
     except subprocess.TimeoutExpired:

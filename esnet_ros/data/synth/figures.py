@@ -38,8 +38,13 @@ def _draw_person_body(canvas, fig: Figure, rng, colors) -> None:
     stride = rng.uniform(-0.3, 0.3)
     for side, swing in ((-1, stride), (1, -stride)):
         canvas.line(fig(0.08 * side * g, 0.9), fig(0.08 * side * g + swing, 0.05), fig.px(0.15 * g), pants, label)
-        canvas.line(fig(0.08 * side * g + swing - 0.05, 0.04), fig(0.08 * side * g + swing + 0.12, 0.04),
-                    fig.px(0.09), (30, 30, 30), label)
+        canvas.line(
+            fig(0.08 * side * g + swing - 0.05, 0.04),
+            fig(0.08 * side * g + swing + 0.12, 0.04),
+            fig.px(0.09),
+            (30, 30, 30),
+            label,
+        )
     hip = 0.92
     torso = [fig(-0.2 * g, 1.45), fig(0.2 * g, 1.45), fig(0.17 * g, hip - 0.05), fig(-0.17 * g, hip - 0.05)]
     if rng.random() < 0.3:  # coat or skirt
@@ -50,8 +55,9 @@ def _draw_person_body(canvas, fig: Figure, rng, colors) -> None:
         canvas.line(fig(0.2 * side * g, 1.42), fig(0.24 * side * g + swing, 0.9), fig.px(0.09 * g), shirt * 0.9, label)
         canvas.ellipse(fig(0.24 * side * g + swing, 0.87), (fig.px(0.05),) * 2, skin, label)
     if rng.random() < 0.25:  # bag
-        canvas.polygon([fig(0.22 * g, 1.0), fig(0.42 * g, 1.0), fig(0.42 * g, 0.7), fig(0.22 * g, 0.7)],
-                       random_color(rng), label)
+        canvas.polygon(
+            [fig(0.22 * g, 1.0), fig(0.42 * g, 1.0), fig(0.42 * g, 0.7), fig(0.22 * g, 0.7)], random_color(rng), label
+        )
     head = fig(0.0, 1.6)
     r = fig.px(0.115)
     canvas.ellipse(head, (r, r * 1.1), skin, label)
@@ -60,8 +66,12 @@ def _draw_person_body(canvas, fig: Figure, rng, colors) -> None:
 
 def person(rng, cam: Camera, x: float, z: float):
     height = rng.uniform(1.55, 1.95)
-    colors = (random_color(rng), random_color(rng) * 0.7, _skin(rng),
-              vary(rng, [(30, 25, 20), (90, 60, 30), (200, 170, 110), (120, 120, 120)][rng.integers(0, 4)], 10))
+    colors = (
+        random_color(rng),
+        random_color(rng) * 0.7,
+        _skin(rng),
+        vary(rng, [(30, 25, 20), (90, 60, 30), (200, 170, 110), (120, 120, 120)][rng.integers(0, 4)], 10),
+    )
     facing = rng.choice([-1.0, 1.0])
 
     def draw(canvas: Canvas) -> None:
@@ -92,7 +102,15 @@ def _drawbicycle(canvas, fig: Figure, rng, color) -> None:
     inside = inner.astype(bool)
     canvas.image[inside] = back[inside] * 0.55 + 20  # spokes and frame interior show the background
     canvas.paint(inside, BICYCLE)
-    for a, b in ((rear, bracket), (bracket, head), (head, seat), (seat, bracket), (seat, rear), (head, front), (head, bar)):
+    for a, b in (
+        (rear, bracket),
+        (bracket, head),
+        (head, seat),
+        (seat, bracket),
+        (seat, rear),
+        (head, front),
+        (head, bar),
+    ):
         canvas.line(a, b, lw, color, BICYCLE)
     canvas.line(fig(-0.25, 0.9), fig(-0.05, 0.9), lw, (30, 30, 30), BICYCLE)  # saddle
     canvas.line(fig(0.28, 1.02), fig(0.44, 1.02), lw, (30, 30, 30), BICYCLE)  # handlebar

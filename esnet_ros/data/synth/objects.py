@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from esnet_ros.data.synth.figures import Figure, bicycle, person
 from esnet_ros.data.synth.scene import (
     BUS,
     CAR,
@@ -19,7 +20,6 @@ from esnet_ros.data.synth.scene import (
     random_color,
     vary,
 )
-from esnet_ros.data.synth.figures import Figure, bicycle, person
 from esnet_ros.data.synth.street import Street, window_color
 
 # --------------------------------------------------------------------------------------------
@@ -50,8 +50,9 @@ def _face_point(face: np.ndarray, s: float, t: float) -> np.ndarray:
 
 
 def _face_quad(face, s0, s1, t0, t1) -> np.ndarray:
-    return np.array([_face_point(face, s0, t0), _face_point(face, s1, t0),
-                     _face_point(face, s1, t1), _face_point(face, s0, t1)])
+    return np.array(
+        [_face_point(face, s0, t0), _face_point(face, s1, t0), _face_point(face, s1, t1), _face_point(face, s0, t1)]
+    )
 
 
 def _draw_wheels(canvas, cam, face, length, x_side, z0, radius, positions, label):
@@ -72,8 +73,11 @@ def _car(rng, cam: Camera, x: float, z: float, facing_away: bool):
         x0, x1 = x - width / 2, x + width / 2
         belt = height * rng.uniform(0.5, 0.6)
         # shadow under the car (image only)
-        canvas.polygon(cam.project([x0 - 0.1, x1 + 0.1, x1 + 0.1, x0 - 0.1], 0, [z - 0.2, z - 0.2, z + length, z + length]),
-                       np.full(3, 20.0), None)
+        canvas.polygon(
+            cam.project([x0 - 0.1, x1 + 0.1, x1 + 0.1, x0 - 0.1], 0, [z - 0.2, z - 0.2, z + length, z + length]),
+            np.full(3, 20.0),
+            None,
+        )
         near, side, top = _box_faces(cam, x0, x1, z, z + length, 0.15, belt)
         for face, k in ((side, 0.8), (top, 1.1), (near, 1.0)):
             if face is not None:
@@ -107,13 +111,16 @@ def _bus(rng, cam: Camera, x: float, z: float, facing_away: bool):
     width = rng.uniform(2.4, 2.6)
     length = rng.uniform(9, 12.5)
     height = rng.uniform(2.9, 3.3)
-    color = vary(rng, [(230, 200, 40), (200, 40, 40), (235, 235, 235), (40, 90, 170), (60, 150, 80)][rng.integers(0, 5)], 15)
+    color = vary(
+        rng, [(230, 200, 40), (200, 40, 40), (235, 235, 235), (40, 90, 170), (60, 150, 80)][rng.integers(0, 5)], 15
+    )
     glass = window_color(rng)
 
     def draw(canvas: Canvas) -> None:
         x0, x1 = x - width / 2, x + width / 2
-        canvas.polygon(cam.project([x0, x1, x1, x0], 0, [z - 0.2, z - 0.2, z + length, z + length]),
-                       np.full(3, 20.0), None)
+        canvas.polygon(
+            cam.project([x0, x1, x1, x0], 0, [z - 0.2, z - 0.2, z + length, z + length]), np.full(3, 20.0), None
+        )
         near, side, top = _box_faces(cam, x0, x1, z, z + length, 0.35, height)
         for face, k in ((side, 0.8), (top, 1.1), (near, 1.0)):
             if face is not None:
@@ -155,16 +162,32 @@ def _sign_plate(canvas, center, size_px, rng) -> None:
         canvas.polygon([(cx - r * 0.6, cy), (cx, cy - r * 0.6), (cx + r * 0.6, cy), (cx, cy + r * 0.6)], yellow, SIGN)
     else:  # information rectangle
         color = [blue, (30, 120, 60), white][rng.integers(0, 3)]
-        canvas.polygon([(cx - r * 1.2, cy - r * 0.7), (cx + r * 1.2, cy - r * 0.7),
-                        (cx + r * 1.2, cy + r * 0.7), (cx - r * 1.2, cy + r * 0.7)], color, SIGN)
+        canvas.polygon(
+            [
+                (cx - r * 1.2, cy - r * 0.7),
+                (cx + r * 1.2, cy - r * 0.7),
+                (cx + r * 1.2, cy + r * 0.7),
+                (cx - r * 1.2, cy + r * 0.7),
+            ],
+            color,
+            SIGN,
+        )
 
 
 def _light_box(canvas, top_center, width_px, rng) -> None:
     housing = vary(rng, [(25, 25, 25), (40, 55, 40), (200, 170, 40)][rng.integers(0, 3)], 6)
     cx, cy = top_center
     hgt = width_px * 2.6
-    canvas.polygon([(cx - width_px / 2, cy), (cx + width_px / 2, cy), (cx + width_px / 2, cy + hgt),
-                    (cx - width_px / 2, cy + hgt)], housing, LIGHT)
+    canvas.polygon(
+        [
+            (cx - width_px / 2, cy),
+            (cx + width_px / 2, cy),
+            (cx + width_px / 2, cy + hgt),
+            (cx - width_px / 2, cy + hgt),
+        ],
+        housing,
+        LIGHT,
+    )
     lit = rng.integers(0, 3)
     for k, color in enumerate(((255, 40, 30), (255, 190, 30), (40, 230, 90))):
         c = np.array(color, float) if k == lit else np.array(color, float) * 0.25 + 20
@@ -187,10 +210,18 @@ def _pole(rng, cam: Camera, x: float, z: float, kind: str, toward_road: float):
         if kind == "lamp":
             end = cam.project(x + toward_road * 1.8, height, z)
             canvas.line(top, end, wpx * 0.8, color, POLE)
-            canvas.polygon([end + (-wpx * 1.5, 0), end + (wpx * 1.5, 0), end + (wpx, wpx * 1.2), end + (-wpx, wpx * 1.2)],
-                           color * 0.8, POLE)
+            canvas.polygon(
+                [end + (-wpx * 1.5, 0), end + (wpx * 1.5, 0), end + (wpx, wpx * 1.2), end + (-wpx, wpx * 1.2)],
+                color * 0.8,
+                POLE,
+            )
         if with_sign:
-            _sign_plate(canvas, fig(0, 2.2 if kind == "lamp" else height - sign_size / 2), max(fig.px(sign_size), 7 * canvas.min_px), rng)
+            _sign_plate(
+                canvas,
+                fig(0, 2.2 if kind == "lamp" else height - sign_size / 2),
+                max(fig.px(sign_size), 7 * canvas.min_px),
+                rng,
+            )
         if kind == "light":
             box_w = max(fig.px(rng.uniform(0.38, 0.5)), 4 * canvas.min_px)
             if overhead:
@@ -206,8 +237,14 @@ def _pole(rng, cam: Camera, x: float, z: float, kind: str, toward_road: float):
 def _tree(rng, cam: Camera, x: float, z: float):
     trunk_h = rng.uniform(2.0, 3.5)
     crown_r = rng.uniform(1.3, 3.0)
-    blobs = [(rng.normal(0, crown_r * 0.5), trunk_h + crown_r + rng.normal(0, crown_r * 0.4),
-              crown_r * rng.uniform(0.5, 0.9)) for _ in range(int(rng.integers(4, 9)))]
+    blobs = [
+        (
+            rng.normal(0, crown_r * 0.5),
+            trunk_h + crown_r + rng.normal(0, crown_r * 0.4),
+            crown_r * rng.uniform(0.5, 0.9),
+        )
+        for _ in range(int(rng.integers(4, 9)))
+    ]
     leaf_color = vary(rng, [(50, 100, 40), (80, 120, 50), (40, 70, 35), (160, 120, 40)][rng.integers(0, 4)], 12)
     bark = vary(rng, (80, 65, 50), 10)
 
@@ -251,7 +288,7 @@ def _traffic(rng, cam: Camera, st: Street) -> list:
     n_lanes_left = sum(oncoming)
     if n_lanes_left == 0:
         oncoming = [False] * st.lanes
-    for x_lane, towards in zip(lanes_x, oncoming):
+    for x_lane, towards in zip(lanes_x, oncoming, strict=True):
         z = rng.uniform(5, 14)
         while z < 70:
             if rng.random() < 0.6:

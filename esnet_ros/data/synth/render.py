@@ -87,8 +87,9 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.nd
     return finish(rng, canvas), canvas
 
 
-def render_scene(rng: np.random.Generator, width: int, height: int, *, label_ids: bool = False,
-                 color_order: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
+def render_scene(
+    rng: np.random.Generator, width: int, height: int, *, label_ids: bool = False, color_order: str = "rgb"
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one street scene.
 
     Args:
@@ -103,7 +104,9 @@ def render_scene(rng: np.random.Generator, width: int, height: int, *, label_ids
         or labelIds.
     """
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got {type(rng).__name__}")
+        raise TypeError(
+            f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got {type(rng).__name__}"
+        )
     if int(width) < 16 or int(height) < 16:
         raise ValueError(f"width x height = {width}x{height} is too small; use at least 16x16")
     if color_order not in ("rgb", "bgr"):

@@ -15,12 +15,32 @@ from cityscapesscripts.helpers.labels import id2label, name2label
 
 from esnet_ros.core.labels import cityscapes
 
-CLASS_ID = {name: name2label[name].id for name in (
-    "ego vehicle", "road", "sidewalk", "building", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "car", "bus", "bicycle",
-)}
+CLASS_ID = {
+    name: name2label[name].id
+    for name in (
+        "ego vehicle",
+        "road",
+        "sidewalk",
+        "building",
+        "pole",
+        "traffic light",
+        "traffic sign",
+        "vegetation",
+        "terrain",
+        "sky",
+        "person",
+        "car",
+        "bus",
+        "bicycle",
+    )
+}
 EGO, ROAD, SIDEWALK, BUILDING = CLASS_ID["ego vehicle"], CLASS_ID["road"], CLASS_ID["sidewalk"], CLASS_ID["building"]
-POLE, LIGHT, SIGN, VEGETATION = CLASS_ID["pole"], CLASS_ID["traffic light"], CLASS_ID["traffic sign"], CLASS_ID["vegetation"]
+POLE, LIGHT, SIGN, VEGETATION = (
+    CLASS_ID["pole"],
+    CLASS_ID["traffic light"],
+    CLASS_ID["traffic sign"],
+    CLASS_ID["vegetation"],
+)
 TERRAIN, SKY, PERSON = CLASS_ID["terrain"], CLASS_ID["sky"], CLASS_ID["person"]
 CAR, BUS, BICYCLE = CLASS_ID["car"], CLASS_ID["bus"], CLASS_ID["bicycle"]
 

@@ -49,8 +49,14 @@ def make_street(rng: np.random.Generator) -> Street:
     walk_right = road_right + rng.uniform(1.8, 5.0)
     grass = rng.uniform(1.0, 5.0, 2) * (rng.random(2) < 0.45)
     return Street(
-        road_left, road_right, lanes, lane_width, walk_left, walk_right,
-        walk_left - grass[0], walk_right + grass[1],
+        road_left,
+        road_right,
+        lanes,
+        lane_width,
+        walk_left,
+        walk_right,
+        walk_left - grass[0],
+        walk_right + grass[1],
         rng.uniform(70, 200) if rng.random() < 0.6 else np.inf,
     )
 
@@ -83,10 +89,10 @@ def draw_ground(rng, canvas: Canvas, cam: Camera, st: Street) -> tuple[np.ndarra
     X = (np.arange(w, dtype=np.float32)[None, :] + 0.5 - cam.cx) * Z / cam.f
     ground = Z < 400
     if np.isfinite(st.z_end):
-        ground &= Z < st.z_end + 5
+        ground &= st.z_end + 5 > Z
 
-    road = ground & (X >= st.road_left) & (X < st.road_right)
-    walk = ground & (((X >= st.walk_left) & (X < st.road_left)) | ((X >= st.road_right) & (X < st.walk_right)))
+    road = ground & (st.road_left <= X) & (st.road_right > X)
+    walk = ground & (((st.walk_left <= X) & (st.road_left > X)) | ((st.road_right <= X) & (st.walk_right > X)))
     grass = ground & ~road & ~walk
 
     img = canvas.image
@@ -104,7 +110,7 @@ def draw_ground(rng, canvas: Canvas, cam: Camera, st: Street) -> tuple[np.ndarra
             markings |= np.abs(X - edge) < mark_w / 2
     if rng.random() < 0.35:  # crosswalk
         z0 = rng.uniform(8, 30)
-        markings |= (Z > z0) & (Z < z0 + rng.uniform(3, 5)) & ((X % 1.0) < 0.5)
+        markings |= (z0 < Z) & (z0 + rng.uniform(3, 5) > Z) & ((X % 1.0) < 0.5)
     markings &= road
     mark_color = vary(rng, (235, 235, 230), 8) if rng.random() < 0.8 else vary(rng, (230, 190, 60), 10)
     img[markings] = mark_color * rng.uniform(0.75, 1.0)
@@ -128,7 +134,7 @@ def draw_ground(rng, canvas: Canvas, cam: Camera, st: Street) -> tuple[np.ndarra
         side = rng.choice([-1, 1])
         reach = rng.uniform(2, 12)
         edge = st.facade_left + reach if side < 0 else st.facade_right - reach
-        shadow = ground & ((X < edge) if side < 0 else (X > edge))
+        shadow = ground & ((edge > X) if side < 0 else (edge < X))
         img[shadow] *= rng.uniform(0.45, 0.75)
     return X, Z
 
@@ -150,8 +156,16 @@ def _facade_segments(rng, z_far: float):
             heights.append(rng.uniform(6, 35))
             colors.append(random_color(rng) * 0.6 + vary(rng, (170, 160, 150), 30) * 0.4)
             z += rng.uniform(8, 35)
-        windows.append((rng.uniform(2.5, 4.5), rng.uniform(2.8, 3.6), rng.uniform(0.3, 0.7),
-                        rng.uniform(0.3, 0.65), rng.uniform(2.5, 4.5), rng.random()))
+        windows.append(
+            (
+                rng.uniform(2.5, 4.5),
+                rng.uniform(2.8, 3.6),
+                rng.uniform(0.3, 0.7),
+                rng.uniform(0.3, 0.65),
+                rng.uniform(2.5, 4.5),
+                rng.random(),
+            )
+        )
     return (np.array(starts), np.array(heights), np.array(kinds), np.array(colors), np.array(windows))
 
 
@@ -181,9 +195,14 @@ def draw_facades(rng, canvas: Canvas, cam: Camera, st: Street) -> None:
         v = cam.height - (ys - cam.horizon) * Zf[None, :] / cam.f  # height on the facade (m)
         u = (Zf - starts[seg])[None, :]
         wp = win[seg]
-        window = (((u % wp[:, 0]) / wp[:, 0] > (1 - wp[:, 2]) / 2) & ((u % wp[:, 0]) / wp[:, 0] < (1 + wp[:, 2]) / 2)
-                  & ((v % wp[:, 1]) / wp[:, 1] > 0.3) & ((v % wp[:, 1]) / wp[:, 1] < 0.3 + wp[:, 3])
-                  & (v > wp[:, 4]) & (v < seg_h - 1.0))
+        window = (
+            ((u % wp[:, 0]) / wp[:, 0] > (1 - wp[:, 2]) / 2)
+            & ((u % wp[:, 0]) / wp[:, 0] < (1 + wp[:, 2]) / 2)
+            & ((v % wp[:, 1]) / wp[:, 1] > 0.3)
+            & ((v % wp[:, 1]) / wp[:, 1] < 0.3 + wp[:, 3])
+            & (v > wp[:, 4])
+            & (v < seg_h - 1.0)
+        )
         building = mask & (kinds[seg] == 0)[None, :]
         vegetation = mask & (kinds[seg] != 0)[None, :]
         base = colors[seg]  # (W,3)
@@ -202,6 +221,5 @@ def draw_facades(rng, canvas: Canvas, cam: Camera, st: Street) -> None:
             hgt = rng.uniform(8, 40)
             y_top = cam.horizon + cam.f * (cam.height - hgt) / st.z_end
             y_bot = cam.horizon + cam.f * cam.height / st.z_end
-            canvas.polygon([(x, y_top), (xe, y_top), (xe, y_bot), (x, y_bot)],
-                           random_color(rng) * 0.5 + 80, BUILDING)
+            canvas.polygon([(x, y_top), (xe, y_top), (xe, y_bot), (x, y_bot)], random_color(rng) * 0.5 + 80, BUILDING)
             x = xe

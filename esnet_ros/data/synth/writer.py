@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -19,12 +19,15 @@ def scene_paths(root: pathlib.Path, split: str, city: str, index: int) -> dict[s
     """Paths of scene ``index`` in the Cityscapes layout: image, labelIds, labelTrainIds, instanceIds."""
     stem = f"{city}_{index:06d}_000019"
     gt = root / "gtFine" / split / city
-    return {"image": root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-            **{kind: gt / f"{stem}_gtFine_{kind}.png" for kind in ("labelIds", "labelTrainIds", "instanceIds")}}
+    return {
+        "image": root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+        **{kind: gt / f"{stem}_gtFine_{kind}.png" for kind in ("labelIds", "labelTrainIds", "instanceIds")},
+    }
 
 
-def write_dataset(out, *, train: int, val: int, seed: int, size: tuple[int, int] = (2048, 1024),
-                  progress: bool = True) -> dict[str, int]:
+def write_dataset(
+    out, *, train: int, val: int, seed: int, size: tuple[int, int] = (2048, 1024), progress: bool = True
+) -> dict[str, int]:
     """Write ``train`` + ``val`` scenes under ``out`` in the Cityscapes layout; returns counts per split."""
     root = pathlib.Path(out)
     width, height = _checked_size(size)
@@ -41,8 +44,12 @@ def write_dataset(out, *, train: int, val: int, seed: int, size: tuple[int, int]
             city = cities[i % len(cities)]
             image, canvas = draw_scene(scene_rng(seed, split, i), width, height)
             paths = scene_paths(root, split, city, i)
-            arrays = {"image": image[..., ::-1], "labelIds": canvas.label,
-                      "labelTrainIds": label_ids_to_train_ids(canvas.label), "instanceIds": canvas.instance_ids()}
+            arrays = {
+                "image": image[..., ::-1],
+                "labelIds": canvas.label,
+                "labelTrainIds": label_ids_to_train_ids(canvas.label),
+                "instanceIds": canvas.instance_ids(),
+            }
             for kind, path in paths.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if not cv2.imwrite(str(path), arrays[kind]):
@@ -51,8 +58,9 @@ def write_dataset(out, *, train: int, val: int, seed: int, size: tuple[int, int]
     return counts
 
 
-def scene_pairs(count: int, *, seed: int = 0, size: tuple[int, int] = (1280, 720), split: str = "val",
-                color_order: str = "bgr") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def scene_pairs(
+    count: int, *, seed: int = 0, size: tuple[int, int] = (1280, 720), split: str = "val", color_order: str = "bgr"
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``count`` scenes as ``(image (H,W,3) uint8, labelIds (H,W) uint8)`` pairs, one at a time.
 
     Scene ``i`` is scene ``i`` of ``split`` in a dataset written with ``seed`` (the same pixels as
@@ -72,13 +80,18 @@ def scene_pairs(count: int, *, seed: int = 0, size: tuple[int, int] = (1280, 720
         yield image, canvas.label
 
 
-def write_pairs(out, count: int, *, seed: int = 0, size: tuple[int, int] = (1280, 720), split: str = "val") -> list[dict[str, pathlib.Path]]:
+def write_pairs(
+    out, count: int, *, seed: int = 0, size: tuple[int, int] = (1280, 720), split: str = "val"
+) -> list[dict[str, pathlib.Path]]:
     """Write :func:`scene_pairs` to ``out/images/SPLIT/NNNNNN.png`` (BGR PNG) and ``out/labels/SPLIT/NNNNNN.png``
     (labelIds), the images/labels layout :mod:`esnet_ros.data.datasets` reads; returns each scene's paths."""
     root = pathlib.Path(out)
     written = []
     for i, (image, label_ids) in enumerate(scene_pairs(count, seed=seed, size=size, split=split)):
-        paths = {"image": root / "images" / split / f"{i:06d}.png", "labelIds": root / "labels" / split / f"{i:06d}.png"}
+        paths = {
+            "image": root / "images" / split / f"{i:06d}.png",
+            "labelIds": root / "labels" / split / f"{i:06d}.png",
+        }
         for kind, array in (("image", image), ("labelIds", label_ids)):
             paths[kind].parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(paths[kind]), array):

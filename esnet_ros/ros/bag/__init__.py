@@ -18,6 +18,15 @@ from esnet_ros.ros.bag.video import VIDEO_STREAMS
 from esnet_ros.ros.bag.writer import OUTPUT_TOPICS, STORAGES, BagOutput
 
 __all__ = [
-    "BagJob", "OUTPUT_NAMES", "OUTPUT_TOPICS", "STORAGES", "VIDEO_STREAMS", "IMAGE_TYPES",
-    "BagInput", "BagOutput", "TopicInfo", "select_image_topic", "format_summary",
+    "BagJob",
+    "OUTPUT_NAMES",
+    "OUTPUT_TOPICS",
+    "STORAGES",
+    "VIDEO_STREAMS",
+    "IMAGE_TYPES",
+    "BagInput",
+    "BagOutput",
+    "TopicInfo",
+    "select_image_topic",
+    "format_summary",
 ]

@@ -50,8 +50,14 @@ def model_fps(segmenter: Any, runs: int, warmup: int = 5) -> dict[str, float]:
     return {"fps": 1e3 / float(np.mean(times)), "median_ms": stats["median_ms"], "cpu_ms": float(np.mean(cpu))}
 
 
-def bench_bag(segmenter: Any, *, size: tuple[int, int] = (1280, 720), frames: int = 60, storage: str = "mcap",
-              outputs: tuple[str, ...] = BagJob.outputs) -> dict[str, Any]:
+def bench_bag(
+    segmenter: Any,
+    *,
+    size: tuple[int, int] = (1280, 720),
+    frames: int = 60,
+    storage: str = "mcap",
+    outputs: tuple[str, ...] = BagJob.outputs,
+) -> dict[str, Any]:
     """Time one ``esnet bag`` run on a synthetic recording and the model alone around it (JSON-ready)."""
     if frames < 2:
         raise ValueError(f"--bench-frames {frames} must be >= 2")
@@ -87,7 +93,9 @@ def bench_bag(segmenter: Any, *, size: tuple[int, int] = (1280, 720), frames: in
         # recipe, CDR, storage). When the network alone keeps every core busy, no overlap can beat their ratio.
         "model_cpu_ms_per_frame": round((before["cpu_ms"] + after["cpu_ms"]) / 2, 2),
         "bag_cpu_ms_per_frame": round(1e3 * cpu / max(summary["frames_written"], 1), 2),
-        "cpu_bound_ratio": round((before["cpu_ms"] + after["cpu_ms"]) / 2 / (1e3 * cpu / max(summary["frames_written"], 1)), 3),
+        "cpu_bound_ratio": round(
+            (before["cpu_ms"] + after["cpu_ms"]) / 2 / (1e3 * cpu / max(summary["frames_written"], 1)), 3
+        ),
         "cores": os.cpu_count(),
         "stage_timings": summary["stage_timings"],
         "torch_threads": torch.get_num_threads(),

@@ -15,13 +15,15 @@ at once, finishes the frames under way and closes the output bag so that it is c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
 import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
@@ -138,7 +140,7 @@ def _reader(bag: BagInput, image: TopicInfo, copies: set[str], q_in: queue.Queue
                 continue
             try:
                 item = _Frame(timestamp, deserialize_message(raw, msg_type))
-            except Exception as exc:  # noqa: BLE001 - rclpy raises bare errors for malformed CDR; counted below
+            except Exception as exc:
                 item = _Reject("cdr_corrupt", f"the message is not a valid {image.msgtype} ({exc})")
             if not _put(q_in, item, stop):
                 break
@@ -156,10 +158,8 @@ def _put_end(q_in: queue.Queue, stop: _Stop) -> None:
             return
         except queue.Full:
             if stop.event.is_set():
-                try:
+                with contextlib.suppress(queue.Empty):
                     q_in.get_nowait()
-                except queue.Empty:
-                    pass
 
 
 def _input_bgr(msg: Any) -> np.ndarray:
@@ -264,6 +264,7 @@ class _FrameLoop:
                 job()
             except BaseException as exc:  # reported by segment_bag, like a failure on this thread
                 self.stop.fail(exc)
+
         return run
 
     def _reject(self, cause: str, text: str) -> None:
@@ -275,7 +276,8 @@ class _FrameLoop:
         serialized: dict[str, bytes] = {}
         try:
             result = self.processor.complete(
-                pending, publish=lambda name, m: serialized.__setitem__(name, serialize_message(m)))
+                pending, publish=lambda name, m: serialized.__setitem__(name, serialize_message(m))
+            )
         except InferenceError as exc:
             self._reject(exc.cause, str(exc))
             return
@@ -283,8 +285,9 @@ class _FrameLoop:
         self.tick()
         video = None
         if self.writer.video is not None:
-            video = _VideoFrame(pending.msg, _as_bgr(result.messages.get("overlay")),
-                                _as_bgr(result.messages.get("color")))
+            video = _VideoFrame(
+                pending.msg, _as_bgr(result.messages.get("overlay")), _as_bgr(result.messages.get("color"))
+            )
         _put(self.writer.queue, _Outputs(log_time, serialized, video), self.stop)
 
 
@@ -317,22 +320,30 @@ def segment_bag(job: BagJob, segmenter: Any) -> dict[str, Any]:
 def _failure(job: BagJob, outcome: RunOutcome) -> BaseException:
     error = outcome.error
     if isinstance(error, OSError):
-        return ValueError(f"writing {job.output} failed after {outcome.counters.frames_written} frames: "
-                          f"{error.strerror or error}; free space or choose another --output (nothing was left at "
-                          f"{job.output})")
+        return ValueError(
+            f"writing {job.output} failed after {outcome.counters.frames_written} frames: "
+            f"{error.strerror or error}; free space or choose another --output (nothing was left at "
+            f"{job.output})"
+        )
     return error
 
 
 def _run_threads(session: BagSession, segmenter: Any) -> RunOutcome:
     job = session.job
-    processor = FrameProcessor(segmenter, max_input_pixels=job.max_input_pixels, output_resolution=job.output_resolution,
-                               overlay_alpha=job.overlay_alpha, upsample=job.upsample)
+    processor = FrameProcessor(
+        segmenter,
+        max_input_pixels=job.max_input_pixels,
+        output_resolution=job.output_resolution,
+        overlay_alpha=job.overlay_alpha,
+        upsample=job.upsample,
+    )
     counters, stop = RunCounters(), _Stop()
     writer = _WriterStage(session.out, session.video, counters, stop)
     q_in: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
     copy_names = {c.name for c in session.copies if c.name in session.out.counts}
-    reader = threading.Thread(target=_reader, args=(session.bag, session.image, copy_names, q_in, stop),
-                              name="esnet-bag-reader", daemon=True)
+    reader = threading.Thread(
+        target=_reader, args=(session.bag, session.image, copy_names, q_in, stop), name="esnet-bag-reader", daemon=True
+    )
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, stop.on_sigint) if in_main else None
     bar = tqdm(total=session.image.count, unit="frame", desc="esnet bag", disable=not job.progress, dynamic_ncols=True)
@@ -340,8 +351,9 @@ def _run_threads(session: BagSession, segmenter: Any) -> RunOutcome:
     try:
         writer.thread.start()
         reader.start()
-        _FrameLoop(processor=processor, wanted=job.outputs, writer=writer, counters=counters, stop=stop,
-                   tick=bar.update).run(q_in)
+        _FrameLoop(
+            processor=processor, wanted=job.outputs, writer=writer, counters=counters, stop=stop, tick=bar.update
+        ).run(q_in)
     finally:
         stop.event.set()  # the reader ends too when the frames stopped early (an error, Ctrl-C)
         reader_done = _join_reader(reader, q_in, stop)
@@ -359,8 +371,6 @@ def _join_reader(reader: threading.Thread, q_in: queue.Queue, stop: _Stop) -> bo
     """Wait for the reader, emptying its queue so that a blocked put returns."""
     deadline = time.monotonic() + 5.0
     while reader.is_alive() and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(queue.Empty):
             q_in.get(timeout=_POLL_S)
-        except queue.Empty:
-            pass
     return not reader.is_alive()

@@ -19,14 +19,23 @@ import shutil
 import sqlite3
 import struct
 import tempfile
-from typing import Any, Collection, Iterator, NamedTuple
+from collections.abc import Collection, Iterator
+from typing import Any, NamedTuple
 
 from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
 from rosbags.rosbag2 import Reader, ReaderError
 
-__all__ = ["TopicInfo", "BagMessage", "BagInput", "IMAGE_TYPES", "image_topics", "select_image_topic", "STORAGE_SUFFIXES"]
+__all__ = [
+    "TopicInfo",
+    "BagMessage",
+    "BagInput",
+    "IMAGE_TYPES",
+    "image_topics",
+    "select_image_topic",
+    "STORAGE_SUFFIXES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +81,19 @@ def select_image_topic(topics: dict[str, TopicInfo], wanted: str | None) -> Topi
             raise ValueError(f"--topic {wanted}: no such topic in the bag; image topics found: {listing}")
         info = topics[name]
         if info.msgtype not in IMAGE_TYPES:
-            raise ValueError(f"--topic {wanted} is a {info.msgtype}, not a sensor_msgs/Image or CompressedImage; "
-                             f"image topics found: {listing}")
+            raise ValueError(
+                f"--topic {wanted} is a {info.msgtype}, not a sensor_msgs/Image or CompressedImage; "
+                f"image topics found: {listing}"
+            )
         return info
     if len(images) == 1:
         return images[0]
     if not images:
         others = "; ".join(t.describe() for t in topics.values()) or "none"
-        raise ValueError(f"the bag has no sensor_msgs/Image or CompressedImage topic (topics: {others}); "
-                         f"record the camera's image topic")
+        raise ValueError(
+            f"the bag has no sensor_msgs/Image or CompressedImage topic (topics: {others}); "
+            f"record the camera's image topic"
+        )
     raise ValueError(f"the bag has {len(images)} image topics, choose one with --topic: {listing}")
 
 
@@ -91,15 +104,20 @@ def _storage_path(path: pathlib.Path) -> tuple[pathlib.Path, str]:
     if path.is_file():
         storage = STORAGE_SUFFIXES.get(path.suffix)
         if storage is None:
-            raise ValueError(f"{path} is not a rosbag2 recording (a {path.suffix or 'suffix-less'} file); {NOT_A_BAG_HELP}")
+            raise ValueError(
+                f"{path} is not a rosbag2 recording (a {path.suffix or 'suffix-less'} file); {NOT_A_BAG_HELP}"
+            )
         return path, storage
     files = sorted(p for p in path.iterdir() if p.suffix in STORAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"{path} is not a rosbag2 recording: it has no metadata.yaml and no .mcap or .db3 file; "
-                         f"{NOT_A_BAG_HELP}")
+        raise ValueError(
+            f"{path} is not a rosbag2 recording: it has no metadata.yaml and no .mcap or .db3 file; {NOT_A_BAG_HELP}"
+        )
     if len(files) > 1 and not (path / "metadata.yaml").exists():
-        raise ValueError(f"{path} has {len(files)} storage files but no metadata.yaml; pass one of them: "
-                         + ", ".join(p.name for p in files))
+        raise ValueError(
+            f"{path} has {len(files)} storage files but no metadata.yaml; pass one of them: "
+            + ", ".join(p.name for p in files)
+        )
     return files[0], STORAGE_SUFFIXES[files[0].suffix]
 
 
@@ -125,9 +143,15 @@ class BagInput:
         except ReaderError as exc:
             text = str(exc)
             if "empty" in text:
-                raise ValueError(f"{self.path} is empty (0 bytes of {self.storage}); record some camera frames first") from None
-            if "magic is invalid" in text and self.file.stat().st_size >= 8 and not _has_mcap_magic(self.file) \
-                    and self.storage == "mcap":
+                raise ValueError(
+                    f"{self.path} is empty (0 bytes of {self.storage}); record some camera frames first"
+                ) from None
+            if (
+                "magic is invalid" in text
+                and self.file.stat().st_size >= 8
+                and not _has_mcap_magic(self.file)
+                and self.storage == "mcap"
+            ):
                 raise ValueError(f"{self.file} is not an MCAP file (wrong magic bytes); {NOT_A_BAG_HELP}") from None
             log.warning("%s cannot be opened as a whole (%s); reading it record by record", self.file, text)
             self._recovery = _McapRecovery(self.file) if self.storage == "mcap" else _SqliteRecovery(self.file)
@@ -139,9 +163,14 @@ class BagInput:
         for c in reader.connections:
             old = self.topics.get(c.topic)
             count = c.msgcount + (old.count if old else 0)
-            self.topics[c.topic] = TopicInfo(name=c.topic, msgtype=c.msgtype, count=count,
-                                             qos=tuple(c.ext.offered_qos_profiles), msgdef=c.msgdef.data or "",
-                                             digest=c.digest or "")
+            self.topics[c.topic] = TopicInfo(
+                name=c.topic,
+                msgtype=c.msgtype,
+                count=count,
+                qos=tuple(c.ext.offered_qos_profiles),
+                msgdef=c.msgdef.data or "",
+                digest=c.digest or "",
+            )
 
     def messages(self, topics: Collection[str]) -> Iterator[BagMessage]:
         """The messages of ``topics`` in log-time order; stops (and sets :attr:`damage`) at damage."""
@@ -178,7 +207,7 @@ class BagInput:
             self._recovery.close()
             self._recovery = None
 
-    def __enter__(self) -> "BagInput":
+    def __enter__(self) -> BagInput:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -218,16 +247,19 @@ class _McapRecovery:
                         self._channels[record.id] = record.topic
                         if record.topic not in self.topics:
                             msgdef = schema.data.decode("utf-8", "replace") if schema else ""
-                            self.topics[record.topic] = TopicInfo(name=record.topic, msgtype=msgtype, count=0,
-                                                                  msgdef=msgdef)
+                            self.topics[record.topic] = TopicInfo(
+                                name=record.topic, msgtype=msgtype, count=0, msgdef=msgdef
+                            )
                     elif isinstance(record, Message):
                         topic = self._channels.get(record.channel_id, "")
                         done += 1
                         if topics is None or topic in topics:
                             yield BagMessage(topic, record.log_time, record.data)
             except (McapError, ValueError, EOFError, OSError, struct.error) as exc:  # the damage ends the read
-                self.damage = (f"the MCAP file is damaged or cut short at byte {f.tell()} of {self.size} "
-                               f"({type(exc).__name__}: {exc or 'end of file'}); read {done} messages before it")
+                self.damage = (
+                    f"the MCAP file is damaged or cut short at byte {f.tell()} of {self.size} "
+                    f"({type(exc).__name__}: {exc or 'end of file'}); read {done} messages before it"
+                )
 
     def messages(self, topics: set[str]) -> Iterator[BagMessage]:
         yield from self._scan(topics)
@@ -249,7 +281,9 @@ class _SqliteRecovery:
             header = f.read(100)
             if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
                 self.close()
-                raise ValueError(f"{path} is not a sqlite3 database (or is cut short before its header); {NOT_A_BAG_HELP}")
+                raise ValueError(
+                    f"{path} is not a sqlite3 database (or is cut short before its header); {NOT_A_BAG_HELP}"
+                )
             page_size = struct.unpack(">H", header[16:18])[0]
             page_size = 65536 if page_size == 1 else page_size
             pages = copy.stat().st_size // page_size
@@ -266,16 +300,22 @@ class _SqliteRecovery:
         counts = {tid: 0 for tid, _, _ in rows}
         for _, tid, _ in self._rows("id, topic_id, 0"):
             counts[tid] = counts.get(tid, 0) + 1
-        self.topics = {name: TopicInfo(name=name, msgtype=msgtype, count=counts.get(tid, 0)) for tid, name, msgtype in rows}
+        self.topics = {
+            name: TopicInfo(name=name, msgtype=msgtype, count=counts.get(tid, 0)) for tid, name, msgtype in rows
+        }
 
     def _rows(self, columns: str) -> Iterator[tuple]:
         last, done = 0, 0
         while True:
             try:
-                row = self._db.execute(f"SELECT {columns} FROM messages WHERE id > ? ORDER BY id LIMIT 1",
-                                       (last,)).fetchone()
+                row = self._db.execute(
+                    f"SELECT {columns} FROM messages WHERE id > ? ORDER BY id LIMIT 1", (last,)
+                ).fetchone()
             except sqlite3.DatabaseError as exc:
-                self.damage = f"the sqlite3 file is damaged or cut short after message {done} ({exc}); read {done} messages before it"
+                self.damage = (
+                    f"the sqlite3 file is damaged or cut short after message {done} ({exc}); "
+                    f"read {done} messages before it"
+                )
                 return
             if row is None:
                 return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -23,8 +23,15 @@ from esnet_ros.ros.bag.reader import BagInput
 from esnet_ros.ros.bag.writer import BagOutput, typestore
 from esnet_ros.training.metrics import ConfusionMatrix
 
-__all__ = ["IMAGE_TOPIC", "GT_TOPIC", "PREDICTION_TOPIC", "write_synthetic_bag", "image_message", "label_pairs",
-           "bag_confusion"]
+__all__ = [
+    "IMAGE_TOPIC",
+    "GT_TOPIC",
+    "PREDICTION_TOPIC",
+    "write_synthetic_bag",
+    "image_message",
+    "label_pairs",
+    "bag_confusion",
+]
 
 IMAGE_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/labels_gt"
@@ -35,17 +42,27 @@ FRAME_ID = "camera"
 def image_message(store: Typestore, array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = FRAME_ID):
     """A ``sensor_msgs/msg/Image`` of ``rosbags`` (no rclpy) holding ``array``."""
     types = store.types
-    header = types["std_msgs/msg/Header"](types["builtin_interfaces/msg/Time"](stamp_ns // 10**9, stamp_ns % 10**9),
-                                          frame_id)
+    header = types["std_msgs/msg/Header"](
+        types["builtin_interfaces/msg/Time"](stamp_ns // 10**9, stamp_ns % 10**9), frame_id
+    )
     array = np.ascontiguousarray(array)
     height, width = array.shape[:2]
-    return types["sensor_msgs/msg/Image"](header, height, width, encoding, 0, array.strides[0],
-                                          array.reshape(-1).view(np.uint8))
+    return types["sensor_msgs/msg/Image"](
+        header, height, width, encoding, 0, array.strides[0], array.reshape(-1).view(np.uint8)
+    )
 
 
-def write_synthetic_bag(out: str | os.PathLike, count: int, *, seed: int = 0, size: tuple[int, int] = (1280, 720),
-                        rate_hz: float = 10.0, storage: str = "mcap", start_ns: int = 1_700_000_000 * 10**9,
-                        overwrite: bool = False) -> pathlib.Path:
+def write_synthetic_bag(
+    out: str | os.PathLike,
+    count: int,
+    *,
+    seed: int = 0,
+    size: tuple[int, int] = (1280, 720),
+    rate_hz: float = 10.0,
+    storage: str = "mcap",
+    start_ns: int = 1_700_000_000 * 10**9,
+    overwrite: bool = False,
+) -> pathlib.Path:
     """Record ``count`` synthetic scenes (scene ``i`` of split ``val`` for ``seed``) at ``rate_hz``."""
     if count < 1:
         raise ValueError(f"--bag needs at least one scene (got {count}); pass --val N with N >= 1")
@@ -76,8 +93,9 @@ def _mono8(store: Typestore, raw: bytes, topic: str) -> tuple[int, np.ndarray]:
     return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, rows
 
 
-def label_pairs(path: str | os.PathLike, gt_topic: str = GT_TOPIC,
-                prediction_topic: str = PREDICTION_TOPIC) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def label_pairs(
+    path: str | os.PathLike, gt_topic: str = GT_TOPIC, prediction_topic: str = PREDICTION_TOPIC
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(prediction, ground truth)`` ``(H,W) uint8`` pairs with equal header stamps, in recording order.
 
     A prediction at network resolution is compared after nearest upsampling to the ground truth's size.
@@ -87,8 +105,10 @@ def label_pairs(path: str | os.PathLike, gt_topic: str = GT_TOPIC,
         for topic in (gt_topic, prediction_topic):
             if topic not in bag.topics:
                 found = "; ".join(t.describe() for t in bag.topics.values())
-                raise ValueError(f"{path} has no topic {topic} (topics: {found}); segment the recording with "
-                                 f"esnet bag --copy-topics {gt_topic} first")
+                raise ValueError(
+                    f"{path} has no topic {topic} (topics: {found}); segment the recording with "
+                    f"esnet bag --copy-topics {gt_topic} first"
+                )
         truth: dict[int, np.ndarray] = {}
         predictions: dict[int, np.ndarray] = {}
         for topic, _, raw in bag.messages({gt_topic, prediction_topic}):
@@ -103,8 +123,9 @@ def label_pairs(path: str | os.PathLike, gt_topic: str = GT_TOPIC,
                 mine[stamp] = labels
 
 
-def bag_confusion(path: str | os.PathLike, labels: LabelSet, gt_topic: str = GT_TOPIC,
-                  prediction_topic: str = PREDICTION_TOPIC) -> tuple[ConfusionMatrix, int]:
+def bag_confusion(
+    path: str | os.PathLike, labels: LabelSet, gt_topic: str = GT_TOPIC, prediction_topic: str = PREDICTION_TOPIC
+) -> tuple[ConfusionMatrix, int]:
     """The confusion matrix of a segmented recording against its ground truth, and the number of frames.
 
     ``esnet evaluate --bag DIR --gt-topic T`` reports from it what ``esnet evaluate`` reports for a folder.
@@ -115,6 +136,8 @@ def bag_confusion(path: str | os.PathLike, labels: LabelSet, gt_topic: str = GT_
         confmat.update(truth, prediction)
         frames += 1
     if not frames:
-        raise ValueError(f"{path}: no {prediction_topic} message has the stamp of a {gt_topic} message; "
-                         f"segment the recording with esnet bag --copy-topics {gt_topic}")
+        raise ValueError(
+            f"{path}: no {prediction_topic} message has the stamp of a {gt_topic} message; "
+            f"segment the recording with esnet bag --copy-topics {gt_topic}"
+        )
     return confmat, frames

@@ -38,8 +38,10 @@ def copy_list(job: BagJob, bag: BagInput) -> list[TopicInfo]:
         return list(bag.topics.values())
     missing = [t for t in job.copy_topics if t not in bag.topics]
     if missing:
-        raise ValueError(f"--copy-topics: {', '.join(missing)} not in the bag; topics: "
-                         + "; ".join(t.describe() for t in bag.topics.values()))
+        raise ValueError(
+            f"--copy-topics: {', '.join(missing)} not in the bag; topics: "
+            + "; ".join(t.describe() for t in bag.topics.values())
+        )
     return [bag.topics[t] for t in job.copy_topics]
 
 
@@ -66,6 +68,7 @@ def open_output(job: BagJob, bag: BagInput, copies: list[TopicInfo]) -> BagOutpu
         out.add(OUTPUT_TOPICS[name].topic, OUTPUT_TOPICS[name].msgtype)
     for info in copies:
         if not out.add(info.name, info.msgtype, info.qos, source=info):
-            log.warning("not copying %s: no message definition for %s in the input or in ROS 2 Kilted",
-                        info.name, info.msgtype)
+            log.warning(
+                "not copying %s: no message definition for %s in the input or in ROS 2 Kilted", info.name, info.msgtype
+            )
     return out

@@ -76,8 +76,15 @@ class RunOutcome:
 
 
 def _stage_summary(timings: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    return {stage: {"median_ms": round(float(np.median(v)), 3), "mean_ms": round(float(np.mean(v)), 3),
-                    "p90_ms": round(float(np.percentile(v, 90)), 3)} for stage, v in timings.items() if v}
+    return {
+        stage: {
+            "median_ms": round(float(np.median(v)), 3),
+            "mean_ms": round(float(np.mean(v)), 3),
+            "p90_ms": round(float(np.percentile(v, 90)), 3),
+        }
+        for stage, v in timings.items()
+        if v
+    }
 
 
 def _class_shares(counters: RunCounters, names: list[str]) -> dict[str, float]:
@@ -109,24 +116,39 @@ def summarize(session: BagSession, outcome: RunOutcome, segmenter: Any) -> dict[
         "stage_timings": _stage_summary(counters.timings),
         "class_share": _class_shares(counters, list(segmenter.labels.names)),
         "messages_written": dict(out.counts),
-        "engine": {"device": str(segmenter.device), "backend": segmenter.backend.name,
-                   "precision": segmenter.precision, "network_size": list(segmenter.input_size)},
-        "video": None if video is None else {"path": str(video.path), "codec": video.fourcc, "fps": round(video.fps, 3),
-                                             "frames": video.frames, "stream": video.stream},
+        "engine": {
+            "device": str(segmenter.device),
+            "backend": segmenter.backend.name,
+            "precision": segmenter.precision,
+            "network_size": list(segmenter.input_size),
+        },
+        "video": None
+        if video is None
+        else {
+            "path": str(video.path),
+            "codec": video.fourcc,
+            "fps": round(video.fps, 3),
+            "frames": video.frames,
+            "stream": video.stream,
+        },
     }
 
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary for people: a few lines."""
-    lines = [f"{'interrupted: ' if s['interrupted'] else ''}wrote {s['frames_written']} of {s['frames_in_bag']} frames "
-             f"of {s['topic']} to {s['output']} ({s['storage']}) in {s['seconds']:.1f} s, {s['fps']:.1f} frames/s"]
+    lines = [
+        f"{'interrupted: ' if s['interrupted'] else ''}wrote {s['frames_written']} of {s['frames_in_bag']} frames "
+        f"of {s['topic']} to {s['output']} ({s['storage']}) in {s['seconds']:.1f} s, {s['fps']:.1f} frames/s"
+    ]
     if s["rejected_total"]:
         causes = ", ".join(f"{cause}: {n}" for cause, n in s["rejected"].items())
         lines.append(f"rejected {s['rejected_total']} frames ({causes})")
     if s["input_damage"]:
         lines.append(f"input damaged: {s['input_damage']}")
     if s["stage_timings"]:
-        lines.append("stage medians: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in s["stage_timings"].items()))
+        lines.append(
+            "stage medians: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in s["stage_timings"].items())
+        )
     if s["class_share"]:
         top = sorted(s["class_share"].items(), key=lambda kv: -kv[1])[:8]
         lines.append("class shares: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in top))

@@ -20,8 +20,13 @@ log = logging.getLogger(__name__)
 
 VIDEO_STREAMS = ("overlay", "color", "side_by_side")
 #: container suffix -> FourCC codes to try, best first
-CODECS = {".mp4": ("avc1", "mp4v"), ".m4v": ("avc1", "mp4v"), ".mov": ("avc1", "mp4v"),
-          ".avi": ("MJPG", "XVID", "mp4v"), ".mkv": ("avc1", "XVID", "MJPG")}
+CODECS = {
+    ".mp4": ("avc1", "mp4v"),
+    ".m4v": ("avc1", "mp4v"),
+    ".mov": ("avc1", "mp4v"),
+    ".avi": ("MJPG", "XVID", "mp4v"),
+    ".mkv": ("avc1", "XVID", "MJPG"),
+}
 
 
 def _codec_works(fourcc: str, suffix: str) -> bool:
@@ -57,8 +62,10 @@ def pick_codec(path: str | pathlib.Path) -> str:
     for fourcc in CODECS[suffix]:
         if _codec_works(fourcc, suffix):
             return fourcc
-    raise ValueError(f"--video {path}: no codec for {suffix} works in this OpenCV build (tried "
-                     f"{', '.join(CODECS[suffix])}); use a .avi file (MJPG) or leave out --video")
+    raise ValueError(
+        f"--video {path}: no codec for {suffix} works in this OpenCV build (tried "
+        f"{', '.join(CODECS[suffix])}); use a .avi file (MJPG) or leave out --video"
+    )
 
 
 class VideoSink:
@@ -79,7 +86,9 @@ class VideoSink:
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 
-    def compose(self, image_bgr: np.ndarray, overlay_bgr: np.ndarray | None, color_bgr: np.ndarray | None) -> np.ndarray:
+    def compose(
+        self, image_bgr: np.ndarray, overlay_bgr: np.ndarray | None, color_bgr: np.ndarray | None
+    ) -> np.ndarray:
         """The frame of :attr:`stream`: the overlay, the class colors, or the input and overlay side by side."""
         if self.stream == "color":
             return color_bgr

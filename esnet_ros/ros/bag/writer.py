@@ -18,14 +18,22 @@ from typing import Any, NamedTuple
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from esnet_ros.ros.bag.reader import TopicInfo
 from esnet_ros.ros.topics import OUTPUT_TOPICS as NODE_TOPICS
 
-__all__ = ["BagOutput", "OutputTopic", "OUTPUT_TOPICS", "OUTPUT_QOS", "STORAGES", "STATS_TYPE", "typestore",
-           "stats_msg_path"]
+__all__ = [
+    "BagOutput",
+    "OutputTopic",
+    "OUTPUT_TOPICS",
+    "OUTPUT_QOS",
+    "STORAGES",
+    "STATS_TYPE",
+    "typestore",
+    "stats_msg_path",
+]
 
 STATS_TYPE = "esnet_ros/msg/SegmentationStats"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -39,12 +47,22 @@ class OutputTopic(NamedTuple):
 
 
 #: output name -> its topic and type: the node's outputs under their default names
-OUTPUT_TOPICS = {name: OutputTopic(topic, STATS_TYPE if name == "stats" else IMAGE_TYPE)
-                 for name, topic in NODE_TOPICS.items()}
+OUTPUT_TOPICS = {
+    name: OutputTopic(topic, STATS_TYPE if name == "stats" else IMAGE_TYPE) for name, topic in NODE_TOPICS.items()
+}
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _UNSET = QosTime(0, 0)  # rosbag2's "default" duration (the node sets no deadline, lifespan or lease)
-OUTPUT_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.VOLATILE, _UNSET, _UNSET,
-                 QosLiveliness.AUTOMATIC, _UNSET, False)
+OUTPUT_QOS = Qos(
+    QosHistory.KEEP_LAST,
+    1,
+    QosReliability.RELIABLE,
+    QosDurability.VOLATILE,
+    _UNSET,
+    _UNSET,
+    QosLiveliness.AUTOMATIC,
+    _UNSET,
+    False,
+)
 
 
 def stats_msg_path() -> pathlib.Path:
@@ -57,8 +75,10 @@ def stats_msg_path() -> pathlib.Path:
         path = folder / "SegmentationStats.msg"
         if path.is_file():
             return path
-    raise FileNotFoundError("SegmentationStats.msg not found in the source tree's msg/ nor in an ament prefix's "
-                            "share/esnet_ros/msg; source tools/env.sh (or the workspace's setup) first")
+    raise FileNotFoundError(
+        "SegmentationStats.msg not found in the source tree's msg/ nor in an ament prefix's "
+        "share/esnet_ros/msg; source tools/env.sh (or the workspace's setup) first"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -137,8 +157,13 @@ class BagOutput:
             if msgtype in store.types:
                 conn = writer.add_connection(topic, msgtype, typestore=store, offered_qos_profiles=qos)
             else:
-                conn = writer.add_connection(topic, msgtype, msgdef=declared.source.msgdef,
-                                             rihs01=declared.source.digest, offered_qos_profiles=qos)
+                conn = writer.add_connection(
+                    topic,
+                    msgtype,
+                    msgdef=declared.source.msgdef,
+                    rihs01=declared.source.digest,
+                    offered_qos_profiles=qos,
+                )
             self._connections[topic] = conn
 
     def write(self, topic: str, timestamp: int, data: bytes | memoryview) -> None:
