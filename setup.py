@@ -32,9 +32,6 @@ setup(
         "openvino": requirements("requirements-openvino.txt"),
     },
     entry_points={
-        "console_scripts": [
-            "esnet = esnet_ros.cli:main",
-            "esnet-segmentation-node = esnet_ros.ros.entry:run_node",
-        ]
+        "console_scripts": ["esnet = esnet_ros.cli:main", "esnet-segmentation-node = esnet_ros.ros.entry:run_node"]
     },
 )

@@ -23,12 +23,7 @@ from esnet_ros.core.labels import load_labels_yaml
 from esnet_ros.core.sizes import parse_size
 from esnet_ros.core.summary import json_safe
 from esnet_ros.data.datasets import LABEL_KINDS, SegmentationDataset
-from esnet_ros.training.evaluation import (
-    CameraModel,
-    evaluate_dataset,
-    evaluation_report,
-    metrics_report,
-)
+from esnet_ros.training.evaluation import CameraModel, evaluate_dataset, evaluation_report, metrics_report
 from esnet_ros.training.metrics import save_confusion_png
 
 __all__ = ["add_arguments", "run"]

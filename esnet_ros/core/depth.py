@@ -110,11 +110,7 @@ def resample_nearest(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def scale_intrinsics(
-    K: np.ndarray,
-    P: np.ndarray,
-    roi: tuple[int, int, int, int],
-    from_size: tuple[int, int],
-    to_size: tuple[int, int],
+    K: np.ndarray, P: np.ndarray, roi: tuple[int, int, int, int], from_size: tuple[int, int], to_size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """K ``(3,3)``, P ``(3,4)`` and ROI ``(x_offset, y_offset, height, width)`` from ``from_size`` to ``to_size``.
 

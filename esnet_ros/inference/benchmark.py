@@ -31,13 +31,7 @@ from esnet_ros.core.metadata import ModelMeta
 from esnet_ros.core.sizes import parse_size
 from esnet_ros.core.summary import summarize
 from esnet_ros.inference.backends import create_backend
-from esnet_ros.inference.devices import (
-    cpu_has_bf16,
-    cpu_isa,
-    onnxruntime_providers,
-    openvino_devices,
-    openvino_version,
-)
+from esnet_ros.inference.devices import cpu_has_bf16, cpu_isa, onnxruntime_providers, openvino_devices, openvino_version
 from esnet_ros.inference.onnx_export import read_onnx_metadata
 
 __all__ = [

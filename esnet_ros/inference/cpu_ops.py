@@ -156,10 +156,7 @@ def _run_bands(work: Any, pool: Any, starts: range) -> None:
 
 
 def argmax_channels(
-    logits: np.ndarray,
-    labels: np.ndarray,
-    confidence: np.ndarray | None = None,
-    buffers: CpuBuffers | None = None,
+    logits: np.ndarray, labels: np.ndarray, confidence: np.ndarray | None = None, buffers: CpuBuffers | None = None
 ) -> None:
     """``labels[...] = logits.argmax(0)`` (first maximum wins, as in torch), for ``(C,H,W)`` float32.
 

@@ -133,10 +133,7 @@ def encoding_info(encoding: str) -> tuple[int, np.dtype]:
         return int(m.group(2)), np.dtype(_GENERIC_DTYPES[m.group(1)])
     shown = repr(encoding[:64]) + ("..." if len(encoding) > 64 else "")
     what = "an empty encoding" if encoding == "" else f"unknown encoding {shown}"
-    raise ImageConversionError(
-        "unknown_encoding",
-        f"{what}: not a sensor_msgs/image_encodings name; {SUPPORTED_HELP}",
-    )
+    raise ImageConversionError("unknown_encoding", f"{what}: not a sensor_msgs/image_encodings name; {SUPPORTED_HELP}")
 
 
 def _check_size(width: int, height: int, max_pixels: int | None) -> None:

@@ -42,13 +42,7 @@ from esnet_ros.training.distributed import ShardSampler, collate_eval, init_dist
 from esnet_ros.training.run_files import command_line, load_resume, source_commit, write_args_yaml
 from esnet_ros.training.stages import TrainingRun, run_stages
 
-__all__ = [
-    "main",
-    "build_dataset",
-    "build_labels",
-    "build_loaders",
-    "build_model",
-]
+__all__ = ["main", "build_dataset", "build_labels", "build_loaders", "build_model"]
 
 log = logging.getLogger(__name__)
 

@@ -121,6 +121,11 @@ def test_evaluate_hand_computed_ious(tmp_path):
     assert car["miou"] == pytest.approx(448 / 3840 / 3)
 
 
+def _predict(weights, images, out, *options: str) -> int:
+    """``esnet predict`` on the CPU: ``images`` in, PNGs under ``out``."""
+    return cli.main(["predict", "--weights", str(weights), "--input", str(images), "--output", str(out), *options])
+
+
 def test_predict_formats(tmp_path):
     _hand_dataset(tmp_path / "data")
     weights = _constant_model(tmp_path / "car.safetensors", CAR)
@@ -128,26 +133,7 @@ def test_predict_formats(tmp_path):
     outputs = {}
     for fmt in ("labelIds", "trainIds", "color", "overlay"):
         out = tmp_path / fmt
-        assert (
-            cli.main(
-                [
-                    "predict",
-                    "--weights",
-                    str(weights),
-                    "--input",
-                    str(images),
-                    "--output",
-                    str(out),
-                    "--format",
-                    fmt,
-                    "--device",
-                    "cpu",
-                    "--alpha",
-                    "0.25",
-                ]
-            )
-            == 0
-        )
+        assert _predict(weights, images, out, "--format", fmt, "--device", "cpu", "--alpha", "0.25") == 0
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
         assert files == [f"handtown/handtown_00000{i}_000019_{fmt}.png" for i in range(2)]
         outputs[fmt] = cv2.imread(str(out / files[1]), cv2.IMREAD_UNCHANGED)
@@ -251,26 +237,7 @@ def test_predict_and_evaluate_run_the_node_engine_with_either_upsample_mode(tmp_
     written = {}
     for mode in ("nearest", "bilinear"):
         out = tmp_path / mode
-        assert (
-            cli.main(
-                [
-                    "predict",
-                    "--weights",
-                    str(weights),
-                    "--input",
-                    str(images),
-                    "--output",
-                    str(out),
-                    "--format",
-                    "trainIds",
-                    "--device",
-                    "cpu",
-                    "--upsample",
-                    mode,
-                ]
-            )
-            == 0
-        )
+        assert _predict(weights, images, out, "--format", "trainIds", "--device", "cpu", "--upsample", mode) == 0
         for image_path in sorted(images.rglob("*.png")):
             got = cv2.imread(
                 str(out / image_path.parent.name / image_path.name.replace("leftImg8bit", "trainIds")),

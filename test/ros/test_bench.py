@@ -37,27 +37,16 @@ def check_schema(report):
         assert r["fps"] == pytest.approx(1000.0 / r["median_ms"], rel=1e-2)
 
 
+def model_bench(weights, json_path, *options: str) -> int:
+    """``esnet bench`` of the model entries only, on the CPU at 64x32, its JSON written to ``json_path``."""
+    argv = ["bench", "--weights", str(weights), "--device", "cpu", "--sizes", "64x32", "--no-node"]
+    return esnet_main([*argv, "--json", str(json_path), *options])
+
+
 def test_model_only_json_schema(reference_checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"
-    rc = esnet_main(
-        [
-            "bench",
-            "--weights",
-            str(reference_checkpoint),
-            "--device",
-            "cpu",
-            "--sizes",
-            "64x32",
-            "--runs",
-            "3",
-            "--warmup",
-            "1",
-            "--no-node",
-            "--json",
-            str(out),
-        ]
-    )
+    rc = model_bench(reference_checkpoint, out, "--runs", "3", "--warmup", "1")
     assert rc == 0
     report = json.loads(out.read_text())
     check_schema(report)
@@ -115,29 +104,19 @@ def test_background_load_keeps_a_core_busy(reference_checkpoint, tmp_path, monke
     assert not stat_path.exists() or "Z" in stat_path.read_text().split()[2]
     monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"
-    rc = esnet_main(
-        [
-            "bench",
-            "--weights",
-            str(reference_checkpoint),
-            "--device",
-            "cpu",
-            "--sizes",
-            "64x32",
-            "--runs",
-            "2",
-            "--warmup",
-            "1",
-            "--backends",
-            "torch:eager,onnxruntime",
-            "--no-node",
-            "--background-load",
-            "--num-threads",
-            "1",
-            "--no-peaks",
-            "--json",
-            str(out),
-        ]
+    rc = model_bench(
+        reference_checkpoint,
+        out,
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--backends",
+        "torch:eager,onnxruntime",
+        "--background-load",
+        "--num-threads",
+        "1",
+        "--no-peaks",
     )
     assert rc == 0
     report = json.loads(out.read_text())
@@ -242,27 +221,17 @@ def test_accuracy_of_each_entry_on_synthetic_val(reference_checkpoint, tmp_path,
     monkeypatch.setenv("ESNET_ROS_CACHE", str(tmp_path / "cache"))
     write_dataset(tmp_path / "synth", train=0, val=2, seed=1, size=(128, 64))
     out = tmp_path / "bench.json"
-    rc = esnet_main(
-        [
-            "bench",
-            "--weights",
-            str(reference_checkpoint),
-            "--device",
-            "cpu",
-            "--sizes",
-            "64x32",
-            "--runs",
-            "1",
-            "--warmup",
-            "0",
-            "--backends",
-            "torch:eager,onnxruntime",
-            "--no-node",
-            "--accuracy-data",
-            str(tmp_path / "synth"),
-            "--json",
-            str(out),
-        ]
+    rc = model_bench(
+        reference_checkpoint,
+        out,
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--backends",
+        "torch:eager,onnxruntime",
+        "--accuracy-data",
+        str(tmp_path / "synth"),
     )
     assert rc == 0
     models = json.loads(out.read_text())["results"]

@@ -42,14 +42,7 @@ scene, finished), :mod:`.writer` (datasets and scene pairs); ``esnet synth`` is 
 
 from esnet_ros.data.synth.render import render_scene, scene_rng
 from esnet_ros.data.synth.scene import CLASSES_DRAWN, label_ids_to_train_ids
-from esnet_ros.data.synth.writer import (
-    TRAIN_CITIES,
-    VAL_CITIES,
-    scene_pairs,
-    scene_paths,
-    write_dataset,
-    write_pairs,
-)
+from esnet_ros.data.synth.writer import TRAIN_CITIES, VAL_CITIES, scene_pairs, scene_paths, write_dataset, write_pairs
 
 __all__ = [
     "render_scene",

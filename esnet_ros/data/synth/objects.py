@@ -7,19 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from esnet_ros.data.synth.figures import Figure, bicycle, person
-from esnet_ros.data.synth.scene import (
-    BUS,
-    CAR,
-    EGO,
-    LIGHT,
-    POLE,
-    SIGN,
-    VEGETATION,
-    Camera,
-    Canvas,
-    random_color,
-    vary,
-)
+from esnet_ros.data.synth.scene import BUS, CAR, EGO, LIGHT, POLE, SIGN, VEGETATION, Camera, Canvas, random_color, vary
 from esnet_ros.data.synth.street import Street, window_color
 
 # --------------------------------------------------------------------------------------------
