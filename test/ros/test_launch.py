@@ -1,7 +1,9 @@
 """Launch files, with ROS 2's launch_pytest (needs a ROS 2 install: launch is not on PyPI; skips here).
 
-Checks that both launch files load with described arguments, and that segmentation.launch.py
-starts a node that publishes the class map and answers a camera frame.
+Checks that the launch files load with described arguments, and that segmentation.launch.py starts a
+LifecycleNode that launch configures and activates (the transitions seen by launch's own event handlers
+and the state over the node's get_state service), that publishes the class map and answers camera frames,
+and that exits with code 0 within 2 s of launch's shutdown, leaving the ROS graph.
 """
 
 from __future__ import annotations
@@ -170,10 +172,35 @@ def test_multi_camera_launch_arguments_are_described():
     assert all(len(a.description) > 20 for a in args.values())
 
 
-@launch_pytest.fixture
+# What launch itself saw of the launched node, filled by the event handlers of the fixture below.
+SEEN: dict[str, list] = {"transitions": [], "exit_codes": [], "shutdown_at": [], "exit_at": [], "observers": []}
+
+
+def _on_transition(context) -> None:
+    event = context.locals.event
+    SEEN["transitions"].append((event.start_state, event.goal_state))
+
+
+def _on_exit(event, context) -> None:
+    SEEN["exit_codes"].append(event.returncode)
+    SEEN["exit_at"].append(time.monotonic())
+
+
+@launch_pytest.fixture(scope="module")
 def segmentation_launch():
+    from launch.actions import OpaqueFunction, RegisterEventHandler
+    from launch.event_handlers import OnProcessExit, OnShutdown
+    from launch_ros.event_handlers import OnStateTransition
+
+    for seen in SEEN.values():
+        seen.clear()
     return launch.LaunchDescription(
         [
+            RegisterEventHandler(OnStateTransition(entities=[OpaqueFunction(function=_on_transition)])),
+            RegisterEventHandler(OnProcessExit(on_exit=_on_exit)),
+            RegisterEventHandler(
+                OnShutdown(on_shutdown=lambda event, context: SEEN["shutdown_at"].append(time.monotonic()))
+            ),
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(str(LAUNCH / "segmentation.launch.py")),
                 launch_arguments={
@@ -223,3 +250,63 @@ def test_launched_node_serves_a_frame(rclpy_context):
     finally:
         executor.shutdown()
         node.destroy_node()
+
+
+def _node_names(node) -> set[str]:
+    return {f"{ns.rstrip('/')}/{name}" for name, ns in node.get_node_names_and_namespaces()}
+
+
+@pytest.mark.launch(fixture=segmentation_launch)
+def test_launch_configured_and_activated_the_lifecycle_node(rclpy_context):
+    import rclpy
+    from lifecycle_msgs.srv import GetState
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = rclpy.create_node("launch_state_client", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    client = node.create_client(GetState, "/launch_test/esnet_segmentation/get_state")
+    try:
+        assert client.wait_for_service(timeout_sec=60), "no /launch_test/esnet_segmentation/get_state service"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and ("activating", "active") not in SEEN["transitions"]:
+            executor.spin_once(timeout_sec=0.2)
+        future = client.call_async(GetState.Request())
+        executor.spin_until_future_complete(future, timeout_sec=10)
+        assert future.result().current_state.label == "active"
+        # launch drove both transitions itself (the node's own autostart is off under launch)
+        assert SEEN["transitions"][:4] == [
+            ("unconfigured", "configuring"),
+            ("configuring", "inactive"),
+            ("inactive", "activating"),
+            ("activating", "active"),
+        ], SEEN["transitions"]
+        assert SEEN["exit_codes"] == []
+        # an observer that has discovered the node while it runs, for the shutdown test to watch
+        observer = rclpy.create_node("launch_graph_observer", context=rclpy_context)
+        SEEN["observers"].append(observer)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "/launch_test/esnet_segmentation" not in _node_names(observer):
+            time.sleep(0.1)
+        assert "/launch_test/esnet_segmentation" in _node_names(observer)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
+@pytest.mark.launch(fixture=segmentation_launch, shutdown=True)
+def test_launch_shutdown_ends_the_node_cleanly(rclpy_context):
+    """After launch's shutdown (what Ctrl-C to ros2 launch does): exit code 0 within 2 s, out of the graph
+    within 2 s more, as seen by a participant that saw it while it ran."""
+
+    assert SEEN["exit_codes"] == [0], SEEN
+    assert SEEN["exit_at"][0] - SEEN["shutdown_at"][0] < 2.0, SEEN
+    assert SEEN["observers"], "the activation test did not run first"
+    observer = SEEN["observers"].pop()
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and "/launch_test/esnet_segmentation" in _node_names(observer):
+            time.sleep(0.1)
+        assert "/launch_test/esnet_segmentation" not in _node_names(observer)
+    finally:
+        observer.destroy_node()
