@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from esnet_ros.inference.devices import cpu_isa, openvino_version, thread_count
+from esnet_ros.inference.process_settings import torch_threads_during
 
 __all__ = ["cpu_identity", "gemm_peaks", "model_macs", "MICROARCHITECTURES"]
 
@@ -144,12 +145,8 @@ def gemm_peaks(num_threads: int = 0, *, size: int = 1024, seconds: float = 1.5) 
     isa = cpu_isa()
     if not openvino_version():
         a, b = torch.randn(size, size), torch.randn(size, size)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads_during(threads):
             best = _time(lambda: torch.mm(a, b), seconds)
-        finally:
-            torch.set_num_threads(previous)
         out["fp32"] = {
             "best_ms": round(best * 1e3, 3),
             "gmacs_per_s": round(size**3 / best / 1e9, 2),
